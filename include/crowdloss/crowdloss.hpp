@@ -1,0 +1,12 @@
+#pragma once
+/// \file
+/// crowdloss: crowd-counting losses and dense-detection label assignment for LibTorch.
+/// Including this umbrella header gives the whole public API.
+
+#include <crowdloss/version.hpp>
+#include <crowdloss/detail/compat.hpp>
+#include <crowdloss/reduction.hpp>
+
+#include <crowdloss/density/pml.hpp>
+
+#include <crowdloss/modules/density.hpp>

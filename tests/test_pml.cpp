@@ -1,0 +1,206 @@
+#include "support/checks.hpp"
+#include "support/oracle.hpp"
+
+#include <crowdloss/crowdloss.hpp>
+
+#include <cmath>
+
+using crowdloss_test::check_error;
+using crowdloss_test::scaled_error;
+using crowdloss_test::tensor_from_json;
+
+namespace {
+
+// Tolerances stated in tests/data/README.md for pml.json.
+double tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-5 : 1e-9; }
+
+double rel_error(double actual, double expected) {
+  return expected == 0 ? std::abs(actual) : std::abs(actual - expected) / std::abs(expected);
+}
+
+at::Tensor gt_of(const crowdloss_test::json& c) {
+  return tensor_from_json(c.contains("gt_density") ? c.at("gt_density") : c.at("densemap_loss").at("gt_density"));
+}
+
+}  // namespace
+
+TEST_CASE("pml_loss: matches the authors' Cascade_MSE_Loss (values, per-level terms, gradients)") {
+  const auto oracle = crowdloss_test::load_json("pml.json");
+  int checked = 0;
+  for (const auto& c : oracle.at("cases")) {
+    for (const auto dtype : {at::kFloat, at::kDouble}) {
+      const char* key = dtype == at::kFloat ? "cascade_mse_loss_f32" : "cascade_mse_loss_f64";
+      if (!c.contains(key)) continue;
+      const auto& ref = c.at(key);
+      ++checked;
+      INFO("case " << c.at("name").get<std::string>() << ", " << dtype);
+      const auto opts = crowdloss::PMLLossOptions().grids(ref.at("scales").get<std::vector<int64_t>>());
+      auto pred = tensor_from_json(c.at("pred")).to(dtype).requires_grad_(true);
+      const auto gt = gt_of(c).to(dtype);
+
+      const auto loss = crowdloss::pml_loss(pred, gt, opts);
+      DOCTEST_CHECK((loss.scalar_type() == dtype));
+      DOCTEST_CHECK(rel_error(loss.item<double>(), ref.at("loss").get<double>()) <= tolerance(dtype));
+
+      const auto terms = crowdloss::pml_loss_terms(pred, gt, opts);
+      const auto expected_terms = ref.at("term_per_level").get<std::vector<double>>();
+      REQUIRE(terms.numel() == static_cast<int64_t>(expected_terms.size()));
+      for (size_t i = 0; i < expected_terms.size(); ++i)
+        DOCTEST_CHECK(rel_error(terms[i].item<double>(), expected_terms[i]) <= tolerance(dtype));
+
+      loss.backward();
+      const auto expected_grad = tensor_from_json(ref.at("grad_pred"));
+      DOCTEST_CHECK(scaled_error(pred.grad(), expected_grad) <= tolerance(dtype));
+    }
+  }
+  DOCTEST_CHECK(checked >= 5);
+}
+
+TEST_CASE("pml_loss: pixel_mse_weight(1) is the authors' full DenseMap_Loss objective") {
+  const auto oracle = crowdloss_test::load_json("pml.json");
+  int checked = 0;
+  for (const auto& c : oracle.at("cases")) {
+    if (!c.contains("densemap_loss")) continue;
+    const auto& ref = c.at("densemap_loss");
+    auto pred = tensor_from_json(c.at("pred")).requires_grad_(true);
+    const auto gt = tensor_from_json(ref.at("gt_density"));
+    const auto loss = crowdloss::pml_loss(pred, gt, crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
+    DOCTEST_CHECK(rel_error(loss.item<double>(), ref.at("loss_all").get<double>()) <= 1e-5);
+    loss.backward();
+    DOCTEST_CHECK(scaled_error(pred.grad(), tensor_from_json(ref.at("grad_pred"))) <= 1e-5);
+    ++checked;
+  }
+  DOCTEST_CHECK(checked == 1);
+}
+
+TEST_CASE("pml_loss: hand-derived two-level case") {
+  // One unit of error in the top-left pixel of a 2×2 map, grids {1, 2}:
+  // M₁ = 1 → ln 2;  M₂ = 1, increment 1 − (1/2)²·1 = 0.75 → ln 1.75.
+  const auto pred = torch::tensor({1.0, 0.0, 0.0, 0.0}, torch::kFloat64).reshape({1, 1, 2, 2});
+  const auto target = torch::zeros_like(pred);
+  const auto opts = crowdloss::PMLLossOptions().grids({1, 2});
+  const auto terms = crowdloss::pml_loss_terms(pred, target, opts);
+  DOCTEST_CHECK(terms[0].item<double>() == doctest::Approx(std::log(2.0)).epsilon(1e-15));
+  DOCTEST_CHECK(terms[1].item<double>() == doctest::Approx(std::log(1.75)).epsilon(1e-15));
+  DOCTEST_CHECK(crowdloss::pml_loss(pred, target, opts).item<double>() ==
+                doctest::Approx(std::log(2.0 * 1.75)).epsilon(1e-15));
+  // The batch mean sits inside the log: two copies of the image, one with zero error, halve M.
+  const auto pair = torch::cat({pred, target});
+  DOCTEST_CHECK(crowdloss::pml_loss_terms(pair, torch::zeros_like(pair), opts)[0].item<double>() ==
+                doctest::Approx(std::log(1.5)).epsilon(1e-15));
+}
+
+TEST_CASE("pml_loss: an error that cancels inside coarse blocks only shows at the fine level") {
+  // +1 and −1 in the same 2×2 block: coarse sums agree, the fine level sees the error.
+  const auto pred = torch::tensor({1.0, -1.0, 0.0, 0.0}, torch::kFloat64).reshape({1, 1, 2, 2});
+  const auto terms = crowdloss::pml_loss_terms(pred, torch::zeros_like(pred), crowdloss::PMLLossOptions().grids({1, 2}));
+  DOCTEST_CHECK(terms[0].item<double>() == 0.0);
+  DOCTEST_CHECK(terms[1].item<double>() == doctest::Approx(std::log(3.0)).epsilon(1e-15));
+}
+
+TEST_CASE("pml_loss: a perfect prediction gives loss 0 and gradient 0") {
+  auto pred = torch::rand({3, 2, 16, 16}, torch::kFloat64).requires_grad_(true);
+  const auto loss = crowdloss::pml_loss(pred, pred.detach().clone(), crowdloss::PMLLossOptions().grids({1, 2, 4, 8, 16}));
+  DOCTEST_CHECK(loss.item<double>() == 0.0);
+  loss.backward();
+  DOCTEST_CHECK(pred.grad().abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("pml_loss: gradient check in float64 against finite differences") {
+  torch::manual_seed(7);
+  const auto target = torch::rand({2, 1, 16, 16}, torch::kFloat64);
+  const auto x = target + 0.2 * torch::randn({2, 1, 16, 16}, torch::kFloat64);
+  const auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(0.5);
+  const double err = crowdloss_test::gradcheck_max_error(
+      [&](const at::Tensor& p) { return crowdloss::pml_loss(p, target, opts); }, x);
+  DOCTEST_CHECK(err < 1e-6);
+  const double err_target = crowdloss_test::gradcheck_max_error(
+      [&](const at::Tensor& t) { return crowdloss::pml_loss(x, t, opts); }, target);
+  DOCTEST_CHECK(err_target < 1e-6);
+}
+
+TEST_CASE("pml_loss: pad_to_multiple zero-pads bottom/right") {
+  torch::manual_seed(3);
+  const auto pred = torch::rand({2, 1, 30, 27}, torch::kFloat64);
+  const auto target = torch::rand({2, 1, 30, 27}, torch::kFloat64);
+  const auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8});
+  check_error([&] { crowdloss::pml_loss(pred, target, opts); }, {"pml_loss", "30x27", "grid 8"});
+  const auto padded = crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions(opts).pad_to_multiple(true));
+  const auto manual = crowdloss::pml_loss(at::constant_pad_nd(pred, {0, 5, 0, 2}), at::constant_pad_nd(target, {0, 5, 0, 2}), opts);
+  DOCTEST_CHECK(padded.item<double>() == manual.item<double>());
+  // The coarsest block sums are the whole-map counts, unchanged by padding.
+  const auto count_term = crowdloss::pml_loss_terms(pred, target, crowdloss::PMLLossOptions().grids({1}));
+  const auto diff = (pred.sum({1, 2, 3}) - target.sum({1, 2, 3})).square().mean();
+  DOCTEST_CHECK(count_term[0].item<double>() == doctest::Approx(std::log1p(diff.item<double>())).epsilon(1e-12));
+}
+
+TEST_CASE("pml_loss: half precision is computed in float32 and returned in the input dtype") {
+  torch::manual_seed(5);
+  const auto pred = torch::rand({2, 1, 32, 32});
+  const auto target = torch::rand({2, 1, 32, 32});
+  const auto reference = crowdloss::pml_loss(pred, target);
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    const auto loss = crowdloss::pml_loss(pred.to(dtype), target.to(dtype));
+    DOCTEST_CHECK((loss.scalar_type() == dtype));
+    DOCTEST_CHECK((crowdloss::pml_loss_terms(pred.to(dtype), target.to(dtype)).scalar_type() == dtype));
+    // Only the inputs' rounding to half precision differs.
+    DOCTEST_CHECK(loss.item<double>() == doctest::Approx(reference.item<double>()).epsilon(0.02));
+  }
+}
+
+TEST_CASE("pml_loss: NaN in the input propagates") {
+  auto pred = torch::rand({1, 1, 8, 8});
+  pred[0][0][3][3] = std::nan("");
+  DOCTEST_CHECK(std::isnan(crowdloss::pml_loss(pred, torch::rand({1, 1, 8, 8}),
+                                               crowdloss::PMLLossOptions().grids({1, 2})).item<double>()));
+}
+
+TEST_CASE("PMLLoss module equals the functional form") {
+  torch::manual_seed(11);
+  const auto pred = torch::rand({2, 1, 32, 32});
+  const auto target = torch::rand({2, 1, 32, 32});
+  const auto opts = crowdloss::PMLLossOptions().grids({1, 4, 16}).pixel_mse_weight(2.0);
+  crowdloss::PMLLoss module(opts);
+  DOCTEST_CHECK(torch::equal(module(pred, target), crowdloss::pml_loss(pred, target, opts)));
+  DOCTEST_CHECK(module->options.grids() == std::vector<int64_t>{1, 4, 16});
+  auto copy = std::dynamic_pointer_cast<crowdloss::PMLLossImpl>(module->clone());
+  DOCTEST_CHECK(torch::equal(copy->forward(pred, target), module(pred, target)));
+  check_error([] { crowdloss::PMLLoss(crowdloss::PMLLossOptions().grids({2, 3})); }, {"PMLLoss", "grids[1] = 3"});
+}
+
+TEST_CASE("pml_loss: CPU and CUDA agree and mixed devices are rejected") {
+  if (!crowdloss_test::cuda_or_skip("pml_loss CPU/CUDA parity")) return;
+  torch::manual_seed(13);
+  auto pred = torch::rand({4, 1, 64, 64}, torch::kFloat64).requires_grad_(true);
+  const auto target = torch::rand({4, 1, 64, 64}, torch::kFloat64);
+  auto pred_cuda = pred.detach().cuda().requires_grad_(true);
+  const auto opts = crowdloss::PMLLossOptions().pixel_mse_weight(1.0);
+  const auto cpu = crowdloss::pml_loss(pred, target, opts);
+  const auto cuda = crowdloss::pml_loss(pred_cuda, target.cuda(), opts);
+  DOCTEST_CHECK(cuda.device().is_cuda());
+  DOCTEST_CHECK(cuda.item<double>() == doctest::Approx(cpu.item<double>()).epsilon(1e-12));
+  cpu.backward();
+  cuda.backward();
+  DOCTEST_CHECK(scaled_error(pred_cuda.grad().cpu(), pred.grad()) < 1e-12);
+  check_error([&] { crowdloss::pml_loss(pred, target.cuda(), opts); }, {"pml_loss", "cuda"});
+}
+
+TEST_CASE("pml_loss: every bad input throws c10::Error naming the function and the value") {
+  const auto ok = torch::rand({2, 1, 8, 8});
+  const auto grids = crowdloss::PMLLossOptions().grids({1, 2, 4});
+  check_error([&] { crowdloss::pml_loss(ok.view({2, 8, 8}), ok.view({2, 8, 8}), grids); }, {"pml_loss", "[2, 8, 8]"});
+  check_error([&] { crowdloss::pml_loss(ok, ok.narrow(3, 0, 4), grids); }, {"pml_loss", "[2, 1, 8, 4]"});
+  check_error([&] { crowdloss::pml_loss(ok.to(at::kLong), ok.to(at::kLong), grids); }, {"pml_loss", "Long"});
+  check_error([&] { crowdloss::pml_loss(ok, ok.to(at::kDouble), grids); }, {"pml_loss", "Double"});
+  check_error([&] { crowdloss::pml_loss(ok.narrow(0, 0, 0), ok.narrow(0, 0, 0), grids); }, {"pml_loss", "[0, 1, 8, 8]"});
+  check_error([&] { crowdloss::pml_loss(ok.narrow(2, 0, 0), ok.narrow(2, 0, 0), grids); }, {"pml_loss", "[2, 1, 0, 8]"});
+  check_error([&] { crowdloss::pml_loss(ok, at::Tensor(), grids); }, {"pml_loss", "defined"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({})); }, {"pml_loss", "empty"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({0, 2})); }, {"pml_loss", "grids[0] = 0"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({2, 2})); }, {"pml_loss", "strictly increasing", "grids[1] = 2"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 2, 4, 3})); }, {"pml_loss", "grids[3] = 3"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({4, 6})); }, {"pml_loss", "divide", "grids[1] = 6"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().pixel_mse_weight(-1)); }, {"pml_loss", "pixel_mse_weight", "-1"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 16})); }, {"pml_loss", "8x8", "grid 16"});
+  check_error([&] { crowdloss::pml_loss_terms(ok, ok.narrow(2, 0, 4), grids); }, {"pml_loss_terms", "[2, 1, 4, 8]"});
+}
