@@ -1,0 +1,79 @@
+// Density-map losses, forward + backward, beside torch::mse_loss as the baseline, on
+// B×1×S×S float32 maps (B = 8, S = 128 and 512). CPU runs are single-threaded by default so
+// that ratios are comparable across machines (pass --threads=N first to change it); where CUDA
+// is available the same cases also run on the GPU, timed with a device synchronisation.
+#include <crowdloss/crowdloss.hpp>
+
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using LossFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
+
+void forward_backward(benchmark::State& state, const LossFn& loss, at::Device device) {
+  const int64_t side = state.range(0);
+  torch::manual_seed(0);
+  const auto target = torch::rand({8, 1, side, side}).to(device);
+  auto pred = (target + 0.1 * torch::randn({8, 1, side, side}).to(device)).requires_grad_(true);
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    pred.mutable_grad() = at::Tensor();
+    loss(pred, target).backward();
+    if (device.is_cuda()) torch::cuda::synchronize();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  state.SetItemsProcessed(state.iterations() * pred.numel());
+  state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side));
+}
+
+void register_all() {
+  const auto pml_full = crowdloss::PMLLossOptions().pixel_mse_weight(1.0);
+  const std::vector<std::pair<std::string, LossFn>> losses = {
+      {"mse_loss", [](const at::Tensor& p, const at::Tensor& t) { return at::mse_loss(p, t); }},
+      {"pml_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t); }},
+      {"pml_loss_with_pixel_mse",
+       [pml_full](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t, pml_full); }},
+  };
+  std::vector<at::Device> devices = {at::kCPU};
+  if (torch::cuda::is_available()) devices.emplace_back(at::kCUDA);
+  for (const auto& device : devices) {
+    for (const auto& [name, fn] : losses) {
+      const std::string full = name + "/" + (device.is_cuda() ? "cuda" : "cpu");
+      benchmark::RegisterBenchmark(full.c_str(), [fn = fn, device](benchmark::State& s) { forward_backward(s, fn, device); })
+          ->Arg(128)
+          ->Arg(512)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  if (argc > 1 && std::strncmp(argv[1], "--threads=", 10) == 0) {
+    threads = std::stoi(argv[1] + 10);
+    argv[1] = argv[0];
+    ++argv;
+    --argc;
+  }
+  at::set_num_threads(threads);
+  benchmark::AddCustomContext("torch_threads", std::to_string(threads));
+  benchmark::AddCustomContext("libtorch", TORCH_VERSION);
+  benchmark::AddCustomContext("cuda", torch::cuda::is_available() ? "available" : "not available");
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU build path: configure, build and test crowdloss against the CUDA LibTorch inside a
+# machine's Python torch (2.x), where no Debian -dev package can be installed.
+#
+#   scripts/gpu.sh stage   on a Debian 12 machine with apt: downloads the header/library packages
+#                          the build needs into .device-deps/ (git-ignored) with an activate.sh.
+#   scripts/gpu.sh run     on the GPU machine, from the repo root with .device-deps/ copied along:
+#                          unpacks them, builds into build-gpu/, runs ctest and the benchmarks.
+#                          Logs go to $OUT (if set) or build-gpu/logs.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+stage() {
+  local pkgs=(libeigen3-dev doctest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev)
+  rm -rf .device-deps && mkdir -p .device-deps
+  (cd .device-deps && apt-get download "${pkgs[@]}" >/dev/null 2>&1) ||
+    { apt-get update -qq && (cd .device-deps && apt-get download "${pkgs[@]}"); }
+  cat > .device-deps/activate.sh <<'ACT'
+# Sourced on the GPU machine from the repo root: unpack the staged packages under /opt/deps and
+# point CMake at them and at the CUDA LibTorch inside Python torch.
+mkdir -p /opt/deps
+for f in .device-deps/*.deb; do dpkg -x "$f" /opt/deps; done
+TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+TORCH_LIB=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export CMAKE_PREFIX_PATH="$TORCH_PREFIX;/opt/deps/usr;/opt/deps/usr/lib/x86_64-linux-gnu/cmake;/opt/deps/usr/share/cmake"
+export LD_LIBRARY_PATH="/opt/deps/usr/lib/x86_64-linux-gnu:$TORCH_LIB:${LD_LIBRARY_PATH:-}"
+ACT
+  du -sh .device-deps
+  echo "staged: ${pkgs[*]}; copy .device-deps/ to the GPU machine and run scripts/gpu.sh run"
+}
+
+run() {
+  [ -f .device-deps/activate.sh ] || { echo "no .device-deps/: run 'scripts/gpu.sh stage' first" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  source .device-deps/activate.sh
+  local logs=${OUT:-$root/build-gpu/logs}
+  mkdir -p "$logs"
+  python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' |
+    tee "$logs/environment.txt"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$logs/environment.txt" 2>&1 || true
+  local generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCROWDLOSS_WERROR=ON 2>&1 | tee "$logs/configure.log"
+  cmake --build build-gpu -j "$(nproc)" 2>&1 | tee "$logs/build.log"
+  (cd build-gpu && ctest --output-on-failure 2>&1) | tee "$logs/ctest.log"
+  for b in build-gpu/bench/bench_*; do
+    "$b" --benchmark_min_time=0.5 --benchmark_out="$logs/$(basename "$b").json" --benchmark_out_format=json 2>&1 |
+      tee "$logs/$(basename "$b").txt"
+  done
+}
+
+case "${1:-}" in
+  stage) stage ;;
+  run) set -o pipefail; run ;;
+  *) echo "usage: scripts/gpu.sh stage|run" >&2; exit 2 ;;
+esac

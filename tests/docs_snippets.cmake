@@ -1,0 +1,30 @@
+# Every ```cpp block in README.md and docs/*.md is a complete translation unit; each is
+# extracted at configure time (with a #line pointing back at the markdown) and compiled into
+# crowdloss_docs_snippets, so a snippet that stops compiling fails the build. Blocks fenced
+# with another language tag (```cmake, ```sh, ``` …) are not compiled.
+file(GLOB _doc_files CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/docs/*.md")
+list(APPEND _doc_files "${PROJECT_SOURCE_DIR}/README.md")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_doc_files})
+
+set(_snippet_dir "${CMAKE_CURRENT_BINARY_DIR}/docs_snippets")
+file(REMOVE_RECURSE "${_snippet_dir}")
+file(MAKE_DIRECTORY "${_snippet_dir}")
+foreach(_doc IN LISTS _doc_files)
+  get_filename_component(_name "${_doc}" NAME_WE)
+  execute_process(
+    COMMAND awk -v dir=${_snippet_dir} -v base=${_name} -v src=${_doc} [=[
+      /^```cpp[ \t]*$/ { n++; f = sprintf("%s/%s_%d.cpp", dir, base, n);
+                         printf("#line %d \"%s\"\n", NR + 1, src) > f; inside = 1; next }
+      /^```/           { if (inside) close(f); inside = 0; next }
+      inside           { print > f }]=] "${_doc}"
+    RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "extracting code snippets from ${_doc} failed")
+  endif()
+endforeach()
+file(GLOB _snippets "${_snippet_dir}/*.cpp")
+list(LENGTH _snippets _count)
+message(STATUS "crowdloss: ${_count} C++ snippets from the docs are compiled")
+
+add_library(crowdloss_docs_snippets OBJECT ${_snippets})
+target_link_libraries(crowdloss_docs_snippets PRIVATE crowdloss::crowdloss crowdloss_warnings)
