@@ -8,5 +8,6 @@
 #include <crowdloss/reduction.hpp>
 
 #include <crowdloss/density/pml.hpp>
+#include <crowdloss/density/ssim.hpp>
 
 #include <crowdloss/modules/density.hpp>

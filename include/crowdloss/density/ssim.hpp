@@ -1,0 +1,194 @@
+#pragma once
+/// \file
+/// SSIM (structural similarity) with a separable Gaussian window, and the SANet loss
+/// mean((pred − target)²) + α·(1 − SSIM). Valid padding matches pytorch-msssim (and
+/// scikit-image); zero "same" padding matches the SANet ports (C3-Framework's pytorch_ssim).
+
+#include <crowdloss/detail/checks.hpp>
+#include <crowdloss/reduction.hpp>
+
+#include <torch/arg.h>
+#include <torch/enum.h>
+#include <torch/types.h>
+
+#include <array>
+#include <cmath>
+#include <variant>
+
+namespace crowdloss {
+
+/// Padding tags for SSIM: `crowdloss::kValid` (no padding; the SSIM map is
+/// (H − window_size + 1)×(W − window_size + 1)) or `crowdloss::kSame` (zero padding; H×W).
+using torch::kSame;
+using torch::kValid;
+/// `crowdloss::kValid` or `crowdloss::kSame`.
+using SSIMPadding = std::variant<torch::enumtype::kValid, torch::enumtype::kSame>;
+
+/// Options for `crowdloss::ssim`, `crowdloss::ssim_map` and the SSIM part of the SANet loss.
+///
+/// Example:
+///   auto opts = crowdloss::SSIMOptions().data_range(255.0).padding(crowdloss::kSame);
+struct SSIMOptions {
+  /// Side of the Gaussian window; odd and positive.
+  TORCH_ARG(int64_t, window_size) = 11;
+  /// Standard deviation of the Gaussian window, in pixels; > 0.
+  TORCH_ARG(double, sigma) = 1.5;
+  /// C1 = (k1·L)²; k1 ≥ 0.
+  TORCH_ARG(double, k1) = 0.01;
+  /// C2 = (k2·L)²; k2 ≥ 0.
+  TORCH_ARG(double, k2) = 0.03;
+  /// L, the dynamic range of the values; > 0.
+  TORCH_ARG(double, data_range) = 1.0;
+  /// `crowdloss::kValid` (default) or `crowdloss::kSame` (zero padding).
+  TORCH_ARG(SSIMPadding, padding) = torch::kValid;
+  /// `torch::kMean` (default: mean over positions, channels and batch) or `torch::kNone`
+  /// (a B×C tensor: mean over positions per image and channel).
+  TORCH_ARG(Reduction, reduction) = torch::kMean;
+};
+
+namespace detail {
+
+inline void check_ssim_options(const char* fn, const SSIMOptions& o) {
+  TORCH_CHECK(o.window_size() > 0 && o.window_size() % 2 == 1, fn,
+              ": window_size must be odd and positive, got ", o.window_size());
+  TORCH_CHECK(o.sigma() > 0 && std::isfinite(o.sigma()), fn, ": sigma must be positive, got ", o.sigma());
+  TORCH_CHECK(o.k1() >= 0 && std::isfinite(o.k1()), fn, ": k1 must be >= 0, got ", o.k1());
+  TORCH_CHECK(o.k2() >= 0 && std::isfinite(o.k2()), fn, ": k2 must be >= 0, got ", o.k2());
+  TORCH_CHECK(o.data_range() > 0 && std::isfinite(o.data_range()), fn, ": data_range must be positive, got ",
+              o.data_range());
+}
+
+/// The normalised 1-D Gaussian window, built in float32 as pytorch-msssim builds it, then cast
+/// to `dtype` (so float64 SSIM uses the same float32-rounded weights as the reference).
+inline at::Tensor gaussian_window(int64_t size, double sigma, at::ScalarType dtype, at::Device device) {
+  const auto coords = at::arange(size, at::TensorOptions().dtype(at::kFloat)) - static_cast<double>(size / 2);
+  auto g = at::exp(-coords.square() / (2 * sigma * sigma));
+  return (g / g.sum()).to(at::TensorOptions().dtype(dtype).device(device));
+}
+
+/// Filters every channel of a B×K×H×W tensor with the separable window `w` (1-D, length n):
+/// first along H, then along W, each a grouped convolution; `pad` zero pixels on each side.
+inline at::Tensor separable_filter(const at::Tensor& x, const at::Tensor& w, int64_t pad) {
+  const int64_t k = x.size(1), n = w.numel();
+  // Explicit IntArrayRefs: on LibTorch 2.x a braced {0, pad} could also select conv2d's
+  // string_view padding overload.
+  const std::array<int64_t, 2> unit{1, 1}, pad_h{pad, 0}, pad_w{0, pad};
+  const auto along_h = at::conv2d(x, w.view({1, 1, n, 1}).expand({k, 1, n, 1}), at::Tensor(), at::IntArrayRef(unit),
+                                  at::IntArrayRef(pad_h), at::IntArrayRef(unit), k);
+  return at::conv2d(along_h, w.view({1, 1, 1, n}).expand({k, 1, 1, n}), at::Tensor(), at::IntArrayRef(unit),
+                    at::IntArrayRef(pad_w), at::IntArrayRef(unit), k);
+}
+
+/// The per-pixel SSIM map in the compute dtype, after validating everything.
+inline at::Tensor ssim_map_impl(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+  check_map_pair(fn, x, y, "x", "y");
+  check_ssim_options(fn, o);
+  const bool same = std::holds_alternative<torch::enumtype::kSame>(o.padding());
+  const int64_t w = o.window_size();
+  TORCH_CHECK(same || (x.size(2) >= w && x.size(3) >= w), fn, ": map size ", x.size(2), "x", x.size(3),
+              " is smaller than window_size ", w, " (valid padding)");
+  const auto dtype = compute_dtype(x);
+  const auto X = x.to(dtype), Y = y.to(dtype);
+  const auto window = gaussian_window(w, o.sigma(), dtype, x.device());
+  const int64_t C = X.size(1);
+  // The five local moments in one grouped filtering pass.
+  const auto moments = separable_filter(at::cat({X, Y, X * X, Y * Y, X * Y}, 1), window, same ? w / 2 : 0);
+  const auto mu1 = moments.narrow(1, 0, C), mu2 = moments.narrow(1, C, C);
+  const auto mu1_sq = mu1.square(), mu2_sq = mu2.square(), mu1_mu2 = mu1 * mu2;
+  const auto sigma1_sq = moments.narrow(1, 2 * C, C) - mu1_sq;
+  const auto sigma2_sq = moments.narrow(1, 3 * C, C) - mu2_sq;
+  const auto sigma12 = moments.narrow(1, 4 * C, C) - mu1_mu2;
+  const double c1 = std::pow(o.k1() * o.data_range(), 2), c2 = std::pow(o.k2() * o.data_range(), 2);
+  const auto cs = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2);
+  return ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs;
+}
+
+/// B×C SSIM per image and channel (mean of the map over positions), in the compute dtype.
+inline at::Tensor ssim_per_channel(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+  return ssim_map_impl(fn, x, y, o).flatten(2).mean(-1);
+}
+
+}  // namespace detail
+
+/// The per-pixel SSIM map:
+///
+///   SSIM(p) = (2·μx·μy + C1)(2·σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2)),
+///
+/// with μ, σ², σxy the local means, population variances and covariance under a normalised
+/// Gaussian window (`window_size`, `sigma`), applied separably; C1 = (k1·L)², C2 = (k2·L)²,
+/// L = `data_range`; no epsilon.
+///
+/// x, y: B×C×H×W floating tensors of the same shape, dtype and device. Returns
+/// B×C×(H − window_size + 1)×(W − window_size + 1) with `kValid` padding, B×C×H×W with `kSame`
+/// (zero padding). float16/bfloat16 are computed in float32 and returned in the input dtype.
+/// Differentiable in both arguments. `reduction` is not used.
+///
+/// Throws c10::Error (naming the function and the value) on a wrong rank, mismatched
+/// shape/dtype/device, an integer dtype, an empty batch or map, an even or non-positive
+/// window_size, sigma ≤ 0, k1 or k2 < 0, data_range ≤ 0, or — with valid padding — a map smaller
+/// than the window. NaN in the inputs propagates.
+///
+/// Example:
+///   at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
+inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
+  return detail::ssim_map_impl("ssim_map", x, y, options).to(x.scalar_type());
+}
+
+/// SSIM of x against y: the mean of `ssim_map(x, y)` over positions, then over channels and
+/// batch (`torch::kMean`, a 0-dim tensor; equal to pytorch-msssim's `ssim(..., size_average=True)`
+/// with valid padding), or per image and channel (`torch::kNone`, a B×C tensor).
+///
+/// Shapes, dtypes, devices and errors as for `ssim_map`; `torch::kSum` is rejected.
+///
+/// Example:
+///   double s = crowdloss::ssim(pred, target, crowdloss::SSIMOptions().data_range(255.0)).item<double>();
+inline at::Tensor ssim(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
+  detail::check_reduction<torch::enumtype::kNone, torch::enumtype::kMean>(options.reduction(), "ssim");
+  const auto per_channel = detail::ssim_per_channel("ssim", x, y, options);
+  return detail::reduce(per_channel, options.reduction()).to(x.scalar_type());
+}
+
+/// Options for `crowdloss::sanet_loss`.
+///
+/// Example:
+///   auto opts = crowdloss::SANetLossOptions().alpha(0.001).ssim(crowdloss::SSIMOptions().padding(crowdloss::kSame));
+struct SANetLossOptions {
+  /// Weight α ≥ 0 of the SSIM term.
+  TORCH_ARG(double, alpha) = 0.001;
+  /// The SSIM part (window, constants, data_range, padding); its `reduction` is not used.
+  TORCH_ARG(SSIMOptions, ssim) = {};
+  /// `torch::kMean` (default), `torch::kSum` or `torch::kNone` (a B tensor) over the per-image
+  /// losses.
+  TORCH_ARG(Reduction, reduction) = torch::kMean;
+};
+
+namespace detail {
+inline void check_sanet_options(const char* fn, const SANetLossOptions& o) {
+  TORCH_CHECK(o.alpha() >= 0 && std::isfinite(o.alpha()), fn, ": alpha must be >= 0, got ", o.alpha());
+  check_ssim_options(fn, o.ssim());
+}
+}  // namespace detail
+
+/// The SANet loss (Cao et al., ECCV 2018): per image b,
+///
+///   L_b = mean_{c,h,w}((pred − target)²) + α·(1 − SSIM_b),
+///
+/// SSIM_b the image's SSIM averaged over its channels; reduced over the batch by `reduction`.
+/// With kMean this is mean((pred − target)²) + α·(1 − ssim(pred, target)).
+///
+/// pred, target: B×C×H×W floating tensors of the same shape, dtype and device. Returns a 0-dim
+/// tensor (kMean, kSum) or a B tensor (kNone), in the input dtype (half precision is computed in
+/// float32). Errors as for `ssim`, plus α < 0.
+///
+/// Example:
+///   auto loss = crowdloss::sanet_loss(pred, gt_density);   // α = 0.001, 11×11 window, valid
+///   loss.backward();
+inline at::Tensor sanet_loss(const at::Tensor& pred, const at::Tensor& target, const SANetLossOptions& options = {}) {
+  detail::check_sanet_options("sanet_loss", options);
+  const auto ssim_b = detail::ssim_per_channel("sanet_loss", pred, target, options.ssim()).mean(1);
+  const auto diff = pred.to(ssim_b.scalar_type()) - target.to(ssim_b.scalar_type());
+  const auto per_image = diff.square().flatten(1).mean(1) + options.alpha() * (1 - ssim_b);
+  return detail::reduce(per_image, options.reduction()).to(pred.scalar_type());
+}
+
+}  // namespace crowdloss

@@ -1,0 +1,215 @@
+#include "support/checks.hpp"
+#include "support/oracle.hpp"
+
+#include <crowdloss/crowdloss.hpp>
+
+#include <cmath>
+
+using crowdloss_test::check_error;
+using crowdloss_test::tensor_from_list;
+
+namespace {
+
+double rel_error(double actual, double expected) { return std::abs(actual - expected) / std::abs(expected); }
+
+struct SSIMCase {
+  std::string name;
+  at::Tensor pred, gt;
+  double data_range;
+  const crowdloss_test::json* json;
+};
+
+std::vector<SSIMCase> ssim_cases(const crowdloss_test::json& oracle) {
+  std::vector<SSIMCase> cases;
+  for (const auto& c : oracle.at("cases")) {
+    const auto shape = c.at("shape_nchw").get<std::vector<int64_t>>();
+    cases.push_back({c.at("name").get<std::string>(), tensor_from_list(c.at("pred"), shape, at::kDouble),
+                     tensor_from_list(c.at("gt"), shape, at::kDouble), c.at("data_range").get<double>(), &c});
+  }
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("ssim: the Gaussian window is pytorch-msssim's float32 window") {
+  const auto oracle = crowdloss_test::load_json("ssim.json");
+  const auto expected = oracle.at("window_1d_float32_as_in_pytorch_msssim").get<std::vector<double>>();
+  const auto w = crowdloss::detail::gaussian_window(11, 1.5, at::kDouble, at::kCPU);
+  REQUIRE(w.numel() == 11);
+  for (int64_t i = 0; i < 11; ++i) DOCTEST_CHECK(w[i].item<double>() == expected[static_cast<size_t>(i)]);
+}
+
+TEST_CASE("ssim and sanet_loss: match pytorch-msssim (SSIM, per image, map, loss, gradients)") {
+  // Tolerances stated in tests/data/README.md: relative 1e-6 for values, absolute 1e-9 for gradients.
+  const auto oracle = crowdloss_test::load_json("ssim.json");
+  const double alpha = oracle.at("alpha_C").get<double>();
+  const auto cases = ssim_cases(oracle);
+  REQUIRE(cases.size() >= 2);
+  for (const auto& c : cases) {
+    INFO("case " << c.name);
+    const auto& ref = *c.json;
+    const auto opts = crowdloss::SSIMOptions().data_range(c.data_range);
+    DOCTEST_CHECK(rel_error(crowdloss::ssim(c.pred, c.gt, opts).item<double>(), ref.at("ssim_mean").get<double>()) <= 1e-6);
+
+    const auto per_image = crowdloss::ssim(c.pred, c.gt, crowdloss::SSIMOptions(opts).reduction(torch::kNone)).mean(1);
+    const auto expected_per_image = ref.at("ssim_per_image").get<std::vector<double>>();
+    for (size_t b = 0; b < expected_per_image.size(); ++b)
+      DOCTEST_CHECK(rel_error(per_image[static_cast<int64_t>(b)].item<double>(), expected_per_image[b]) <= 1e-6);
+
+    const auto map = crowdloss::ssim_map(c.pred, c.gt, opts);
+    const auto expected_map = tensor_from_list(ref.at("ssim_map_valid"),
+                                               ref.at("ssim_map_valid_shape").get<std::vector<int64_t>>(), at::kDouble);
+    REQUIRE(map.sizes() == expected_map.sizes());
+    DOCTEST_CHECK(((map - expected_map).abs() / expected_map.abs()).max().item<double>() <= 1e-6);
+
+    auto pred = c.pred.clone().requires_grad_(true);
+    const auto loss = crowdloss::sanet_loss(pred, c.gt, crowdloss::SANetLossOptions().alpha(alpha).ssim(opts));
+    DOCTEST_CHECK(rel_error(loss.item<double>(), ref.at("loss").get<double>()) <= 1e-6);
+    loss.backward();
+    const auto expected_grad = tensor_from_list(ref.at("grad_loss_wrt_pred"), c.pred.sizes().vec(), at::kDouble);
+    DOCTEST_CHECK((pred.grad() - expected_grad).abs().max().item<double>() <= 1e-9);
+
+    auto pred2 = c.pred.clone().requires_grad_(true);
+    crowdloss::ssim(pred2, c.gt, opts).backward();
+    const auto expected_ssim_grad = tensor_from_list(ref.at("grad_ssim_mean_wrt_pred"), c.pred.sizes().vec(), at::kDouble);
+    DOCTEST_CHECK((pred2.grad() - expected_ssim_grad).abs().max().item<double>() <= 1e-9);
+  }
+}
+
+TEST_CASE("ssim: zero 'same' padding matches the SANet ports' SSIM") {
+  const auto oracle = crowdloss_test::load_json("ssim.json");
+  for (const auto& c : ssim_cases(oracle)) {
+    INFO("case " << c.name);
+    const auto expected = c.json->at("variants").at("same_zero_pad_ssim_mean(C3-Framework pytorch_ssim)").get<double>();
+    const auto opts = crowdloss::SSIMOptions().data_range(c.data_range).padding(crowdloss::kSame);
+    DOCTEST_CHECK(rel_error(crowdloss::ssim(c.pred, c.gt, opts).item<double>(), expected) <= 1e-6);
+    DOCTEST_CHECK(crowdloss::ssim_map(c.pred, c.gt, opts).sizes() == c.pred.sizes());
+  }
+}
+
+TEST_CASE("ssim: hand-derived cases") {
+  torch::manual_seed(1);
+  const auto x = torch::rand({2, 3, 20, 24}, torch::kFloat64);
+  // Identical inputs: every position is exactly 1.
+  DOCTEST_CHECK(torch::allclose(crowdloss::ssim_map(x, x), torch::ones({2, 3, 10, 14}, torch::kFloat64), 0, 1e-12));
+  // Constant maps a and b: the variances vanish (up to the float32 window's rounding), leaving
+  // the luminance term (2ab + C1) / (a² + b² + C1).
+  const double a = 0.5, b = 0.2, c1 = 1e-4;
+  const auto value = crowdloss::ssim(torch::full({1, 1, 16, 16}, a, torch::kFloat64),
+                                     torch::full({1, 1, 16, 16}, b, torch::kFloat64)).item<double>();
+  DOCTEST_CHECK(value == doctest::Approx((2 * a * b + c1) / (a * a + b * b + c1)).epsilon(1e-4));
+  // Contrast reversal around a common mean: y = 2m − x has μy = μx, σxy = −σx², so SSIM < 0.
+  const auto z = torch::rand({1, 1, 32, 32}, torch::kFloat64);
+  DOCTEST_CHECK(crowdloss::ssim(z, 1 - z).item<double>() < 0);
+}
+
+TEST_CASE("ssim: reductions and map shapes") {
+  torch::manual_seed(2);
+  const auto x = torch::rand({3, 2, 16, 20}), y = torch::rand({3, 2, 16, 20});
+  const auto per_channel = crowdloss::ssim(x, y, crowdloss::SSIMOptions().reduction(torch::kNone));
+  DOCTEST_CHECK(per_channel.sizes() == at::IntArrayRef({3, 2}));
+  DOCTEST_CHECK(crowdloss::ssim(x, y).item<double>() == doctest::Approx(per_channel.mean().item<double>()).epsilon(1e-6));
+  DOCTEST_CHECK(crowdloss::ssim_map(x, y).sizes() == at::IntArrayRef({3, 2, 6, 10}));
+  DOCTEST_CHECK(crowdloss::ssim_map(x, y, crowdloss::SSIMOptions().window_size(5)).sizes() == at::IntArrayRef({3, 2, 12, 16}));
+  DOCTEST_CHECK(crowdloss::ssim_map(x, y, crowdloss::SSIMOptions().padding(crowdloss::kSame)).sizes() == x.sizes());
+  // With "same" padding a map smaller than the window is fine.
+  DOCTEST_CHECK(crowdloss::ssim(x.narrow(2, 0, 5), y.narrow(2, 0, 5), crowdloss::SSIMOptions().padding(crowdloss::kSame)).dim() == 0);
+  const auto sanet = crowdloss::sanet_loss(x, y, crowdloss::SANetLossOptions().reduction(torch::kNone));
+  DOCTEST_CHECK(sanet.sizes() == at::IntArrayRef({3}));
+  const auto mean = crowdloss::sanet_loss(x, y);
+  DOCTEST_CHECK(mean.item<double>() ==
+                doctest::Approx((torch::mse_loss(x, y) + 0.001 * (1 - crowdloss::ssim(x, y))).item<double>()).epsilon(1e-6));
+  DOCTEST_CHECK(crowdloss::sanet_loss(x, y, crowdloss::SANetLossOptions().reduction(torch::kSum)).item<double>() ==
+                doctest::Approx(sanet.sum().item<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("ssim and sanet_loss: gradient check in float64 against finite differences") {
+  torch::manual_seed(3);
+  const auto y = torch::rand({2, 2, 14, 13}, torch::kFloat64);
+  const auto x = (y + 0.2 * torch::randn({2, 2, 14, 13}, torch::kFloat64)).clamp(0, 1);
+  for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+    const auto opts = crowdloss::SSIMOptions().window_size(7).sigma(1.2).padding(padding);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::ssim(p, y, opts); }, x) < 1e-7);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& t) { return crowdloss::ssim(x, t, opts); }, y) < 1e-7);
+    const auto sopts = crowdloss::SANetLossOptions().alpha(0.5).ssim(opts);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::sanet_loss(p, y, sopts); }, x) < 1e-7);
+  }
+}
+
+TEST_CASE("ssim: half precision is computed in float32 and returned in the input dtype") {
+  torch::manual_seed(4);
+  const auto x = torch::rand({2, 1, 32, 32}), y = torch::rand({2, 1, 32, 32});
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    const auto xs = x.to(dtype), ys = y.to(dtype);
+    const auto reference = crowdloss::ssim(xs.to(at::kFloat), ys.to(at::kFloat)).item<double>();
+    DOCTEST_CHECK((crowdloss::ssim(xs, ys).scalar_type() == dtype));
+    DOCTEST_CHECK((crowdloss::ssim_map(xs, ys).scalar_type() == dtype));
+    DOCTEST_CHECK((crowdloss::sanet_loss(xs, ys).scalar_type() == dtype));
+    DOCTEST_CHECK(crowdloss::ssim(xs, ys).item<double>() == doctest::Approx(reference).epsilon(1e-2));
+  }
+}
+
+TEST_CASE("ssim: NaN in the input propagates") {
+  auto x = torch::rand({1, 1, 16, 16});
+  x[0][0][8][8] = std::nan("");
+  DOCTEST_CHECK(std::isnan(crowdloss::ssim(x, torch::rand({1, 1, 16, 16})).item<double>()));
+  DOCTEST_CHECK(std::isnan(crowdloss::sanet_loss(x, torch::rand({1, 1, 16, 16})).item<double>()));
+}
+
+TEST_CASE("SSIMLoss and SANetLoss modules equal the functional forms") {
+  torch::manual_seed(5);
+  const auto x = torch::rand({2, 1, 24, 24}), y = torch::rand({2, 1, 24, 24});
+  const auto sopts = crowdloss::SSIMOptions().window_size(5).padding(crowdloss::kSame);
+  crowdloss::SSIMLoss ssim_loss(sopts);
+  DOCTEST_CHECK(torch::equal(ssim_loss(x, y), 1 - crowdloss::ssim(x, y, sopts)));
+  const auto opts = crowdloss::SANetLossOptions().alpha(0.1).ssim(sopts);
+  crowdloss::SANetLoss sanet(opts);
+  DOCTEST_CHECK(torch::equal(sanet(x, y), crowdloss::sanet_loss(x, y, opts)));
+  auto copy = std::dynamic_pointer_cast<crowdloss::SANetLossImpl>(sanet->clone());
+  DOCTEST_CHECK(torch::equal(copy->forward(x, y), sanet(x, y)));
+  check_error([] { crowdloss::SSIMLoss(crowdloss::SSIMOptions().window_size(4)); }, {"SSIMLoss", "window_size", "4"});
+  check_error([] { crowdloss::SANetLoss(crowdloss::SANetLossOptions().alpha(-2)); }, {"SANetLoss", "alpha", "-2"});
+}
+
+TEST_CASE("ssim and sanet_loss: CPU and CUDA agree") {
+  if (!crowdloss_test::cuda_or_skip("ssim CPU/CUDA parity")) return;
+  torch::manual_seed(6);
+  const auto x = torch::rand({2, 3, 40, 36}, torch::kFloat64), y = torch::rand({2, 3, 40, 36}, torch::kFloat64);
+  for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+    const auto opts = crowdloss::SANetLossOptions().alpha(0.3).ssim(crowdloss::SSIMOptions().padding(padding));
+    auto xc = x.clone().requires_grad_(true), xg = x.cuda().requires_grad_(true);
+    const auto cpu = crowdloss::sanet_loss(xc, y, opts), cuda = crowdloss::sanet_loss(xg, y.cuda(), opts);
+    DOCTEST_CHECK(cuda.device().is_cuda());
+    DOCTEST_CHECK(cuda.item<double>() == doctest::Approx(cpu.item<double>()).epsilon(1e-12));
+    cpu.backward();
+    cuda.backward();
+    DOCTEST_CHECK((xg.grad().cpu() - xc.grad()).abs().max().item<double>() < 1e-12);
+  }
+  check_error([&] { crowdloss::ssim(x, y.cuda()); }, {"ssim", "cuda"});
+}
+
+TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error naming the function and the value") {
+  const auto ok = torch::rand({2, 1, 16, 16});
+  using O = crowdloss::SSIMOptions;
+  check_error([&] { crowdloss::ssim(ok[0], ok[0]); }, {"ssim", "[1, 16, 16]"});
+  check_error([&] { crowdloss::ssim(ok, ok.narrow(3, 0, 12)); }, {"ssim", "[2, 1, 16, 12]"});
+  check_error([&] { crowdloss::ssim(ok.to(at::kInt), ok.to(at::kInt)); }, {"ssim", "Int"});
+  check_error([&] { crowdloss::ssim(ok, ok.to(at::kDouble)); }, {"ssim", "Double"});
+  check_error([&] { crowdloss::ssim(ok.narrow(0, 0, 0), ok.narrow(0, 0, 0)); }, {"ssim", "[0, 1, 16, 16]"});
+  check_error([&] { crowdloss::ssim(ok.narrow(3, 0, 0), ok.narrow(3, 0, 0), O().padding(crowdloss::kSame)); }, {"ssim", "[2, 1, 16, 0]"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().window_size(10)); }, {"ssim", "window_size", "10"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().window_size(0)); }, {"ssim", "window_size", "0"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().window_size(-3)); }, {"ssim", "window_size", "-3"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().sigma(0)); }, {"ssim", "sigma", "0"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().sigma(-1.5)); }, {"ssim", "sigma", "-1.5"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().data_range(0)); }, {"ssim", "data_range", "0"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().data_range(-255)); }, {"ssim", "data_range", "-255"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().k1(-0.01)); }, {"ssim", "k1", "-0.01"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().k2(-0.03)); }, {"ssim", "k2", "-0.03"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().reduction(torch::kSum)); }, {"ssim", "kSum"});
+  check_error([&] { crowdloss::ssim(ok, ok, O().window_size(17)); }, {"ssim", "16x16", "window_size 17"});
+  check_error([&] { crowdloss::ssim_map(ok, ok.narrow(2, 0, 3)); }, {"ssim_map", "[2, 1, 3, 16]"});
+  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().alpha(-0.5)); }, {"sanet_loss", "alpha", "-0.5"});
+  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().ssim(O().data_range(0))); }, {"sanet_loss", "data_range"});
+  check_error([&] { crowdloss::sanet_loss(ok, ok.to(at::kLong)); }, {"sanet_loss", "Long"});
+}
