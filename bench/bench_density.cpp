@@ -41,6 +41,8 @@ void register_all() {
       {"pml_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t); }},
       {"pml_loss_with_pixel_mse",
        [pml_full](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t, pml_full); }},
+      {"ssim", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ssim(p, t); }},
+      {"sanet_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::sanet_loss(p, t); }},
   };
   std::vector<at::Device> devices = {at::kCPU};
   if (torch::cuda::is_available()) devices.emplace_back(at::kCUDA);
@@ -55,6 +57,17 @@ void register_all() {
     }
   }
 }
+
+// Ground-truth maps: N uniformly scattered points on a 768×1024 map, adaptive kernels (CPU).
+void BM_points_to_density_adaptive(benchmark::State& state) {
+  torch::manual_seed(0);
+  const auto points = torch::rand({state.range(0), 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
+  const auto opts = crowdloss::DensityOptions().adaptive(true);
+  for (auto _ : state) benchmark::DoNotOptimize(crowdloss::points_to_density(points, 768, 1024, opts).data_ptr());
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+  state.SetLabel("768x1024");
+}
+BENCHMARK(BM_points_to_density_adaptive)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 /// `Cascade_MSE_Loss` (streamer-AP/PML_Loss) and, with `pixel_mse_weight(1)`, to their full
 /// training objective `DenseMap_Loss`.
 
+#include <crowdloss/detail/blocks.hpp>
 #include <crowdloss/detail/checks.hpp>
 
 #include <torch/arg.h>
@@ -48,10 +49,9 @@ inline void check_pml_options(const char* fn, const PMLLossOptions& options) {
 }
 
 /// Sums each of the d×d contiguous blocks of a B×C×H×W map (H, W divisible by d): B×C×d×d.
-/// Same reshape-and-reduce as the authors' `einops.reduce(x, "B C (h1 h2) (w1 w2) -> B C h1 w1")`.
+/// The same reshape-and-reduce as the authors' `einops.reduce(x, "B C (h1 h2) (w1 w2) -> B C h1 w1")`.
 inline at::Tensor block_sums(const at::Tensor& map, int64_t d) {
-  const auto B = map.size(0), C = map.size(1), H = map.size(2), W = map.size(3);
-  return map.reshape({B, C, d, H / d, d, W / d}).sum({3, 5});
+  return sum_blocks(map, map.size(2) / d, map.size(3) / d);
 }
 
 /// Validates, pads if asked, and returns the per-level PML terms (in the compute dtype) in

@@ -1,0 +1,241 @@
+#pragma once
+/// \file
+/// Ground-truth density maps from point annotations (raw counts as the PML authors rasterise
+/// them, fixed Gaussian kernels, or CSRNet's geometry-adaptive kernels), and count-preserving
+/// down-sampling of density maps.
+
+#include <crowdloss/detail/blocks.hpp>
+
+#include <ATen/Parallel.h>
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace crowdloss {
+
+/// Options for `crowdloss::points_to_density`.
+///
+/// Example:
+///   auto opts = crowdloss::DensityOptions().stride(8).adaptive(true);
+struct DensityOptions {
+  /// Input-image pixels per output pixel (> 0): a point at (x, y) lands in output pixel
+  /// (min(⌊y/stride⌋, height − 1), min(⌊x/stride⌋, width − 1)).
+  TORCH_ARG(double, stride) = 1.0;
+  /// Standard deviation of a fixed Gaussian kernel per point, in input pixels (≥ 0); 0 gives raw
+  /// counts. With `adaptive`, the fallback for a point without neighbours (0: CSRNet's fallback).
+  TORCH_ARG(double, sigma) = 0.0;
+  /// Geometry-adaptive kernels: σᵢ = beta × mean distance from point i to its k nearest others.
+  TORCH_ARG(bool, adaptive) = false;
+  /// Scale of the adaptive σ (> 0); 0.3 as in CSRNet.
+  TORCH_ARG(double, beta) = 0.3;
+  /// Neighbours averaged for the adaptive σ (≥ 1); 3 as in CSRNet.
+  TORCH_ARG(int64_t, k) = 3;
+  /// Renormalise each point's kernel over the map so the map sums to exactly N. When false, the
+  /// part of a kernel that falls outside the map is lost (as SciPy's constant-mode filtering does).
+  TORCH_ARG(bool, preserve_count) = true;
+};
+
+namespace detail {
+
+/// For each of the n points (x, y interleaved, input pixels), the mean Euclidean distance to its
+/// k nearest other points (k clamped to n − 1). A uniform grid of about one point per cell keeps
+/// memory O(n) and the search local; rows are processed in parallel.
+inline std::vector<double> mean_knn_distance(const std::vector<double>& xy, int64_t k) {
+  const int64_t n = static_cast<int64_t>(xy.size() / 2);
+  k = std::min<int64_t>(k, n - 1);
+  std::vector<double> result(static_cast<size_t>(n), 0.0);
+  if (k <= 0) return result;
+  double x0 = xy[0], x1 = xy[0], y0 = xy[1], y1 = xy[1];
+  for (int64_t i = 0; i < n; ++i) {
+    x0 = std::min(x0, xy[2 * i]), x1 = std::max(x1, xy[2 * i]);
+    y0 = std::min(y0, xy[2 * i + 1]), y1 = std::max(y1, xy[2 * i + 1]);
+  }
+  // About one point per cell; never smaller than extent/n, so that collinear points cannot
+  // blow the grid up (it has at most about 3n cells).
+  const double extent = std::max({x1 - x0, y1 - y0, 1e-9});
+  const double cell = std::max(std::sqrt((x1 - x0) * (y1 - y0) / static_cast<double>(n)), extent / static_cast<double>(n));
+  const int64_t gx = static_cast<int64_t>((x1 - x0) / cell) + 1, gy = static_cast<int64_t>((y1 - y0) / cell) + 1;
+  const auto cell_of = [&](int64_t i) {
+    return std::array<int64_t, 2>{std::min(gx - 1, static_cast<int64_t>((xy[2 * i] - x0) / cell)),
+                                  std::min(gy - 1, static_cast<int64_t>((xy[2 * i + 1] - y0) / cell))};
+  };
+  // Counting sort of the points into cells: start[c] .. start[c + 1] indexes `order`.
+  std::vector<int64_t> start(static_cast<size_t>(gx * gy + 1), 0), order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto c = cell_of(i);
+    ++start[static_cast<size_t>(c[1] * gx + c[0] + 1)];
+  }
+  for (size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto c = cell_of(i);
+    order[static_cast<size_t>(fill[static_cast<size_t>(c[1] * gx + c[0])]++)] = i;
+  }
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    std::vector<double> best;  // the k smallest squared distances so far, ascending
+    for (int64_t i = begin; i < end; ++i) {
+      best.assign(static_cast<size_t>(k), std::numeric_limits<double>::infinity());
+      const auto c = cell_of(i);
+      const double px = xy[2 * i], py = xy[2 * i + 1];
+      for (int64_t ring = 0;; ++ring) {
+        for (int64_t cy = c[1] - ring; cy <= c[1] + ring; ++cy) {
+          if (cy < 0 || cy >= gy) continue;
+          const bool edge_row = cy == c[1] - ring || cy == c[1] + ring;
+          for (int64_t cx = c[0] - ring; cx <= c[0] + ring; cx += (edge_row || ring == 0) ? 1 : 2 * ring) {
+            if (cx < 0 || cx >= gx) continue;
+            const size_t cell_index = static_cast<size_t>(cy * gx + cx);
+            for (int64_t s = start[cell_index]; s < start[cell_index + 1]; ++s) {
+              const int64_t j = order[static_cast<size_t>(s)];
+              if (j == i) continue;
+              const double dx = xy[2 * j] - px, dy = xy[2 * j + 1] - py, d2 = dx * dx + dy * dy;
+              if (d2 < best.back()) {
+                best.back() = d2;
+                std::sort(best.begin(), best.end());
+              }
+            }
+          }
+        }
+        // Every point in ring r + 1 or beyond is at least r·cell away.
+        const double reach = static_cast<double>(ring) * cell;
+        if (best.back() <= reach * reach || (ring >= gx && ring >= gy)) break;
+      }
+      double sum = 0;
+      for (const double d2 : best) sum += std::sqrt(d2);
+      result[static_cast<size_t>(i)] = sum / static_cast<double>(k);
+    }
+  });
+  return result;
+}
+
+/// The 1-D kernel of a Gaussian (σ in output pixels) centred on pixel `centre` of a line of
+/// `size` pixels, truncated at radius ⌊4σ + 0.5⌋ as SciPy's gaussian_filter truncates. Writes the
+/// weights of the in-map part to `w` (from pixel `first`) and returns the sum of the whole
+/// truncated kernel, inside and outside the map.
+inline double gaussian_line(double sigma, int64_t centre, int64_t size, std::vector<double>& w, int64_t& first) {
+  const int64_t radius = static_cast<int64_t>(4 * sigma + 0.5);
+  first = std::max<int64_t>(0, centre - radius);
+  const int64_t last = std::min<int64_t>(size - 1, centre + radius);
+  w.resize(static_cast<size_t>(last - first + 1));
+  for (int64_t p = first; p <= last; ++p) {
+    const double d = static_cast<double>(p - centre);
+    w[static_cast<size_t>(p - first)] = std::exp(-d * d / (2 * sigma * sigma));
+  }
+  double total = 1.0;  // the centre weight
+  for (int64_t d = 1; d <= radius; ++d) total += 2 * std::exp(-static_cast<double>(d * d) / (2 * sigma * sigma));
+  return total;
+}
+
+}  // namespace detail
+
+/// A height×width density map from N points.
+///
+/// points_xy: N×2 (x, y) in input-image pixels, any real or integer dtype, CPU or CUDA; N may be
+/// 0. Each point is assigned to output pixel (r, c) = (min(⌊y/stride⌋, height − 1),
+/// min(⌊x/stride⌋, width − 1)) — the PML authors' rasteriser — and contributes:
+/// - `sigma` 0, not adaptive: a count of 1 at (r, c) (the authors' raw-count map);
+/// - `sigma` > 0: a Gaussian of standard deviation sigma/stride output pixels centred on (r, c)
+///   (CSRNet's convention: the point's pixel, filtered), truncated at 4σ;
+/// - `adaptive(true)`: the same with σᵢ = beta · (mean distance to the k nearest other points)
+///   (CSRNet: β = 0.3, k = 3; fewer than k others: all of them). A lone point uses `sigma` if it
+///   is > 0, else CSRNet's fallback (height·stride + width·stride)/4 input pixels.
+/// With `preserve_count` (default) each point's kernel is renormalised over the map, so the map
+/// sums to exactly N (up to rounding); otherwise kernel mass outside the map is lost.
+///
+/// Returns a height×width tensor on the points' device, float64 for float64 points and float32
+/// otherwise. The map is built on the CPU (this is data preparation; neighbours are found with
+/// a uniform grid, O(N) memory) and moved to the points' device.
+///
+/// Throws c10::Error naming `points_to_density` and the value for: points not N×2, negative or
+/// non-finite coordinates, height or width < 1, stride ≤ 0, sigma < 0, beta ≤ 0, k < 1.
+///
+/// Example:
+///   auto pts = torch::tensor({{10.0, 20.0}, {30.5, 4.0}});            // (x, y) per head
+///   auto raw = crowdloss::points_to_density(pts, 64, 64, crowdloss::DensityOptions().stride(8));
+///   auto smooth = crowdloss::points_to_density(pts, 512, 512, crowdloss::DensityOptions().adaptive(true));
+inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height, int64_t width,
+                                    const DensityOptions& options = {}) {
+  constexpr const char* fn = "points_to_density";
+  TORCH_CHECK(points_xy.defined() && points_xy.dim() == 2 && points_xy.size(1) == 2, fn,
+              ": expected points_xy of shape (N, 2), got ", points_xy.defined() ? points_xy.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(height >= 1 && width >= 1, fn, ": height and width must be >= 1, got ", height, "x", width);
+  TORCH_CHECK(options.stride() > 0 && std::isfinite(options.stride()), fn, ": stride must be positive, got ", options.stride());
+  TORCH_CHECK(options.sigma() >= 0 && std::isfinite(options.sigma()), fn, ": sigma must be >= 0, got ", options.sigma());
+  TORCH_CHECK(options.beta() > 0 && std::isfinite(options.beta()), fn, ": beta must be positive, got ", options.beta());
+  TORCH_CHECK(options.k() >= 1, fn, ": k must be >= 1, got ", options.k());
+  const auto out_dtype = points_xy.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto pts = points_xy.to(at::kCPU, at::kDouble).contiguous();
+  const int64_t n = pts.size(0);
+  const double* p = pts.data_ptr<double>();
+  std::vector<double> xy(p, p + 2 * n);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(std::isfinite(xy[2 * i]) && std::isfinite(xy[2 * i + 1]), fn, ": point ", i, " is not finite: (",
+                xy[2 * i], ", ", xy[2 * i + 1], ")");
+    TORCH_CHECK(xy[2 * i] >= 0 && xy[2 * i + 1] >= 0, fn, ": point ", i, " has a negative coordinate: (", xy[2 * i],
+                ", ", xy[2 * i + 1], ")");
+  }
+  const double stride = options.stride();
+  std::vector<double> sigma(static_cast<size_t>(n), options.sigma());
+  if (options.adaptive()) {
+    const auto knn = detail::mean_knn_distance(xy, options.k());
+    const double lone = options.sigma() > 0 ? options.sigma() : (height * stride + width * stride) / 4.0;
+    for (int64_t i = 0; i < n; ++i) sigma[static_cast<size_t>(i)] = n > 1 ? options.beta() * knn[static_cast<size_t>(i)] : lone;
+  }
+  auto map = at::zeros({height, width}, at::kDouble);
+  double* m = map.data_ptr<double>();
+  std::vector<double> wy, wx;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = std::min(static_cast<int64_t>(xy[2 * i + 1] / stride), height - 1);
+    const int64_t c = std::min(static_cast<int64_t>(xy[2 * i] / stride), width - 1);
+    const double s = sigma[static_cast<size_t>(i)] / stride;
+    if (s <= 0) {  // raw count (also two points at the same place under adaptive σ)
+      m[r * width + c] += 1.0;
+      continue;
+    }
+    int64_t r0 = 0, c0 = 0;
+    const double ty = detail::gaussian_line(s, r, height, wy, r0);
+    const double tx = detail::gaussian_line(s, c, width, wx, c0);
+    double norm = tx * ty;
+    if (options.preserve_count()) {
+      double sy = 0, sx = 0;
+      for (const double v : wy) sy += v;
+      for (const double v : wx) sx += v;
+      norm = sx * sy;
+    }
+    for (size_t a = 0; a < wy.size(); ++a) {
+      double* row = m + (r0 + static_cast<int64_t>(a)) * width + c0;
+      const double wa = wy[a] / norm;
+      for (size_t b = 0; b < wx.size(); ++b) row[b] += wa * wx[b];
+    }
+  }
+  return map.to(points_xy.device(), out_dtype);
+}
+
+/// Count-preserving down-sampling: sums each factor×factor block of the last two dimensions.
+///
+/// map: a floating tensor of at least 2 dimensions (…×H×W, e.g. B×C×H×W), CPU or CUDA. The result
+/// is …×⌈H/factor⌉×⌈W/factor⌉ with the same total over the last two dimensions: a remainder at the
+/// bottom/right is treated as zero-padded. Differentiable.
+///
+/// Throws c10::Error naming `sum_pool` and the value for: fewer than 2 dimensions, a
+/// non-floating dtype, an empty map, factor < 1.
+///
+/// Example:
+///   auto coarse = crowdloss::sum_pool(density, 8);   // B×1×H×W → B×1×⌈H/8⌉×⌈W/8⌉, same counts
+inline at::Tensor sum_pool(const at::Tensor& map, int64_t factor) {
+  TORCH_CHECK(map.defined() && map.dim() >= 2, "sum_pool: expected a map with at least 2 dimensions, got ",
+              map.defined() ? map.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(map.is_floating_point(), "sum_pool: expected a floating-point map, got ", map.scalar_type());
+  TORCH_CHECK(map.numel() > 0, "sum_pool: expected a non-empty map, got shape ", map.sizes());
+  TORCH_CHECK(factor >= 1, "sum_pool: factor must be >= 1, got ", factor);
+  const int64_t pad_h = (factor - map.size(-2) % factor) % factor, pad_w = (factor - map.size(-1) % factor) % factor;
+  const auto padded = (pad_h || pad_w) ? at::constant_pad_nd(map, {0, pad_w, 0, pad_h}, 0) : map;
+  return detail::sum_blocks(padded, factor, factor);
+}
+
+}  // namespace crowdloss
