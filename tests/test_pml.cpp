@@ -203,4 +203,6 @@ TEST_CASE("pml_loss: every bad input throws c10::Error naming the function and t
   check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().pixel_mse_weight(-1)); }, {"pml_loss", "pixel_mse_weight", "-1"});
   check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 16})); }, {"pml_loss", "8x8", "grid 16"});
   check_error([&] { crowdloss::pml_loss_terms(ok, ok.narrow(2, 0, 4), grids); }, {"pml_loss_terms", "[2, 1, 4, 8]"});
+  // Mixed devices, testable without a GPU through the meta device.
+  check_error([&] { crowdloss::pml_loss(ok, ok.to(at::kMeta), grids); }, {"pml_loss", "meta", "cpu"});
 }

@@ -212,4 +212,6 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().alpha(-0.5)); }, {"sanet_loss", "alpha", "-0.5"});
   check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().ssim(O().data_range(0))); }, {"sanet_loss", "data_range"});
   check_error([&] { crowdloss::sanet_loss(ok, ok.to(at::kLong)); }, {"sanet_loss", "Long"});
+  check_error([&] { crowdloss::ssim(ok, ok.to(at::kMeta)); }, {"ssim", "meta", "cpu"});
+  check_error([&] { crowdloss::sanet_loss(ok.to(at::kMeta), ok); }, {"sanet_loss", "cpu", "meta"});
 }
