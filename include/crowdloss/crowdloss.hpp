@@ -7,6 +7,8 @@
 #include <crowdloss/detail/compat.hpp>
 #include <crowdloss/reduction.hpp>
 
+#include <crowdloss/assign/linear_sum_assignment.hpp>
+
 #include <crowdloss/density/density_map.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>
