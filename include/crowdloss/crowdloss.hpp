@@ -7,7 +7,11 @@
 #include <crowdloss/detail/compat.hpp>
 #include <crowdloss/reduction.hpp>
 
+#include <crowdloss/enum.hpp>
+
 #include <crowdloss/assign/linear_sum_assignment.hpp>
+#include <crowdloss/assign/poto.hpp>
+#include <crowdloss/detection/boxes.hpp>
 
 #include <crowdloss/density/density_map.hpp>
 #include <crowdloss/density/pml.hpp>

@@ -1,0 +1,243 @@
+#pragma once
+/// \file
+/// DeFCN's prediction-aware one-to-one assignment (POTO) and its auxiliary one-to-many
+/// assignment, for one image at a time. Quality, priors and thresholds are computed with ATen on
+/// the inputs' device; only the Hungarian solve runs on the CPU.
+
+#include <crowdloss/assign/linear_sum_assignment.hpp>
+#include <crowdloss/detection/boxes.hpp>
+#include <crowdloss/enum.hpp>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <numeric>
+#include <variant>
+#include <vector>
+
+namespace crowdloss {
+
+/// `crowdloss::kHungarian` or `crowdloss::kArgmax`.
+using POTOMatcher = std::variant<enumtype::kHungarian, enumtype::kArgmax>;
+
+/// Options for `crowdloss::poto_assign` and `crowdloss::poto_quality`.
+///
+/// Example:
+///   auto opts = crowdloss::POTOOptions().center_sampling_radius(1.5).strides({8, 16, 32, 64, 128})
+///                   .level_sizes({10000, 2500, 625, 169, 49});
+struct POTOOptions {
+  /// α in quality = prob^(1−α)·IoU^α, in [0, 1].
+  TORCH_ARG(double, alpha) = 0.8;
+  /// 0: the anchor point must lie strictly inside the gt box. r > 0: strictly inside the box ∩
+  /// the square of half-side r·stride around the box centre (needs `strides`, `level_sizes`).
+  TORCH_ARG(double, center_sampling_radius) = 0.0;
+  /// FPN stride of each level, for centre sampling.
+  TORCH_ARG(std::vector<double>, strides) = {};
+  /// Anchors per level (in the order of the anchors), for centre sampling.
+  TORCH_ARG(std::vector<int64_t>, level_sizes) = {};
+  /// `crowdloss::kHungarian` (default) or `crowdloss::kArgmax`.
+  TORCH_ARG(POTOMatcher, matcher) = kHungarian;
+};
+
+/// Options for `crowdloss::poto_aux_assign`.
+struct AuxAssignOptions {
+  /// α of the quality, as in POTO, in [0, 1].
+  TORCH_ARG(double, alpha) = 0.8;
+  /// Candidates per gt and level (capped at the level's size), ≥ 1.
+  TORCH_ARG(int64_t, topk) = 9;
+  /// Anchors per level, in the order of the anchors (required).
+  TORCH_ARG(std::vector<int64_t>, level_sizes) = {};
+};
+
+namespace detail {
+
+/// Validates one image's detection inputs: cls_prob A×K, pred_boxes A×4, points A×2 (floating),
+/// gt_boxes G×4 (floating), gt_classes G int64 in [min_class, K), all on one device.
+inline void check_detection_inputs(const char* fn, const at::Tensor& cls, const char* cls_name, const at::Tensor& boxes,
+                                   const char* boxes_name, const at::Tensor& points, const at::Tensor& gt_boxes,
+                                   const at::Tensor& gt_classes, int64_t min_class) {
+  TORCH_CHECK(cls.defined() && cls.dim() == 2, fn, ": expected ", cls_name, " of shape (A, K), got ",
+              cls.defined() ? cls.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(cls.is_floating_point(), fn, ": expected floating-point ", cls_name, ", got ", cls.scalar_type());
+  const int64_t A = cls.size(0), K = cls.size(1);
+  TORCH_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(0) == A && boxes.size(1) == 4, fn, ": expected ",
+              boxes_name, " of shape (", A, ", 4), got ", boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(boxes.is_floating_point(), fn, ": expected floating-point ", boxes_name, ", got ", boxes.scalar_type());
+  check_points(fn, points);
+  TORCH_CHECK(points.size(0) == A, fn, ": points has ", points.size(0), " anchors but ", cls_name, " has ", A);
+  check_boxes(fn, "gt_boxes", gt_boxes);
+  TORCH_CHECK(gt_classes.defined() && gt_classes.dim() == 1 && gt_classes.size(0) == gt_boxes.size(0), fn,
+              ": expected gt_classes of shape (", gt_boxes.size(0), "), got ",
+              gt_classes.defined() ? gt_classes.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(gt_classes.scalar_type() == at::kLong, fn, ": expected int64 gt_classes, got ", gt_classes.scalar_type());
+  check_same_device(fn, cls, cls_name, boxes, boxes_name);
+  check_same_device(fn, cls, cls_name, points, "points");
+  check_same_device(fn, cls, cls_name, gt_boxes, "gt_boxes");
+  check_same_device(fn, cls, cls_name, gt_classes, "gt_classes");
+  if (gt_classes.numel() > 0) {
+    const auto lo = gt_classes.min().item<int64_t>(), hi = gt_classes.max().item<int64_t>();
+    TORCH_CHECK(lo >= min_class && hi < K, fn, ": gt_classes must lie in [", min_class, ", ", K, "), got values from ", lo,
+                " to ", hi);
+  }
+}
+
+inline void check_alpha(const char* fn, double alpha) {
+  TORCH_CHECK(alpha >= 0 && alpha <= 1, fn, ": alpha must lie in [0, 1], got ", alpha);
+}
+
+/// Checks `level_sizes` against the anchor count A (and `strides`, when given, against it).
+inline void check_levels(const char* fn, const std::vector<int64_t>& level_sizes, int64_t A,
+                         const std::vector<double>* strides = nullptr) {
+  TORCH_CHECK(!level_sizes.empty(), fn, ": level_sizes (anchors per level) must be given");
+  if (strides) {
+    TORCH_CHECK(strides->size() == level_sizes.size(), fn, ": expected one stride per level, got ", strides->size(),
+                " strides for ", level_sizes.size(), " levels");
+    for (size_t l = 0; l < strides->size(); ++l)
+      TORCH_CHECK((*strides)[l] > 0, fn, ": strides[", l, "] must be positive, got ", (*strides)[l]);
+  }
+  for (size_t l = 0; l < level_sizes.size(); ++l)
+    TORCH_CHECK(level_sizes[l] >= 0, fn, ": level_sizes[", l, "] is negative: ", level_sizes[l]);
+  const int64_t total = std::accumulate(level_sizes.begin(), level_sizes.end(), int64_t{0});
+  TORCH_CHECK(total == A, fn, ": level_sizes add up to ", total, " anchors but there are ", A);
+}
+
+/// prob^(1−α)·IoU^α for every (gt, anchor): G×A, prob = cls_prob[a, class_g] (DeFCN).
+inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& gt_boxes,
+                              const at::Tensor& gt_classes, double alpha) {
+  const auto prob = cls_prob.index_select(1, gt_classes).t();
+  return prob.pow(1 - alpha) * box_iou(gt_boxes, pred_boxes).pow(alpha);
+}
+
+/// POTO's masked quality matrix; see `crowdloss::poto_quality`. `fn` names the caller in errors.
+inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const at::Tensor& pred_boxes,
+                               const at::Tensor& points, const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
+                               const POTOOptions& options) {
+  check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
+  check_alpha(fn, options.alpha());
+  const double radius = options.center_sampling_radius();
+  TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
+  auto quality = raw_quality(cls_prob, pred_boxes, gt_boxes, gt_classes, options.alpha());
+  at::Tensor inside;
+  if (radius == 0) {
+    inside = ltrb_targets(points, gt_boxes).amin(-1) > 0;
+  } else {
+    check_levels(fn, options.level_sizes(), points.size(0), &options.strides());
+    const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
+    std::vector<at::Tensor> per_level;
+    int64_t start = 0;
+    for (size_t l = 0; l < options.level_sizes().size(); ++l) {
+      const double r = options.strides()[l] * radius;
+      const auto centre_boxes =
+          at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1);
+      per_level.push_back(ltrb_targets(points.narrow(0, start, options.level_sizes()[l]), centre_boxes).amin(-1) > 0);
+      start += options.level_sizes()[l];
+    }
+    inside = at::cat(per_level, 1);
+  }
+  return quality.masked_fill(inside.logical_not(), -1.0);
+}
+}  // namespace detail
+
+/// POTO's masked quality matrix (G×A): quality[g, a] = cls_prob[a, class_g]^(1−α) ·
+/// IoU(gt_g, pred_a)^α inside the spatial prior of gt g (see `POTOOptions`), −1 outside it. This
+/// is the matrix `poto_assign` matches on; it is exposed for inspection and logging.
+///
+/// Shapes, devices and errors as for `poto_assign`.
+///
+/// Example:
+///   auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
+inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
+                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
+  return detail::poto_quality("poto_quality", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
+}
+
+/// POTO (DeFCN, "End-to-End Object Detection with Fully Convolutional Network", CVPR 2021):
+/// prediction-aware one-to-one label assignment for one image. Returns, for each gt, the index
+/// of the anchor it is matched to (G int64, on the inputs' device).
+///
+/// - cls_prob: A×K class probabilities (for 3DMF pass sigmoid(cls)·sigmoid(filter));
+///   pred_boxes: A×4 xyxy predicted boxes; points: A×2 anchor points; gt_boxes: G×4 xyxy;
+///   gt_classes: G int64 in [0, K). One floating dtype family, one device.
+/// - The quality matrix is `poto_quality` (−1 outside each gt's spatial prior).
+/// - `kHungarian` (default): `linear_sum_assignment(quality, maximize = true)` solved on the CPU,
+///   SciPy-exact, so a gt with no anchor in its prior still gets one, as in DeFCN (and, with more
+///   gts than anchors, the unmatched gts get −1). `kArgmax`: each gt independently takes its
+///   best-quality anchor (two gts may share one); a gt with no anchor in its prior gets −1.
+/// - 0 gts: an empty result.
+///
+/// Throws c10::Error naming `poto_assign` and the value for: shapes that disagree (A, G, 4, 2),
+/// non-int64 classes or classes outside [0, K), non-floating tensors, mixed devices, alpha
+/// outside [0, 1], a negative radius, and — with centre sampling — missing or inconsistent
+/// `strides` / `level_sizes`.
+///
+/// Example:
+///   auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);
+///   auto matched = crowdloss::poto_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes, gt_classes);
+inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
+                              const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
+  at::NoGradGuard no_grad;
+  const auto quality = detail::poto_quality("poto_assign", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
+  const int64_t G = quality.size(0);
+  if (std::holds_alternative<enumtype::kArgmax>(options.matcher())) {
+    const auto [best, index] = quality.max(1);
+    return at::where(best < 0, at::full({}, -1, index.options()), index);
+  }
+  const auto [gt_index, anchor_index] = linear_sum_assignment(quality, /*maximize=*/true);
+  auto matched = at::full({G}, -1, at::kLong);
+  matched.index_put_({gt_index}, anchor_index);
+  return matched.to(quality.device());
+}
+
+/// DeFCN's auxiliary one-to-many assignment (the "aux" loss beside POTO) for one image. Returns
+/// for each anchor the index of its gt (A int64, −1 = background, on the inputs' device).
+///
+/// With quality q[g, a] = cls_prob[a, class_g]^(1−α) · IoU(gt_g, pred_a)^α (no prior applied
+/// yet): each gt's candidates are the `topk` highest-quality anchors of every level (capped at
+/// the level's size); its threshold is the mean plus the sample standard deviation of its
+/// candidates' qualities; its positives are candidates with q ≥ threshold whose anchor point lies
+/// strictly inside the gt box. An anchor that is a positive of several gts goes to the one with
+/// the highest quality. With a single candidate the standard deviation is undefined (NaN) and
+/// that gt has no positives. 0 gts: all −1 (DeFCN itself fails there).
+///
+/// Inputs as for `poto_assign`; `level_sizes` is required. Throws c10::Error naming
+/// `poto_aux_assign` for the errors `poto_assign` reports and for topk < 1 or level sizes that do
+/// not add up to A.
+///
+/// Example:
+///   auto opts = crowdloss::AuxAssignOptions().level_sizes({10000, 2500, 625, 169, 49});
+///   auto gt_of_anchor = crowdloss::poto_aux_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes,
+///                                                  gt_classes, opts);
+inline at::Tensor poto_aux_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
+                                  const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
+                                  const AuxAssignOptions& options) {
+  constexpr const char* fn = "poto_aux_assign";
+  at::NoGradGuard no_grad;
+  detail::check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
+  detail::check_alpha(fn, options.alpha());
+  TORCH_CHECK(options.topk() >= 1, fn, ": topk must be >= 1, got ", options.topk());
+  const int64_t A = cls_prob.size(0), G = gt_boxes.size(0);
+  detail::check_levels(fn, options.level_sizes(), A);
+  if (G == 0) return at::full({A}, -1, cls_prob.options().dtype(at::kLong));
+  auto quality = detail::raw_quality(cls_prob, pred_boxes, gt_boxes, gt_classes, options.alpha());
+  std::vector<at::Tensor> candidates;
+  int64_t start = 0;
+  for (const int64_t size : options.level_sizes()) {
+    if (size > 0)
+      candidates.push_back(std::get<1>(quality.narrow(1, start, size).topk(std::min(options.topk(), size), 1)) + start);
+    start += size;
+  }
+  const auto candidate_idx = at::cat(candidates, 1);
+  const auto candidate_q = quality.gather(1, candidate_idx);
+  const std::array<int64_t, 1> dim{1};
+  const auto threshold = candidate_q.mean(dim, /*keepdim=*/true) + candidate_q.std(dim, /*unbiased=*/true, /*keepdim=*/true);
+  const auto is_candidate = at::zeros_like(quality, quality.options().dtype(at::kBool)).scatter_(1, candidate_idx, true);
+  const auto positive = is_candidate & (quality >= threshold) & (ltrb_targets(points, gt_boxes).amin(-1) > 0);
+  quality.masked_fill_(positive.logical_not(), -1.0);
+  const auto [best, gt_index] = quality.max(0);
+  return at::where(best == -1, at::full({}, -1, gt_index.options()), gt_index);
+}
+
+}  // namespace crowdloss
