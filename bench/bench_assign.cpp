@@ -1,10 +1,14 @@
 // Label assignment: linear_sum_assignment on dense random matrices and on POTO-shaped quality
 // matrices (G gts × 20,000 anchors, quality −1 outside each gt's box prior, maximised).
-// Single-threaded: the solver itself is sequential per matrix.
+// Also POTO and LLA for a batch of 8 images. Single-threaded.
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
+
+#include <array>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -38,6 +42,53 @@ void BM_lsap_poto_shaped(benchmark::State& state) {
   state.SetLabel(std::to_string(gts) + "x" + std::to_string(anchors) + " quality, -1 outside box priors");
 }
 
+// A batch of 8 images, each with `gts` gt boxes and 20,000 anchors on 5 FPN levels (K = 1):
+// assignment of the whole batch, one image at a time, as a training step runs it.
+struct DetectionBatch {
+  std::vector<at::Tensor> logits, ltrb, boxes, classes;
+  at::Tensor points;
+  std::vector<int64_t> level_sizes;
+};
+
+DetectionBatch detection_batch(int64_t gts) {
+  torch::manual_seed(2);
+  DetectionBatch b;
+  // 5 levels, 20,000 anchors in all: 120×125 (stride 8), 60×62, 30×31, 15×16, 8×8.
+  const std::vector<std::array<int64_t, 2>> hw = {{120, 125}, {60, 62}, {30, 31}, {15, 16}, {8, 8}};
+  b.points = crowdloss::anchor_points(hw, {8, 16, 32, 64, 128});
+  for (const auto& [h, w] : hw) b.level_sizes.push_back(h * w);
+  const int64_t A = b.points.size(0);
+  for (int i = 0; i < 8; ++i) {
+    b.logits.push_back(torch::randn({A, 1}) - 4);
+    b.ltrb.push_back(torch::rand({A, 4}) * 60 + 4);
+    const auto xy = torch::rand({gts, 2}) * torch::tensor({900.0, 900.0}), wh = torch::rand({gts, 2}) * 90 + 10;
+    b.boxes.push_back(torch::cat({xy, xy + wh}, 1));
+    b.classes.push_back(torch::zeros({gts}, torch::kLong));
+  }
+  return b;
+}
+
+void BM_poto_assign_batch(benchmark::State& state) {
+  const auto b = detection_batch(state.range(0));
+  for (auto _ : state) {
+    for (size_t i = 0; i < b.logits.size(); ++i) {
+      const auto pred = crowdloss::ltrb_to_boxes(b.points, b.ltrb[i]);
+      benchmark::DoNotOptimize(crowdloss::poto_assign(b.logits[i].sigmoid(), pred, b.points, b.boxes[i], b.classes[i]).data_ptr());
+    }
+  }
+  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) + " anchors");
+}
+
+void BM_lla_assign_batch(benchmark::State& state) {
+  const auto b = detection_batch(state.range(0));
+  for (auto _ : state)
+    for (size_t i = 0; i < b.logits.size(); ++i)
+      benchmark::DoNotOptimize(crowdloss::lla_assign(b.logits[i], b.ltrb[i], b.points, b.boxes[i], b.classes[i]).data_ptr());
+  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) + " anchors");
+}
+
+BENCHMARK(BM_poto_assign_batch)->Arg(100)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_lla_assign_batch)->Arg(100)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_lsap_dense)->Arg(100)->Arg(500)->Arg(1000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_lsap_poto_shaped)->Args({50, 20000})->Args({300, 20000})->Unit(benchmark::kMillisecond);
 

@@ -3,7 +3,9 @@
 
 #include <crowdloss/crowdloss.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 using crowdloss_test::check_error;
 using crowdloss_test::tensor_from_json;

@@ -10,8 +10,10 @@
 #include <crowdloss/enum.hpp>
 
 #include <crowdloss/assign/linear_sum_assignment.hpp>
+#include <crowdloss/assign/lla.hpp>
 #include <crowdloss/assign/poto.hpp>
 #include <crowdloss/detection/boxes.hpp>
+#include <crowdloss/detection/losses.hpp>
 
 #include <crowdloss/density/density_map.hpp>
 #include <crowdloss/density/pml.hpp>
