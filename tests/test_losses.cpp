@@ -81,6 +81,21 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (
   DOCTEST_CHECK(loss_reg.item<double>() == doctest::Approx(ref.at("losses").at("loss_box_reg").get<double>()).epsilon(1e-5));
 }
 
+TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
+  torch::manual_seed(4);
+  const auto x = torch::randn({10, 3}), t = (torch::rand({10, 3}) > 0.5).to(torch::kFloat);
+  const auto fopts = crowdloss::FocalLossOptions().alpha(0.5).gamma(1.5).reduction(torch::kMean);
+  crowdloss::SigmoidFocalLoss focal(fopts);
+  DOCTEST_CHECK(torch::equal(focal(x, t), crowdloss::sigmoid_focal_loss(x, t, fopts)));
+  const auto a = torch::rand({10, 4}) + 1, b = torch::rand({10, 4}) + 1;
+  const auto iopts = crowdloss::IoULossOptions().loss_type(crowdloss::kLinearIoU).reduction(torch::kSum);
+  crowdloss::IoULoss iou(iopts);
+  DOCTEST_CHECK(torch::equal(iou(a, b), crowdloss::iou_loss(a, b, iopts)));
+  auto copy = std::dynamic_pointer_cast<crowdloss::IoULossImpl>(iou->clone());
+  DOCTEST_CHECK(torch::equal(copy->forward(a, b), iou(a, b)));
+  check_error([] { crowdloss::SigmoidFocalLoss(crowdloss::FocalLossOptions().gamma(-1)); }, {"SigmoidFocalLoss", "gamma", "-1"});
+}
+
 TEST_CASE("sigmoid_focal_loss and iou_loss: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("detection losses CPU/CUDA parity")) return;
   torch::manual_seed(3);

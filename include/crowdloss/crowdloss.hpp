@@ -20,3 +20,4 @@
 #include <crowdloss/density/ssim.hpp>
 
 #include <crowdloss/modules/density.hpp>
+#include <crowdloss/modules/detection.hpp>
