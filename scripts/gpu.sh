@@ -12,7 +12,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 stage() {
-  local pkgs=(libeigen3-dev doctest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev)
+  local pkgs=(libeigen3-dev doctest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev libstb-dev libstb0
+              libcli11-dev)
   rm -rf .device-deps && mkdir -p .device-deps
   (cd .device-deps && apt-get download "${pkgs[@]}" >/dev/null 2>&1) ||
     { apt-get update -qq && (cd .device-deps && apt-get download "${pkgs[@]}"); }

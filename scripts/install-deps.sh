@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libeigen3-dev                     # the library's dependencies
   doctest-dev nlohmann-json3-dev                 # tests
   libbenchmark-dev                               # benchmarks
+  libstb-dev libcli11-dev libmatio-dev           # examples: images, command lines, .mat annotations
 )
 
 missing=()

@@ -1,0 +1,265 @@
+#pragma once
+// Readers for crowd-counting datasets in their native layouts, and the COCO-style JSON the PML
+// authors convert everything to (one annotation per head, the point at the bbox centre).
+// Every reader returns the samples sorted by image path; every missing or corrupt file is
+// reported with its path.
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
+#include <matio.h>
+#endif
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace crowdloss_examples {
+
+namespace fs = std::filesystem;
+
+/// One annotated image: its file and its head points (N×2 float32, x then y, in pixels).
+struct CrowdSample {
+  std::string image;
+  at::Tensor points;
+};
+
+namespace data_detail {
+
+inline at::Tensor points_tensor(const std::vector<float>& xy) {
+  return torch::tensor(xy, torch::kFloat32).view({-1, 2}).clone();
+}
+
+inline nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("corrupt JSON in " + path.string() + ": " + e.what());
+  }
+}
+
+/// Image files (jpg, jpeg, png) directly in `dir`, sorted.
+inline std::vector<fs::path> images_in(const fs::path& dir) {
+  if (!fs::is_directory(dir)) throw std::runtime_error("no image directory " + dir.string());
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    auto ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (e.is_regular_file() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png")) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+inline void sort_samples(std::vector<CrowdSample>& samples) {
+  std::sort(samples.begin(), samples.end(), [](const CrowdSample& a, const CrowdSample& b) { return a.image < b.image; });
+}
+
+#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
+/// An N×2 numeric MATLAB array → points; `what` names the file in errors.
+inline at::Tensor mat_points(matvar_t* v, const std::string& what) {
+  if (v == nullptr || v->rank != 2 || (v->dims[1] != 2 && v->dims[0] * v->dims[1] != 0))
+    throw std::runtime_error(what + ": expected an N×2 array of points");
+  const int64_t n = static_cast<int64_t>(v->dims[0]);
+  std::vector<float> xy(static_cast<size_t>(2 * n));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < 2; ++j) {
+      const size_t k = static_cast<size_t>(i + n * j);  // MATLAB arrays are column-major
+      double value = 0;
+      switch (v->class_type) {
+        case MAT_C_DOUBLE: value = static_cast<const double*>(v->data)[k]; break;
+        case MAT_C_SINGLE: value = static_cast<const float*>(v->data)[k]; break;
+        default: throw std::runtime_error(what + ": points are not a double or single array");
+      }
+      xy[static_cast<size_t>(2 * i + j)] = static_cast<float>(value);
+    }
+  }
+  return points_tensor(xy);
+}
+
+/// Reads variable `name` of a .mat file and passes it to `extract`; closes and frees everything.
+template <typename Fn>
+at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
+  mat_t* mat = Mat_Open(path.string().c_str(), MAT_ACC_RDONLY);
+  if (mat == nullptr) throw std::runtime_error("cannot open MATLAB file " + path.string());
+  matvar_t* var = Mat_VarRead(mat, name);
+  Mat_Close(mat);
+  if (var == nullptr) throw std::runtime_error(path.string() + ": no variable '" + name + "'");
+  try {
+    auto points = extract(var, path.string());
+    Mat_VarFree(var);
+    return points;
+  } catch (...) {
+    Mat_VarFree(var);
+    throw;
+  }
+}
+#else
+[[noreturn]] inline void no_matio(const std::string& dataset) {
+  throw std::runtime_error(dataset + " annotations are MATLAB files, and this build has no libmatio support "
+                           "(install libmatio-dev and reconfigure)");
+}
+#endif
+
+}  // namespace data_detail
+
+/// True when the .mat readers (ShanghaiTech, UCF-QNRF) were built in.
+inline constexpr bool have_matio() {
+#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// COCO-style JSON (the PML authors' format): `images` [{id, file_name}], `annotations`
+/// [{image_id, bbox: [x, y, w, h]}]; each head's point is its bbox centre. Images without
+/// annotations are kept with no points. `image_root` is prepended to file_name.
+inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root) {
+  const auto j = data_detail::read_json(json_path);
+  try {
+    std::map<int64_t, std::vector<float>> points;
+    std::map<int64_t, std::string> files;
+    for (const auto& im : j.at("images")) files[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
+    for (const auto& a : j.at("annotations")) {
+      const auto id = a.at("image_id").get<int64_t>();
+      if (!files.count(id)) throw std::runtime_error("annotation for unknown image_id " + std::to_string(id));
+      const auto box = a.at("bbox").get<std::vector<float>>();
+      if (box.size() != 4) throw std::runtime_error("bbox of image_id " + std::to_string(id) + " is not [x, y, w, h]");
+      points[id].push_back(box[0] + box[2] / 2);
+      points[id].push_back(box[1] + box[3] / 2);
+    }
+    std::vector<CrowdSample> out;
+    for (const auto& [id, file] : files) out.push_back({(image_root / file).string(), data_detail::points_tensor(points[id])});
+    data_detail::sort_samples(out);
+    return out;
+  } catch (const std::exception& e) {
+    throw std::runtime_error("invalid COCO-style annotations in " + json_path.string() + ": " + e.what());
+  }
+}
+
+/// NWPU-Crowd: `<split>/images/<id>.jpg` with `<split>/jsons/<id>.json` holding "points":
+/// [[x, y], ...].
+inline std::vector<CrowdSample> read_nwpu(const fs::path& root) {
+  std::vector<CrowdSample> out;
+  for (const auto& image : data_detail::images_in(root / "images")) {
+    const auto json_path = root / "jsons" / (image.stem().string() + ".json");
+    const auto j = data_detail::read_json(json_path);
+    std::vector<float> xy;
+    try {
+      for (const auto& p : j.at("points")) {
+        const auto v = p.get<std::vector<float>>();
+        if (v.size() != 2) throw std::runtime_error("a point is not [x, y]");
+        xy.insert(xy.end(), v.begin(), v.end());
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error("invalid NWPU annotations in " + json_path.string() + ": " + e.what());
+    }
+    out.push_back({image.string(), data_detail::points_tensor(xy)});
+  }
+  return out;
+}
+
+/// JHU-Crowd++: `<split>/images/<id>.jpg` with `<split>/gt/<id>.txt`, one head per line
+/// "x y w h o b" (location, box size, occlusion, blur); the point is (x, y).
+inline std::vector<CrowdSample> read_jhu(const fs::path& root) {
+  std::vector<CrowdSample> out;
+  for (const auto& image : data_detail::images_in(root / "images")) {
+    const auto txt = root / "gt" / (image.stem().string() + ".txt");
+    std::ifstream in(txt);
+    if (!in) throw std::runtime_error("cannot open " + txt.string());
+    std::vector<float> xy;
+    std::string line;
+    for (int line_no = 1; std::getline(in, line); ++line_no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      std::istringstream fields(line);
+      float x, y, w, h, o, b;
+      if (!(fields >> x >> y >> w >> h >> o >> b))
+        throw std::runtime_error(txt.string() + ":" + std::to_string(line_no) + ": expected 'x y w h o b'");
+      xy.push_back(x);
+      xy.push_back(y);
+    }
+    out.push_back({image.string(), data_detail::points_tensor(xy)});
+  }
+  return out;
+}
+
+/// ShanghaiTech part A/B: `<split>/images/IMG_<n>.jpg` with `<split>/ground-truth/GT_IMG_<n>.mat`
+/// whose `image_info` holds a struct (in a 1×1 cell) with the N×2 `location` array.
+inline std::vector<CrowdSample> read_shanghaitech(const fs::path& root) {
+#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
+  std::vector<CrowdSample> out;
+  for (const auto& image : data_detail::images_in(root / "images")) {
+    const auto mat = root / "ground-truth" / ("GT_" + image.stem().string() + ".mat");
+    out.push_back({image.string(), data_detail::read_mat(mat, "image_info", [](matvar_t* v, const std::string& what) {
+                     while (v != nullptr && v->class_type == MAT_C_CELL) v = Mat_VarGetCell(v, 0);
+                     if (v == nullptr || v->class_type != MAT_C_STRUCT)
+                       throw std::runtime_error(what + ": image_info is not a struct (in a cell)");
+                     return data_detail::mat_points(Mat_VarGetStructFieldByName(v, "location", 0), what + ": location");
+                   })});
+  }
+  return out;
+#else
+  (void)root;
+  data_detail::no_matio("ShanghaiTech");
+#endif
+}
+
+/// UCF-QNRF: `<split>/img_<n>.jpg` with `<split>/img_<n>_ann.mat` holding the N×2 `annPoints`.
+inline std::vector<CrowdSample> read_ucf_qnrf(const fs::path& root) {
+#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
+  std::vector<CrowdSample> out;
+  for (const auto& image : data_detail::images_in(root)) {
+    const auto mat = root / (image.stem().string() + "_ann.mat");
+    out.push_back({image.string(), data_detail::read_mat(mat, "annPoints", [](matvar_t* v, const std::string& what) {
+                     return data_detail::mat_points(v, what + ": annPoints");
+                   })});
+  }
+  return out;
+#else
+  (void)root;
+  data_detail::no_matio("UCF-QNRF");
+#endif
+}
+
+/// Any supported layout by name: "coco" (root = the JSON file, images beside it unless
+/// `image_root` is given), "shanghaitech", "qnrf", "nwpu", "jhu".
+inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root, const fs::path& image_root = {}) {
+  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root);
+  if (format == "shanghaitech") return read_shanghaitech(root);
+  if (format == "qnrf") return read_ucf_qnrf(root);
+  if (format == "nwpu") return read_nwpu(root);
+  if (format == "jhu") return read_jhu(root);
+  throw std::runtime_error("unknown dataset format '" + format + "' (coco, shanghaitech, qnrf, nwpu, jhu)");
+}
+
+/// Writes samples as COCO-style JSON: one image entry per sample (file_name relative to
+/// `image_root`, height and width from `sizes`), one zero-size bbox per point centred on it.
+inline nlohmann::json to_coco(const std::vector<CrowdSample>& samples, const std::vector<std::array<int64_t, 2>>& sizes,
+                              const fs::path& image_root) {
+  nlohmann::json images = nlohmann::json::array(), annotations = nlohmann::json::array();
+  int64_t ann_id = 1;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const auto id = static_cast<int64_t>(i + 1);
+    images.push_back({{"id", id},
+                      {"file_name", fs::relative(samples[i].image, image_root).generic_string()},
+                      {"height", sizes[i][0]},
+                      {"width", sizes[i][1]}});
+    const auto p = samples[i].points.contiguous();
+    for (int64_t k = 0; k < p.size(0); ++k)
+      annotations.push_back({{"id", ann_id++}, {"image_id", id}, {"category_id", 1}, {"bbox", {p[k][0].item<float>(), p[k][1].item<float>(), 0.0, 0.0}}});
+  }
+  return {{"images", images}, {"annotations", annotations}, {"categories", {{{"id", 1}, {"name", "person"}}}}};
+}
+
+}  // namespace crowdloss_examples
