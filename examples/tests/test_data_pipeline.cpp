@@ -1,0 +1,159 @@
+#include "support/checks.hpp"
+
+#include "loader.hpp"
+#include "synthetic.hpp"
+#include "transforms.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+namespace ex = crowdloss_examples;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fixture_dir(const std::string& name) {
+  const fs::path dir = fs::path(CROWDLOSS_TEST_TMP_DIR) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// An image whose channels encode their own coordinates: (x, y, 0) / 1000.
+ex::Sample coordinate_sample(int64_t h, int64_t w, const at::Tensor& points) {
+  const auto x = torch::arange(w).to(torch::kFloat).view({1, w}).expand({h, w});
+  const auto y = torch::arange(h).to(torch::kFloat).view({h, 1}).expand({h, w});
+  return {torch::stack({x, y, torch::zeros({h, w})}) / 1000, points};
+}
+
+}  // namespace
+
+TEST_CASE("transforms: points follow the image under resize, pad, crop and flip") {
+  torch::manual_seed(1);
+  const auto points = torch::rand({50, 2}) * torch::tensor({30.0f, 20.0f});
+  const auto s = coordinate_sample(20, 30, points);
+  const auto r = ex::resize_longest(s, 60);
+  DOCTEST_CHECK(r.image.sizes() == at::IntArrayRef({3, 40, 60}));
+  DOCTEST_CHECK(torch::allclose(r.points, points * 2));
+  const auto p = ex::pad_to_multiple(s, 8);
+  DOCTEST_CHECK(p.image.sizes() == at::IntArrayRef({3, 24, 32}));
+  DOCTEST_CHECK(torch::equal(p.points, points));
+  const auto f = ex::hflip(s);
+  DOCTEST_CHECK(torch::allclose(f.points.select(1, 0), 30 - points.select(1, 0)));
+  DOCTEST_CHECK(torch::allclose(ex::hflip(f).points, points));
+  DOCTEST_CHECK(torch::equal(ex::hflip(f).image, s.image));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    const auto c = ex::random_crop(s, 12, 16, gen);
+    REQUIRE(c.image.sizes() == at::IntArrayRef({3, 12, 16}));
+    // The crop's top-left pixel tells where it was taken; the kept points are exactly those
+    // inside that window, shifted by it.
+    const float x0 = c.image[0][0][0].item<float>() * 1000, y0 = c.image[1][0][0].item<float>() * 1000;
+    const auto shifted = points - torch::tensor({x0, y0});
+    const auto inside = (shifted.select(1, 0) >= 0) & (shifted.select(1, 0) < 16) & (shifted.select(1, 1) >= 0) &
+                        (shifted.select(1, 1) < 12);
+    DOCTEST_CHECK(c.points.size(0) == inside.sum().item<int64_t>());
+    DOCTEST_CHECK(torch::allclose(c.points, shifted.index({inside})));
+  }
+  // A crop larger than the image pads it and keeps every point.
+  const auto big = ex::random_crop(s, 32, 40, gen);
+  DOCTEST_CHECK(big.image.sizes() == at::IntArrayRef({3, 32, 40}));
+  DOCTEST_CHECK(big.points.size(0) == 50);
+  const auto j = ex::colour_jitter(s, 0.3, gen);
+  DOCTEST_CHECK(torch::equal(j.points, points));
+  DOCTEST_CHECK(j.image.min().item<float>() >= 0);
+  DOCTEST_CHECK(j.image.max().item<float>() <= 1);
+}
+
+TEST_CASE("synthetic: deterministic scenes with a perspective size gradient and the full count range") {
+  ex::SyntheticOptions o;
+  const auto a = ex::render_synthetic_scene(5, o), b = ex::render_synthetic_scene(5, o), c = ex::render_synthetic_scene(6, o);
+  DOCTEST_CHECK(torch::equal(a.image, b.image));
+  DOCTEST_CHECK(torch::equal(a.points, b.points));
+  DOCTEST_CHECK_FALSE(torch::equal(a.image, c.image));
+  DOCTEST_CHECK(a.image.sizes() == at::IntArrayRef({256, 256, 3}));
+  int64_t smallest = 1 << 30, largest = 0;
+  double range = 0;
+  for (int64_t i = 0; i < 80; ++i) {
+    const auto s = ex::render_synthetic_scene(i, o);
+    const int64_t n = s.points.size(0);
+    smallest = std::min(smallest, n);
+    largest = std::max(largest, n);
+    if (n > 100) range = std::max(range, static_cast<double>(*std::max_element(s.radii.begin(), s.radii.end()) /
+                                                             *std::min_element(s.radii.begin(), s.radii.end())));
+    if (n > 0) {
+      DOCTEST_CHECK(s.points.min().item<float>() >= 0);
+      DOCTEST_CHECK(s.points.max().item<float>() <= 256);
+    }
+  }
+  DOCTEST_CHECK(smallest == 0);
+  DOCTEST_CHECK(largest >= 1500);
+  DOCTEST_CHECK(range >= 4.0);  // at least 4× head-size range within one image
+}
+
+TEST_CASE("synthetic: the written dataset reads back through the COCO reader, and is reused") {
+  const auto dir = fixture_dir("synthetic");
+  ex::SyntheticOptions o;
+  o.height = 64;
+  o.width = 96;
+  o.max_count = 300;
+  const auto samples = ex::write_synthetic_dataset(dir, 6, o);
+  REQUIRE(samples.size() == 6);
+  for (int64_t i = 0; i < 6; ++i) {
+    const auto scene = ex::render_synthetic_scene(i, o);
+    DOCTEST_CHECK(torch::allclose(samples[static_cast<size_t>(i)].points, scene.points, 0, 1e-4));
+    DOCTEST_CHECK(torch::equal(ex::load_image(samples[static_cast<size_t>(i)].image), scene.image));
+  }
+  const auto stamp = fs::last_write_time(dir / "annotations.json");
+  ex::write_synthetic_dataset(dir, 6, o);  // same set: nothing rewritten
+  DOCTEST_CHECK(fs::last_write_time(dir / "annotations.json") == stamp);
+}
+
+TEST_CASE("Loader: batches, density sums equal counts, determinism across workers, errors name the file") {
+  const auto dir = fixture_dir("loader");
+  ex::SyntheticOptions o;
+  o.height = 72;
+  o.width = 100;
+  o.max_count = 200;
+  const auto samples = ex::write_synthetic_dataset(dir, 10, o);
+  ex::LoaderOptions lo;
+  lo.batch = 4;
+  lo.crop = 48;
+  lo.augment = true;
+  lo.shuffle = true;
+  lo.seed = 9;
+  lo.workers = 1;
+  const ex::Loader one(samples, lo);
+  lo.workers = 3;
+  const ex::Loader three(samples, lo);
+  DOCTEST_CHECK(one.batches() == 3);
+  std::vector<ex::Batch> first, second;
+  one.run_epoch(2, [&](int64_t, ex::Batch& b) { first.push_back(b); });
+  three.run_epoch(2, [&](int64_t, ex::Batch& b) { second.push_back(b); });
+  REQUIRE(first.size() == 3);
+  REQUIRE(second.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    DOCTEST_CHECK(torch::equal(first[i].images, second[i].images));
+    DOCTEST_CHECK(first[i].files == second[i].files);
+    DOCTEST_CHECK(torch::allclose(first[i].density.sum({1, 2, 3}), first[i].counts));
+  }
+  DOCTEST_CHECK(first[0].images.sizes() == at::IntArrayRef({4, 3, 48, 48}));
+  DOCTEST_CHECK(first[0].density.sizes() == at::IntArrayRef({4, 1, 6, 6}));
+  DOCTEST_CHECK(first[2].images.size(0) == 2);
+  // Resuming in the middle of an epoch gives the same remaining batches.
+  std::vector<ex::Batch> rest;
+  three.run_epoch(2, [&](int64_t, ex::Batch& b) { rest.push_back(b); }, 1);
+  REQUIRE(rest.size() == 2);
+  DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
+  // Evaluation: whole images padded to the stride, exact counts.
+  ex::LoaderOptions eo;
+  eo.batch = 1;
+  const ex::Loader eval(samples, eo);
+  eval.run_epoch(0, [&](int64_t i, ex::Batch& b) {
+    DOCTEST_CHECK(b.images.sizes() == at::IntArrayRef({1, 3, 72, 104}));
+    DOCTEST_CHECK(b.counts[0].item<float>() == samples[static_cast<size_t>(i)].points.size(0));
+  });
+  std::ofstream(samples[3].image) << "corrupt";
+  const std::string corrupt = fs::path(samples[3].image).filename().string();
+  DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::Batch&) {}), doctest::Contains(corrupt.c_str()), std::runtime_error);
+}
