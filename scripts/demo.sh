@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, build, and run the main job (crowdloss-demo).
-# Extra arguments go to the demo (the first is the number of training steps).
+# README command 1: install what is missing, build, and run the main job (crowdloss-count demo):
+# L2 vs PML training on synthetic crowds, results in build/demo.
+# Extra arguments go to the demo (e.g. --quick).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$("$root/scripts/configure.sh" | tail -n 1)
-cmake --build "$build" --target crowdloss-demo -j "$(nproc)"
-"$build/examples/crowdloss-demo" "$@"
+cmake --build "$build" --target crowdloss-count -j "$(nproc)"
+"$build/examples/crowdloss-count" demo --out "$build/demo" "$@"

@@ -4,18 +4,25 @@
 // VGG-16 with three 2×2 max-pools (output stride 8), a back end of six 3×3 convolutions with
 // dilation 2 (512, 512, 512, 256, 128, 64 channels), ReLU after every convolution, and a 1×1
 // output convolution without ReLU. Weights are drawn from N(0, 0.01), biases are 0.
-// 16,263,489 parameters.
+// 16,263,489 parameters. `width` < 1 scales every channel count (rounded, at least 1) for a
+// narrower network that trains on a CPU; width 1 is the paper's model.
 #include "vgg_weights.hpp"
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace crowdloss_examples {
 
 struct CSRNetImpl : torch::nn::Cloneable<CSRNetImpl> {
-  CSRNetImpl() { reset(); }
+  explicit CSRNetImpl(double width = 1.0) : width_(width) {
+    if (!(width > 0 && width <= 1)) throw std::invalid_argument("CSRNet: width must lie in (0, 1]");
+    reset();
+  }
 
   void reset() override {
     frontend = torch::nn::Sequential();
@@ -25,15 +32,15 @@ struct CSRNetImpl : torch::nn::Cloneable<CSRNetImpl> {
         frontend->push_back(torch::nn::MaxPool2d(2));
         continue;
       }
-      frontend->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, v, 3).padding(1)));
+      frontend->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, scaled(v), 3).padding(1)));
       frontend->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
-      in = v;
+      in = scaled(v);
     }
     backend = torch::nn::Sequential();
     for (const int64_t v : {512, 512, 512, 256, 128, 64}) {
-      backend->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, v, 3).padding(2).dilation(2)));
+      backend->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, scaled(v), 3).padding(2).dilation(2)));
       backend->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
-      in = v;
+      in = scaled(v);
     }
     output = torch::nn::Conv2d(torch::nn::Conv2dOptions(in, 1, 1));
     register_module("frontend", frontend);
@@ -57,6 +64,10 @@ struct CSRNetImpl : torch::nn::Cloneable<CSRNetImpl> {
 
   torch::nn::Sequential frontend{nullptr}, backend{nullptr};
   torch::nn::Conv2d output{nullptr};
+
+ private:
+  int64_t scaled(int64_t channels) const { return std::max<int64_t>(1, std::llround(static_cast<double>(channels) * width_)); }
+  double width_;
 };
 TORCH_MODULE(CSRNet);
 

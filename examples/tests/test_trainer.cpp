@@ -1,0 +1,124 @@
+#include "support/checks.hpp"
+
+#include "synthetic.hpp"
+#include "trainer.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+namespace ex = crowdloss_examples;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fixture_dir(const std::string& name) {
+  const fs::path dir = fs::path(CROWDLOSS_TEST_TMP_DIR) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<ex::CrowdSample> tiny_set(const fs::path& dir, int64_t count, uint64_t seed) {
+  ex::SyntheticOptions o;
+  o.height = 64, o.width = 64, o.max_count = 150, o.min_head = 1.5, o.seed = seed;
+  return ex::write_synthetic_dataset(dir, count, o);
+}
+
+ex::TrainConfig tiny_config(const std::string& loss) {
+  ex::TrainConfig c;
+  c.model = "csrnet", c.width = 0.125, c.loss = loss, c.optimizer = "adamw", c.lr = 1e-3, c.schedule = "cosine";
+  c.cosine_t_max = 8, c.epochs = 8, c.batch = 2, c.crop = 64, c.workers = 2, c.seed = 3, c.clip = 10;
+  return c;
+}
+
+std::vector<nlohmann::json> metrics(const fs::path& out) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(out / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpoints") {
+  const auto dir = fixture_dir("train_short");
+  const auto train = tiny_set(dir / "train", 12, 1), val = tiny_set(dir / "val", 4, 2);
+  // The training images, whole and un-augmented, as one fixed batch to measure the loss on.
+  ex::LoaderOptions fixed;
+  fixed.batch = 12;
+  const auto batch = ex::Loader(train, fixed).make_batch(0, 0);
+  for (const std::string loss : {"l2", "pml"}) {
+    INFO("loss " << loss);
+    const auto out = dir / loss;
+    const auto c = tiny_config(loss);
+    const auto loss_of = [&](ex::CountingModel& m) {
+      torch::NoGradGuard no_grad;
+      return ex::count_loss(loss, m.module.forward(batch.images), batch.density).item<double>();
+    };
+
+    torch::manual_seed(c.seed);  // the initial weights train() starts from
+    auto initial = ex::make_model(c);
+    ex::train(c, train, val, out, false, /*quiet=*/true);
+    auto trained = ex::load_model(out / "last.pt", "cpu");
+    const double before = loss_of(initial), after = loss_of(trained);
+    MESSAGE(loss << " loss on the training images: " << before << " -> " << after << " after 8 epochs");
+    DOCTEST_CHECK(after < before);
+    const auto lines = metrics(out);
+    REQUIRE(lines.size() == 8);
+    DOCTEST_CHECK(fs::exists(out / "last.pt"));
+    DOCTEST_CHECK(fs::exists(out / "best.pt"));
+    DOCTEST_CHECK_FALSE(fs::exists(out / "last.pt.tmp"));
+    // The best checkpoint evaluates to the best validation MAE of the log.
+    double best = 1e30;
+    for (const auto& l : lines) best = std::min(best, l.at("val_mae").get<double>());
+    auto model = ex::load_model(out / "best.pt", "cpu");
+    ex::LoaderOptions lo;
+    lo.batch = 1;
+    DOCTEST_CHECK(ex::evaluate(model, ex::Loader(val, lo), torch::kCPU).mae == doctest::Approx(best).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted run") {
+  const auto dir = fixture_dir("train_resume");
+  const auto train = tiny_set(dir / "train", 8, 3), val = tiny_set(dir / "val", 3, 4);
+  auto c = tiny_config("pml");
+  c.epochs = 3, c.cosine_t_max = 3;
+  ex::train(c, train, val, dir / "straight", false, true);
+  auto first = c;
+  first.epochs = 1;  // "killed" after epoch 1: only its checkpoint survives
+  ex::train(first, train, val, dir / "resumed", false, true);
+  ex::train(c, train, val, dir / "resumed", /*resume=*/true, true);
+  auto a = ex::load_model(dir / "straight" / "last.pt", "cpu"), b = ex::load_model(dir / "resumed" / "last.pt", "cpu");
+  const auto pa = a.ptr->parameters(), pb = b.ptr->parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) DOCTEST_CHECK(torch::equal(pa[i], pb[i]));
+  const auto ma = metrics(dir / "straight"), mb = metrics(dir / "resumed");
+  REQUIRE(ma.size() == 3);
+  REQUIRE(mb.size() == 3);
+  for (size_t e = 0; e < 3; ++e) {
+    DOCTEST_CHECK(ma[e].at("train_loss") == mb[e].at("train_loss"));
+    DOCTEST_CHECK(ma[e].at("val_mae") == mb[e].at("val_mae"));
+  }
+}
+
+TEST_CASE("recipes, learning-rate schedule, overlays") {
+  const auto pml = ex::recipe("pml");
+  DOCTEST_CHECK(pml.optimizer == "adamw");
+  DOCTEST_CHECK(pml.lr == 1e-4);
+  DOCTEST_CHECK(pml.weight_decay == 1e-6);
+  DOCTEST_CHECK(pml.cosine_t_max == 150);
+  DOCTEST_CHECK(pml.clip == 10);
+  DOCTEST_CHECK(pml.batch == 8);
+  DOCTEST_CHECK(pml.longest_side == 1024);
+  DOCTEST_CHECK(ex::learning_rate(pml, 0) == doctest::Approx(1e-4));
+  DOCTEST_CHECK(ex::learning_rate(pml, 75) == doctest::Approx((1e-4 + 1e-7) / 2));
+  DOCTEST_CHECK(ex::learning_rate(pml, 150) == doctest::Approx(1e-7));
+  DOCTEST_CHECK(ex::recipe("sanet").loss == "sanet");
+  DOCTEST_CHECK(ex::recipe("sanet").lr == 1e-5);
+  DOCTEST_CHECK(ex::recipe("csrnet").loss == "euclidean");
+  DOCTEST_CHECK_THROWS_AS(ex::recipe("yolo"), std::runtime_error);
+  const auto image = torch::full({16, 24, 3}, 100, torch::kUInt8);
+  const auto overlay = ex::density_overlay(image, torch::rand({2, 3}));
+  DOCTEST_CHECK(overlay.sizes() == image.sizes());
+  DOCTEST_CHECK(ex::density_overlay(image, torch::zeros({2, 3})).equal(image));  // nothing to draw
+}
