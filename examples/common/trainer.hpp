@@ -308,8 +308,9 @@ inline CountingModel load_model(const fs::path& checkpoint, const std::string& d
   return m;
 }
 
-/// A density map as a colour overlay on its image: the map is upsampled to the image, scaled
-/// to its maximum, coloured blue → green → red, and blended in proportion to its value.
+/// A density map as a colour overlay on its image: the map is upsampled to the image, scaled to
+/// its 99th percentile (so that a few sharp peaks do not wash out the rest), coloured
+/// blue → green → red, and blended in proportion to its value.
 inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor& density) {
   const int64_t H = image_hwc.size(0), W = image_hwc.size(1);
   auto d = torch::nn::functional::interpolate(density.view({1, 1, density.size(-2), density.size(-1)}).to(torch::kFloat),
@@ -318,7 +319,7 @@ inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor&
                                                   .mode(torch::kBilinear)
                                                   .align_corners(false))[0][0]
                .clamp_min(0);
-  d = d / std::max(d.max().item<float>(), 1e-12f);
+  d = (d / std::max(d.flatten().quantile(0.99).item<float>(), 1e-12f)).clamp_max(1);
   const auto colour = torch::stack({(2 * d - 1).clamp(0, 1), 1 - (2 * d - 1).abs(), (1 - 2 * d).clamp(0, 1)}, 2);
   const auto alpha = (0.85 * d).unsqueeze(2);
   const auto blended = image_hwc.to(torch::kFloat) / 255 * (1 - alpha) + colour * alpha;

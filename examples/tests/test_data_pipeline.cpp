@@ -1,5 +1,7 @@
 #include "support/checks.hpp"
 
+#include "fixtures.hpp"
+
 #include "loader.hpp"
 #include "synthetic.hpp"
 #include "transforms.hpp"
@@ -9,15 +11,9 @@
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
+using crowdloss_examples_test::fixture_dir;
 
 namespace {
-
-fs::path fixture_dir(const std::string& name) {
-  const fs::path dir = fs::path(CROWDLOSS_TEST_TMP_DIR) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // An image whose channels encode their own coordinates: (x, y, 0) / 1000.
 ex::Sample coordinate_sample(int64_t h, int64_t w, const at::Tensor& points) {
@@ -93,29 +89,23 @@ TEST_CASE("synthetic: deterministic scenes with a perspective size gradient and 
 
 TEST_CASE("synthetic: the written dataset reads back through the COCO reader, and is reused") {
   const auto dir = fixture_dir("synthetic");
-  ex::SyntheticOptions o;
-  o.height = 64;
-  o.width = 96;
-  o.max_count = 300;
-  const auto samples = ex::write_synthetic_dataset(dir, 6, o);
+  const auto samples = crowdloss_examples_test::small_synthetic_set(dir, 6, 64, 96, 300);
   REQUIRE(samples.size() == 6);
+  ex::SyntheticOptions o;
+  o.height = 64, o.width = 96, o.max_count = 300;
   for (int64_t i = 0; i < 6; ++i) {
     const auto scene = ex::render_synthetic_scene(i, o);
     DOCTEST_CHECK(torch::allclose(samples[static_cast<size_t>(i)].points, scene.points, 0, 1e-4));
     DOCTEST_CHECK(torch::equal(ex::load_image(samples[static_cast<size_t>(i)].image), scene.image));
   }
   const auto stamp = fs::last_write_time(dir / "annotations.json");
-  ex::write_synthetic_dataset(dir, 6, o);  // same set: nothing rewritten
+  crowdloss_examples_test::small_synthetic_set(dir, 6, 64, 96, 300);  // same set: nothing rewritten
   DOCTEST_CHECK(fs::last_write_time(dir / "annotations.json") == stamp);
 }
 
 TEST_CASE("Loader: batches, density sums equal counts, determinism across workers, errors name the file") {
   const auto dir = fixture_dir("loader");
-  ex::SyntheticOptions o;
-  o.height = 72;
-  o.width = 100;
-  o.max_count = 200;
-  const auto samples = ex::write_synthetic_dataset(dir, 10, o);
+  const auto samples = crowdloss_examples_test::small_synthetic_set(dir, 10, 72, 100, 200);
   ex::LoaderOptions lo;
   lo.batch = 4;
   lo.crop = 48;

@@ -1,5 +1,7 @@
 #include "support/checks.hpp"
 
+#include "fixtures.hpp"
+
 #include "datasets.hpp"
 #include "image_io.hpp"
 
@@ -8,21 +10,10 @@
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
+using crowdloss_examples_test::fixture_dir;
+using crowdloss_examples_test::write_text;
 
 namespace {
-
-// A fresh directory under the test tmp dir.
-fs::path fixture_dir(const std::string& name) {
-  const fs::path dir = fs::path(CROWDLOSS_TEST_TMP_DIR) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
 
 void write_image(const fs::path& path, int64_t h = 6, int64_t w = 8) {
   fs::create_directories(path.parent_path());

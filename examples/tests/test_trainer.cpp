@@ -1,5 +1,7 @@
 #include "support/checks.hpp"
 
+#include "fixtures.hpp"
+
 #include "synthetic.hpp"
 #include "trainer.hpp"
 
@@ -8,20 +10,12 @@
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
+using crowdloss_examples_test::fixture_dir;
 
 namespace {
 
-fs::path fixture_dir(const std::string& name) {
-  const fs::path dir = fs::path(CROWDLOSS_TEST_TMP_DIR) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 std::vector<ex::CrowdSample> tiny_set(const fs::path& dir, int64_t count, uint64_t seed) {
-  ex::SyntheticOptions o;
-  o.height = 64, o.width = 64, o.max_count = 150, o.min_head = 1.5, o.seed = seed;
-  return ex::write_synthetic_dataset(dir, count, o);
+  return crowdloss_examples_test::small_synthetic_set(dir, count, 64, 64, 150, seed);
 }
 
 ex::TrainConfig tiny_config(const std::string& loss) {
