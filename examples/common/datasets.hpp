@@ -113,15 +113,6 @@ at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
 
 }  // namespace data_detail
 
-/// True when the .mat readers (ShanghaiTech, UCF-QNRF) were built in.
-inline constexpr bool have_matio() {
-#ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
-  return true;
-#else
-  return false;
-#endif
-}
-
 /// COCO-style JSON (the PML authors' format): `images` [{id, file_name}], `annotations`
 /// [{image_id, bbox: [x, y, w, h]}]; each head's point is its bbox centre. Images without
 /// annotations are kept with no points. `image_root` is prepended to file_name.

@@ -163,8 +163,8 @@ class Loader {
     std::iota(order.begin(), order.end(), 0);
     if (o_.shuffle) {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed * 31ULL + static_cast<uint64_t>(epoch) + 17);
-      const auto perm = torch::randperm(size(), gen);
-      for (int64_t k = 0; k < size(); ++k) order[static_cast<size_t>(k)] = perm[k].item<int64_t>();
+      const auto perm = torch::randperm(size(), gen, torch::kLong);
+      std::copy(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size(), order.begin());
     }
     return order;
   }

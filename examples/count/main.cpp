@@ -78,18 +78,18 @@ int demo(const fs::path& out, bool quick) {
   ex::LoaderOptions test_options;
   test_options.batch = 1;
   const ex::Loader test_loader(test_set, test_options);
+  std::vector<ex::CountingModel> models;  // each loss's best checkpoint
   for (const std::string loss : {"l2", "pml"}) {
     c.loss = loss;
     std::cout << "training with " << (loss == "l2" ? "pixel L2" : "PML + pixel L2") << "\n";
     const auto t0 = std::chrono::steady_clock::now();
     ex::train(c, train_set, val_set, out / loss, /*resume=*/false);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto best = ex::load_model(out / loss / "best.pt", "cpu");
-    rows.push_back({loss == "l2" ? "pixel L2 (mse_loss)" : "PML + pixel L2 (crowdloss)", ex::evaluate(best, test_loader, torch::kCPU),
-                    seconds});
+    models.push_back(ex::load_model(out / loss / "best.pt", "cpu"));
+    rows.push_back({loss == "l2" ? "pixel L2 (mse_loss)" : "PML + pixel L2 (crowdloss)",
+                    ex::evaluate(models.back(), test_loader, torch::kCPU), seconds});
   }
   // Three test scenes side by side: image | ground truth (adaptive kernels) | L2 | PML.
-  std::vector<ex::CountingModel> models = {ex::load_model(out / "l2" / "best.pt", "cpu"), ex::load_model(out / "pml" / "best.pt", "cpu")};
   for (size_t i = 0; i < std::min<size_t>(3, test_set.size()); ++i) {
     const auto image = ex::load_image(test_set[i].image);
     std::vector<at::Tensor> panels = {image, ex::density_overlay(image, crowdloss::points_to_density(
