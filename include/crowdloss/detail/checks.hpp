@@ -7,23 +7,31 @@
 namespace crowdloss {
 namespace detail {
 
-/// Checks a (prediction, target) pair of density maps: both defined, B×C×H×W, same shape, same
-/// floating dtype, same device, and no zero-sized dimension. Every message names `fn`.
+/// Throws c10::Error naming `fn` unless `b` is on the device of `a`.
+inline void check_same_device(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                              const char* b_name) {
+  TORCH_CHECK(b.device() == a.device(), fn, ": ", b_name, " is on ", b.device(), " but ", a_name, " is on ", a.device());
+}
+
+/// Checks a pair of tensors a loss compares elementwise: both defined, same shape, same floating
+/// dtype, same device. Every message names `fn`.
+inline void check_pair(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
+  TORCH_CHECK(a.defined() && b.defined(), fn, ": ", a_name, " and ", b_name, " must be defined tensors");
+  TORCH_CHECK(a.sizes() == b.sizes(), fn, ": ", b_name, " shape ", b.sizes(), " differs from ", a_name, " shape ", a.sizes());
+  TORCH_CHECK(a.is_floating_point(), fn, ": expected a floating-point ", a_name, ", got ", a.scalar_type());
+  TORCH_CHECK(b.scalar_type() == a.scalar_type(), fn, ": ", b_name, " dtype ", b.scalar_type(), " differs from ", a_name,
+              " dtype ", a.scalar_type());
+  check_same_device(fn, a, a_name, b, b_name);
+}
+
+/// Checks a (prediction, target) pair of density maps: `check_pair`, plus B×C×H×W and no
+/// zero-sized dimension. Every message names `fn`.
 inline void check_map_pair(const char* fn, const at::Tensor& pred, const at::Tensor& target,
                            const char* pred_name = "pred", const char* target_name = "target") {
-  TORCH_CHECK(pred.defined() && target.defined(), fn, ": ", pred_name, " and ", target_name,
-              " must be defined tensors");
+  check_pair(fn, pred, pred_name, target, target_name);
   TORCH_CHECK(pred.dim() == 4, fn, ": expected ", pred_name, " of shape (B, C, H, W), got ", pred.sizes());
-  TORCH_CHECK(target.sizes() == pred.sizes(), fn, ": ", target_name, " shape ", target.sizes(),
-              " differs from ", pred_name, " shape ", pred.sizes());
-  TORCH_CHECK(pred.is_floating_point(), fn, ": expected a floating-point ", pred_name, ", got ",
-              pred.scalar_type());
-  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), fn, ": ", target_name, " dtype ",
-              target.scalar_type(), " differs from ", pred_name, " dtype ", pred.scalar_type());
-  TORCH_CHECK(target.device() == pred.device(), fn, ": ", target_name, " is on ", target.device(),
-              " but ", pred_name, " is on ", pred.device());
-  TORCH_CHECK(pred.numel() > 0, fn, ": expected a non-empty batch of non-empty maps, got ", pred_name,
-              " of shape ", pred.sizes());
+  TORCH_CHECK(pred.numel() > 0, fn, ": expected a non-empty batch of non-empty maps, got ", pred_name, " of shape ",
+              pred.sizes());
 }
 
 /// The dtype a loss computes in: float32 for half-precision inputs, the input's own otherwise.

@@ -4,6 +4,8 @@
 /// FPN anchor points, and conversions between boxes and ltrb distances around points. All are
 /// ATen code for CPU and CUDA tensors, differentiable where it makes sense.
 
+#include <crowdloss/detail/checks.hpp>
+
 #include <torch/types.h>
 
 #include <array>
@@ -24,11 +26,6 @@ inline void check_points(const char* fn, const at::Tensor& points) {
   TORCH_CHECK(points.defined() && points.dim() == 2 && points.size(1) == 2, fn,
               ": expected points of shape (A, 2), got ", points.defined() ? points.sizes() : at::IntArrayRef{});
   TORCH_CHECK(points.is_floating_point(), fn, ": expected floating-point points, got ", points.scalar_type());
-}
-
-inline void check_same_device(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b,
-                              const char* b_name) {
-  TORCH_CHECK(a.device() == b.device(), fn, ": ", b_name, " is on ", b.device(), " but ", a_name, " is on ", a.device());
 }
 
 inline at::Tensor box_area(const at::Tensor& b) {

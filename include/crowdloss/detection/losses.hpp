@@ -3,6 +3,7 @@
 /// The losses used with the dense-detection assignments: sigmoid focal loss and IoU losses on
 /// ltrb distances (−log IoU, 1 − IoU, 1 − GIoU), with cvpods' / fvcore's numerics.
 
+#include <crowdloss/detail/checks.hpp>
 #include <crowdloss/enum.hpp>
 #include <crowdloss/reduction.hpp>
 
@@ -88,15 +89,6 @@ inline at::Tensor ltrb_iou_loss(const at::Tensor& pred, const at::Tensor& target
       return 1 - (iou - (enclosing - uni) / enclosing.clamp_min(kIoUEps));
     }
   }
-}
-
-inline void check_pair(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
-  TORCH_CHECK(a.defined() && b.defined(), fn, ": ", a_name, " and ", b_name, " must be defined");
-  TORCH_CHECK(a.sizes() == b.sizes(), fn, ": ", b_name, " shape ", b.sizes(), " differs from ", a_name, " shape ", a.sizes());
-  TORCH_CHECK(a.is_floating_point(), fn, ": expected a floating-point ", a_name, ", got ", a.scalar_type());
-  TORCH_CHECK(b.scalar_type() == a.scalar_type(), fn, ": ", b_name, " dtype ", b.scalar_type(), " differs from ", a_name,
-              " dtype ", a.scalar_type());
-  TORCH_CHECK(b.device() == a.device(), fn, ": ", b_name, " is on ", b.device(), " but ", a_name, " is on ", a.device());
 }
 
 }  // namespace detail
