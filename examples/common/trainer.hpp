@@ -1,6 +1,7 @@
 #pragma once
 // Training, evaluation and prediction for the counting examples: model and loss selection, the
 // papers' recipes, a progress bar, JSON-lines metrics, atomic checkpoints with exact resume.
+#include "amp.hpp"
 #include "image_io.hpp"
 #include "loader.hpp"
 #include "models/csrnet.hpp"
@@ -34,13 +35,14 @@ struct TrainConfig {
   int64_t epochs = 10, batch = 8, crop = 256, longest_side = 0, workers = 2;
   uint64_t seed = 1;
   std::string device = "cpu";
+  std::string amp = "off";  // off | bf16 | fp16 (CUDA): autocast for the model, loss in float32
   std::string vgg_weights;
 
   nlohmann::json to_json() const {
     return {{"model", model}, {"width", width}, {"loss", loss}, {"optimizer", optimizer}, {"lr", lr},
             {"weight_decay", weight_decay}, {"min_lr", min_lr}, {"clip", clip}, {"schedule", schedule},
             {"cosine_t_max", cosine_t_max}, {"epochs", epochs}, {"batch", batch}, {"crop", crop},
-            {"longest_side", longest_side}, {"workers", workers}, {"seed", seed}, {"device", device}};
+            {"longest_side", longest_side}, {"workers", workers}, {"seed", seed}, {"device", device}, {"amp", amp}};
   }
   static TrainConfig from_json(const nlohmann::json& j) {
     TrainConfig c;
@@ -48,7 +50,7 @@ struct TrainConfig {
     c.lr = j.at("lr"), c.weight_decay = j.at("weight_decay"), c.min_lr = j.at("min_lr"), c.clip = j.at("clip");
     c.schedule = j.at("schedule"), c.cosine_t_max = j.at("cosine_t_max"), c.epochs = j.at("epochs");
     c.batch = j.at("batch"), c.crop = j.at("crop"), c.longest_side = j.at("longest_side"), c.workers = j.at("workers");
-    c.seed = j.at("seed"), c.device = j.at("device");
+    c.seed = j.at("seed"), c.device = j.at("device"), c.amp = j.value("amp", "off");
     return c;
   }
 };
@@ -138,13 +140,20 @@ struct Metrics {
   double mae = 0, rmse = 0;
 };
 
-/// MAE and RMSE of the predicted counts over `loader` (no augmentation expected).
-inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Device& device) {
+/// MAE and RMSE of the predicted counts over `loader` (no augmentation expected), the model run
+/// under autocast to `amp` when given.
+inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Device& device,
+                        std::optional<at::ScalarType> amp = std::nullopt) {
   torch::NoGradGuard no_grad;
   m.ptr->eval();
   double abs_sum = 0, sq_sum = 0;
   loader.run_epoch(0, [&](int64_t, Batch& b) {
-    const auto counts = m.module.forward(b.images.to(device)).sum({1, 2, 3}).cpu().to(torch::kDouble);
+    at::Tensor pred;
+    {
+      AmpScope scope(device, amp);
+      pred = m.module.forward(b.images.to(device));
+    }
+    const auto counts = pred.to(torch::kDouble).sum({1, 2, 3}).cpu();
     const auto err = counts - b.counts.to(torch::kDouble);
     abs_sum += err.abs().sum().item<double>();
     sq_sum += err.square().sum().item<double>();
@@ -163,13 +172,15 @@ inline void save_atomically(torch::serialize::OutputArchive& archive, const fs::
 /// A checkpoint: model, optimizer, the next epoch to run, the best validation MAE so far, and
 /// the configuration it was trained with.
 inline void save_checkpoint(const fs::path& path, CountingModel& m, torch::optim::Optimizer& opt, int64_t next_epoch,
-                            double best_mae, const TrainConfig& c) {
+                            double best_mae, const TrainConfig& c, const LossScaler& scaler) {
   torch::serialize::OutputArchive archive, opt_archive;
   m.ptr->save(archive);
   opt.save(opt_archive);
   archive.write("optimizer", opt_archive);
   archive.write("next_epoch", c10::IValue(next_epoch));
   archive.write("best_mae", c10::IValue(best_mae));
+  archive.write("loss_scale", c10::IValue(scaler.current_scale()));
+  archive.write("loss_scale_good_steps", c10::IValue(scaler.good_steps()));
   archive.write("config", c10::IValue(c.to_json().dump()));
   save_atomically(archive, path);
 }
@@ -187,7 +198,8 @@ struct Resumed {
   double best_mae = std::numeric_limits<double>::infinity();
 };
 
-inline Resumed load_checkpoint(const fs::path& path, CountingModel& m, torch::optim::Optimizer* opt) {
+inline Resumed load_checkpoint(const fs::path& path, CountingModel& m, torch::optim::Optimizer* opt,
+                               LossScaler* scaler = nullptr) {
   torch::serialize::InputArchive archive;
   archive.load_from(path.string());
   m.ptr->load(archive);
@@ -202,6 +214,12 @@ inline Resumed load_checkpoint(const fs::path& path, CountingModel& m, torch::op
   r.next_epoch = v.toInt();
   archive.read("best_mae", v);
   r.best_mae = v.toDouble();
+  if (scaler) {
+    c10::IValue good;
+    archive.read("loss_scale", v);
+    archive.read("loss_scale_good_steps", good);
+    scaler->restore(v.toDouble(), good.toInt());
+  }
   return r;
 }
 
@@ -239,10 +257,13 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto m = make_model(c);
-  auto opt = make_optimizer(c, m.ptr->parameters());
+  const auto params = m.ptr->parameters();
+  auto opt = make_optimizer(c, params);
+  const auto amp = amp_dtype(c.amp, device);
+  LossScaler scaler(amp == at::kHalf);
   Resumed state;
   if (resume && fs::exists(out / "last.pt")) {
-    state = load_checkpoint(out / "last.pt", m, opt.get());
+    state = load_checkpoint(out / "last.pt", m, opt.get(), &scaler);
     if (!quiet) std::cerr << "resuming " << out / "last.pt" << " at epoch " << state.next_epoch + 1 << "\n";
   } else {
     fs::remove(out / "metrics.jsonl");
@@ -260,25 +281,33 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
     m.ptr->train();
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c.epochs), train_loader.batches());
     double loss_sum = 0;
-    int64_t images = 0;
+    int64_t images = 0, skipped = 0;
     const auto start = std::chrono::steady_clock::now();
     train_loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
-      const auto pred = m.module.forward(b.images.to(device));
-      const auto loss = count_loss(c.loss, pred, b.density.to(device));
+      at::Tensor pred;
+      {
+        AmpScope scope(device, amp);
+        pred = m.module.forward(b.images.to(device));
+      }
+      const auto loss = count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device));
       const double value = loss.item<double>();
       if (!std::isfinite(value))
         throw std::runtime_error("non-finite loss at epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) +
                                  "; the last good checkpoint is " + (out / "last.pt").string());
       opt->zero_grad();
-      loss.backward();
-      if (c.clip > 0) torch::nn::utils::clip_grad_norm_(m.ptr->parameters(), c.clip);
-      opt->step();
+      scaler.scale(loss).backward();
+      if (scaler.unscale_and_check(params)) {
+        if (c.clip > 0) torch::nn::utils::clip_grad_norm_(params, c.clip);
+        opt->step();
+      } else {
+        ++skipped;  // fp16 overflow: the scaler backed off, the step is skipped
+      }
       loss_sum += value * static_cast<double>(b.images.size(0));
       images += b.images.size(0);
       if (!quiet) bar.update(i + 1, loss_sum / static_cast<double>(images), images);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto metrics = evaluate(m, val_loader, device);
+    const auto metrics = evaluate(m, val_loader, device, amp);
     if (metrics.mae < best.mae) {
       best = metrics;
       torch::serialize::OutputArchive archive;
@@ -286,10 +315,11 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
       archive.write("config", c10::IValue(c.to_json().dump()));
       save_atomically(archive, out / "best.pt");
     }
-    save_checkpoint(out / "last.pt", m, *opt, epoch + 1, best.mae, c);
-    const nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
+    save_checkpoint(out / "last.pt", m, *opt, epoch + 1, best.mae, c, scaler);
+    nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
                                  {"val_mae", metrics.mae}, {"val_rmse", metrics.rmse}, {"images_per_s", images / seconds},
                                  {"seconds", seconds}};
+    if (amp) line["amp"] = {{"dtype", c.amp}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
     std::ofstream(out / "metrics.jsonl", std::ios::app) << line.dump() << "\n";
     if (!quiet) std::cerr << line.dump() << "\n";
   }

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
-  std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu";
+  std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu", amp = "off";
   bool quick = false, resume = false;
   // A recipe sets the defaults that explicit options then override, so find it first.
   for (int i = 1; i < argc; ++i) {
@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--workers", c.workers);
   train_cmd->add_option("--seed", c.seed);
   train_cmd->add_option("--device", c.device, "cpu | cuda");
+  train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
   train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
   train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt");
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--checkpoint", checkpoint)->required();
   eval_cmd->add_option("--data", data, "FORMAT:PATH")->required();
   eval_cmd->add_option("--device", device);
+  eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
 
   auto* predict_cmd = app.add_subcommand("predict", "count images and write density overlays");
   predict_cmd->add_option("--checkpoint", checkpoint)->required();
@@ -189,7 +191,8 @@ int main(int argc, char** argv) {
       auto model = ex::load_model(checkpoint, device);
       ex::LoaderOptions lo;
       lo.batch = 1, lo.stride = std::max<int64_t>(model.stride, 8);
-      const auto m = ex::evaluate(model, ex::Loader(load_data(data, synthetic_count, syn), lo), torch::Device(device));
+      const auto m = ex::evaluate(model, ex::Loader(load_data(data, synthetic_count, syn), lo), torch::Device(device),
+                                  ex::amp_dtype(amp, torch::Device(device)));
       std::printf("MAE %.2f RMSE %.2f\n", m.mae, m.rmse);
     } else if (*predict_cmd) {
       auto model = ex::load_model(checkpoint, device);

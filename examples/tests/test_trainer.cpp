@@ -116,3 +116,47 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(overlay.sizes() == image.sizes());
   DOCTEST_CHECK(ex::density_overlay(image, torch::zeros({2, 3})).equal(image));  // nothing to draw
 }
+
+TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and grows") {
+  auto p = torch::ones({3}, torch::requires_grad());
+  ex::LossScaler scaler(true, 1024.0, /*growth_interval=*/2);
+  scaler.scale((p * 2).sum()).backward();
+  DOCTEST_CHECK(scaler.unscale_and_check({p}));
+  DOCTEST_CHECK(torch::allclose(p.grad(), torch::full({3}, 2.0)));  // 1024·2, unscaled
+  p.mutable_grad().zero_();
+  scaler.scale((p * std::numeric_limits<float>::max()).sum()).backward();  // overflows to inf
+  DOCTEST_CHECK_FALSE(scaler.unscale_and_check({p}));
+  DOCTEST_CHECK(scaler.current_scale() == 512.0);
+  DOCTEST_CHECK(scaler.good_steps() == 0);
+  for (int i = 0; i < 2; ++i) {
+    p.mutable_grad().zero_();
+    scaler.scale(p.sum()).backward();
+    DOCTEST_CHECK(scaler.unscale_and_check({p}));
+  }
+  DOCTEST_CHECK(scaler.current_scale() == 1024.0);  // two good steps in a row: doubled
+  ex::LossScaler off(false);
+  DOCTEST_CHECK(off.scale(torch::ones({})).item<double>() == 1.0);
+
+  DOCTEST_CHECK_FALSE(ex::amp_dtype("off", torch::kCPU).has_value());
+  DOCTEST_CHECK((ex::amp_dtype("bf16", torch::kCPU) == at::kBFloat16));
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp16", torch::kCPU), doctest::Contains("--device cuda"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp8", torch::kCPU), doctest::Contains("fp8"), std::runtime_error);
+}
+
+TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers the loss") {
+  const auto dir = fixture_dir("train_amp");
+  const auto train = tiny_set(dir / "train", 8, 5), val = tiny_set(dir / "val", 2, 6);
+  auto c = tiny_config("pml");
+  c.amp = "bf16", c.epochs = 4, c.cosine_t_max = 4;
+  {
+    auto m = ex::make_model(c);
+    ex::AmpScope scope(torch::kCPU, at::kBFloat16);
+    DOCTEST_CHECK((m.module.forward(torch::rand({1, 3, 32, 32})).scalar_type() == at::kBFloat16));
+  }
+  ex::train(c, train, val, dir / "out", false, true);
+  const auto lines = metrics(dir / "out");
+  REQUIRE(lines.size() == 4);
+  DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "bf16");
+  DOCTEST_CHECK(lines.back().at("train_loss").get<double>() < lines.front().at("train_loss").get<double>());
+  DOCTEST_CHECK(ex::checkpoint_config(dir / "out" / "last.pt").amp == "bf16");
+}

@@ -1,0 +1,82 @@
+#pragma once
+// Mixed precision for the example trainers: `--amp off|bf16|fp16` runs the model's forward pass
+// under autocast (crowdloss::detail::AutocastGuard, the C++ torch.autocast) and, for fp16, scales
+// the loss dynamically as torch.cuda.amp.GradScaler does. Losses are computed in float32 outside
+// the autocast region.
+#include <crowdloss/crowdloss.hpp>
+#include <torch/torch.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace crowdloss_examples {
+
+/// The autocast dtype for `--amp name` on `device`, nullopt for "off". fp16 needs CUDA (CPU
+/// autocast computes in bf16 only).
+inline std::optional<at::ScalarType> amp_dtype(const std::string& name, const torch::Device& device) {
+  if (name == "off") return std::nullopt;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "fp16") {
+    if (!device.is_cuda()) throw std::runtime_error("--amp fp16 needs --device cuda (on the CPU use --amp bf16)");
+    return at::kHalf;
+  }
+  throw std::runtime_error("unknown --amp '" + name + "' (off, bf16, fp16)");
+}
+
+/// Autocast to `dtype` on `device` for the guard's lifetime; nothing when dtype is nullopt.
+class AmpScope {
+ public:
+  AmpScope(const torch::Device& device, std::optional<at::ScalarType> dtype) {
+    if (dtype) guard_.emplace(device.type(), *dtype);
+  }
+
+ private:
+  std::optional<crowdloss::detail::AutocastGuard> guard_;
+};
+
+/// Dynamic loss scaling for fp16 training (the GradScaler algorithm): the loss is multiplied by
+/// `scale` before backward; before the step the gradients are unscaled and checked; a step with
+/// an inf/NaN gradient is skipped and the scale halved; after `growth_interval` good steps in a
+/// row the scale doubles. Disabled (scale 1, every step taken) for bf16 and fp32.
+class LossScaler {
+ public:
+  explicit LossScaler(bool enabled, double init_scale = 65536.0, int64_t growth_interval = 2000)
+      : enabled_(enabled), scale_(enabled ? init_scale : 1.0), growth_interval_(growth_interval) {}
+
+  at::Tensor scale(const at::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
+
+  /// Unscales the gradients of `params` in place; returns false (and backs off) when one is
+  /// not finite, in which case the caller skips the optimiser step.
+  bool unscale_and_check(const std::vector<at::Tensor>& params) {
+    if (!enabled_) return true;
+    at::Tensor bad;
+    for (const auto& p : params) {
+      if (!p.grad().defined()) continue;
+      auto g = p.mutable_grad();
+      g.mul_(1.0 / scale_);
+      const auto nonfinite = g.isfinite().all().logical_not();
+      bad = bad.defined() ? bad.logical_or(nonfinite) : nonfinite;
+    }
+    const bool ok = !bad.defined() || !bad.item<bool>();  // one host sync per step
+    if (!ok) {
+      scale_ *= 0.5, good_steps_ = 0;
+    } else if (++good_steps_ == growth_interval_) {
+      scale_ *= 2.0, good_steps_ = 0;
+    }
+    return ok;
+  }
+
+  double current_scale() const { return scale_; }
+  int64_t good_steps() const { return good_steps_; }
+  /// Restores the state saved with current_scale() and good_steps() (for --resume).
+  void restore(double scale, int64_t good_steps) { scale_ = scale, good_steps_ = good_steps; }
+
+ private:
+  bool enabled_;
+  double scale_;
+  int64_t growth_interval_, good_steps_ = 0;
+};
+
+}  // namespace crowdloss_examples
