@@ -14,6 +14,7 @@
 #include <crowdloss/assign/poto.hpp>
 #include <crowdloss/detection/boxes.hpp>
 #include <crowdloss/detection/losses.hpp>
+#include <crowdloss/detection/nms.hpp>
 
 #include <crowdloss/density/density_map.hpp>
 #include <crowdloss/density/pml.hpp>

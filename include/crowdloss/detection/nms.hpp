@@ -1,0 +1,116 @@
+#pragma once
+/// \file
+/// Non-maximum suppression with torchvision's semantics (`torchvision.ops.nms` and
+/// `batched_nms`), for the detection modes that need it (one-to-many assignments such as FCOS
+/// and LLA). One source for CPU and CUDA: the IoUs are computed with ATen on the boxes' device,
+/// a tile of rows at a time, and the greedy scan runs on the host over the tile's mask.
+
+#include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detection/boxes.hpp>
+
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace crowdloss {
+
+namespace detail {
+
+/// Greedy NMS of boxes (N×4) by scores (N); with `classes` (N int64, or undefined) a box only
+/// suppresses boxes of its own class. `fn` names the caller in errors.
+inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                           double iou_threshold) {
+  check_boxes(fn, "boxes", boxes);
+  TORCH_CHECK(scores.defined() && scores.dim() == 1 && scores.size(0) == boxes.size(0), fn,
+              ": expected scores of shape (", boxes.size(0), "), got ", scores.defined() ? scores.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(scores.is_floating_point(), fn, ": expected floating-point scores, got ", scores.scalar_type());
+  check_same_device(fn, boxes, "boxes", scores, "scores");
+  if (classes.defined()) {
+    TORCH_CHECK(classes.dim() == 1 && classes.size(0) == boxes.size(0), fn, ": expected idxs of shape (", boxes.size(0),
+                "), got ", classes.sizes());
+    TORCH_CHECK(!classes.is_floating_point() && !classes.is_complex() && classes.scalar_type() != at::kBool, fn,
+                ": expected integer idxs, got ", classes.scalar_type());
+    check_same_device(fn, boxes, "boxes", classes, "idxs");
+  }
+  const int64_t n = boxes.size(0);
+  const auto index_options = boxes.options().dtype(at::kLong);
+  if (n == 0) return at::empty({0}, index_options);
+
+  // Highest score first; equal scores keep their input order.
+  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes));
+  const auto sorted_classes = classes.defined() ? classes.index_select(0, order) : at::Tensor();
+
+  // Rows of the suppression mask are computed a tile at a time (at most ~4M entries), only for
+  // the rows still alive when the tile starts, and only against the columns after the tile's start.
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 22) / n));
+  std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
+  std::vector<int64_t> keep;
+  for (int64_t r0 = 0; r0 < n; r0 += tile) {
+    const int64_t r1 = std::min(n, r0 + tile);
+    std::vector<int64_t> rows;
+    for (int64_t i = r0; i < r1; ++i)
+      if (!removed[static_cast<size_t>(i)]) rows.push_back(i);
+    if (rows.empty()) continue;
+    const auto row_index = at::tensor(rows, at::TensorOptions(at::kLong)).to(boxes.device());
+    const auto cols = sorted.slice(0, r0);
+    const auto [inter, uni] = intersection_union(sorted.index_select(0, row_index), cols);
+    auto mask = inter / uni > iou_threshold;
+    if (classes.defined())
+      mask = mask.logical_and(sorted_classes.index_select(0, row_index).unsqueeze(1) == sorted_classes.slice(0, r0));
+    const auto host = mask.to(at::kCPU).contiguous();
+    const bool* m = host.data_ptr<bool>();
+    const int64_t width = n - r0;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const int64_t i = rows[k];
+      if (removed[static_cast<size_t>(i)]) continue;
+      keep.push_back(i);
+      const bool* row = m + static_cast<int64_t>(k) * width;
+      for (int64_t j = i + 1 - r0; j < width; ++j) removed[static_cast<size_t>(r0 + j)] |= static_cast<uint8_t>(row[j]);
+    }
+  }
+  return order.index_select(0, at::tensor(keep, at::TensorOptions(at::kLong)).to(boxes.device()));
+}
+
+}  // namespace detail
+
+/// Non-maximum suppression, as `torchvision.ops.nms`: visits the boxes by decreasing score and
+/// keeps a box unless its IoU with an already kept box is greater than `iou_threshold`
+/// (IoU = |a ∩ b| / (|a| + |b| − |a ∩ b|), areas without the +1 of older conventions).
+///
+/// boxes: N×4 xyxy, scores: N, floating, same device (CPU or CUDA; half precision is computed in
+/// float32). Returns the int64 indices of the kept boxes, highest score first, on the boxes'
+/// device. Equal scores are visited in input order (a stable sort); NaN scores sort first, as
+/// `torch.sort` orders them. The IoUs of the live rows are computed a tile at a time (O(N²) work
+/// in the worst case), so filter by score / top-k first, as detectors do.
+///
+/// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes or
+/// mixed devices.
+///
+/// Example:
+///   auto keep = crowdloss::nms(boxes, scores, 0.6);
+///   auto kept_boxes = boxes.index_select(0, keep);
+inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
+  return detail::nms_impl("nms", boxes, scores, at::Tensor(), iou_threshold);
+}
+
+/// Class-aware non-maximum suppression, as `torchvision.ops.batched_nms`: `nms` in which a box
+/// only suppresses boxes with the same `idxs` value (class, or image in a batch). Computed
+/// exactly (no coordinate-offset trick), so the result equals running `nms` per class and
+/// merging the kept indices by decreasing score.
+///
+/// boxes: N×4, scores: N floating; idxs: N integer; one device. Returns the kept indices (int64,
+/// highest score first). Throws c10::Error naming `batched_nms` for the shape, dtype and device
+/// errors of `nms` and for idxs that are not an integer tensor of shape (N).
+///
+/// Example:
+///   auto keep = crowdloss::batched_nms(boxes, scores, labels, 0.5);
+inline at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                              double iou_threshold) {
+  TORCH_CHECK(idxs.defined(), "batched_nms: idxs must be a defined tensor");
+  return detail::nms_impl("batched_nms", boxes, scores, idxs, iou_threshold);
+}
+
+}  // namespace crowdloss

@@ -1,0 +1,156 @@
+#include "support/checks.hpp"
+
+#include <crowdloss/crowdloss.hpp>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+using crowdloss_test::check_error;
+
+namespace {
+
+// torchvision's CPU kernel, scalar, in double: visit by decreasing score (ties in input order),
+// keep unless IoU > threshold with a kept box of the same class.
+std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
+  const auto b = boxes.to(torch::kDouble).contiguous();
+  const auto s = scores.to(torch::kDouble).contiguous();
+  const int64_t n = b.size(0);
+  const auto B = b.accessor<double, 2>();
+  const auto S = s.accessor<double, 1>();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return S[i] > S[j]; });
+  std::vector<bool> suppressed(static_cast<size_t>(n), false);
+  std::vector<int64_t> keep;
+  for (size_t a = 0; a < order.size(); ++a) {
+    const int64_t i = order[a];
+    if (suppressed[static_cast<size_t>(i)]) continue;
+    keep.push_back(i);
+    for (size_t c = a + 1; c < order.size(); ++c) {
+      const int64_t j = order[c];
+      if (classes.defined() && classes[i].item<int64_t>() != classes[j].item<int64_t>()) continue;
+      const double w = std::max(0.0, std::min(B[i][2], B[j][2]) - std::max(B[i][0], B[j][0]));
+      const double h = std::max(0.0, std::min(B[i][3], B[j][3]) - std::max(B[i][1], B[j][1]));
+      const double inter = w * h;
+      const double uni = (B[i][2] - B[i][0]) * (B[i][3] - B[i][1]) + (B[j][2] - B[j][0]) * (B[j][3] - B[j][1]) - inter;
+      if (inter / uni > thr) suppressed[static_cast<size_t>(j)] = true;
+    }
+  }
+  return keep;
+}
+
+std::vector<int64_t> to_vector(const at::Tensor& t) {
+  const auto c = t.cpu().contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+at::Tensor random_boxes(int64_t n, at::ScalarType dtype = torch::kFloat64) {
+  const auto xy = torch::rand({n, 2}, dtype) * 100, wh = torch::rand({n, 2}, dtype) * 40 + 1;
+  return torch::cat({xy, xy + wh}, 1);
+}
+
+}  // namespace
+
+TEST_CASE("nms: hand-derived suppression, threshold is strict, order by score") {
+  const auto boxes = torch::tensor({0.0, 0.0, 10.0, 10.0,    // 0: area 100
+                                    2.0, 0.0, 10.0, 10.0,    // 1: area 80, inside 0 → IoU 80/100 = 0.8
+                                    20.0, 20.0, 30.0, 30.0,  // 2: disjoint
+                                    5.0, 0.0, 15.0, 10.0},   // 3: IoU with 0 = 50/150 = 1/3
+                                   torch::kFloat64)
+                         .view({4, 4});
+  const auto scores = torch::tensor({0.9, 0.95, 0.1, 0.5}, torch::kFloat64);
+  // Visit 1 (0.95): keep. 0: IoU 0.8 > 0.5 → gone. 3: IoU(1, 3) = 50/(80 + 100 − 50) = 5/13 ≈ 0.385 → kept. 2 kept.
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.5)) == std::vector<int64_t>({1, 3, 2}));
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.8)) == std::vector<int64_t>({1, 0, 3, 2}));  // 0.8 is not > 0.8
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.3)) == std::vector<int64_t>({1, 2}));
+  // Same score: input order decides.
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes.slice(0, 0, 2), torch::ones({2}, torch::kFloat64), 0.5)) ==
+                std::vector<int64_t>({0}));
+  const auto none = crowdloss::nms(torch::zeros({0, 4}), torch::zeros({0}), 0.5);
+  DOCTEST_CHECK(none.numel() == 0);
+  DOCTEST_CHECK((none.scalar_type() == torch::kLong));
+}
+
+TEST_CASE("nms and batched_nms: equal to torchvision's kernel on random boxes, in float and double") {
+  torch::manual_seed(7);
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    for (const int64_t n : {1, 7, 60, 300}) {
+      for (const double thr : {0.0, 0.3, 0.7}) {
+        INFO("n " << n << " threshold " << thr << " dtype " << dtype);
+        const auto boxes = random_boxes(n, dtype);
+        auto scores = torch::rand({n}, dtype);
+        scores.slice(0, 0, n / 3).fill_(0.5);  // ties
+        DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, thr)) == reference_nms(boxes, scores, at::Tensor(), thr));
+        const auto classes = torch::randint(0, 3, {n}, torch::kLong);
+        DOCTEST_CHECK(to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)) ==
+                      reference_nms(boxes, scores, classes, thr));
+      }
+    }
+  }
+  // Many rows: several tiles of the mask (N² > 4M entries), mostly suppressed.
+  const auto boxes = random_boxes(2500), scores = torch::rand({2500}, torch::kFloat64);
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.2)) == reference_nms(boxes, scores, at::Tensor(), 0.2));
+}
+
+TEST_CASE("batched_nms: classes never suppress each other, and it equals per-class nms merged by score") {
+  const auto box = torch::tensor({0.0, 0.0, 10.0, 10.0}, torch::kFloat32).view({1, 4});
+  const auto boxes = box.repeat({4, 1});
+  const auto scores = torch::tensor({0.1f, 0.4f, 0.3f, 0.2f});
+  const auto classes = torch::tensor({0, 1, 0, 2}, torch::kLong);
+  DOCTEST_CHECK(to_vector(crowdloss::batched_nms(boxes, scores, classes, 0.5)) == std::vector<int64_t>({1, 2, 3}));
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.5)) == std::vector<int64_t>({1}));
+  torch::manual_seed(3);
+  const auto many = random_boxes(200);
+  const auto s = torch::rand({200}, torch::kFloat64);
+  const auto c = torch::randint(0, 4, {200}, torch::kInt32);  // any integer dtype
+  std::vector<int64_t> merged;
+  for (int64_t k = 0; k < 4; ++k) {
+    const auto members = (c == k).nonzero().squeeze(1);
+    for (const auto i : to_vector(crowdloss::nms(many.index_select(0, members), s.index_select(0, members), 0.4)))
+      merged.push_back(members[i].item<int64_t>());
+  }
+  std::stable_sort(merged.begin(), merged.end(), [&](int64_t a, int64_t b) { return s[a].item<double>() > s[b].item<double>(); });
+  DOCTEST_CHECK(to_vector(crowdloss::batched_nms(many, s, c, 0.4)) == merged);
+}
+
+TEST_CASE("nms: half precision, degenerate boxes and NaN scores behave like torchvision") {
+  const auto boxes = random_boxes(40, torch::kFloat32);
+  const auto scores = torch::rand({40});
+  const auto half_boxes = boxes.to(torch::kHalf), half_scores = scores.to(torch::kHalf);  // computed in float32
+  DOCTEST_CHECK(torch::equal(crowdloss::nms(half_boxes, half_scores, 0.5),
+                             crowdloss::nms(half_boxes.to(torch::kFloat), half_scores.to(torch::kFloat), 0.5)));
+  // Zero-area boxes: IoU 0/0 is NaN, never > threshold, so identical points are all kept.
+  const auto points = torch::tensor({1.0f, 1.0f, 1.0f, 1.0f}).view({1, 4}).repeat({3, 1});
+  DOCTEST_CHECK(crowdloss::nms(points, torch::rand({3}), 0.5).numel() == 3);
+  auto with_nan = torch::tensor({0.5f, NAN, 0.7f});
+  const auto same = torch::tensor({0.0f, 0.0f, 4.0f, 4.0f}).view({1, 4}).repeat({3, 1});
+  DOCTEST_CHECK(to_vector(crowdloss::nms(same, with_nan, 0.5)) == std::vector<int64_t>({1}));  // NaN first
+}
+
+TEST_CASE("nms and batched_nms: every bad input throws c10::Error naming the function and the value") {
+  const auto boxes = random_boxes(5), scores = torch::rand({5}, torch::kFloat64);
+  check_error([&] { crowdloss::nms(boxes.view({5, 2, 2}), scores, 0.5); }, {"nms", "boxes", "(N, 4)", "[5, 2, 2]"});
+  check_error([&] { crowdloss::nms(boxes, scores.slice(0, 0, 4), 0.5); }, {"nms", "scores", "(5)", "[4]"});
+  check_error([&] { crowdloss::nms(boxes.to(torch::kLong), scores, 0.5); }, {"nms", "boxes", "Long"});
+  check_error([&] { crowdloss::nms(boxes, scores.to(torch::kLong), 0.5); }, {"nms", "scores", "Long"});
+  check_error([&] { crowdloss::nms(boxes, scores.to(at::kMeta), 0.5); }, {"nms", "scores", "meta"});
+  const auto idxs = torch::zeros({5}, torch::kLong);
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(torch::kFloat), 0.5); }, {"batched_nms", "idxs", "Float"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.slice(0, 0, 3), 0.5); }, {"batched_nms", "idxs", "[3]"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, at::Tensor(), 0.5); }, {"batched_nms", "idxs", "defined"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(at::kMeta), 0.5); }, {"batched_nms", "idxs", "meta"});
+  check_error([&] { crowdloss::batched_nms(boxes.slice(0, 0, 4), scores, idxs, 0.5); }, {"batched_nms", "scores", "(4)"});
+}
+
+TEST_CASE("nms and batched_nms: CPU/CUDA parity") {
+  if (!crowdloss_test::cuda_or_skip("nms CPU/CUDA parity")) return;
+  torch::manual_seed(11);
+  const auto boxes = random_boxes(3000, torch::kFloat32), scores = torch::rand({3000});
+  const auto classes = torch::randint(0, 5, {3000}, torch::kLong);
+  const auto gpu = crowdloss::nms(boxes.cuda(), scores.cuda(), 0.5);
+  DOCTEST_CHECK(gpu.is_cuda());
+  DOCTEST_CHECK(torch::equal(gpu.cpu(), crowdloss::nms(boxes, scores, 0.5)));
+  DOCTEST_CHECK(torch::equal(crowdloss::batched_nms(boxes.cuda(), scores.cuda(), classes.cuda(), 0.5).cpu(),
+                             crowdloss::batched_nms(boxes, scores, classes, 0.5)));
+}
