@@ -111,32 +111,35 @@ inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred
   return prob.pow(1 - alpha) * box_iou(gt_boxes, pred_boxes).pow(alpha);
 }
 
+/// The spatial prior of DeFCN and FCOS (G×A bool): anchor point a lies strictly inside gt box g
+/// and, with radius > 0, inside the square of half-side radius·stride(level of a) around the
+/// box centre (clipped to the box). `level_sizes` and `strides` are only needed with radius > 0.
+inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
+                                const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
+  TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
+  if (radius == 0) return ltrb_targets(points, gt_boxes).amin(-1) > 0;
+  check_levels(fn, level_sizes, points.size(0), &strides);
+  const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
+  std::vector<at::Tensor> per_level;
+  int64_t start = 0;
+  for (size_t l = 0; l < level_sizes.size(); ++l) {
+    const double r = strides[l] * radius;
+    const auto centre_boxes =
+        at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1);
+    per_level.push_back(ltrb_targets(points.narrow(0, start, level_sizes[l]), centre_boxes).amin(-1) > 0);
+    start += level_sizes[l];
+  }
+  return at::cat(per_level, 1);
+}
+
 /// POTO's masked quality matrix; see `crowdloss::poto_quality`. `fn` names the caller in errors.
 inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const at::Tensor& pred_boxes,
                                const at::Tensor& points, const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
                                const POTOOptions& options) {
   check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
   check_alpha(fn, options.alpha());
-  const double radius = options.center_sampling_radius();
-  TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
-  auto quality = raw_quality(cls_prob, pred_boxes, gt_boxes, gt_classes, options.alpha());
-  at::Tensor inside;
-  if (radius == 0) {
-    inside = ltrb_targets(points, gt_boxes).amin(-1) > 0;
-  } else {
-    check_levels(fn, options.level_sizes(), points.size(0), &options.strides());
-    const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
-    std::vector<at::Tensor> per_level;
-    int64_t start = 0;
-    for (size_t l = 0; l < options.level_sizes().size(); ++l) {
-      const double r = options.strides()[l] * radius;
-      const auto centre_boxes =
-          at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1);
-      per_level.push_back(ltrb_targets(points.narrow(0, start, options.level_sizes()[l]), centre_boxes).amin(-1) > 0);
-      start += options.level_sizes()[l];
-    }
-    inside = at::cat(per_level, 1);
-  }
+  const auto inside = spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), options.level_sizes());
+  const auto quality = raw_quality(cls_prob, pred_boxes, gt_boxes, gt_classes, options.alpha());
   return quality.masked_fill(inside.logical_not(), -1.0);
 }
 }  // namespace detail
