@@ -1,9 +1,9 @@
 #pragma once
 // Training, evaluation and prediction for the counting examples: model and loss selection, the
 // papers' recipes, a progress bar, JSON-lines metrics, atomic checkpoints with exact resume.
-#include "amp.hpp"
 #include "image_io.hpp"
 #include "loader.hpp"
+#include "training.hpp"
 #include "models/csrnet.hpp"
 #include "models/sanet.hpp"
 
@@ -120,20 +120,12 @@ inline at::Tensor count_loss(const std::string& name, const at::Tensor& pred, co
 }
 
 inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c, const std::vector<at::Tensor>& params) {
-  if (c.optimizer == "adamw")
-    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(c.lr).weight_decay(c.weight_decay));
-  if (c.optimizer == "adam")
-    return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
-  if (c.optimizer == "sgd")
-    return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(c.lr).momentum(0.95).weight_decay(c.weight_decay));
-  throw std::runtime_error("unknown optimizer '" + c.optimizer + "' (adamw, adam, sgd)");
+  return make_optimizer(c.optimizer, params, c.lr, c.weight_decay, /*momentum (CSRNet's official code)=*/0.95);
 }
 
 /// The learning rate of `epoch` (0-based): cosine annealing from lr to min_lr over T_max epochs.
 inline double learning_rate(const TrainConfig& c, int64_t epoch) {
-  if (c.schedule == "constant") return c.lr;
-  const double t = static_cast<double>(std::min(epoch, c.cosine_t_max)) / static_cast<double>(c.cosine_t_max);
-  return c.min_lr + (c.lr - c.min_lr) * (1 + std::cos(3.141592653589793 * t)) / 2;
+  return c.schedule == "constant" ? c.lr : cosine_lr(c.lr, c.min_lr, c.cosine_t_max, static_cast<double>(epoch));
 }
 
 struct Metrics {
@@ -162,168 +154,42 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
   return {abs_sum / n, std::sqrt(sq_sum / n)};
 }
 
-/// Writes `archive` to `path` atomically: a temporary file in the same directory, then rename.
-inline void save_atomically(torch::serialize::OutputArchive& archive, const fs::path& path) {
-  const auto tmp = path.string() + ".tmp";
-  archive.save_to(tmp);
-  fs::rename(tmp, path);
-}
+inline TrainConfig checkpoint_config(const fs::path& path) { return TrainConfig::from_json(checkpoint_json(path)); }
 
-/// A checkpoint: model, optimizer, the next epoch to run, the best validation MAE so far, and
-/// the configuration it was trained with.
-inline void save_checkpoint(const fs::path& path, CountingModel& m, torch::optim::Optimizer& opt, int64_t next_epoch,
-                            double best_mae, const TrainConfig& c, const LossScaler& scaler) {
-  torch::serialize::OutputArchive archive, opt_archive;
-  m.ptr->save(archive);
-  opt.save(opt_archive);
-  archive.write("optimizer", opt_archive);
-  archive.write("next_epoch", c10::IValue(next_epoch));
-  archive.write("best_mae", c10::IValue(best_mae));
-  archive.write("loss_scale", c10::IValue(scaler.current_scale()));
-  archive.write("loss_scale_good_steps", c10::IValue(scaler.good_steps()));
-  archive.write("config", c10::IValue(c.to_json().dump()));
-  save_atomically(archive, path);
-}
-
-inline TrainConfig checkpoint_config(const fs::path& path) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(path.string());
-  c10::IValue config;
-  archive.read("config", config);
-  return TrainConfig::from_json(nlohmann::json::parse(config.toStringRef()));
-}
-
-struct Resumed {
-  int64_t next_epoch = 0;
-  double best_mae = std::numeric_limits<double>::infinity();
-};
-
-inline Resumed load_checkpoint(const fs::path& path, CountingModel& m, torch::optim::Optimizer* opt,
-                               LossScaler* scaler = nullptr) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(path.string());
-  m.ptr->load(archive);
-  Resumed r;
-  if (opt) {
-    torch::serialize::InputArchive opt_archive;
-    archive.read("optimizer", opt_archive);
-    opt->load(opt_archive);
-  }
-  c10::IValue v;
-  archive.read("next_epoch", v);
-  r.next_epoch = v.toInt();
-  archive.read("best_mae", v);
-  r.best_mae = v.toDouble();
-  if (scaler) {
-    c10::IValue good;
-    archive.read("loss_scale", v);
-    archive.read("loss_scale_good_steps", good);
-    scaler->restore(v.toDouble(), good.toInt());
-  }
-  return r;
-}
-
-/// "epoch 3/10 [######......] 45/100 loss 0.1234 12.3 img/s ETA 00:12", redrawn in place.
-class ProgressBar {
- public:
-  ProgressBar(std::string title, int64_t total) : title_(std::move(title)), total_(total), start_(clock::now()) {}
-  void update(int64_t done, double loss, int64_t images) {
-    const double seconds = std::chrono::duration<double>(clock::now() - start_).count();
-    const double rate = images / std::max(seconds, 1e-9);
-    const double eta = done > 0 ? seconds / done * (total_ - done) : 0;
-    const int width = 24, filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
-    std::fprintf(stderr, "\r%s [%s%s] %lld/%lld loss %.4f %.1f img/s ETA %02d:%02d ", title_.c_str(),
-                 std::string(static_cast<size_t>(filled), '#').c_str(), std::string(static_cast<size_t>(width - filled), '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), loss, rate, static_cast<int>(eta) / 60,
-                 static_cast<int>(eta) % 60);
-    if (done == total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  std::string title_;
-  int64_t total_;
-  clock::time_point start_;
-};
-
-/// Trains per `c` on `train`, validating on `val` after every epoch; writes `out`/last.pt and
-/// `out`/best.pt (atomically) and appends one JSON line per epoch to `out`/metrics.jsonl. With
-/// `resume`, continues from `out`/last.pt exactly where it stopped. Returns the best metrics.
-/// A non-finite loss stops training with an error; the last good checkpoint stays in place.
+/// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
+/// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
+/// exact `resume`. Returns the best metrics.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
                      const fs::path& out, bool resume, bool quiet = false) {
-  fs::create_directories(out);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto m = make_model(c);
-  const auto params = m.ptr->parameters();
-  auto opt = make_optimizer(c, params);
+  auto opt = make_optimizer(c, m.ptr->parameters());
   const auto amp = amp_dtype(c.amp, device);
-  LossScaler scaler(amp == at::kHalf);
-  Resumed state;
-  if (resume && fs::exists(out / "last.pt")) {
-    state = load_checkpoint(out / "last.pt", m, opt.get(), &scaler);
-    if (!quiet) std::cerr << "resuming " << out / "last.pt" << " at epoch " << state.next_epoch + 1 << "\n";
-  } else {
-    fs::remove(out / "metrics.jsonl");
-  }
   LoaderOptions tl;
   tl.batch = c.batch, tl.crop = c.crop, tl.longest_side = c.longest_side, tl.stride = m.stride, tl.augment = true;
   tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed;
   LoaderOptions vl;
   vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers;
   const Loader train_loader(train, tl), val_loader(val, vl);
-  Metrics best{state.best_mae, 0};
-  for (int64_t epoch = state.next_epoch; epoch < c.epochs; ++epoch) {
-    const double lr = learning_rate(c, epoch);
-    for (auto& group : opt->param_groups()) group.options().set_lr(lr);
-    m.ptr->train();
-    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c.epochs), train_loader.batches());
-    double loss_sum = 0;
-    int64_t images = 0, skipped = 0;
-    const auto start = std::chrono::steady_clock::now();
-    train_loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
-      at::Tensor pred;
-      {
-        AmpScope scope(device, amp);
-        pred = m.module.forward(b.images.to(device));
-      }
-      const auto loss = count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device));
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
-        throw std::runtime_error("non-finite loss at epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) +
-                                 "; the last good checkpoint is " + (out / "last.pt").string());
-      opt->zero_grad();
-      scaler.scale(loss).backward();
-      if (scaler.unscale_and_check(params)) {
-        if (c.clip > 0) torch::nn::utils::clip_grad_norm_(params, c.clip);
-        opt->step();
-      } else {
-        ++skipped;  // fp16 overflow: the scaler backed off, the step is skipped
-      }
-      loss_sum += value * static_cast<double>(b.images.size(0));
-      images += b.images.size(0);
-      if (!quiet) bar.update(i + 1, loss_sum / static_cast<double>(images), images);
-    });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto metrics = evaluate(m, val_loader, device, amp);
-    if (metrics.mae < best.mae) {
-      best = metrics;
-      torch::serialize::OutputArchive archive;
-      m.ptr->save(archive);
-      archive.write("config", c10::IValue(c.to_json().dump()));
-      save_atomically(archive, out / "best.pt");
+  FitHooks<Batch> hooks;
+  hooks.learning_rate = [&](int64_t epoch, int64_t, int64_t) { return learning_rate(c, epoch); };
+  hooks.loss = [&](Batch& b) {
+    at::Tensor pred;
+    {
+      AmpScope scope(device, amp);
+      pred = m.module.forward(b.images.to(device));
     }
-    save_checkpoint(out / "last.pt", m, *opt, epoch + 1, best.mae, c, scaler);
-    nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
-                                 {"val_mae", metrics.mae}, {"val_rmse", metrics.rmse}, {"images_per_s", images / seconds},
-                                 {"seconds", seconds}};
-    if (amp) line["amp"] = {{"dtype", c.amp}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
-    std::ofstream(out / "metrics.jsonl", std::ios::app) << line.dump() << "\n";
-    if (!quiet) std::cerr << line.dump() << "\n";
-  }
-  return best;
+    return std::make_pair(count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device)), b.images.size(0));
+  };
+  hooks.validate = [&](int64_t) {
+    const auto v = evaluate(m, val_loader, device, amp);
+    return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
+  };
+  FitSettings s;
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.resume = resume, s.quiet = quiet, s.config = c.to_json();
+  const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
+  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0)};
 }
 
 /// A model from a checkpoint written by `train` (best.pt or last.pt).
@@ -331,9 +197,7 @@ inline CountingModel load_model(const fs::path& checkpoint, const std::string& d
   auto c = checkpoint_config(checkpoint);
   c.device = device;
   auto m = make_model(c);
-  torch::serialize::InputArchive archive;
-  archive.load_from(checkpoint.string());
-  m.ptr->load(archive);
+  load_weights(checkpoint, *m.ptr);
   m.ptr->eval();
   return m;
 }

@@ -156,7 +156,7 @@ TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers t
   ex::train(c, train, val, dir / "out", false, true);
   const auto lines = metrics(dir / "out");
   REQUIRE(lines.size() == 4);
-  DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "bf16");
+  DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "BFloat16");
   DOCTEST_CHECK(lines.back().at("train_loss").get<double>() < lines.front().at("train_loss").get<double>());
   DOCTEST_CHECK(ex::checkpoint_config(dir / "out" / "last.pt").amp == "bf16");
 }
