@@ -23,89 +23,49 @@
 
 namespace crowdloss_examples {
 
-struct LoaderOptions {
-  int64_t batch = 8;
-  int64_t crop = 0;           // side of the random square crop when augmenting (0: no crop)
-  int64_t longest_side = 0;   // resize so that the longer side is this (0: keep the size)
-  int64_t stride = 8;         // the model's output stride; maps are padded to a multiple of it
-  bool augment = false;       // random crop, horizontal flip, colour jitter
-  bool shuffle = false;
-  int64_t workers = 2;
-  uint64_t seed = 0;
-  crowdloss::DensityOptions density;  // its stride is set to `stride`
-};
-
-struct Batch {
-  at::Tensor images;   // B×3×H×W, normalised
-  at::Tensor density;  // B×1×(H/stride)×(W/stride), one unit per head
-  at::Tensor counts;   // B, the annotated counts of the (cropped) images
-  std::vector<std::string> files;
-};
-
-class Loader {
+/// The part of a loader that does not depend on what it loads: the epoch order (shuffled from
+/// (seed, epoch) or in order), the samples of each batch, the generator that augments batch i of
+/// epoch e (seeded from (seed, e, i)), and the worker threads that prepare batches ahead of the
+/// consumer. Loader and DetectionLoader are this plus their own make_batch.
+class BatchSchedule {
  public:
-  Loader(std::vector<CrowdSample> samples, LoaderOptions options) : samples_(std::move(samples)), o_(std::move(options)) {
-    if (o_.batch < 1 || o_.workers < 1 || o_.stride < 1) throw std::invalid_argument("Loader: batch, workers and stride must be >= 1");
-    o_.density.stride(static_cast<double>(o_.stride));
+  BatchSchedule(int64_t size, int64_t batch, bool shuffle, int64_t workers, uint64_t seed)
+      : size_(size), batch_(batch), shuffle_(shuffle), workers_(workers), seed_(seed) {
+    if (batch_ < 1 || workers_ < 1) throw std::invalid_argument("BatchSchedule: batch and workers must be >= 1");
   }
 
-  int64_t size() const { return static_cast<int64_t>(samples_.size()); }
-  int64_t batches() const { return (size() + o_.batch - 1) / o_.batch; }
+  int64_t size() const { return size_; }
+  int64_t batches() const { return (size_ + batch_ - 1) / batch_; }
 
-  /// One sample, as the loader prepares it (`gen` drives the augmentation).
-  Sample prepare(const CrowdSample& s, at::Generator& gen) const {
-    Sample x{to_chw_float(load_image(s.image)), s.points};
-    if (o_.longest_side > 0) x = resize_longest(x, o_.longest_side);
-    if (o_.augment) {
-      if (o_.crop > 0) x = random_crop(x, o_.crop, o_.crop, gen);
-      if (torch::rand({1}, gen).item<float>() < 0.5) x = hflip(x);
-      x = colour_jitter(x, 0.2, gen);
-    }
-    return pad_to_multiple(x, o_.stride);
-  }
-
-  /// Batch `index` of epoch `epoch`.
-  Batch make_batch(int64_t epoch, int64_t index) const {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed * 1000003ULL + static_cast<uint64_t>(epoch) * 7919ULL +
-                                                        static_cast<uint64_t>(index) + 1);
+  /// The sample indices of batch `index` of epoch `epoch`.
+  std::vector<int64_t> indices(int64_t epoch, int64_t index) const {
     const auto order = epoch_order(epoch);
-    const int64_t begin = index * o_.batch, end = std::min(size(), begin + o_.batch);
-    std::vector<Sample> xs;
-    Batch b;
-    int64_t H = 0, W = 0;
-    for (int64_t k = begin; k < end; ++k) {
-      const auto& s = samples_[static_cast<size_t>(order[static_cast<size_t>(k)])];
-      xs.push_back(prepare(s, gen));
-      b.files.push_back(s.image);
-      H = std::max(H, xs.back().image.size(1));
-      W = std::max(W, xs.back().image.size(2));
-    }
-    std::vector<at::Tensor> images, maps, counts;
-    for (const auto& x : xs) {  // images of different sizes are padded to the largest
-      images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
-      maps.push_back(crowdloss::points_to_density(x.points, H / o_.stride, W / o_.stride, o_.density).unsqueeze(0));
-      counts.push_back(torch::full({1}, static_cast<float>(x.points.size(0))));
-    }
-    b.images = torch::stack(images);
-    b.density = torch::stack(maps);
-    b.counts = torch::cat(counts);
-    return b;
+    const int64_t begin = index * batch_, end = std::min(size_, begin + batch_);
+    return {order.begin() + begin, order.begin() + end};
   }
 
-  /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
-  /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
-  /// corrupt image, named in the message) is rethrown here.
-  void run_epoch(int64_t epoch, const std::function<void(int64_t, Batch&)>& fn, int64_t first = 0) const {
+  /// The generator that drives the augmentation of batch `index` of epoch `epoch`.
+  at::Generator generator(int64_t epoch, int64_t index) const {
+    return at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<uint64_t>(epoch) * 7919ULL +
+                                                    static_cast<uint64_t>(index) + 1);
+  }
+
+  /// Runs `fn(index, batch)` for the batches of an epoch in order, starting at `first`, where
+  /// `make(index)` builds batch `index` on one of `workers` threads, each preparing up to two
+  /// batches ahead. A worker's exception (e.g. a corrupt image, named in the message) is
+  /// rethrown here.
+  template <typename BatchT, typename Make>
+  void run(const Make& make, const std::function<void(int64_t, BatchT&)>& fn, int64_t first = 0) const {
     const int64_t n = batches();
     std::mutex m;
     std::condition_variable ready, space;
-    std::map<int64_t, Batch> done;
+    std::map<int64_t, BatchT> done;
     std::exception_ptr error;
     int64_t next = first, consumed = first;
-    const int64_t ahead = 2 * o_.workers;
+    const int64_t ahead = 2 * workers_;
     bool stop = false;
     std::vector<std::thread> workers;
-    for (int64_t w = 0; w < o_.workers; ++w) {
+    for (int64_t w = 0; w < workers_; ++w) {
       workers.emplace_back([&] {
         for (;;) {
           int64_t i;
@@ -116,7 +76,7 @@ class Loader {
             i = next++;
           }
           try {
-            auto batch = make_batch(epoch, i);
+            BatchT batch = make(i);
             std::lock_guard<std::mutex> lock(m);
             done.emplace(i, std::move(batch));
           } catch (...) {
@@ -138,7 +98,7 @@ class Loader {
     };
     try {
       for (int64_t i = first; i < n; ++i) {
-        Batch batch;
+        BatchT batch;
         {
           std::unique_lock<std::mutex> lock(m);
           ready.wait(lock, [&] { return error || done.count(i); });
@@ -159,18 +119,101 @@ class Loader {
 
  private:
   std::vector<int64_t> epoch_order(int64_t epoch) const {
-    std::vector<int64_t> order(samples_.size());
+    std::vector<int64_t> order(static_cast<size_t>(size_));
     std::iota(order.begin(), order.end(), 0);
-    if (o_.shuffle) {
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed * 31ULL + static_cast<uint64_t>(epoch) + 17);
-      const auto perm = torch::randperm(size(), gen, torch::kLong);
-      std::copy(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size(), order.begin());
+    if (shuffle_) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 31ULL + static_cast<uint64_t>(epoch) + 17);
+      const auto perm = torch::randperm(size_, gen, torch::kLong);
+      std::copy(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size_, order.begin());
     }
     return order;
   }
 
+  int64_t size_, batch_;
+  bool shuffle_;
+  int64_t workers_;
+  uint64_t seed_;
+};
+
+struct LoaderOptions {
+  int64_t batch = 8;
+  int64_t crop = 0;           // side of the random square crop when augmenting (0: no crop)
+  int64_t longest_side = 0;   // resize so that the longer side is this (0: keep the size)
+  int64_t stride = 8;         // the model's output stride; maps are padded to a multiple of it
+  bool augment = false;       // random crop, horizontal flip, colour jitter
+  bool shuffle = false;
+  int64_t workers = 2;
+  uint64_t seed = 0;
+  crowdloss::DensityOptions density;  // its stride is set to `stride`
+};
+
+struct Batch {
+  at::Tensor images;   // B×3×H×W, normalised
+  at::Tensor density;  // B×1×(H/stride)×(W/stride), one unit per head
+  at::Tensor counts;   // B, the annotated counts of the (cropped) images
+  std::vector<std::string> files;
+};
+
+class Loader {
+ public:
+  Loader(std::vector<CrowdSample> samples, LoaderOptions options)
+      : samples_(std::move(samples)), o_(checked(std::move(options))),
+        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed) {
+    o_.density.stride(static_cast<double>(o_.stride));
+  }
+
+  int64_t size() const { return schedule_.size(); }
+  int64_t batches() const { return schedule_.batches(); }
+
+  /// One sample, as the loader prepares it (`gen` drives the augmentation).
+  Sample prepare(const CrowdSample& s, at::Generator& gen) const {
+    Sample x{to_chw_float(load_image(s.image)), s.points};
+    if (o_.longest_side > 0) x = resize_longest(x, o_.longest_side);
+    if (o_.augment) x = random_augment(x, o_.crop, gen);
+    return pad_to_multiple(x, o_.stride);
+  }
+
+  /// Batch `index` of epoch `epoch`.
+  Batch make_batch(int64_t epoch, int64_t index) const {
+    auto gen = schedule_.generator(epoch, index);
+    std::vector<Sample> xs;
+    Batch b;
+    int64_t H = 0, W = 0;
+    for (const int64_t k : schedule_.indices(epoch, index)) {
+      const auto& s = samples_[static_cast<size_t>(k)];
+      xs.push_back(prepare(s, gen));
+      b.files.push_back(s.image);
+      H = std::max(H, xs.back().image.size(1));
+      W = std::max(W, xs.back().image.size(2));
+    }
+    std::vector<at::Tensor> images, maps, counts;
+    for (const auto& x : xs) {  // images of different sizes are padded to the largest
+      images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
+      maps.push_back(crowdloss::points_to_density(x.points, H / o_.stride, W / o_.stride, o_.density).unsqueeze(0));
+      counts.push_back(torch::full({1}, static_cast<float>(x.points.size(0))));
+    }
+    b.images = torch::stack(images);
+    b.density = torch::stack(maps);
+    b.counts = torch::cat(counts);
+    return b;
+  }
+
+  /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
+  /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
+  /// corrupt image, named in the message) is rethrown here.
+  void run_epoch(int64_t epoch, const std::function<void(int64_t, Batch&)>& fn, int64_t first = 0) const {
+    schedule_.run<Batch>([&](int64_t i) { return make_batch(epoch, i); }, fn, first);
+  }
+
+ private:
+  static LoaderOptions checked(LoaderOptions o) {
+    if (o.batch < 1 || o.workers < 1 || o.stride < 1) throw std::invalid_argument("Loader: batch, workers and stride must be >= 1");
+    return o;
+  }
+
   std::vector<CrowdSample> samples_;
   LoaderOptions o_;
+  BatchSchedule schedule_;
 };
 
 }  // namespace crowdloss_examples

@@ -9,6 +9,8 @@
 // sensor noise. Counts range from 0 to `max_count` (≥ 2,000 by default), drawn log-uniformly so
 // that sparse and very dense scenes both occur. Written as PNG images plus the COCO-style JSON
 // the readers understand (one head box per person, centred on the annotated point).
+// The drawing primitives (synthetic_detail: Random, Canvas, jitter, street_background,
+// light_and_noise) are shared with the pedestrian scenes of detection_data.hpp.
 #include "datasets.hpp"
 #include "image_io.hpp"
 
@@ -86,6 +88,34 @@ struct Canvas {
       for (int64_t x = std::max<int64_t>(0, static_cast<int64_t>(x0)); x < std::min<int64_t>(w, static_cast<int64_t>(x1)); ++x)
         std::copy(c.begin(), c.end(), at(y, x));
   }
+
+  // Box blur (separable, `passes` times) of the pixels in [x0, x1) × [y0, y1), edges clamped
+  // to that window.
+  void blur(int64_t x0, int64_t y0, int64_t x1, int64_t y1, int64_t radius, int passes = 2) {
+    x0 = std::max<int64_t>(0, x0), y0 = std::max<int64_t>(0, y0), x1 = std::min(w, x1), y1 = std::min(h, y1);
+    if (x1 <= x0 || y1 <= y0 || radius < 1) return;
+    std::vector<float> line;
+    // One 1-D pass over `n` pixels starting at `first`, `step` floats apart.
+    const auto blur_line = [&](float* first, int64_t n, int64_t step) {
+      line.clear();
+      for (int64_t i = 0; i < n; ++i) line.insert(line.end(), first + i * step, first + i * step + 3);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < 3; ++k) {
+          double sum = 0;
+          for (int64_t j = i - radius; j <= i + radius; ++j) sum += line[static_cast<size_t>(std::clamp<int64_t>(j, 0, n - 1) * 3 + k)];
+          first[i * step + k] = static_cast<float>(sum / static_cast<double>(2 * radius + 1));
+        }
+    };
+    for (int pass = 0; pass < passes; ++pass) {
+      for (int64_t y = y0; y < y1; ++y) blur_line(at(y, x0), x1 - x0, 3);
+      for (int64_t x = x0; x < x1; ++x) blur_line(at(y0, x), y1 - y0, 3 * w);
+    }
+  }
+
+  // The canvas as an H×W×3 uint8 image.
+  at::Tensor to_image() {
+    return (torch::from_blob(px.data(), {h, w, 3}, torch::kFloat32) * 255).round().to(torch::kUInt8);
+  }
 };
 
 inline Colour jitter(Random& r, const Colour& base, double amount) {
@@ -94,15 +124,9 @@ inline Colour jitter(Random& r, const Colour& base, double amount) {
   return c;
 }
 
-}  // namespace synthetic_detail
-
-/// Renders scene `index` of the set defined by `o` (the same (seed, index) gives the same scene).
-inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptions& o) {
-  using namespace synthetic_detail;
-  Random r(o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) * 0xD1B54A32D192ED03ULL + 1);
-  const int64_t H = o.height, W = o.width;
-  Canvas canvas(H, W);
-  // Background: sky-to-ground gradient, buildings, stripes.
+/// Street-like background: a sky-to-ground gradient, buildings and horizontal stripes.
+inline void street_background(Canvas& canvas, Random& r) {
+  const int64_t H = canvas.h, W = canvas.w;
   const Colour sky = jitter(r, {0.55f, 0.6f, 0.7f}, 0.12), ground = jitter(r, {0.4f, 0.38f, 0.35f}, 0.1);
   for (int64_t y = 0; y < H; ++y) {
     const double t = static_cast<double>(y) / static_cast<double>(H);
@@ -117,6 +141,32 @@ inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptio
     const double y0 = r.uniform() * H;
     canvas.rect(0, y0, static_cast<double>(W), y0 + r.uniform(1, 4), jitter(r, {0.7f, 0.7f, 0.65f}, 0.2));
   }
+}
+
+/// Per-image lighting (a diagonal gradient and a contrast change) and sensor noise.
+inline void light_and_noise(Canvas& canvas, Random& r) {
+  const int64_t H = canvas.h, W = canvas.w;
+  const double gain = r.uniform(0.7, 1.2), slope = r.uniform(-0.3, 0.3), offset = r.uniform(-0.05, 0.05);
+  const double noise = r.uniform(0.01, 0.04);
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x) {
+      const double light = gain * (1 + slope * (static_cast<double>(x + y) / static_cast<double>(H + W) - 0.5));
+      for (int k = 0; k < 3; ++k) {
+        float& v = canvas.at(y, x)[k];
+        v = static_cast<float>(std::clamp(v * light + offset + noise * r.normal(), 0.0, 1.0));
+      }
+    }
+}
+
+}  // namespace synthetic_detail
+
+/// Renders scene `index` of the set defined by `o` (the same (seed, index) gives the same scene).
+inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptions& o) {
+  using namespace synthetic_detail;
+  Random r(o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) * 0xD1B54A32D192ED03ULL + 1);
+  const int64_t H = o.height, W = o.width;
+  Canvas canvas(H, W);
+  street_background(canvas, r);
   const auto head_radius = [&](double y) { return o.min_head * (1 + (o.head_range - 1) * std::clamp(y / H, 0.0, 1.0)); };
   // Head-like distractors: round, head-sized, head-coloured, not annotated.
   for (int64_t d = 0; d < o.distractors; ++d) {
@@ -139,18 +189,8 @@ inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptio
     xy.push_back(static_cast<float>(y));
     scene.radii.push_back(static_cast<float>(rad));
   }
-  // Lighting (a diagonal gradient and a contrast change) and sensor noise.
-  const double gain = r.uniform(0.7, 1.2), slope = r.uniform(-0.3, 0.3), offset = r.uniform(-0.05, 0.05);
-  const double noise = r.uniform(0.01, 0.04);
-  for (int64_t y = 0; y < H; ++y)
-    for (int64_t x = 0; x < W; ++x) {
-      const double light = gain * (1 + slope * (static_cast<double>(x + y) / static_cast<double>(H + W) - 0.5));
-      for (int k = 0; k < 3; ++k) {
-        float& v = canvas.at(y, x)[k];
-        v = static_cast<float>(std::clamp(v * light + offset + noise * r.normal(), 0.0, 1.0));
-      }
-    }
-  scene.image = (torch::from_blob(canvas.px.data(), {H, W, 3}, torch::kFloat32) * 255).round().to(torch::kUInt8);
+  light_and_noise(canvas, r);
+  scene.image = canvas.to_image();
   scene.points = data_detail::points_tensor(xy);
   return scene;
 }

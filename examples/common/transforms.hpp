@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -39,17 +40,30 @@ inline Sample pad_to_multiple(const Sample& s, int64_t multiple) {
   return {torch::constant_pad_nd(s.image, {0, pw, 0, ph}, 0), s.points};
 }
 
-/// An h×w window at a random position (zero-padded first where the image is smaller); keeps
-/// the points inside the window, shifted into it.
-inline Sample random_crop(const Sample& s, int64_t h, int64_t w, at::Generator& gen) {
-  const int64_t H = s.image.size(1), W = s.image.size(2);
-  const auto padded = torch::constant_pad_nd(s.image, {0, std::max<int64_t>(0, w - W), 0, std::max<int64_t>(0, h - H)}, 0);
+/// The top-left corner {y0, x0} of an h×w window at a random position over an H×W image (0
+/// along an axis where the image is smaller than the window).
+inline std::array<int64_t, 2> random_window(int64_t H, int64_t W, int64_t h, int64_t w, at::Generator& gen) {
   const int64_t y0 = torch::randint(0, std::max<int64_t>(H, h) - h + 1, {1}, gen).item<int64_t>();
   const int64_t x0 = torch::randint(0, std::max<int64_t>(W, w) - w + 1, {1}, gen).item<int64_t>();
+  return {y0, x0};
+}
+
+/// The h×w window whose top-left corner is (y0, x0) (the image zero-padded first at the
+/// bottom/right where it is smaller); keeps the points inside the window, shifted into it.
+inline Sample crop(const Sample& s, int64_t y0, int64_t x0, int64_t h, int64_t w) {
+  const int64_t H = s.image.size(1), W = s.image.size(2);
+  const auto padded = torch::constant_pad_nd(s.image, {0, std::max<int64_t>(0, x0 + w - W), 0, std::max<int64_t>(0, y0 + h - H)}, 0);
   const auto shifted = s.points - torch::tensor({static_cast<float>(x0), static_cast<float>(y0)});
   const auto inside = (shifted.select(1, 0) >= 0) & (shifted.select(1, 0) < w) & (shifted.select(1, 1) >= 0) &
                       (shifted.select(1, 1) < h);
   return {padded.narrow(1, y0, h).narrow(2, x0, w), shifted.index({inside})};
+}
+
+/// An h×w window at a random position (zero-padded first where the image is smaller); keeps
+/// the points inside the window, shifted into it.
+inline Sample random_crop(const Sample& s, int64_t h, int64_t w, at::Generator& gen) {
+  const auto [y0, x0] = random_window(s.image.size(1), s.image.size(2), h, w, gen);
+  return crop(s, y0, x0, h, w);
 }
 
 /// Mirrors left-right: x → W − x.
@@ -68,6 +82,15 @@ inline Sample colour_jitter(const Sample& s, double strength, at::Generator& gen
   image = (image - grey.mean()) * f[1].item<float>() + grey.mean();
   image = (image - grey) * f[2].item<float>() + grey;
   return {image.clamp(0, 1), s.points};
+}
+
+/// The loaders' training augmentation, for any sample type with these transforms: a random
+/// crop×crop window (when crop > 0), a horizontal flip with probability 1/2, colour jitter 0.2.
+template <typename S>
+S random_augment(const S& s, int64_t crop, at::Generator& gen) {
+  S x = crop > 0 ? random_crop(s, crop, crop, gen) : s;
+  if (torch::rand({1}, gen).item<float>() < 0.5) x = hflip(x);
+  return colour_jitter(x, 0.2, gen);
 }
 
 /// ImageNet normalisation (the statistics the VGG front end was trained with).

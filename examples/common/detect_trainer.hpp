@@ -1,0 +1,351 @@
+#pragma once
+// Training, evaluation and inference for the dense-pedestrian detector (FCOS-style, see
+// models/fcos.hpp) with the label assignments of crowdloss: FCOS's one-to-many baseline, POTO,
+// POTO + 3DMF + auxiliary loss, and LLA. The loop itself is training.hpp's `fit`.
+#include "detection_data.hpp"
+#include "detection_eval.hpp"
+#include "models/fcos.hpp"
+#include "training.hpp"
+
+#include <crowdloss/crowdloss.hpp>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace crowdloss_examples {
+
+struct DetectConfig {
+  std::string assign = "poto";  // fcos | poto | poto-3dmf-aux | lla
+  std::string backbone = "resnet50";
+  double width = 1.0;           // backbone channel multiplier (1 = torchvision's)
+  int64_t fpn_channels = 256;
+  std::string backbone_weights;  // torchvision ResNet state dict (optional)
+  bool freeze_bn = false;
+  std::string optimizer = "sgd";
+  double lr = 0.01, weight_decay = 1e-4, momentum = 0.9, min_lr = 0, clip = 0;
+  int64_t warmup = 500;  // linear warm-up iterations
+  int64_t epochs = 12, batch = 8, longest_side = 0, crop = 0, workers = 2;
+  uint64_t seed = 1;
+  std::string device = "cpu", amp = "off";
+  // Inference: candidates above score_threshold, the pre_nms_topk best, NMS where the mode needs it
+  // ("auto": fcos and lla; "on" / "off" to force), at most max_detections per image.
+  double score_threshold = 0.05, nms_threshold = 0.6;
+  int64_t pre_nms_topk = 1000, max_detections = 300;
+  std::string nms = "auto";
+
+  nlohmann::json to_json() const {
+    return {{"assign", assign}, {"backbone", backbone}, {"width", width}, {"fpn_channels", fpn_channels},
+            {"freeze_bn", freeze_bn}, {"optimizer", optimizer}, {"lr", lr}, {"weight_decay", weight_decay},
+            {"momentum", momentum}, {"min_lr", min_lr}, {"clip", clip}, {"warmup", warmup}, {"epochs", epochs},
+            {"batch", batch}, {"longest_side", longest_side}, {"crop", crop}, {"workers", workers}, {"seed", seed},
+            {"device", device}, {"amp", amp}, {"score_threshold", score_threshold}, {"nms_threshold", nms_threshold},
+            {"pre_nms_topk", pre_nms_topk}, {"max_detections", max_detections}, {"nms", nms}};
+  }
+  static DetectConfig from_json(const nlohmann::json& j) {
+    DetectConfig c;
+    c.assign = j.at("assign"), c.backbone = j.at("backbone"), c.width = j.at("width"), c.fpn_channels = j.at("fpn_channels");
+    c.freeze_bn = j.at("freeze_bn"), c.optimizer = j.at("optimizer"), c.lr = j.at("lr"), c.weight_decay = j.at("weight_decay");
+    c.momentum = j.at("momentum"), c.min_lr = j.at("min_lr"), c.clip = j.at("clip"), c.warmup = j.at("warmup");
+    c.epochs = j.at("epochs"), c.batch = j.at("batch"), c.longest_side = j.at("longest_side"), c.crop = j.at("crop");
+    c.workers = j.at("workers"), c.seed = j.at("seed"), c.device = j.at("device"), c.amp = j.at("amp");
+    c.score_threshold = j.at("score_threshold"), c.nms_threshold = j.at("nms_threshold"), c.pre_nms_topk = j.at("pre_nms_topk");
+    c.max_detections = j.at("max_detections"), c.nms = j.at("nms");
+    return c;
+  }
+};
+
+inline void check_assign_mode(const std::string& mode) {
+  if (mode != "fcos" && mode != "poto" && mode != "poto-3dmf-aux" && mode != "lla")
+    throw std::runtime_error("unknown --assign '" + mode + "' (fcos, poto, poto-3dmf-aux, lla)");
+}
+
+/// The detector for `c`: 3DMF for poto-3dmf-aux, the IoU branch for lla.
+inline FCOS make_detector(const DetectConfig& c) {
+  check_assign_mode(c.assign);
+  FCOSOptions o;
+  o.backbone = c.backbone, o.width = c.width, o.fpn_channels = c.fpn_channels, o.freeze_bn = c.freeze_bn;
+  o.filter_3dmf = c.assign == "poto-3dmf-aux", o.iou_branch = c.assign == "lla";
+  FCOS net(o);
+  if (!c.backbone_weights.empty()) net->load_backbone(c.backbone_weights);
+  net->to(torch::Device(c.device));
+  return net;
+}
+
+/// The logit of σ(a)·σ(b), computed stably: log p − log(1 − p) with log p = logσ(a) + logσ(b).
+/// DeFCN trains the 3DMF score p with a focal loss on probabilities; the focal loss on this
+/// logit is the same function.
+inline at::Tensor product_logit(const at::Tensor& a, const at::Tensor& b) {
+  const auto log_p = torch::log_sigmoid(a) + torch::log_sigmoid(b);
+  return log_p - torch::log1p(-log_p.exp().clamp_max(1 - 1e-6));
+}
+
+/// Distances from each point to the four sides of its own box (A×2, A×4 → A×4).
+inline at::Tensor paired_ltrb(const at::Tensor& points, const at::Tensor& boxes) {
+  return torch::cat({points - boxes.slice(1, 0, 2), boxes.slice(1, 2, 4) - points}, 1);
+}
+
+/// The training loss of one batch and its parts (all normalised by max(1, foreground count)).
+struct DetectionLoss {
+  at::Tensor total;
+  nlohmann::json parts;  // cls, reg, aux, iou, foreground, assign_ms
+};
+
+/// Assigns every image of the batch with the configured mode and sums the losses:
+/// focal (α 0.25, γ 2) on the classification (for poto-3dmf-aux on σ(cls)·σ(filter)), 2·GIoU on
+/// the positives' boxes, plus the auxiliary one-to-many focal loss on σ(cls) (poto-3dmf-aux) or
+/// 0.5·BCE of the IoU branch against the positives' IoU (lla). Anchors inside ignore regions
+/// that are not positives take no classification loss.
+inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& out, const at::Tensor& points,
+                                    const std::vector<at::Tensor>& gt_boxes, const std::vector<at::Tensor>& ignore) {
+  std::vector<int64_t> level_sizes;
+  for (const auto& hw : out.level_hw) level_sizes.push_back(hw[0] * hw[1]);
+  const auto device = out.cls_logits.device();
+  const auto focal = crowdloss::FocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
+  const auto giou = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum);
+  auto cls_sum = torch::zeros({}, out.cls_logits.options().dtype(torch::kFloat)), reg_sum = cls_sum, aux_sum = cls_sum,
+       iou_sum = cls_sum;
+  int64_t foreground = 0, aux_foreground = 0;
+  double assign_ms = 0;
+  const int64_t A = points.size(0);
+  for (size_t b = 0; b < gt_boxes.size(); ++b) {
+    const auto bi = static_cast<int64_t>(b);
+    const auto cls = out.cls_logits[bi].to(torch::kFloat), ltrb = out.box_ltrb[bi].to(torch::kFloat);
+    const auto gt = gt_boxes[b].to(device), ign = ignore[b].to(device);
+    const int64_t G = gt.size(0);
+    const auto gt_classes = torch::zeros({G}, torch::TensorOptions(torch::kLong).device(device));
+    const auto in_ignore = ign.size(0) > 0 ? (crowdloss::ltrb_targets(points, ign).amin(-1) > 0).any(0)
+                                           : torch::zeros({A}, torch::TensorOptions(torch::kBool).device(device));
+    auto cls_input = cls;
+    at::Tensor assigned, aux_assigned, valid;
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      torch::NoGradGuard no_grad;
+      const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
+      if (mode == "fcos") {
+        assigned = crowdloss::fcos_assign(points, gt, crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
+      } else if (mode == "lla") {
+        // Ignore regions join the matching as class −1 and claim the anchors there.
+        const auto all = torch::cat({gt, ign}), classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
+        const auto gt_of_anchor = crowdloss::lla_assign(cls, ltrb, points, all, classes);
+        const auto on_ignore = gt_of_anchor >= G;
+        assigned = gt_of_anchor.masked_fill(on_ignore, -1);
+        valid = on_ignore.logical_not();
+      } else {
+        const auto prob = mode == "poto" ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
+        const auto matched = crowdloss::poto_assign(
+            prob, pred_boxes, points, gt, gt_classes,
+            crowdloss::POTOOptions().alpha(0.8).center_sampling_radius(1.5).strides(out.strides).level_sizes(level_sizes));
+        assigned = torch::full({A}, -1, gt_classes.options());
+        const auto ok = matched >= 0;
+        assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
+        if (mode == "poto-3dmf-aux")
+          aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
+                                                    crowdloss::AuxAssignOptions().topk(9).level_sizes(level_sizes));
+      }
+    }
+    assign_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const auto positive = assigned >= 0;
+    if (!valid.defined()) valid = positive.logical_or(in_ignore.logical_not());
+    if (mode == "poto-3dmf-aux") cls_input = product_logit(cls, out.filter_logits[bi].to(torch::kFloat));
+    const auto target = positive.to(torch::kFloat).unsqueeze(1).expand_as(cls);
+    cls_sum = cls_sum + crowdloss::sigmoid_focal_loss(cls_input.index({valid}), target.index({valid}), focal);
+    const auto pos = positive.nonzero().squeeze(1);
+    foreground += pos.numel();
+    if (pos.numel() > 0) {
+      const auto target_ltrb = paired_ltrb(points.index_select(0, pos), gt.index_select(0, assigned.index_select(0, pos)));
+      const auto pred = ltrb.index_select(0, pos);
+      reg_sum = reg_sum + crowdloss::iou_loss(pred, target_ltrb, giou);
+      if (mode == "lla") {
+        const auto iou_target =
+            1 - crowdloss::iou_loss(pred.detach(), target_ltrb, crowdloss::IoULossOptions().loss_type(crowdloss::kLinearIoU));
+        iou_sum = iou_sum + torch::binary_cross_entropy_with_logits(
+                                out.iou_logits[bi].to(torch::kFloat).index_select(0, pos).squeeze(1), iou_target, {}, {},
+                                at::Reduction::Sum);
+      }
+    }
+    if (aux_assigned.defined()) {
+      const auto aux_positive = aux_assigned >= 0;
+      const auto aux_valid = aux_positive.logical_or(in_ignore.logical_not());
+      aux_foreground += aux_positive.sum().item<int64_t>();
+      aux_sum = aux_sum + crowdloss::sigmoid_focal_loss(cls.index({aux_valid}),
+                                                        aux_positive.to(torch::kFloat).unsqueeze(1).expand_as(cls).index({aux_valid}),
+                                                        focal);
+    }
+  }
+  const double n = static_cast<double>(std::max<int64_t>(1, foreground));
+  const auto cls_loss = cls_sum / n, reg_loss = 2.0 * reg_sum / n;
+  auto total = cls_loss + reg_loss;
+  nlohmann::json parts = {{"cls", cls_loss.item<double>()}, {"reg", reg_loss.item<double>()}, {"foreground", foreground},
+                          {"assign_ms", assign_ms}};
+  if (mode == "poto-3dmf-aux") {
+    const auto aux_loss = aux_sum / static_cast<double>(std::max<int64_t>(1, aux_foreground));
+    total = total + aux_loss;
+    parts["aux"] = aux_loss.item<double>();
+  }
+  if (mode == "lla") {
+    const auto iou_loss = 0.5 * iou_sum / n;
+    total = total + iou_loss;
+    parts["iou"] = iou_loss.item<double>();
+  }
+  return {total, parts};
+}
+
+/// Whether inference applies NMS for this configuration.
+inline bool uses_nms(const DetectConfig& c) {
+  if (c.nms == "on") return true;
+  if (c.nms == "off") return false;
+  if (c.nms != "auto") throw std::runtime_error("unknown --nms '" + c.nms + "' (auto, on, off)");
+  return c.assign == "fcos" || c.assign == "lla";
+}
+
+/// Detections of every image of a batch: the mode's score (σ(cls); σ(cls)·σ(filter) with 3DMF;
+/// √(σ(cls)·σ(iou)) for LLA), candidates above the threshold, the top pre_nms_topk, boxes
+/// clipped to the image (`sizes`: each image's h, w), class-aware NMS when `uses_nms`, at most
+/// max_detections. Boxes and scores on the CPU, highest score first.
+inline std::vector<Detections> detect(const DetectConfig& c, const FCOSOutput& out, const at::Tensor& points,
+                                      const std::vector<std::array<int64_t, 2>>& sizes) {
+  torch::NoGradGuard no_grad;
+  auto scores = out.cls_logits.to(torch::kFloat).sigmoid();
+  if (out.filter_logits.defined()) scores = scores * out.filter_logits.to(torch::kFloat).sigmoid();
+  if (out.iou_logits.defined()) scores = (scores * out.iou_logits.to(torch::kFloat).sigmoid()).sqrt();
+  const int64_t K = scores.size(2);
+  std::vector<Detections> result;
+  for (size_t b = 0; b < sizes.size(); ++b) {
+    const auto s = scores[static_cast<int64_t>(b)].flatten();
+    auto candidates = (s > c.score_threshold).nonzero().squeeze(1);
+    auto cand_scores = s.index_select(0, candidates);
+    if (candidates.numel() > c.pre_nms_topk) {
+      const auto top = std::get<1>(cand_scores.topk(c.pre_nms_topk));
+      candidates = candidates.index_select(0, top), cand_scores = cand_scores.index_select(0, top);
+    }
+    const auto anchor = candidates.div(K, "floor"), cls = candidates.remainder(K);
+    auto boxes = crowdloss::ltrb_to_boxes(points.index_select(0, anchor),
+                                          out.box_ltrb[static_cast<int64_t>(b)].to(torch::kFloat).index_select(0, anchor));
+    const double h = static_cast<double>(sizes[b][0]), w = static_cast<double>(sizes[b][1]);
+    boxes = torch::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h), boxes.select(1, 2).clamp(0, w),
+                          boxes.select(1, 3).clamp(0, h)},
+                         1);
+    auto keep = uses_nms(c) ? crowdloss::batched_nms(boxes, cand_scores, cls, c.nms_threshold)
+                            : std::get<1>(cand_scores.sort(/*stable=*/true, 0, /*descending=*/true));
+    keep = keep.slice(0, 0, c.max_detections);
+    result.push_back({boxes.index_select(0, keep).cpu(), cand_scores.index_select(0, keep).cpu()});
+  }
+  return result;
+}
+
+/// AP50, mMR and recall of `net` on `loader` (CrowdHuman protocol, ignore regions honoured),
+/// plus images/s of inference, with the model under autocast to `amp` when given.
+inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const DetectionLoader& loader,
+                                        std::optional<at::ScalarType> amp = std::nullopt) {
+  torch::NoGradGuard no_grad;
+  net->eval();
+  const torch::Device device(c.device);
+  std::vector<Detections> dets;
+  std::vector<at::Tensor> gts, ignores;
+  double seconds = 0;
+  loader.run_epoch(0, [&](int64_t, DetectionBatch& b) {
+    const auto t0 = std::chrono::steady_clock::now();
+    FCOSOutput out;
+    {
+      AmpScope scope(device, amp);
+      out = net->forward(b.images.to(device));
+    }
+    for (auto& d : detect(c, out, anchor_points(out), b.sizes)) dets.push_back(std::move(d));
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    gts.insert(gts.end(), b.boxes.begin(), b.boxes.end());
+    ignores.insert(ignores.end(), b.ignore.begin(), b.ignore.end());
+  });
+  const auto m = evaluate_detections(dets, gts, ignores);
+  return {{"ap50", m.ap50}, {"mmr", m.mmr}, {"recall", m.recall}, {"ground_truths", m.ground_truths},
+          {"detections", m.detections}, {"eval_images_per_s", static_cast<double>(dets.size()) / std::max(seconds, 1e-9)}};
+}
+
+/// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
+/// kept as best.pt); the shared loop of training.hpp. Returns the best validation's metrics.
+inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
+                                     const std::vector<DetectionSample>& val, const fs::path& out, bool resume, bool quiet = false) {
+  torch::manual_seed(c.seed);
+  const torch::Device device(c.device);
+  auto net = make_detector(c);
+  auto opt = make_optimizer(c.optimizer, net->parameters(), c.lr, c.weight_decay, c.momentum);
+  const auto amp = amp_dtype(c.amp, device);
+  DetectionLoaderOptions tl;
+  tl.batch = c.batch, tl.longest_side = c.longest_side, tl.crop = c.crop, tl.augment = true, tl.shuffle = true;
+  tl.workers = c.workers, tl.seed = c.seed;
+  DetectionLoaderOptions vl;
+  vl.batch = c.batch, vl.longest_side = c.longest_side, vl.workers = c.workers;
+  const DetectionLoader train_loader(train, tl), val_loader(val, vl);
+  double assign_ms = 0;
+  int64_t assign_batches = 0;
+  FitHooks<DetectionBatch> hooks;
+  hooks.learning_rate = [&](int64_t epoch, int64_t i, int64_t batches) {
+    const double iteration = static_cast<double>(epoch * batches + i);
+    const double warm = c.warmup > 0 ? std::min(1.0, (iteration + 1) / static_cast<double>(c.warmup)) : 1.0;
+    return warm * cosine_lr(c.lr, c.min_lr, c.epochs, iteration / static_cast<double>(batches));
+  };
+  hooks.loss = [&](DetectionBatch& b) {
+    FCOSOutput o;
+    {
+      AmpScope scope(device, amp);
+      o = net->forward(b.images.to(device));
+    }
+    auto loss = detection_loss(c.assign, o, anchor_points(o), b.boxes, b.ignore);
+    assign_ms += loss.parts.at("assign_ms").get<double>(), ++assign_batches;
+    return std::make_pair(loss.total, b.images.size(0));
+  };
+  hooks.validate = [&](int64_t) {
+    auto m = evaluate_detector(c, net, val_loader, amp);
+    m["assign_ms_per_batch"] = assign_ms / static_cast<double>(std::max<int64_t>(1, assign_batches));
+    assign_ms = 0, assign_batches = 0;
+    return Validation{m, -m.at("ap50").get<double>()};
+  };
+  FitSettings s;
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.resume = resume, s.quiet = quiet, s.config = c.to_json();
+  return fit(*net, *opt, train_loader, hooks, s);
+}
+
+/// A detector from a checkpoint written by `train_detector`, on `device`, in eval mode.
+inline std::pair<FCOS, DetectConfig> load_detector(const fs::path& checkpoint, const std::string& device) {
+  auto c = DetectConfig::from_json(checkpoint_json(checkpoint));
+  c.device = device, c.backbone_weights.clear();
+  auto net = make_detector(c);
+  load_weights(checkpoint, *net);
+  net->eval();
+  return {net, c};
+}
+
+/// `image` (H×W×3 uint8) with `boxes` drawn as 2-px rectangles, colour from red (score 1) to
+/// yellow (score at the threshold); ignore regions, when given, in grey.
+inline at::Tensor draw_detections(const at::Tensor& image, const Detections& d, const at::Tensor& ignore = {}) {
+  auto out = image.clone();
+  const int64_t H = out.size(0), W = out.size(1);
+  const auto rect = [&](const float* b, const std::array<uint8_t, 3>& rgb) {
+    const int64_t x0 = std::clamp<int64_t>(std::lround(b[0]), 0, W - 1), y0 = std::clamp<int64_t>(std::lround(b[1]), 0, H - 1);
+    const int64_t x1 = std::clamp<int64_t>(std::lround(b[2]), 0, W - 1), y1 = std::clamp<int64_t>(std::lround(b[3]), 0, H - 1);
+    const auto colour = torch::tensor({rgb[0], rgb[1], rgb[2]}, torch::kUInt8);
+    for (int64_t t = 0; t < 2; ++t) {
+      out.index_put_({std::min(y0 + t, H - 1), torch::indexing::Slice(x0, x1 + 1)}, colour);
+      out.index_put_({std::max(y1 - t, int64_t{0}), torch::indexing::Slice(x0, x1 + 1)}, colour);
+      out.index_put_({torch::indexing::Slice(y0, y1 + 1), std::min(x0 + t, W - 1)}, colour);
+      out.index_put_({torch::indexing::Slice(y0, y1 + 1), std::max(x1 - t, int64_t{0})}, colour);
+    }
+  };
+  if (ignore.defined()) {
+    const auto g = ignore.to(torch::kFloat).contiguous();
+    for (int64_t i = 0; i < g.size(0); ++i) rect(g[i].data_ptr<float>(), {160, 160, 160});
+  }
+  const auto boxes = d.boxes.to(torch::kFloat).contiguous();
+  const auto scores = d.scores.to(torch::kFloat).contiguous();
+  for (int64_t i = boxes.size(0) - 1; i >= 0; --i) {  // best drawn last, on top
+    const auto green = static_cast<uint8_t>(std::lround(220 * (1 - std::clamp(scores[i].item<double>(), 0.0, 1.0))));
+    rect(boxes[i].data_ptr<float>(), {255, green, 0});
+  }
+  return out;
+}
+
+}  // namespace crowdloss_examples

@@ -1,0 +1,17 @@
+# Shared by the CLI smoke-test drivers: run(<what> <args>...) runs ${EXE} with the arguments,
+# fails the test with the program's output on a non-zero exit, and leaves stdout in last_output.
+function(run what)
+  execute_process(COMMAND "${EXE}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${EXE} ${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+# expect_failure(<what> <args>...): the program must exit non-zero (bad input reported, no crash).
+function(expect_failure what)
+  execute_process(COMMAND "${EXE}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT rc MATCHES "^[0-9]+$")
+    message(FATAL_ERROR "${EXE} ${what}: expected an error exit, got '${rc}':\n${out}\n${err}")
+  endif()
+endfunction()
