@@ -73,7 +73,8 @@ struct ScoredDetection {
 ///
 /// detections[i], gt_boxes[i] and ignore_regions[i] belong to image i: detection boxes N×4 with
 /// N scores, ground-truth boxes G×4, ignore regions M×4 (CrowdHuman's "mask" boxes), all xyxy,
-/// floating point, any device (N, G, M may be 0). Nothing is clipped to the image: clip before.
+/// floating point, any device (N, G, M may be 0). Nothing is clipped here; the toolkit clips
+/// detections and ground truths to the image, so clip both beforehand to compare with it.
 ///
 /// Matching, per image: detections in descending score order each take the unmatched ground
 /// truth of highest IoU ≥ iou_threshold (ties: the lower index) and count as true positives
@@ -88,7 +89,9 @@ struct ScoredDetection {
 ///   ap50   = recall_1 · precision_1 + Σ_{k=2..K} (recall_k − recall_{k−1}) · (precision_k + precision_{k−1}) / 2
 ///   mmr    = exp( (1/9) Σ_r ln max(mr_{k(r)}, 1e-10) ),  r ∈ {0.01, 0.0178, 0.0316, 0.0562, 0.1, 0.1778,
 ///            0.3162, 0.5623, 1} (np.logspace(-2, 0, 9) as the toolkit rounds it), k(r) the first k with
-///            fppi_k ≥ r, or K when the FPPI never reaches r (the toolkit's `_find_gt`)
+///            fppi_k ≥ r, or K when the FPPI never reaches r (the toolkit's `_find_gt`; P. Dollár's
+///            Caltech code takes the last k with fppi_k ≤ r, which differs only where some fppi_k = r:
+///            then TPs ranked after the FP that reaches r at the same FPPI are not counted here)
 ///   recall = TP_K / G
 /// Each detection is one point of the curves (tied scores are not merged): ties keep the order
 /// of the images, then the order within an image's detections, as the toolkit's stable sorts do,
