@@ -36,9 +36,12 @@ void forward_backward(benchmark::State& state, const LossFn& loss, at::Device de
 
 void register_all() {
   const auto pml_full = crowdloss::PMLLossOptions().pixel_mse_weight(1.0);
+  const auto pml_reference = crowdloss::PMLLossOptions().reference_order(true);
   const std::vector<std::pair<std::string, LossFn>> losses = {
       {"mse_loss", [](const at::Tensor& p, const at::Tensor& t) { return at::mse_loss(p, t); }},
       {"pml_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t); }},
+      {"pml_loss_reference_order",
+       [pml_reference](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t, pml_reference); }},
       {"pml_loss_with_pixel_mse",
        [pml_full](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t, pml_full); }},
       {"ssim", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ssim(p, t); }},

@@ -1,0 +1,166 @@
+#pragma once
+/// \file
+/// The CPU kernel of PML's one-pass path: a custom autograd function whose forward reads each
+/// map once (the error's block sums at the finest grid, accumulated row by row), derives every
+/// level from those cells, and whose backward writes each input's gradient once from the closed
+/// form. On CUDA the same one-pass algorithm runs as ATen ops (pml.hpp).
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace crowdloss {
+namespace detail {
+
+/// For each of `planes` H×W planes, the sums of (p − t) over the f×f grid of (H/f)×(W/f) blocks,
+/// in double: out is planes×f×f.
+template <typename scalar_t>
+void pml_error_cell_sums(const scalar_t* p, const scalar_t* t, int64_t planes, int64_t H, int64_t W, int64_t f,
+                         double* out) {
+  const int64_t bh = H / f, bw = W / f;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> column(static_cast<size_t>(W));
+    for (int64_t k = begin; k < end; ++k) {
+      for (int64_t cy = 0; cy < f; ++cy) {
+        std::fill(column.begin(), column.end(), scalar_t(0));
+        for (int64_t y = cy * bh; y < (cy + 1) * bh; ++y) {  // column sums of the error over the block row
+          const scalar_t* pr = p + (k * H + y) * W;
+          const scalar_t* tr = t + (k * H + y) * W;
+          scalar_t* c = column.data();
+          for (int64_t x = 0; x < W; ++x) c[x] += pr[x] - tr[x];
+        }
+        double* o = out + (k * f + cy) * f;
+        for (int64_t cx = 0; cx < f; ++cx) {
+          double s = 0;
+          for (int64_t x = cx * bw; x < (cx + 1) * bw; ++x) s += static_cast<double>(column[static_cast<size_t>(x)]);
+          o[cx] = s;
+        }
+      }
+    }
+  });
+}
+
+/// Block sums of k×k cells: src planes×(g·k)×(g·k) → dst planes×g×g.
+inline void pml_coarsen(const double* src, int64_t planes, int64_t g, int64_t k, double* dst) {
+  const int64_t fs = g * k;
+  std::fill(dst, dst + planes * g * g, 0.0);
+  for (int64_t n = 0; n < planes; ++n)
+    for (int64_t cy = 0; cy < g; ++cy)
+      for (int64_t dy = 0; dy < k; ++dy) {
+        const double* row = src + (n * fs + cy * k + dy) * fs;
+        double* o = dst + (n * g + cy) * g;
+        for (int64_t cx = 0; cx < g; ++cx)
+          for (int64_t dx = 0; dx < k; ++dx) o[cx] += row[cx * k + dx];
+      }
+}
+
+/// PML's per-level terms (see `pml_loss_terms`) on contiguous B×C×H×W CPU maps of one floating
+/// dtype whose H and W the finest grid divides. Returns the terms (1-D, the maps' dtype).
+struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& pred, const at::Tensor& target,
+                            const std::vector<int64_t>& grids) {
+    const int64_t B = pred.size(0), planes = pred.size(0) * pred.size(1), H = pred.size(2), W = pred.size(3);
+    const int64_t f = grids.back();
+    const auto p = pred.contiguous(), t = target.contiguous();
+    // The error's block sums at every level: the finest from the pixels, each coarser level
+    // from the next finer one.
+    const size_t L = grids.size();
+    std::vector<at::Tensor> levels(L);
+    for (size_t i = 0; i < L; ++i) levels[i] = at::empty({planes, grids[i], grids[i]}, at::TensorOptions(at::kDouble));
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pml_loss", [&] {
+      pml_error_cell_sums(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), planes, H, W, f, levels[L - 1].data_ptr<double>());
+    });
+    for (size_t i = L - 1; i-- > 0;)
+      pml_coarsen(levels[i + 1].data_ptr<double>(), planes, grids[i], grids[i + 1] / grids[i], levels[i].data_ptr<double>());
+    // M_i, then the terms and each term's derivative with respect to its increment.
+    std::vector<double> mse(L), slope(L), terms(L);
+    for (size_t i = 0; i < L; ++i) {
+      double m = 0;
+      const double* cells = levels[i].data_ptr<double>();
+      for (int64_t c = 0; c < levels[i].numel(); ++c) m += cells[c] * cells[c];
+      mse[i] = m / static_cast<double>(B);
+      double increment = mse[i];
+      if (i > 0) {
+        const double ratio = static_cast<double>(grids[i - 1] * grids[i - 1]) / static_cast<double>(grids[i] * grids[i]);
+        increment = mse[i] - ratio * mse[i - 1];
+        if (!(increment > 0)) increment = std::isnan(increment) ? increment : 0.0;  // relu, NaN kept
+      }
+      terms[i] = std::log(increment + 1);
+      // d term / d increment; a relu at or below its kink passes no gradient (as ATen's).
+      slope[i] = (i == 0 || increment > 0) ? 1.0 / (increment + 1) : 0.0;
+    }
+    ctx->save_for_backward(levels);
+    ctx->saved_data["slope"] = at::IValue(slope);
+    ctx->saved_data["grids"] = at::IValue(grids);
+    ctx->saved_data["shape"] = at::IValue(pred.sizes().vec());
+    return at::tensor(terms, at::TensorOptions(at::kDouble)).to(pred.scalar_type());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto levels = ctx->get_saved_variables();
+    const auto slope = ctx->saved_data["slope"].toDoubleVector();
+    const auto grids = ctx->saved_data["grids"].toIntVector();
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    const int64_t B = shape[0], planes = shape[0] * shape[1], H = shape[2], W = shape[3], f = grids.back();
+    const size_t L = grids.size();
+    const auto g = grad_outputs[0].to(at::kCPU, at::kDouble).contiguous();
+    const double* go = g.data_ptr<double>();
+    // dLoss/dM_i: term i depends on M_i (+1) and term i+1 on M_i (−ratio).
+    std::vector<double> dm(L);
+    for (size_t i = 0; i < L; ++i) {
+      dm[i] = go[i] * slope[i];
+      if (i + 1 < L) {
+        const double ratio = static_cast<double>(grids[i] * grids[i]) / static_cast<double>(grids[i + 1] * grids[i + 1]);
+        dm[i] -= go[i + 1] * slope[i + 1] * ratio;
+      }
+    }
+    // dLoss/d(finest cell sum) = Σ_i dm_i · 2 S_i(the cell's block at level i) / B, pushed down
+    // level by level: coeff_i(cell) = coeff_{i−1}(parent) + 2 dm_i S_i(cell) / B.
+    std::vector<double> coeff, finer;
+    for (size_t i = 0; i < L; ++i) {
+      const int64_t gi = grids[i], k = i == 0 ? 1 : gi / grids[i - 1];
+      const double scale = 2.0 * dm[i] / static_cast<double>(B);
+      const double* cells = levels[i].data_ptr<double>();
+      finer.assign(static_cast<size_t>(planes * gi * gi), 0.0);
+      for (int64_t n = 0; n < planes; ++n)
+        for (int64_t y = 0; y < gi; ++y) {
+          double* row = finer.data() + (n * gi + y) * gi;
+          const double* own = cells + (n * gi + y) * gi;
+          const double* parent = i == 0 ? nullptr : coeff.data() + (n * (gi / k) + y / k) * (gi / k);
+          for (int64_t x = 0; x < gi; ++x) row[x] = scale * own[x] + (parent ? parent[x / k] : 0.0);
+        }
+      coeff.swap(finer);
+    }
+    // Each pixel's gradient is its finest cell's coefficient: one row pattern per block row,
+    // copied to the block's rows.
+    const auto dtype = grad_outputs[0].scalar_type();
+    at::Tensor grad_pred = at::empty(shape, at::TensorOptions(dtype));
+    const int64_t bh = H / f, bw = W / f;
+    AT_DISPATCH_FLOATING_TYPES(dtype, "pml_loss_backward", [&] {
+      scalar_t* out = grad_pred.data_ptr<scalar_t>();
+      at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n)
+          for (int64_t cy = 0; cy < f; ++cy) {
+            scalar_t* first = out + (n * H + cy * bh) * W;
+            const double* c = coeff.data() + (n * f + cy) * f;
+            for (int64_t cx = 0; cx < f; ++cx) {
+              const auto value = static_cast<scalar_t>(c[cx]);
+              for (int64_t x = 0; x < bw; ++x) first[cx * bw + x] = value;
+            }
+            for (int64_t y = 1; y < bh; ++y) std::copy(first, first + W, first + y * W);
+          }
+      });
+    });
+    const at::Tensor grad_target = ctx->needs_input_grad(1) ? grad_pred.neg() : at::Tensor();
+    return {grad_pred, grad_target, at::Tensor()};
+  }
+};
+
+}  // namespace detail
+}  // namespace crowdloss
