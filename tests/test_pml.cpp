@@ -169,6 +169,11 @@ TEST_CASE("pml_loss: gradient check in float64 against finite differences") {
   const double err_target = crowdloss_test::gradcheck_max_error(
       [&](const at::Tensor& t) { return crowdloss::pml_loss(x, t, opts); }, target);
   DOCTEST_CHECK(err_target < 1e-6);
+  // The terms with a different upstream gradient for each level (the kernel's per-term chain).
+  const auto weights = torch::tensor({0.5, -1.0, 2.0, 0.25, 3.0, -0.75}, torch::kFloat64).slice(0, 0, static_cast<int64_t>(opts.grids().size()));
+  const double err_terms = crowdloss_test::gradcheck_max_error(
+      [&](const at::Tensor& p) { return (crowdloss::pml_loss_terms(p, target, opts) * weights).sum(); }, x);
+  DOCTEST_CHECK(err_terms < 1e-6);
 }
 
 TEST_CASE("pml_loss: pad_to_multiple zero-pads bottom/right") {

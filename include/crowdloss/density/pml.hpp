@@ -98,10 +98,11 @@ inline at::Tensor pml_terms_aten(const at::Tensor& p, const at::Tensor& t, const
 
 /// Validates, pads if asked, and returns the per-level PML terms (a 1-D tensor in the compute
 /// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
-/// a relu on the level increments. On the CPU the one-pass path is `PMLCpuFunction`; elsewhere,
-/// and with `reference_order`, `pml_terms_aten`.
+/// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
+/// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
+/// (summed in grid order one addition at a time with `reference_order`, as the authors do).
 inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                  const PMLLossOptions& options) {
+                                  const PMLLossOptions& options, bool summed = false) {
   check_map_pair(fn, pred, target);
   check_pml_options(fn, options);
   const auto dtype = compute_dtype(pred);
@@ -115,8 +116,13 @@ inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const 
     p = at::constant_pad_nd(p, {0, pad_w, 0, pad_h}, 0);
     t = at::constant_pad_nd(t, {0, pad_w, 0, pad_h}, 0);
   }
-  if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids());
-  return pml_terms_aten(p, t, options.grids(), options.reference_order());
+  if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids(), summed);
+  const auto terms = pml_terms_aten(p, t, options.grids(), options.reference_order());
+  if (!summed) return terms;
+  if (!options.reference_order()) return terms.sum();
+  at::Tensor loss = terms[0];
+  for (int64_t i = 1; i < terms.size(0); ++i) loss = loss + terms[i];
+  return loss;
 }
 
 }  // namespace detail
@@ -157,14 +163,7 @@ inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& targe
 ///                                   crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
 ///   loss.backward();
 inline at::Tensor pml_loss(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
-  const auto terms = detail::pml_level_terms("pml_loss", pred, target, options);
-  at::Tensor loss;
-  if (options.reference_order()) {  // summed in grid order, one addition at a time, as the reference does
-    loss = terms[0];
-    for (int64_t i = 1; i < terms.size(0); ++i) loss = loss + terms[i];
-  } else {
-    loss = terms.sum();
-  }
+  at::Tensor loss = detail::pml_level_terms("pml_loss", pred, target, options, /*summed=*/true);
   if (options.pixel_mse_weight() > 0) {
     const auto dtype = loss.scalar_type();
     loss = options.pixel_mse_weight() * at::mse_loss(pred.to(dtype), target.to(dtype), at::Reduction::Mean) + loss;
