@@ -15,3 +15,19 @@ function(expect_failure what)
     message(FATAL_ERROR "${EXE} ${what}: expected an error exit, got '${rc}':\n${out}\n${err}")
   endif()
 endfunction()
+
+# expect_lines(<file> <n>): the file (e.g. metrics.jsonl after a resume) has exactly n lines.
+function(expect_lines file n)
+  file(STRINGS "${file}" lines)
+  list(LENGTH lines count)
+  if(NOT count EQUAL n)
+    message(FATAL_ERROR "expected ${n} lines in ${file}, found ${count}")
+  endif()
+endfunction()
+
+# expect_output(<what> <regex>): the last run's stdout matches the regex.
+function(expect_output what regex)
+  if(NOT last_output MATCHES "${regex}")
+    message(FATAL_ERROR "${what} printed: ${last_output}")
+  endif()
+endfunction()

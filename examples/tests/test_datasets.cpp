@@ -11,14 +11,10 @@
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
 using crowdloss_examples_test::fixture_dir;
+using crowdloss_examples_test::write_image;
 using crowdloss_examples_test::write_text;
 
 namespace {
-
-void write_image(const fs::path& path, int64_t h = 6, int64_t w = 8) {
-  fs::create_directories(path.parent_path());
-  ex::save_png(path.string(), torch::randint(0, 256, {h, w, 3}).to(torch::kUInt8));
-}
 
 at::Tensor pts(std::vector<float> xy) { return torch::tensor(xy).view({-1, 2}); }
 

@@ -15,14 +15,10 @@
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
 using crowdloss_examples_test::fixture_dir;
+using crowdloss_examples_test::write_image;
 using crowdloss_examples_test::write_text;
 
 namespace {
-
-void write_image(const fs::path& path, int64_t h = 6, int64_t w = 8) {
-  fs::create_directories(path.parent_path());
-  ex::save_png(path.string(), torch::randint(0, 256, {h, w, 3}).to(torch::kUInt8));
-}
 
 at::Tensor xyxy(std::vector<float> v) { return torch::tensor(v).view({-1, 4}); }
 

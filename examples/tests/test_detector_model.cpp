@@ -1,5 +1,7 @@
 #include "support/checks.hpp"
 
+#include "fixtures.hpp"
+
 #include "models/fcos.hpp"
 #include "models/resnet.hpp"
 
@@ -14,22 +16,11 @@
 #include <vector>
 
 namespace ex = crowdloss_examples;
+using crowdloss_examples_test::count_parameters;
+using crowdloss_examples_test::temp_path;
+using crowdloss_examples_test::write_pickle;
 
 namespace {
-
-int64_t count_parameters(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
-std::string temp_path(const std::string& name) { return std::string(CROWDLOSS_TEST_TMP_DIR) + "/" + name; }
-
-template <typename T>
-void write_pickle(const std::string& path, const T& value) {
-  const auto bytes = torch::pickle_save(value);
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // A small, fast FCOS: ResNet-18 at width 0.25, 32 FPN channels, two convs per tower.
 ex::FCOSOptions small_options() {

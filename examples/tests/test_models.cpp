@@ -1,5 +1,7 @@
 #include "support/checks.hpp"
 
+#include "fixtures.hpp"
+
 #include "models/csrnet.hpp"
 #include "models/sanet.hpp"
 
@@ -8,23 +10,12 @@
 #include <string>
 
 namespace ex = crowdloss_examples;
+using crowdloss_examples_test::count_parameters;
+using crowdloss_examples_test::temp_path;
+using crowdloss_examples_test::write_pickle;
 using crowdloss_test::check_error;
 
 namespace {
-
-int64_t count_parameters(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
-std::string temp_path(const std::string& name) { return std::string(CROWDLOSS_TEST_TMP_DIR) + "/" + name; }
-
-// Writes a torchvision-like VGG-16 state dict (features.<i>.weight/bias) the way torch.save does.
-void write_state_dict(const std::string& path, const c10::Dict<std::string, at::Tensor>& dict) {
-  const auto bytes = torch::pickle_save(dict);
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 c10::Dict<std::string, at::Tensor> vgg16_features_state_dict() {
   c10::Dict<std::string, at::Tensor> dict;
@@ -73,7 +64,7 @@ TEST_CASE("CSRNet: loads its front end from a VGG-16 state dict saved like torch
   torch::manual_seed(1);
   const auto dict = vgg16_features_state_dict();
   const auto path = temp_path("vgg16_test.pth");
-  write_state_dict(path, dict);
+  write_pickle(path, dict);
   ex::CSRNet net;
   const auto backend_before = net->backend->ptr<torch::nn::Conv2dImpl>(0)->weight.clone();
   net->load_vgg16_frontend(path);
@@ -92,11 +83,11 @@ TEST_CASE("CSRNet: loads its front end from a VGG-16 state dict saved like torch
   DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(temp_path("absent.pth")), doctest::Contains("absent.pth"), std::runtime_error);
   auto missing = vgg16_features_state_dict();
   REQUIRE(missing.erase("features.7.bias") == 1);
-  write_state_dict(path, missing);
+  write_pickle(path, missing);
   DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.7.bias"), std::runtime_error);
   auto wrong = vgg16_features_state_dict();
   wrong.insert_or_assign("features.2.weight", torch::randn({64, 32, 3, 3}));
-  write_state_dict(path, wrong);
+  write_pickle(path, wrong);
   DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.2.weight"), std::runtime_error);
   std::ofstream(path) << "not a pickle";
   DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("vgg16_test.pth"), std::runtime_error);
