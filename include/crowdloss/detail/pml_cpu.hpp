@@ -156,17 +156,22 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     // level by level: coeff_i(cell) = coeff_{i−1}(parent) + 2 dm_i S_i(cell) / B.
     std::vector<double> coeff, finer;
     for (size_t i = 0; i < L; ++i) {
-      const int64_t gi = grids[i], k = i == 0 ? 1 : gi / grids[i - 1];
+      const int64_t gi = grids[i], gp = i == 0 ? 1 : grids[i - 1], k = gi / gp;
       const double scale = 2.0 * dm[i] / static_cast<double>(B);
       const double* cells = levels[i].data_ptr<double>();
-      finer.assign(static_cast<size_t>(planes * gi * gi), 0.0);
+      finer.resize(static_cast<size_t>(planes * gi * gi));
       for (int64_t n = 0; n < planes; ++n)
-        for (int64_t y = 0; y < gi; ++y) {
-          double* row = finer.data() + (n * gi + y) * gi;
-          const double* own = cells + (n * gi + y) * gi;
-          const double* parent = i == 0 ? nullptr : coeff.data() + (n * (gi / k) + y / k) * (gi / k);
-          for (int64_t x = 0; x < gi; ++x) row[x] = scale * own[x] + (parent ? parent[x / k] : 0.0);
-        }
+        for (int64_t py = 0; py < gp; ++py)
+          for (int64_t dy = 0; dy < k; ++dy) {
+            const int64_t y = py * k + dy;
+            double* row = finer.data() + (n * gi + y) * gi;
+            const double* own = cells + (n * gi + y) * gi;
+            const double* parent = i == 0 ? nullptr : coeff.data() + (n * gp + py) * gp;
+            for (int64_t px = 0; px < gp; ++px) {
+              const double inherited = parent ? parent[px] : 0.0;
+              for (int64_t x = px * k; x < (px + 1) * k; ++x) row[x] = scale * own[x] + inherited;
+            }
+          }
       coeff.swap(finer);
     }
     // Each pixel's gradient is its finest cell's coefficient: one row pattern per block row,
