@@ -1,21 +1,31 @@
 // Label assignment: linear_sum_assignment on dense random matrices and on POTO-shaped quality
 // matrices (G gts × 20,000 anchors, quality −1 outside each gt's box prior, maximised).
 // Also POTO and LLA for a batch of 8 images. Single-threaded.
+//
+// `bench_assign --dump-matrices=DIR` writes the linear-sum-assignment matrices (raw float64,
+// row-major, `<name>_<rows>x<cols>.f64`) and crowdloss's column for each row (`.cols.i64`) to DIR
+// and exits, for bench/lsa_vs_scipy.py to time SciPy on the very same matrices.
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
 #include <array>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 namespace {
 
+at::Tensor dense_cost(int64_t n) {
+  torch::manual_seed(0);
+  return torch::rand({n, n}, torch::kFloat64);
+}
+
 void BM_lsap_dense(benchmark::State& state) {
   const int64_t n = state.range(0);
-  torch::manual_seed(0);
-  const auto cost = torch::rand({n, n}, torch::kFloat64);
+  const auto cost = dense_cost(n);
   for (auto _ : state) benchmark::DoNotOptimize(std::get<1>(crowdloss::linear_sum_assignment(cost)).data_ptr());
   state.SetLabel(std::to_string(n) + "x" + std::to_string(n) + " uniform float64");
 }
@@ -92,10 +102,31 @@ BENCHMARK(BM_lla_assign_batch)->Arg(100)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_lsap_dense)->Arg(100)->Arg(500)->Arg(1000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_lsap_poto_shaped)->Args({50, 20000})->Args({300, 20000})->Unit(benchmark::kMillisecond);
 
+void write_raw(const std::string& path, const at::Tensor& t) {
+  const auto c = t.contiguous();
+  std::ofstream(path, std::ios::binary)
+      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+}
+
+// The matrices of BM_lsap_dense and BM_lsap_poto_shaped, and crowdloss's solutions.
+void dump_matrices(const std::string& dir) {
+  const auto dump = [&](const std::string& name, const at::Tensor& m, bool maximize) {
+    const auto stem = dir + "/" + name + "_" + std::to_string(m.size(0)) + "x" + std::to_string(m.size(1));
+    write_raw(stem + ".f64", m);
+    write_raw(stem + ".cols.i64", std::get<1>(crowdloss::linear_sum_assignment(m, maximize)));
+  };
+  for (const int64_t n : {100, 500, 1000}) dump("dense", dense_cost(n), false);
+  for (const int64_t g : {50, 300}) dump("poto", poto_shaped_quality(g, 20000), true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   at::set_num_threads(1);
+  if (argc > 1 && std::strncmp(argv[1], "--dump-matrices=", 16) == 0) {
+    dump_matrices(argv[1] + 16);
+    return 0;
+  }
   benchmark::AddCustomContext("torch_threads", "1");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
