@@ -50,10 +50,7 @@ inline at::Tensor to_cpu_double(const at::Tensor& t) { return t.to(at::kCPU, at:
 
 /// Pairwise |a_i ∩ b_j| / |a_i| for N×4 and M×4 xyxy boxes (N×M); 0 where a_i has no area.
 inline at::Tensor intersection_over_first_area(const at::Tensor& a, const at::Tensor& b) {
-  const auto wh = (at::min(a.unsqueeze(1).slice(-1, 2, 4), b.slice(-1, 2, 4)) -
-                   at::max(a.unsqueeze(1).slice(-1, 0, 2), b.slice(-1, 0, 2)))
-                      .clamp_min(0);
-  const auto inter = wh.prod(-1);
+  const auto inter = crowdloss::detail::intersection_union(a, b)[0];
   const auto area = ((a.select(1, 2) - a.select(1, 0)).clamp_min(0) * (a.select(1, 3) - a.select(1, 1)).clamp_min(0))
                         .unsqueeze(1);
   return at::where(area > 0, inter / area, at::zeros({}, inter.options()));

@@ -89,8 +89,7 @@ inline at::Tensor pml_terms_aten(const at::Tensor& p, const at::Tensor& t, const
     if (i == 0) {
       terms.push_back(at::log(mse[0] + 1));
     } else {
-      const double ratio = static_cast<double>(grids[i - 1] * grids[i - 1]) / static_cast<double>(grids[i] * grids[i]);
-      terms.push_back(at::log(at::relu(mse[i] - ratio * mse[i - 1]) + 1));
+      terms.push_back(at::log(at::relu(mse[i] - pml_level_ratio(grids, i) * mse[i - 1]) + 1));
     }
   }
   return at::stack(terms);

@@ -77,6 +77,12 @@ inline void pml_coarsen(const double* src, int64_t planes, int64_t g, int64_t k,
       }
 }
 
+/// (grids[i−1] / grids[i])², the share of level i−1's error that PML's term i takes as already
+/// explained (i ≥ 1); shared by the CPU kernel and the ATen path.
+inline double pml_level_ratio(const std::vector<int64_t>& grids, size_t i) {
+  return static_cast<double>(grids[i - 1] * grids[i - 1]) / static_cast<double>(grids[i] * grids[i]);
+}
+
 /// Σ x² over n doubles, with four independent partial sums.
 inline double pml_sum_squares(const double* x, int64_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -111,8 +117,7 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
       mse[i] = pml_sum_squares(levels[i].data_ptr<double>(), levels[i].numel()) / static_cast<double>(B);
       double increment = mse[i];
       if (i > 0) {
-        const double ratio = static_cast<double>(grids[i - 1] * grids[i - 1]) / static_cast<double>(grids[i] * grids[i]);
-        increment = mse[i] - ratio * mse[i - 1];
+        increment = mse[i] - pml_level_ratio(grids, i) * mse[i - 1];
         if (!(increment > 0)) increment = std::isnan(increment) ? increment : 0.0;  // relu, NaN kept
       }
       terms[i] = std::log(increment + 1);
@@ -123,7 +128,6 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     ctx->saved_data["slope"] = at::IValue(slope);
     ctx->saved_data["grids"] = at::IValue(grids);
     ctx->saved_data["shape"] = at::IValue(pred.sizes().vec());
-    ctx->saved_data["summed"] = summed;
     if (summed) {
       double total = 0;
       for (const double term : terms) total += term;
@@ -147,10 +151,7 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     std::vector<double> dm(L);
     for (size_t i = 0; i < L; ++i) {
       dm[i] = go[i] * slope[i];
-      if (i + 1 < L) {
-        const double ratio = static_cast<double>(grids[i] * grids[i]) / static_cast<double>(grids[i + 1] * grids[i + 1]);
-        dm[i] -= go[i + 1] * slope[i + 1] * ratio;
-      }
+      if (i + 1 < L) dm[i] -= go[i + 1] * slope[i + 1] * pml_level_ratio(grids, i + 1);
     }
     // dLoss/d(finest cell sum) = Σ_i dm_i · 2 S_i(the cell's block at level i) / B, pushed down
     // level by level: coeff_i(cell) = coeff_{i−1}(parent) + 2 dm_i S_i(cell) / B.
