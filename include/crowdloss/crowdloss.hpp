@@ -23,3 +23,26 @@
 
 #include <crowdloss/modules/density.hpp>
 #include <crowdloss/modules/detection.hpp>
+
+/// \namespace crowdloss
+/// Crowd-counting losses and dense-detection label assignment for LibTorch.
+///
+/// Conventions shared by the whole API:
+/// - A loss or assignment is a free function `crowdloss::xxx(inputs…, options = {})` that takes
+///   and returns `at::Tensor`; each loss also has a `torch::nn` module `crowdloss::Xxx` (its
+///   `XxxImpl` holds the options) in `<crowdloss/modules/density.hpp>` or
+///   `<crowdloss/modules/detection.hpp>`.
+/// - Options are structs `XxxOptions` of torch `TORCH_ARG`s. This reference lists each one as a
+///   member `T name = default`; in code, `opts.name(value)` sets it and returns the options, so
+///   calls chain, and `opts.name()` reads it.
+/// - The tensors of one call share a device, CPU or CUDA. The losses compute float16 and
+///   bfloat16 in float32 and return their input's dtype.
+/// - Bad inputs throw `c10::Error` (`TORCH_CHECK`) with a message naming the function, the
+///   argument and the offending value.
+/// - Reductions are torch's tags (`crowdloss::Reduction`); crowdloss's own tags are the constants
+///   in `<crowdloss/enum.hpp>` (`crowdloss::kGIoU`, …).
+///
+/// Example:
+///   auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(1.0);
+///   double w = opts.pixel_mse_weight();                    // 1.0
+///   at::Tensor loss = crowdloss::pml_loss(pred, target, opts);

@@ -4,6 +4,8 @@
 /// `crowdloss::enumtype` and a constant of it in `crowdloss`.
 
 namespace crowdloss {
+/// The tag types behind crowdloss's option constants (`crowdloss::kHungarian`, …). Options hold
+/// them in a `std::variant` (`POTOMatcher`, `IoULossType`); pass the constants, not the types.
 namespace enumtype {
 /// POTO matcher: one-to-one by `linear_sum_assignment` (maximize).
 struct kHungarian {};
@@ -17,10 +19,17 @@ struct kLinearIoU {};
 struct kGIoU {};
 }  // namespace enumtype
 
+/// POTO matcher (default): one-to-one by `linear_sum_assignment` (maximize), e.g.
+/// `POTOOptions().matcher(crowdloss::kHungarian)`.
 inline constexpr enumtype::kHungarian kHungarian{};
+/// POTO matcher: each gt takes its best anchor independently (not one-to-one), e.g.
+/// `POTOOptions().matcher(crowdloss::kArgmax)`.
 inline constexpr enumtype::kArgmax kArgmax{};
+/// IoU loss type (default): −log(IoU), e.g. `IoULossOptions().loss_type(crowdloss::kIoU)`.
 inline constexpr enumtype::kIoU kIoU{};
+/// IoU loss type: 1 − IoU, e.g. `IoULossOptions().loss_type(crowdloss::kLinearIoU)`.
 inline constexpr enumtype::kLinearIoU kLinearIoU{};
+/// IoU loss type: 1 − GIoU, e.g. `IoULossOptions().loss_type(crowdloss::kGIoU)`.
 inline constexpr enumtype::kGIoU kGIoU{};
 
 }  // namespace crowdloss

@@ -17,16 +17,26 @@ namespace crowdloss {
 ///   crowdloss::PMLLoss criterion(crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
 ///   auto loss = criterion(pred, target);
 struct PMLLossImpl : torch::nn::Cloneable<PMLLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `PMLLoss` for invalid grids (empty, not
+  /// positive, not strictly increasing, not each dividing the next) or a negative
+  /// pixel_mse_weight.
   explicit PMLLossImpl(PMLLossOptions options_ = {}) : options(std::move(options_)) {
     detail::check_pml_options("PMLLoss", options);
   }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
   void reset() override {}
-  /// `crowdloss::pml_loss(pred, target, options)`.
+  /// `crowdloss::pml_loss(pred, target, options)`: a 0-dim tensor in pred's dtype. pred, target:
+  /// B×C×H×W floating tensors of one shape, dtype and device; errors as for `pml_loss`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) {
     return pml_loss(pred, target, options);
   }
+  /// The options passed to `crowdloss::pml_loss` on every call. They may be changed between
+  /// calls; the function validates them each time.
   PMLLossOptions options;
 };
+/// `PMLLoss`, the module to use: a holder (shared pointer) of `PMLLossImpl`, like torch's own
+/// `torch::nn::Xxx`. Construct it from `PMLLossOptions` (or with none, for the defaults), call it
+/// like a function, register it in a model with `register_module`.
 TORCH_MODULE(PMLLoss);
 
 /// 1 − SSIM as a loss: `1 - crowdloss::ssim(pred, target, options)` (a 0-dim tensor with kMean,
@@ -36,14 +46,24 @@ TORCH_MODULE(PMLLoss);
 ///   crowdloss::SSIMLoss criterion(crowdloss::SSIMOptions().padding(crowdloss::kSame));
 ///   auto loss = criterion(pred, target);
 struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `SSIMLoss` for an even or non-positive
+  /// window_size, sigma ≤ 0, k1 or k2 < 0, or data_range ≤ 0.
   explicit SSIMLossImpl(SSIMOptions options_ = {}) : options(std::move(options_)) {
     detail::check_ssim_options("SSIMLoss", options);
   }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
   void reset() override {}
-  /// `1 - crowdloss::ssim(pred, target, options)`.
+  /// `1 - crowdloss::ssim(pred, target, options)`: a 0-dim tensor (kMean) or B×C (kNone), in
+  /// pred's dtype. pred, target: B×C×H×W floating tensors of one shape, dtype and device; errors
+  /// as for `ssim`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return 1 - ssim(pred, target, options); }
+  /// The options passed to `crowdloss::ssim` on every call. They may be changed between calls; the
+  /// function validates them each time.
   SSIMOptions options;
 };
+/// `SSIMLoss`, the module to use: a holder (shared pointer) of `SSIMLossImpl`, like torch's own
+/// `torch::nn::Xxx`. Construct it from `SSIMOptions` (or with none, for the defaults), call it like
+/// a function, register it in a model with `register_module`.
 TORCH_MODULE(SSIMLoss);
 
 /// Module form of `crowdloss::sanet_loss`.
@@ -52,14 +72,24 @@ TORCH_MODULE(SSIMLoss);
 ///   crowdloss::SANetLoss criterion;                 // alpha 0.001, 11×11 window, valid padding
 ///   auto loss = criterion(pred, target);
 struct SANetLossImpl : torch::nn::Cloneable<SANetLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `SANetLoss` for α < 0 or invalid SSIM options
+  /// (as `SSIMLoss`).
   explicit SANetLossImpl(SANetLossOptions options_ = {}) : options(std::move(options_)) {
     detail::check_sanet_options("SANetLoss", options);
   }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
   void reset() override {}
-  /// `crowdloss::sanet_loss(pred, target, options)`.
+  /// `crowdloss::sanet_loss(pred, target, options)`: a 0-dim tensor (kMean, kSum) or a B tensor
+  /// (kNone), in pred's dtype. pred, target: B×C×H×W floating tensors of one shape, dtype and
+  /// device; errors as for `sanet_loss`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return sanet_loss(pred, target, options); }
+  /// The options passed to `crowdloss::sanet_loss` on every call. They may be changed between
+  /// calls; the function validates them each time.
   SANetLossOptions options;
 };
+/// `SANetLoss`, the module to use: a holder (shared pointer) of `SANetLossImpl`, like torch's own
+/// `torch::nn::Xxx`. Construct it from `SANetLossOptions` (or with none, for the defaults), call it
+/// like a function, register it in a model with `register_module`.
 TORCH_MODULE(SANetLoss);
 
 }  // namespace crowdloss
