@@ -9,6 +9,7 @@ packages=(
   doctest-dev nlohmann-json3-dev                 # tests
   libbenchmark-dev                               # benchmarks
   libstb-dev libcli11-dev libmatio-dev           # examples: images, command lines, .mat annotations
+  doxygen                                        # API reference (target crowdloss_docs, test api_docs)
 )
 
 missing=()
