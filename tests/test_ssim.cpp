@@ -215,3 +215,67 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::ssim(ok, ok.to(at::kMeta)); }, {"ssim", "meta", "cpu"});
   check_error([&] { crowdloss::sanet_loss(ok.to(at::kMeta), ok); }, {"sanet_loss", "cpu", "meta"});
 }
+
+TEST_CASE("ssim: the CPU kernel equals the ATen reference in float64 (values and both gradients)") {
+  torch::manual_seed(5);
+  struct Shape {
+    int64_t b, c, h, w, window;
+  };
+  // Widths below, at and above the kernel's eight-column blocks; windows 1, 3, 11; maps barely
+  // larger than the window.
+  for (const auto shape : {Shape{2, 3, 20, 24, 11}, Shape{1, 1, 11, 11, 11}, Shape{3, 2, 9, 17, 3},
+                           Shape{1, 2, 13, 7, 5}, Shape{2, 1, 6, 33, 1}}) {
+    for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+      INFO("shape " << shape.b << "x" << shape.c << "x" << shape.h << "x" << shape.w << " window " << shape.window
+                    << (std::holds_alternative<torch::enumtype::kSame>(padding) ? " same" : " valid"));
+      const auto opts = crowdloss::SSIMOptions().window_size(shape.window).sigma(1.3).padding(padding).data_range(2.0);
+      const auto y = torch::rand({shape.b, shape.c, shape.h, shape.w}, torch::kFloat64);
+      const auto x0 = (y + 0.3 * torch::randn_like(y)).detach();
+      const auto weights = torch::rand({shape.b, shape.c}, torch::kFloat64);  // a non-uniform upstream gradient
+      auto x = x0.clone().requires_grad_(true), t = y.clone().requires_grad_(true);
+      const auto fast = crowdloss::ssim(x, t, crowdloss::SSIMOptions(opts).reduction(torch::kNone));
+      (fast * weights).sum().backward();
+      auto xr = x0.clone().requires_grad_(true), tr = y.clone().requires_grad_(true);
+      const auto reference =
+          crowdloss::detail::ssim_map_aten(crowdloss::detail::ssim_setup("test", xr, tr, opts)).flatten(2).mean(-1);
+      (reference * weights).sum().backward();
+      DOCTEST_CHECK((fast - reference).abs().max().item<double>() < 1e-12);
+      DOCTEST_CHECK((x.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
+      DOCTEST_CHECK((t.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
+      // Only one gradient wanted: the kernel skips the other's maps, and the wanted one is the same.
+      auto x1 = x0.clone().requires_grad_(true);
+      (crowdloss::ssim(x1, y, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
+      DOCTEST_CHECK((x1.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
+      auto t1 = y.clone().requires_grad_(true);
+      (crowdloss::ssim(x0, t1, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
+      DOCTEST_CHECK((t1.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("ssim: the CPU kernel in float32 stays within float32 rounding of the float64 value") {
+  torch::manual_seed(6);
+  const auto y = torch::rand({2, 1, 64, 80}), x = (y + 0.1 * torch::randn_like(y)).detach();
+  auto xf = x.clone().requires_grad_(true);
+  auto xd = x.to(torch::kFloat64).requires_grad_(true);
+  const auto f32 = crowdloss::sanet_loss(xf, y, crowdloss::SANetLossOptions().alpha(1.0));
+  const auto f64 = crowdloss::sanet_loss(xd, y.to(torch::kFloat64), crowdloss::SANetLossOptions().alpha(1.0));
+  f32.backward();
+  f64.backward();
+  DOCTEST_CHECK(std::abs(f32.item<double>() - f64.item<double>()) < 1e-6);
+  DOCTEST_CHECK((xf.grad().to(torch::kFloat64) - xd.grad()).abs().max().item<double>() <
+                1e-4 * xd.grad().abs().max().item<double>());
+}
+
+TEST_CASE("ssim: no gradient mode computes the value without keeping derivative maps") {
+  torch::manual_seed(7);
+  const auto y = torch::rand({1, 1, 24, 24}), x = torch::rand({1, 1, 24, 24}).requires_grad_(true);
+  const auto with_grad = crowdloss::ssim(x, y);
+  at::Tensor without;
+  {
+    torch::NoGradGuard no_grad;
+    without = crowdloss::ssim(x, y);
+  }
+  DOCTEST_CHECK(!without.requires_grad());
+  DOCTEST_CHECK(without.item<double>() == with_grad.item<double>());
+}

@@ -5,6 +5,7 @@
 /// scikit-image); zero "same" padding matches the SANet ports (C3-Framework's pytorch_ssim).
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/ssim_cpu.hpp>
 #include <crowdloss/reduction.hpp>
 
 #include <torch/arg.h>
@@ -79,8 +80,15 @@ inline at::Tensor separable_filter(const at::Tensor& x, const at::Tensor& w, int
                     at::IntArrayRef(pad_w), at::IntArrayRef(unit), k);
 }
 
-/// The per-pixel SSIM map in the compute dtype, after validating everything.
-inline at::Tensor ssim_map_impl(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+/// SSIM's inputs after validation: both maps in the compute dtype, the window, the zero padding
+/// on each side and the constants.
+struct SSIMSetup {
+  at::Tensor x, y, window;
+  int64_t pad;
+  double c1, c2;
+};
+
+inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
   check_map_pair(fn, x, y, "x", "y");
   check_ssim_options(fn, o);
   const bool same = std::holds_alternative<torch::enumtype::kSame>(o.padding());
@@ -88,24 +96,42 @@ inline at::Tensor ssim_map_impl(const char* fn, const at::Tensor& x, const at::T
   TORCH_CHECK(same || (x.size(2) >= w && x.size(3) >= w), fn, ": map size ", x.size(2), "x", x.size(3),
               " is smaller than window_size ", w, " (valid padding)");
   const auto dtype = compute_dtype(x);
-  const auto X = x.to(dtype), Y = y.to(dtype);
-  const auto window = gaussian_window(w, o.sigma(), dtype, x.device());
-  const int64_t C = X.size(1);
+  return {x.to(dtype), y.to(dtype), gaussian_window(w, o.sigma(), dtype, x.device()), same ? w / 2 : 0,
+          std::pow(o.k1() * o.data_range(), 2), std::pow(o.k2() * o.data_range(), 2)};
+}
+
+/// The per-pixel SSIM map in the compute dtype, as ATen ops (any device, differentiable to any
+/// order): the reference the CPU kernel is tested against.
+inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
+  const int64_t C = s.x.size(1);
   // The five local moments in one grouped filtering pass.
-  const auto moments = separable_filter(at::cat({X, Y, X * X, Y * Y, X * Y}, 1), window, same ? w / 2 : 0);
+  const auto moments = separable_filter(at::cat({s.x, s.y, s.x * s.x, s.y * s.y, s.x * s.y}, 1), s.window, s.pad);
   const auto mu1 = moments.narrow(1, 0, C), mu2 = moments.narrow(1, C, C);
   const auto mu1_sq = mu1.square(), mu2_sq = mu2.square(), mu1_mu2 = mu1 * mu2;
   const auto sigma1_sq = moments.narrow(1, 2 * C, C) - mu1_sq;
   const auto sigma2_sq = moments.narrow(1, 3 * C, C) - mu2_sq;
   const auto sigma12 = moments.narrow(1, 4 * C, C) - mu1_mu2;
-  const double c1 = std::pow(o.k1() * o.data_range(), 2), c2 = std::pow(o.k2() * o.data_range(), 2);
-  const auto cs = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2);
-  return ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs;
+  const auto cs = (2 * sigma12 + s.c2) / (sigma1_sq + sigma2_sq + s.c2);
+  return ((2 * mu1_mu2 + s.c1) / (mu1_sq + mu2_sq + s.c1)) * cs;
 }
 
-/// B×C SSIM per image and channel (mean of the map over positions), in the compute dtype.
-inline at::Tensor ssim_per_channel(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
-  return ssim_map_impl(fn, x, y, o).flatten(2).mean(-1);
+/// Per image and channel (B×C, compute dtype): SSIM (the map's mean over positions) and, when
+/// asked for, the mean squared error.
+struct SSIMPerChannel {
+  at::Tensor ssim, mse;
+};
+
+/// The CPU kernel of ssim_cpu.hpp on the CPU, the ATen map elsewhere.
+inline SSIMPerChannel ssim_per_channel(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o,
+                                       bool with_mse = false) {
+  const auto s = ssim_setup(fn, x, y, o);
+  if (s.x.is_cpu()) {
+    const bool grad = at::GradMode::is_enabled();
+    const auto out = SSIMCpuFunction::apply(s.x, s.y, s.window, s.pad, s.c1, s.c2, with_mse, grad && s.x.requires_grad(),
+                                            grad && s.y.requires_grad());
+    return {out[0], out[1]};
+  }
+  return {ssim_map_aten(s).flatten(2).mean(-1), with_mse ? (s.x - s.y).square().flatten(2).mean(-1) : at::Tensor()};
 }
 
 }  // namespace detail
@@ -131,7 +157,7 @@ inline at::Tensor ssim_per_channel(const char* fn, const at::Tensor& x, const at
 /// Example:
 ///   at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
 inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
-  return detail::ssim_map_impl("ssim_map", x, y, options).to(x.scalar_type());
+  return detail::ssim_map_aten(detail::ssim_setup("ssim_map", x, y, options)).to(x.scalar_type());
 }
 
 /// SSIM of x against y: the mean of `ssim_map(x, y)` over positions, then over channels and
@@ -144,7 +170,7 @@ inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMO
 ///   double s = crowdloss::ssim(pred, target, crowdloss::SSIMOptions().data_range(255.0)).item<double>();
 inline at::Tensor ssim(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
   detail::check_reduction<torch::enumtype::kNone, torch::enumtype::kMean>(options.reduction(), "ssim");
-  const auto per_channel = detail::ssim_per_channel("ssim", x, y, options);
+  const auto per_channel = detail::ssim_per_channel("ssim", x, y, options).ssim;
   return detail::reduce(per_channel, options.reduction()).to(x.scalar_type());
 }
 
@@ -185,9 +211,9 @@ inline void check_sanet_options(const char* fn, const SANetLossOptions& o) {
 ///   loss.backward();
 inline at::Tensor sanet_loss(const at::Tensor& pred, const at::Tensor& target, const SANetLossOptions& options = {}) {
   detail::check_sanet_options("sanet_loss", options);
-  const auto ssim_b = detail::ssim_per_channel("sanet_loss", pred, target, options.ssim()).mean(1);
-  const auto diff = pred.to(ssim_b.scalar_type()) - target.to(ssim_b.scalar_type());
-  const auto per_image = diff.square().flatten(1).mean(1) + options.alpha() * (1 - ssim_b);
+  const auto terms = detail::ssim_per_channel("sanet_loss", pred, target, options.ssim(), true);
+  // Every channel has H×W pixels, so the mean of the per-channel MSEs is the image's MSE.
+  const auto per_image = terms.mse.mean(1) + options.alpha() * (1 - terms.ssim.mean(1));
   return detail::reduce(per_image, options.reduction()).to(pred.scalar_type());
 }
 

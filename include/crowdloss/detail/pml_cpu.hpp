@@ -5,6 +5,8 @@
 /// level from those cells, and whose backward writes each input's gradient once from the closed
 /// form. On CUDA the same one-pass algorithm runs as ATen ops (pml.hpp).
 
+#include <crowdloss/detail/accumulate.hpp>
+
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/types.h>
@@ -47,14 +49,7 @@ void pml_error_cell_sums(const scalar_t* p, const scalar_t* t, int64_t planes, i
           column[x] = acc;
         }
         double* o = out + (k * f + cy) * f;
-        for (int64_t cx = 0; cx < f; ++cx) {  // four independent sums: no add-latency chain
-          const scalar_t* c = column + cx * bw;
-          double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          int64_t x = 0;
-          for (; x + 4 <= bw; x += 4) s0 += c[x], s1 += c[x + 1], s2 += c[x + 2], s3 += c[x + 3];
-          for (; x < bw; ++x) s0 += c[x];
-          o[cx] = (s0 + s1) + (s2 + s3);
-        }
+        for (int64_t cx = 0; cx < f; ++cx) o[cx] = sum4(column + cx * bw, bw);
       }
     }
   });
@@ -83,15 +78,6 @@ inline double pml_level_ratio(const std::vector<int64_t>& grids, size_t i) {
   return static_cast<double>(grids[i - 1] * grids[i - 1]) / static_cast<double>(grids[i] * grids[i]);
 }
 
-/// Σ x² over n doubles, with four independent partial sums.
-inline double pml_sum_squares(const double* x, int64_t n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) s0 += x[i] * x[i], s1 += x[i + 1] * x[i + 1], s2 += x[i + 2] * x[i + 2], s3 += x[i + 3] * x[i + 3];
-  for (; i < n; ++i) s0 += x[i] * x[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
 /// PML's per-level terms (see `pml_loss_terms`) on B×C×H×W CPU maps of one floating dtype whose
 /// H and W the finest grid divides. Returns the terms (1-D, the maps' dtype), or with `summed`
 /// their sum (0-dim), which saves the loss a separate reduction in each direction.
@@ -114,7 +100,7 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     // M_i, then the terms and each term's derivative with respect to its increment.
     std::vector<double> mse(L), slope(L), terms(L);
     for (size_t i = 0; i < L; ++i) {
-      mse[i] = pml_sum_squares(levels[i].data_ptr<double>(), levels[i].numel()) / static_cast<double>(B);
+      mse[i] = sum4(levels[i].data_ptr<double>(), levels[i].numel(), [](double v) { return v * v; }) / static_cast<double>(B);
       double increment = mse[i];
       if (i > 0) {
         increment = mse[i] - pml_level_ratio(grids, i) * mse[i - 1];
