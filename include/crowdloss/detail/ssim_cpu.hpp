@@ -79,30 +79,10 @@ void ssim_tap_shifts(const T* row, std::vector<const T*>& rows) {
   for (size_t k = 0; k < rows.size(); ++k) rows[k] = row + k;
 }
 
-/// The four moments' sums along H for one output row, from the taps' rows of x and y:
-/// v = Σ_k w[k]·(x, y, x² + y², xy)[k], each v[q] receiving W values.
+/// The products one input row contributes to the moments: sq = a² + b², xy = a·b.
 template <typename T>
-void ssim_moment_rows(const T* const* xr, const T* const* yr, const T* w, int64_t taps, int64_t W, T* const* v) {
-  using L = Lanes<T>;
-  using V = typename L::type;
-  int64_t j = 0;
-  for (; j + L::size <= W; j += L::size) {
-    V m0 = L::broadcast(0), m1 = m0, m2 = m0, m3 = m0;
-    for (int64_t k = 0; k < taps; ++k) {
-      const V wk = L::broadcast(w[k]), a = L::load(xr[k] + j), b = L::load(yr[k] + j);
-      const V wa = wk * a, wb = wk * b;
-      m0 += wa, m1 += wb, m2 += wa * a + wb * b, m3 += wa * b;
-    }
-    L::store(v[0] + j, m0), L::store(v[1] + j, m1), L::store(v[2] + j, m2), L::store(v[3] + j, m3);
-  }
-  for (; j < W; ++j) {
-    T m[4] = {};
-    for (int64_t k = 0; k < taps; ++k) {
-      const T a = xr[k][j], b = yr[k][j], wa = w[k] * a, wb = w[k] * b;
-      m[0] += wa, m[1] += wb, m[2] += wa * a + wb * b, m[3] += wa * b;
-    }
-    for (int q = 0; q < 4; ++q) v[q][j] = m[q];
-  }
+void ssim_products(const T* __restrict a, const T* __restrict b, int64_t W, T* __restrict sq, T* __restrict xy) {
+  for (int64_t c = 0; c < W; ++c) sq[c] = a[c] * a[c] + b[c] * b[c], xy[c] = a[c] * b[c];
 }
 
 /// SSIM from the four filtered moments at n positions, and with `grad` its derivatives with
@@ -173,12 +153,29 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
         scalar_t* ssim_row = buffer.data() + 4 * padded + 4 * Wo;
         scalar_t* scratch = ssim_row + Wo;
         const scalar_t* zeros = scratch + Wo;
-        std::vector<const scalar_t*> xr(static_cast<size_t>(n)), yr(xr), taps(xr);
+        // The product rows of the last n input rows, each computed once: row r in slot r mod n.
+        std::vector<scalar_t> ring(static_cast<size_t>(2 * n * W));
+        std::vector<int64_t> ring_row(static_cast<size_t>(n), -1);
+        std::vector<const scalar_t*> xr(static_cast<size_t>(n)), yr(xr), sqr(xr), xyr(xr), taps(xr);
         for (int64_t idx = begin; idx < end; ++idx) {
           const int64_t plane = idx / Ho, i = idx % Ho;
-          ssim_tap_rows(xp + plane * H * W, H, W, i - pad, zeros, xr);
-          ssim_tap_rows(yp + plane * H * W, H, W, i - pad, zeros, yr);
-          ssim_moment_rows(xr.data(), yr.data(), w, n, W, v);
+          const scalar_t* xs = xp + plane * H * W;
+          const scalar_t* ys = yp + plane * H * W;
+          ssim_tap_rows(xs, H, W, i - pad, zeros, xr);
+          ssim_tap_rows(ys, H, W, i - pad, zeros, yr);
+          for (int64_t k = 0; k < n; ++k) {
+            const int64_t r = i - pad + k, slot = (r % n + n) % n;
+            scalar_t* sq = ring.data() + slot * W;
+            scalar_t* xy = ring.data() + (n + slot) * W;
+            if (r >= 0 && r < H && ring_row[slot] != plane * H + r) {
+              ssim_products(xs + r * W, ys + r * W, W, sq, xy);
+              ring_row[slot] = plane * H + r;
+            }
+            sqr[k] = r >= 0 && r < H ? sq : zeros;
+            xyr[k] = r >= 0 && r < H ? xy : zeros;
+          }
+          const scalar_t* const* tap_rows[4] = {xr.data(), yr.data(), sqr.data(), xyr.data()};
+          for (int q = 0; q < 4; ++q) ssim_filter(tap_rows[q], w, n, W, v[q]);
           for (int q = 0; q < 4; ++q) {
             ssim_tap_shifts<scalar_t>(v[q] - pad, taps);
             ssim_filter(taps.data(), w, n, Wo, m[q]);
