@@ -114,7 +114,8 @@ TEST_CASE("lla_assign: CPU and CUDA agree") {
 
 TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the value") {
   const auto im = random_image(3, 2, 6);
-  const auto& [l, d, p, b, c] = im;
+  // Named references, not a structured binding: lambdas cannot capture those before C++20.
+  const auto &l = im.logits, &d = im.ltrb, &p = im.points, &b = im.gt_boxes, &c = im.gt_classes;
   check_error([&] { crowdloss::lla_assign(l, d.narrow(0, 0, 5), p, b, c); }, {"lla_assign", "box_ltrb", "[5, 4]"});
   check_error([&] { crowdloss::lla_assign(l, d, p.narrow(0, 0, 5), b, c); }, {"lla_assign", "points has 5 anchors"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b.view({-1}), c); }, {"lla_assign", "gt_boxes", "[12]"});

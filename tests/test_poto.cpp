@@ -184,7 +184,8 @@ TEST_CASE("poto_assign and poto_aux_assign: CPU and CUDA agree") {
 
 TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Error naming the function and the value") {
   const auto img = random_image(4, 3, 7);
-  const auto& [p, b, pts, gb, gc] = img;
+  // Named references, not a structured binding: lambdas cannot capture those before C++20.
+  const auto &p = img.cls_prob, &b = img.pred_boxes, &pts = img.points, &gb = img.gt_boxes, &gc = img.gt_classes;
   check_error([&] { crowdloss::poto_assign(p.view({-1}), b, pts, gb, gc); }, {"poto_assign", "cls_prob", "[720]"});
   check_error([&] { crowdloss::poto_assign(p, b.narrow(0, 0, 10), pts, gb, gc); }, {"poto_assign", "pred_boxes", "(240, 4)", "[10, 4]"});
   check_error([&] { crowdloss::poto_assign(p, b, pts.narrow(0, 0, 7), gb, gc); }, {"poto_assign", "points has 7 anchors"});

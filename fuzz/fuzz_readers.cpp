@@ -1,0 +1,82 @@
+// libFuzzer harness for the examples' annotation readers, one executable per format (the CMake
+// definition CROWDLOSS_FUZZ_READER names it): the fuzzer's bytes become the annotation file of a
+// one-image dataset in a private temporary folder. A reader must return samples or throw an
+// exception whose message names the file; a crash, sanitizer report, hang or an exception without
+// the path is a bug.
+
+#include <datasets.hpp>
+#include <detection_data.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace ex = crowdloss_examples;
+
+constexpr std::string_view kReader = CROWDLOSS_FUZZ_READER;
+
+/// The datasets' folder (made once per process): one folder per layout, each with one (empty)
+/// image where the layout wants it.
+const fs::path& root() {
+  static const fs::path dir = [] {
+    const auto d = fs::temp_directory_path() / ("crowdloss-fuzz-" + std::string(kReader) + "-" + std::to_string(::getpid()));
+    for (const auto* sub : {"nwpu/jsons", "jhu/gt", "sht/ground-truth", "qnrf", "images"}) fs::create_directories(d / sub);
+    for (const auto* image : {"nwpu/images/1.jpg", "jhu/images/1.jpg", "sht/images/IMG_1.jpg", "qnrf/img_1.jpg"}) {
+      fs::create_directories((d / image).parent_path());
+      std::ofstream(d / image).put('\0');
+    }
+    return d;
+  }();
+  return dir;
+}
+
+void write(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// Runs `read` on the annotation file `file` holding the bytes; its exception must name `file`.
+template <typename Fn>
+void check(const fs::path& file, const std::string& bytes, Fn&& read) {
+  write(file, bytes);
+  try {
+    read();
+  } catch (const std::exception& e) {
+    if (std::string(e.what()).find(file.string()) == std::string::npos) {
+      std::cerr << "reader fuzz (" << kReader << "): the error does not name " << file << ": " << e.what() << "\n";
+      std::abort();
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  const auto& d = root();
+  if (kReader == "coco") {
+    check(d / "points.json", bytes, [&] { ex::read_coco_points(d / "points.json", d); });
+    check(d / "boxes.json", bytes, [&] { ex::read_coco_boxes(d / "boxes.json", d); });
+  } else if (kReader == "odgt") {
+    check(d / "annotation.odgt", bytes, [&] { ex::read_odgt(d / "annotation.odgt", d / "images"); });
+  } else if (kReader == "nwpu") {
+    check(d / "nwpu" / "jsons" / "1.json", bytes, [&] { ex::read_nwpu(d / "nwpu"); });
+  } else if (kReader == "jhu") {
+    check(d / "jhu" / "gt" / "1.txt", bytes, [&] { ex::read_jhu(d / "jhu"); });
+  } else if (kReader == "mat") {
+    check(d / "sht" / "ground-truth" / "GT_IMG_1.mat", bytes, [&] { ex::read_shanghaitech(d / "sht"); });
+    check(d / "qnrf" / "img_1_ann.mat", bytes, [&] { ex::read_ucf_qnrf(d / "qnrf"); });
+  } else {
+    std::cerr << "unknown reader " << kReader << "\n";
+    std::abort();
+  }
+  return 0;
+}

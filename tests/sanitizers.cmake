@@ -1,0 +1,21 @@
+# The ctest test `sanitizers`: the library's test suite and the libFuzzer harnesses, built with
+# Clang under AddressSanitizer + UndefinedBehaviorSanitizer in a tree of their own (BUILD), then
+# run there: every doctest case (label `library`) and each fuzzer for CROWDLOSS_FUZZ_SECONDS
+# plus its regression inputs (label `fuzz`). Any sanitizer report aborts the process it is in.
+# Inputs: SOURCE, BUILD, CXX (clang++), GENERATOR.
+function(step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "sanitizers: ${what} failed (${rc})")
+  endif()
+endfunction()
+
+if(NOT EXISTS "${BUILD}/CMakeCache.txt")
+  step(configure "${CMAKE_COMMAND}" -S "${SOURCE}" -B "${BUILD}" -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX}
+       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCROWDLOSS_SANITIZE=ON -DCROWDLOSS_BUILD_FUZZERS=ON -DCROWDLOSS_WERROR=ON
+       -DCROWDLOSS_BUILD_BENCHMARKS=OFF -DCROWDLOSS_BUILD_DOCS=OFF -DCROWDLOSS_INSTALL=OFF)
+endif()
+step(build "${CMAKE_COMMAND}" --build "${BUILD}" --target crowdloss_tests crowdloss_fuzzers)
+set(ENV{ASAN_OPTIONS} "abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:allocator_may_return_null=1")
+set(ENV{UBSAN_OPTIONS} "print_stacktrace=1:halt_on_error=1")
+step(tests "${CMAKE_CTEST_COMMAND}" -L "library|fuzz" -j 2 --output-on-failure WORKING_DIRECTORY "${BUILD}")
