@@ -10,6 +10,7 @@ packages=(
   libbenchmark-dev                               # benchmarks
   libstb-dev libcli11-dev libmatio-dev           # examples: images, command lines, .mat annotations
   doxygen                                        # API reference (target crowdloss_docs, test api_docs)
+  clang libclang-rt-14-dev                       # ASan/UBSan build and libFuzzer (test sanitizers)
 )
 
 missing=()
