@@ -1,13 +1,17 @@
 // Density-map losses, forward + backward, beside torch::mse_loss as the baseline, on
 // B×1×S×S float32 maps (B = 8, S = 128 and 512). CPU runs are single-threaded by default so
 // that ratios are comparable across machines (pass --threads=N first to change it); where CUDA
-// is available the same cases also run on the GPU, timed with a device synchronisation.
+// is available the same cases also run on the GPU, timed with a device synchronisation. Each CPU
+// case also reports the peak memory its forward + backward allocates beyond the inputs
+// (`extra_MiB`, and `extra_x_input` as a multiple of pred + target), counted by an allocator
+// that wraps LibTorch's CPU allocator for one untimed run.
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -17,6 +21,43 @@
 namespace {
 
 using LossFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
+
+/// Wraps LibTorch's CPU allocator while it lives, counting the bytes in use and their peak.
+class CountingAllocator final : public crowdloss::detail::AllocatorAdapter {
+ public:
+  CountingAllocator() : base_(c10::GetAllocator(at::kCPU)) { c10::SetAllocator(at::kCPU, this, kPriority); }
+  ~CountingAllocator() override { c10::SetAllocator(at::kCPU, base_, kPriority); }
+  CountingAllocator(const CountingAllocator&) = delete;
+  CountingAllocator& operator=(const CountingAllocator&) = delete;
+
+  at::DataPtr allocate_bytes(size_t n) const override {
+    auto* block = new Block{base_->allocate(n), n, this};
+    live_ += n;
+    peak_ = std::max(peak_, live_);
+    return {const_cast<void*>(static_cast<const void*>(block->inner.get())), block, &release, at::Device(at::kCPU)};
+  }
+  /// The most bytes in use at once since the last call, beyond those in use at that call.
+  size_t take_peak() const {
+    const size_t extra = peak_ - start_;
+    start_ = peak_ = live_;
+    return extra;
+  }
+
+ private:
+  static constexpr uint8_t kPriority = 200;
+  struct Block {
+    at::DataPtr inner;
+    size_t bytes;
+    const CountingAllocator* owner;
+  };
+  static void release(void* context) {
+    auto* block = static_cast<Block*>(context);
+    block->owner->live_ -= block->bytes;
+    delete block;
+  }
+  at::Allocator* base_;
+  mutable size_t live_ = 0, peak_ = 0, start_ = 0;
+};
 
 void forward_backward(benchmark::State& state, const LossFn& loss, at::Device device) {
   const int64_t side = state.range(0);
@@ -32,6 +73,16 @@ void forward_backward(benchmark::State& state, const LossFn& loss, at::Device de
   }
   state.SetItemsProcessed(state.iterations() * pred.numel());
   state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side));
+  if (device.is_cpu()) {
+    pred.mutable_grad() = at::Tensor();
+    const CountingAllocator counting;
+    counting.take_peak();
+    loss(pred, target).backward();
+    const double extra = static_cast<double>(counting.take_peak());
+    pred.mutable_grad() = at::Tensor();
+    state.counters["extra_MiB"] = extra / (1 << 20);
+    state.counters["extra_x_input"] = extra / static_cast<double>(pred.nbytes() + target.nbytes());
+  }
 }
 
 void register_all() {

@@ -4,7 +4,9 @@
 /// (Debian's 1.13 and the 2.x that ships inside Python torch). Nothing outside this header
 /// tests `TORCH_VERSION_*`; code that needs a version-dependent spelling gets a helper here.
 ///
-/// It also carries `detail::AutocastGuard`, the C++ `torch.autocast`, whose API changed in 2.4.
+/// It also carries `detail::AutocastGuard`, the C++ `torch.autocast`, whose API changed in 2.4,
+/// and `detail::AllocatorAdapter`, for allocators whose interface changed in 2.3 (the
+/// benchmarks count memory with one).
 ///
 /// Differences handled elsewhere by design rather than by a shim:
 /// - torch's `reduction_t` is a `c10::variant` on 1.13 and a `std::variant` on 2.x, so crowdloss
@@ -19,6 +21,7 @@
 static_assert(CROWDLOSS_TORCH_VERSION_AT_LEAST(1, 13), "crowdloss needs LibTorch 1.13 or newer");
 
 #include <ATen/autocast_mode.h>
+#include <c10/core/Allocator.h>
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
@@ -89,6 +92,18 @@ class AutocastGuard {
   c10::DeviceType device_;
   bool was_enabled_;
   c10::ScalarType previous_dtype_;
+};
+
+/// An at::Allocator written once for every LibTorch: subclasses implement `allocate_bytes`.
+/// (`allocate` is const up to 2.2 and not from 2.3 on, where `copy_data` also became required.)
+struct AllocatorAdapter : at::Allocator {
+  virtual at::DataPtr allocate_bytes(size_t n) const = 0;
+#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 3)
+  at::DataPtr allocate(size_t n) override { return allocate_bytes(n); }
+  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+#else
+  at::DataPtr allocate(size_t n) const override { return allocate_bytes(n); }
+#endif
 };
 
 }  // namespace detail

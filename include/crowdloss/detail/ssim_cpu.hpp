@@ -34,21 +34,33 @@ namespace detail {
 // of outputs in SIMD registers over all taps, fold the symmetric window's mirrored taps into one
 // multiply, and finish a row's tail scalar.
 
-/// out[j] = Σ_k w[k]·rows[k][j] for j < n, the window w symmetric (w[k] = w[taps − 1 − k]) of
-/// odd length.
+/// A symmetric window of odd length: its weights, and the first half + 1 broadcast to vectors once.
 template <typename T>
-void ssim_filter(const T* const* rows, const T* w, int64_t taps, int64_t n, T* out) {
+struct SSIMWindow {
+  SSIMWindow(const T* weights, int64_t taps) : w(weights), taps(taps) {
+    for (int64_t k = 0; k <= taps / 2; ++k) splat.push_back(Lanes<T>::broadcast(w[k]));
+  }
+  const T* w;
+  int64_t taps;
+  std::vector<typename Lanes<T>::type> splat;
+};
+
+/// out[j] = Σ_k w[k]·rows[k][j] for j < n, w the symmetric window (w[k] = w[taps − 1 − k]).
+template <typename T>
+void ssim_filter(const T* const* rows, const SSIMWindow<T>& win, int64_t n, T* out) {
   using L = Lanes<T>;
   using V = typename L::type;
   constexpr int64_t v = L::size;
-  const int64_t h = taps / 2;
+  const int64_t taps = win.taps, h = taps / 2;
+  const T* w = win.w;
+  const V* wv = win.splat.data();
   int64_t j = 0;
   for (; j + 4 * v <= n; j += 4 * v) {
-    const V wc = L::broadcast(w[h]);
+    const V wc = wv[h];
     const T* c = rows[h] + j;
     V a0 = wc * L::load(c), a1 = wc * L::load(c + v), a2 = wc * L::load(c + 2 * v), a3 = wc * L::load(c + 3 * v);
     for (int64_t k = 0; k < h; ++k) {
-      const V wk = L::broadcast(w[k]);
+      const V wk = wv[k];
       const T* p = rows[k] + j;
       const T* q = rows[taps - 1 - k] + j;
       a0 += wk * (L::load(p) + L::load(q)), a1 += wk * (L::load(p + v) + L::load(q + v)),
@@ -157,6 +169,7 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
         std::vector<scalar_t> ring(static_cast<size_t>(2 * n * W));
         std::vector<int64_t> ring_row(static_cast<size_t>(n), -1);
         std::vector<const scalar_t*> xr(static_cast<size_t>(n)), yr(xr), sqr(xr), xyr(xr), taps(xr);
+        const SSIMWindow<scalar_t> window_taps(w, n);
         for (int64_t idx = begin; idx < end; ++idx) {
           const int64_t plane = idx / Ho, i = idx % Ho;
           const scalar_t* xs = xp + plane * H * W;
@@ -175,10 +188,10 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
             xyr[k] = r >= 0 && r < H ? xy : zeros;
           }
           const scalar_t* const* tap_rows[4] = {xr.data(), yr.data(), sqr.data(), xyr.data()};
-          for (int q = 0; q < 4; ++q) ssim_filter(tap_rows[q], w, n, W, v[q]);
+          for (int q = 0; q < 4; ++q) ssim_filter(tap_rows[q], window_taps, W, v[q]);
           for (int q = 0; q < 4; ++q) {
             ssim_tap_shifts<scalar_t>(v[q] - pad, taps);
-            ssim_filter(taps.data(), w, n, Wo, m[q]);
+            ssim_filter(taps.data(), window_taps, Wo, m[q]);
           }
           if (slots) {
             scalar_t* d = dp + (plane * slots * Ho + i) * Wo;
@@ -251,14 +264,15 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
         for (int64_t q = 0; q < slots; ++q) a[q] = buffer.data() + slots * padded + q * W;
         const scalar_t* zeros = buffer.data() + slots * (padded + W);
         std::vector<const scalar_t*> taps(static_cast<size_t>(n));
+        const SSIMWindow<scalar_t> window_taps(w, n);
         for (int64_t idx = begin; idx < end; ++idx) {
           const int64_t plane = idx / H, r = idx % H;
           for (int64_t q = 0; q < slots; ++q) {
             scalar_t* u = buffer.data() + q * padded + apad;
             ssim_tap_rows(dp + (plane * slots + q) * Ho * Wo, Ho, Wo, r - apad, zeros, taps);
-            ssim_filter(taps.data(), w, n, Wo, u);
+            ssim_filter(taps.data(), window_taps, Wo, u);
             ssim_tap_shifts<scalar_t>(u - apad, taps);
-            ssim_filter(taps.data(), w, n, W, a[q]);
+            ssim_filter(taps.data(), window_taps, W, a[q]);
           }
           const auto s = static_cast<scalar_t>(sc[plane]), e = static_cast<scalar_t>(ec[plane]);
           const int64_t offset = plane * H * W + r * W;
