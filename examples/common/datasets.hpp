@@ -2,7 +2,7 @@
 // Readers for crowd-counting datasets in their native layouts, and the COCO-style JSON the PML
 // authors convert everything to (one annotation per head, the point at the bbox centre).
 // Every reader returns the samples sorted by image path; every missing or corrupt file is
-// reported with its path.
+// reported with its path, and with a `BadSamples` that skips, a bad sample is left out instead.
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -16,7 +16,10 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -32,7 +35,69 @@ struct CrowdSample {
   at::Tensor points;
 };
 
+/// `message`, with `path` in front unless it already names it.
+inline std::string naming(const std::string& path, const std::string& message) {
+  return message.find(path) != std::string::npos ? message : path + ": " + message;
+}
+
+/// What happens to a sample whose image or annotation cannot be read (`--skip-bad`). By default
+/// the first one stops the run: `report` throws an error naming the file. With `skip`, `report`
+/// writes one warning line naming the file to `log` (once per file, however often it is met)
+/// and counts it, and the caller leaves the sample out. One object serves the readers and the
+/// loaders of a run; thread-safe.
+class BadSamples {
+ public:
+  explicit BadSamples(bool skip = false, std::ostream& log = std::cerr) : skip_(skip), log_(&log) {}
+
+  bool skipping() const { return skip_; }
+
+  /// The sample `path` (an image, or an annotation file and line) failed with `error`.
+  void report(const std::string& path, const std::exception& error) {
+    const auto message = naming(path, error.what());
+    if (!skip_) throw std::runtime_error(message);
+    std::lock_guard<std::mutex> lock(m_);
+    if (paths_.insert(path).second) *log_ << "warning: skipped a bad sample: " << message << std::endl;
+  }
+
+  /// The number of different bad samples reported.
+  int64_t count() const {
+    std::lock_guard<std::mutex> lock(m_);
+    return static_cast<int64_t>(paths_.size());
+  }
+
+  /// "skipped N bad samples".
+  std::string summary() const {
+    const auto n = count();
+    return "skipped " + std::to_string(n) + (n == 1 ? " bad sample" : " bad samples");
+  }
+
+ private:
+  bool skip_;
+  std::ostream* log_;
+  mutable std::mutex m_;
+  std::set<std::string> paths_;
+};
+
+/// Reports a bad sample to `bad`; without one, throws the error naming `path` (see BadSamples).
+inline void report_bad_sample(BadSamples* bad, const std::string& path, const std::exception& error) {
+  if (bad == nullptr) throw std::runtime_error(naming(path, error.what()));
+  bad->report(path, error);
+}
+
 namespace data_detail {
+
+/// Runs `read` for the sample `path`; its exception goes to report_bad_sample. Returns whether
+/// the sample was read (false: skipped).
+template <typename Fn>
+bool read_sample(BadSamples* bad, const std::string& path, Fn&& read) {
+  try {
+    read();
+    return true;
+  } catch (const std::exception& e) {
+    report_bad_sample(bad, path, e);
+    return false;
+  }
+}
 
 inline at::Tensor points_tensor(const std::vector<float>& xy) {
   return torch::tensor(xy, torch::kFloat32).view({-1, 2}).clone();
@@ -63,6 +128,48 @@ inline std::vector<fs::path> images_in(const fs::path& dir) {
 
 inline void sort_samples(std::vector<CrowdSample>& samples) {
   std::sort(samples.begin(), samples.end(), [](const CrowdSample& a, const CrowdSample& b) { return a.image < b.image; });
+}
+
+/// The images of a COCO-style JSON, {id: file_name}; `invalid(what)` makes the error naming the
+/// file for a missing or malformed `images` array or a missing `annotations` array.
+template <typename Invalid>
+std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const Invalid& invalid) {
+  std::map<int64_t, std::string> files;
+  try {
+    for (const auto& im : j.at("images")) files[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
+    if (!j.at("annotations").is_array()) throw std::runtime_error("'annotations' is not an array");
+  } catch (const std::exception& e) {
+    throw invalid(e.what());
+  }
+  return files;
+}
+
+/// Runs `read(annotation, image_id)` for each annotation of a COCO-style JSON `j` whose images are
+/// `files` (see coco_files, relative to `image_root`). An annotation that names no listed image,
+/// or whose `read` throws, is a bad sample (see BadSamples): of its image when it names one, else
+/// of `json_path` and its index; `invalid(what)` makes the error naming the file. Returns the ids
+/// of the images left out.
+template <typename Invalid, typename Read>
+std::set<int64_t> read_coco_annotations(const nlohmann::json& j, const std::map<int64_t, std::string>& files, const fs::path& json_path,
+                                        const fs::path& image_root, BadSamples* bad, const Invalid& invalid, Read&& read) {
+  std::set<int64_t> dropped;
+  const auto& annotations = j.at("annotations");
+  for (size_t k = 0; k < annotations.size(); ++k) {
+    const auto& a = annotations[k];
+    const auto id = a.is_object() && a.contains("image_id") && a.at("image_id").is_number_integer() ? a.at("image_id").get<int64_t>() : -1;
+    const bool known = files.count(id) > 0;
+    const auto sample = known ? (image_root / files.at(id)).string() : json_path.string() + ": annotation " + std::to_string(k);
+    const bool valid = read_sample(bad, sample, [&] {
+      try {
+        if (!known) throw std::runtime_error("no image_id of a listed image");
+        read(a, id);
+      } catch (const std::exception& e) {
+        throw invalid("annotation " + std::to_string(k) + " (image_id " + std::to_string(id) + "): " + e.what());
+      }
+    });
+    if (!valid && known) dropped.insert(id);
+  }
+  return dropped;
 }
 
 #ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
@@ -115,122 +222,133 @@ at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
 
 /// COCO-style JSON (the PML authors' format): `images` [{id, file_name}], `annotations`
 /// [{image_id, bbox: [x, y, w, h]}]; each head's point is its bbox centre. Images without
-/// annotations are kept with no points. `image_root` is prepended to file_name.
-inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root) {
+/// annotations are kept with no points. `image_root` is prepended to file_name. An invalid
+/// annotation is a bad sample (its image, see BadSamples); a file without valid `images` is an
+/// error either way.
+inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr) {
   const auto j = data_detail::read_json(json_path);
-  try {
-    std::map<int64_t, std::vector<float>> points;
-    std::map<int64_t, std::string> files;
-    for (const auto& im : j.at("images")) files[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
-    for (const auto& a : j.at("annotations")) {
-      const auto id = a.at("image_id").get<int64_t>();
-      if (!files.count(id)) throw std::runtime_error("annotation for unknown image_id " + std::to_string(id));
-      const auto box = a.at("bbox").get<std::vector<float>>();
-      if (box.size() != 4) throw std::runtime_error("bbox of image_id " + std::to_string(id) + " is not [x, y, w, h]");
-      points[id].push_back(box[0] + box[2] / 2);
-      points[id].push_back(box[1] + box[3] / 2);
-    }
-    std::vector<CrowdSample> out;
-    for (const auto& [id, file] : files) out.push_back({(image_root / file).string(), data_detail::points_tensor(points[id])});
-    data_detail::sort_samples(out);
-    return out;
-  } catch (const std::exception& e) {
-    throw std::runtime_error("invalid COCO-style annotations in " + json_path.string() + ": " + e.what());
-  }
+  const auto invalid = [&](const std::string& what) {
+    return std::runtime_error("invalid COCO-style annotations in " + json_path.string() + ": " + what);
+  };
+  const auto files = data_detail::coco_files(j, invalid);
+  std::map<int64_t, std::vector<float>> points;
+  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, image_root, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+    const auto box = a.at("bbox").get<std::vector<float>>();
+    if (box.size() != 4) throw std::runtime_error("bbox is not [x, y, w, h]");
+    points[id].push_back(box[0] + box[2] / 2);
+    points[id].push_back(box[1] + box[3] / 2);
+  });
+  std::vector<CrowdSample> out;
+  for (const auto& [id, file] : files)
+    if (!dropped.count(id)) out.push_back({(image_root / file).string(), data_detail::points_tensor(points[id])});
+  data_detail::sort_samples(out);
+  return out;
 }
 
 /// NWPU-Crowd: `<split>/images/<id>.jpg` with `<split>/jsons/<id>.json` holding "points":
-/// [[x, y], ...].
-inline std::vector<CrowdSample> read_nwpu(const fs::path& root) {
+/// [[x, y], ...]. A missing or invalid annotation file is a bad sample (see BadSamples).
+inline std::vector<CrowdSample> read_nwpu(const fs::path& root, BadSamples* bad = nullptr) {
   std::vector<CrowdSample> out;
   for (const auto& image : data_detail::images_in(root / "images")) {
     const auto json_path = root / "jsons" / (image.stem().string() + ".json");
-    const auto j = data_detail::read_json(json_path);
-    std::vector<float> xy;
-    try {
-      for (const auto& p : j.at("points")) {
-        const auto v = p.get<std::vector<float>>();
-        if (v.size() != 2) throw std::runtime_error("a point is not [x, y]");
-        xy.insert(xy.end(), v.begin(), v.end());
+    data_detail::read_sample(bad, json_path.string(), [&] {
+      const auto j = data_detail::read_json(json_path);
+      std::vector<float> xy;
+      try {
+        for (const auto& p : j.at("points")) {
+          const auto v = p.get<std::vector<float>>();
+          if (v.size() != 2) throw std::runtime_error("a point is not [x, y]");
+          xy.insert(xy.end(), v.begin(), v.end());
+        }
+      } catch (const std::exception& e) {
+        throw std::runtime_error("invalid NWPU annotations in " + json_path.string() + ": " + e.what());
       }
-    } catch (const std::exception& e) {
-      throw std::runtime_error("invalid NWPU annotations in " + json_path.string() + ": " + e.what());
-    }
-    out.push_back({image.string(), data_detail::points_tensor(xy)});
+      out.push_back({image.string(), data_detail::points_tensor(xy)});
+    });
   }
   return out;
 }
 
 /// JHU-Crowd++: `<split>/images/<id>.jpg` with `<split>/gt/<id>.txt`, one head per line
-/// "x y w h o b" (location, box size, occlusion, blur); the point is (x, y).
-inline std::vector<CrowdSample> read_jhu(const fs::path& root) {
+/// "x y w h o b" (location, box size, occlusion, blur); the point is (x, y). A missing or
+/// invalid annotation file is a bad sample (see BadSamples).
+inline std::vector<CrowdSample> read_jhu(const fs::path& root, BadSamples* bad = nullptr) {
   std::vector<CrowdSample> out;
   for (const auto& image : data_detail::images_in(root / "images")) {
     const auto txt = root / "gt" / (image.stem().string() + ".txt");
-    std::ifstream in(txt);
-    if (!in) throw std::runtime_error("cannot open " + txt.string());
-    std::vector<float> xy;
-    std::string line;
-    for (int line_no = 1; std::getline(in, line); ++line_no) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      std::istringstream fields(line);
-      float x, y, w, h, o, b;
-      if (!(fields >> x >> y >> w >> h >> o >> b))
-        throw std::runtime_error(txt.string() + ":" + std::to_string(line_no) + ": expected 'x y w h o b'");
-      xy.push_back(x);
-      xy.push_back(y);
-    }
-    out.push_back({image.string(), data_detail::points_tensor(xy)});
+    data_detail::read_sample(bad, txt.string(), [&] {
+      std::ifstream in(txt);
+      if (!in) throw std::runtime_error("cannot open " + txt.string());
+      std::vector<float> xy;
+      std::string line;
+      for (int line_no = 1; std::getline(in, line); ++line_no) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        std::istringstream fields(line);
+        float x, y, w, h, o, b;
+        if (!(fields >> x >> y >> w >> h >> o >> b))
+          throw std::runtime_error(txt.string() + ":" + std::to_string(line_no) + ": expected 'x y w h o b'");
+        xy.push_back(x);
+        xy.push_back(y);
+      }
+      out.push_back({image.string(), data_detail::points_tensor(xy)});
+    });
   }
   return out;
 }
 
 /// ShanghaiTech part A/B: `<split>/images/IMG_<n>.jpg` with `<split>/ground-truth/GT_IMG_<n>.mat`
-/// whose `image_info` holds a struct (in a 1×1 cell) with the N×2 `location` array.
-inline std::vector<CrowdSample> read_shanghaitech(const fs::path& root) {
+/// whose `image_info` holds a struct (in a 1×1 cell) with the N×2 `location` array. A missing or
+/// invalid annotation file is a bad sample (see BadSamples).
+inline std::vector<CrowdSample> read_shanghaitech(const fs::path& root, BadSamples* bad = nullptr) {
 #ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
   std::vector<CrowdSample> out;
   for (const auto& image : data_detail::images_in(root / "images")) {
     const auto mat = root / "ground-truth" / ("GT_" + image.stem().string() + ".mat");
-    out.push_back({image.string(), data_detail::read_mat(mat, "image_info", [](matvar_t* v, const std::string& what) {
-                     while (v != nullptr && v->class_type == MAT_C_CELL) v = Mat_VarGetCell(v, 0);
-                     if (v == nullptr || v->class_type != MAT_C_STRUCT)
-                       throw std::runtime_error(what + ": image_info is not a struct (in a cell)");
-                     return data_detail::mat_points(Mat_VarGetStructFieldByName(v, "location", 0), what + ": location");
-                   })});
+    data_detail::read_sample(bad, mat.string(), [&] {
+      out.push_back({image.string(), data_detail::read_mat(mat, "image_info", [](matvar_t* v, const std::string& what) {
+                       while (v != nullptr && v->class_type == MAT_C_CELL) v = Mat_VarGetCell(v, 0);
+                       if (v == nullptr || v->class_type != MAT_C_STRUCT)
+                         throw std::runtime_error(what + ": image_info is not a struct (in a cell)");
+                       return data_detail::mat_points(Mat_VarGetStructFieldByName(v, "location", 0), what + ": location");
+                     })});
+    });
   }
   return out;
 #else
-  (void)root;
+  (void)root, (void)bad;
   data_detail::no_matio("ShanghaiTech");
 #endif
 }
 
-/// UCF-QNRF: `<split>/img_<n>.jpg` with `<split>/img_<n>_ann.mat` holding the N×2 `annPoints`.
-inline std::vector<CrowdSample> read_ucf_qnrf(const fs::path& root) {
+/// UCF-QNRF: `<split>/img_<n>.jpg` with `<split>/img_<n>_ann.mat` holding the N×2 `annPoints`. A
+/// missing or invalid annotation file is a bad sample (see BadSamples).
+inline std::vector<CrowdSample> read_ucf_qnrf(const fs::path& root, BadSamples* bad = nullptr) {
 #ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
   std::vector<CrowdSample> out;
   for (const auto& image : data_detail::images_in(root)) {
     const auto mat = root / (image.stem().string() + "_ann.mat");
-    out.push_back({image.string(), data_detail::read_mat(mat, "annPoints", [](matvar_t* v, const std::string& what) {
-                     return data_detail::mat_points(v, what + ": annPoints");
-                   })});
+    data_detail::read_sample(bad, mat.string(), [&] {
+      out.push_back({image.string(), data_detail::read_mat(mat, "annPoints", [](matvar_t* v, const std::string& what) {
+                       return data_detail::mat_points(v, what + ": annPoints");
+                     })});
+    });
   }
   return out;
 #else
-  (void)root;
+  (void)root, (void)bad;
   data_detail::no_matio("UCF-QNRF");
 #endif
 }
 
 /// Any supported layout by name: "coco" (root = the JSON file, images beside it unless
-/// `image_root` is given), "shanghaitech", "qnrf", "nwpu", "jhu".
-inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root, const fs::path& image_root = {}) {
-  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root);
-  if (format == "shanghaitech") return read_shanghaitech(root);
-  if (format == "qnrf") return read_ucf_qnrf(root);
-  if (format == "nwpu") return read_nwpu(root);
-  if (format == "jhu") return read_jhu(root);
+/// `image_root` is given), "shanghaitech", "qnrf", "nwpu", "jhu"; bad samples go to `bad`.
+inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root, const fs::path& image_root = {},
+                                             BadSamples* bad = nullptr) {
+  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root, bad);
+  if (format == "shanghaitech") return read_shanghaitech(root, bad);
+  if (format == "qnrf") return read_ucf_qnrf(root, bad);
+  if (format == "nwpu") return read_nwpu(root, bad);
+  if (format == "jhu") return read_jhu(root, bad);
   throw std::runtime_error("unknown dataset format '" + format + "' (coco, shanghaitech, qnrf, nwpu, jhu)");
 }
 

@@ -266,9 +266,11 @@ inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const 
 }
 
 /// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
-/// kept as best.pt); the shared loop of training.hpp. Returns the best validation's metrics.
+/// kept as best.pt); the shared loop of training.hpp. Images that cannot be read go to `bad`
+/// (without one: an error). Returns the best validation's metrics.
 inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
-                                     const std::vector<DetectionSample>& val, const fs::path& out, bool resume, bool quiet = false) {
+                                     const std::vector<DetectionSample>& val, const fs::path& out, bool resume, bool quiet = false,
+                                     BadSamples* bad = nullptr) {
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto net = make_detector(c);
@@ -276,9 +278,9 @@ inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<De
   const auto amp = amp_dtype(c.amp, device);
   DetectionLoaderOptions tl;
   tl.batch = c.batch, tl.longest_side = c.longest_side, tl.crop = c.crop, tl.augment = true, tl.shuffle = true;
-  tl.workers = c.workers, tl.seed = c.seed;
+  tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
   DetectionLoaderOptions vl;
-  vl.batch = c.batch, vl.longest_side = c.longest_side, vl.workers = c.workers;
+  vl.batch = c.batch, vl.longest_side = c.longest_side, vl.workers = c.workers, vl.bad = bad;
   const DetectionLoader train_loader(train, tl), val_loader(val, vl);
   double assign_ms = 0;
   int64_t assign_batches = 0;

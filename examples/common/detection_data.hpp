@@ -65,8 +65,9 @@ inline bool flag(const nlohmann::json& j, const char* key) {
 /// w, h], "extra": {"ignore"}, ...}]}. People are the full-body boxes (fbox) of the entries tagged
 /// "person" whose extra.ignore is not 1; every other entry (tag "mask", extra.ignore 1, ...) is an
 /// ignore region. Images are `image_dir`/<ID>.jpg, else <ID>.png. Samples in file order; errors
-/// name the file and line, or the missing image.
-inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir) {
+/// name the file and line, or the missing image. An invalid line or a missing image is a bad
+/// sample (see BadSamples).
+inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir, BadSamples* bad = nullptr) {
   std::ifstream in(odgt);
   if (!in) throw std::runtime_error("cannot open " + odgt.string());
   std::vector<DetectionSample> out;
@@ -76,24 +77,29 @@ inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::pa
     const std::string where = odgt.string() + ":" + std::to_string(line_no);
     std::string id;
     std::vector<float> people, ignore;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      id = j.at("ID").get<std::string>();
-      for (const auto& g : j.at("gtboxes")) {
-        const bool person = g.at("tag").get<std::string>() == "person" &&
-                            !(g.contains("extra") && detection_detail::flag(g.at("extra"), "ignore"));
-        detection_detail::append_xywh(g.at("fbox"), person ? people : ignore);
+    const bool valid = data_detail::read_sample(bad, where, [&] {
+      try {
+        const auto j = nlohmann::json::parse(line);
+        id = j.at("ID").get<std::string>();
+        for (const auto& g : j.at("gtboxes")) {
+          const bool person = g.at("tag").get<std::string>() == "person" &&
+                              !(g.contains("extra") && detection_detail::flag(g.at("extra"), "ignore"));
+          detection_detail::append_xywh(g.at("fbox"), person ? people : ignore);
+        }
+      } catch (const std::exception& e) {  // corrupt JSON, missing keys, wrong types
+        throw std::runtime_error(where + ": invalid CrowdHuman annotation: " + e.what());
       }
-    } catch (const std::exception& e) {  // corrupt JSON, missing keys, wrong types
-      throw std::runtime_error(where + ": invalid CrowdHuman annotation: " + e.what());
-    }
+    });
+    if (!valid) continue;
     auto image = image_dir / (id + ".jpg");
-    if (!fs::exists(image)) {
-      const auto png = image_dir / (id + ".png");
-      if (!fs::exists(png)) throw std::runtime_error("missing image " + image.string() + " (nor .png), listed at " + where);
-      image = png;
-    }
-    out.push_back({image.string(), detection_detail::boxes_tensor(people), detection_detail::boxes_tensor(ignore)});
+    data_detail::read_sample(bad, image.string(), [&] {
+      if (!fs::exists(image)) {
+        const auto png = image_dir / (id + ".png");
+        if (!fs::exists(png)) throw std::runtime_error("missing image " + image.string() + " (nor .png), listed at " + where);
+        image = png;
+      }
+      out.push_back({image.string(), detection_detail::boxes_tensor(people), detection_detail::boxes_tensor(ignore)});
+    });
   }
   return out;
 }
@@ -124,40 +130,42 @@ inline void write_odgt(const fs::path& odgt, const std::vector<DetectionSample>&
 /// [{image_id, category_id, bbox: [x, y, w, h], iscrowd, ignore}]. Only the category named
 /// "person" when there is one (annotations without category_id count as people), all otherwise;
 /// iscrowd = 1 or ignore = 1 makes an ignore region. Images without annotations are kept. Sorted
-/// by image path; errors name the file.
-inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root) {
+/// by image path; errors name the file. An invalid annotation is a bad sample (its image, see
+/// BadSamples); a file without valid `images` and `categories` is an error either way.
+inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr) {
   const auto j = data_detail::read_json(json_path);
+  const auto invalid = [&](const std::string& what) {
+    return std::runtime_error("invalid COCO detection annotations in " + json_path.string() + ": " + what);
+  };
+  std::optional<int64_t> person;
   try {
-    std::optional<int64_t> person;
     for (const auto& c : j.value("categories", nlohmann::json::array()))
       if (c.at("name").get<std::string>() == "person") person = c.at("id").get<int64_t>();
-    std::map<int64_t, std::string> files;
-    std::map<int64_t, std::array<std::vector<float>, 2>> boxes;  // people, ignore regions
-    for (const auto& im : j.at("images")) files[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
-    for (const auto& a : j.at("annotations")) {
-      const auto id = a.at("image_id").get<int64_t>();
-      if (!files.count(id)) throw std::runtime_error("annotation for unknown image_id " + std::to_string(id));
-      if (person && a.value("category_id", *person) != *person) continue;
-      const bool ignore = detection_detail::flag(a, "iscrowd") || detection_detail::flag(a, "ignore");
-      detection_detail::append_xywh(a.at("bbox"), boxes[id][ignore ? 1 : 0]);
-    }
-    std::vector<DetectionSample> out;
-    for (const auto& [id, file] : files)
+  } catch (const std::exception& e) {
+    throw invalid(e.what());
+  }
+  const auto files = data_detail::coco_files(j, invalid);
+  std::map<int64_t, std::array<std::vector<float>, 2>> boxes;  // people, ignore regions
+  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, image_root, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+    if (person && a.value("category_id", *person) != *person) return;
+    const bool ignore = detection_detail::flag(a, "iscrowd") || detection_detail::flag(a, "ignore");
+    detection_detail::append_xywh(a.at("bbox"), boxes[id][ignore ? 1 : 0]);
+  });
+  std::vector<DetectionSample> out;
+  for (const auto& [id, file] : files)
+    if (!dropped.count(id))
       out.push_back({(image_root / file).string(), detection_detail::boxes_tensor(boxes[id][0]),
                      detection_detail::boxes_tensor(boxes[id][1])});
-    std::sort(out.begin(), out.end(), [](const DetectionSample& a, const DetectionSample& b) { return a.image < b.image; });
-    return out;
-  } catch (const std::exception& e) {
-    throw std::runtime_error("invalid COCO detection annotations in " + json_path.string() + ": " + e.what());
-  }
+  std::sort(out.begin(), out.end(), [](const DetectionSample& a, const DetectionSample& b) { return a.image < b.image; });
+  return out;
 }
 
 /// A detection dataset by name: "crowdhuman" (`path` = an .odgt file, images in `<its
 /// folder>/Images/`; synthetic sets use this layout too) or "coco" (`path` = the JSON, images
-/// relative to its folder).
-inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path) {
-  if (format == "crowdhuman") return read_odgt(path, path.parent_path() / "Images");
-  if (format == "coco") return read_coco_boxes(path, path.parent_path());
+/// relative to its folder); bad samples go to `bad`.
+inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path, BadSamples* bad = nullptr) {
+  if (format == "crowdhuman") return read_odgt(path, path.parent_path() / "Images", bad);
+  if (format == "coco") return read_coco_boxes(path, path.parent_path(), bad);
   throw std::runtime_error("unknown detection dataset format '" + format + "' (crowdhuman, coco)");
 }
 
@@ -499,6 +507,7 @@ struct DetectionLoaderOptions {
   bool shuffle = false;
   int64_t workers = 2;
   uint64_t seed = 0;
+  BadSamples* bad = nullptr;  // an image that cannot be read: stop (null) or as `bad` says
 };
 
 struct DetectionBatch {
@@ -528,7 +537,7 @@ class DetectionLoader {
     return x;
   }
 
-  /// Batch `index` of epoch `epoch`.
+  /// Batch `index` of epoch `epoch`; bad samples as in Loader::make_batch.
   DetectionBatch make_batch(int64_t epoch, int64_t index) const {
     auto gen = schedule_.generator(epoch, index);
     std::vector<at::Tensor> images;
@@ -536,7 +545,8 @@ class DetectionLoader {
     int64_t H = 0, W = 0;
     for (const int64_t k : schedule_.indices(epoch, index)) {
       const auto& s = samples_[static_cast<size_t>(k)];
-      auto x = prepare(s, gen);
+      BoxSample x;
+      if (!data_detail::read_sample(o_.bad, s.image, [&] { x = prepare(s, gen); })) continue;
       b.files.push_back(s.image);
       b.sizes.push_back({x.image.size(1), x.image.size(2)});
       b.boxes.push_back(x.boxes.contiguous());
@@ -545,6 +555,7 @@ class DetectionLoader {
       H = std::max(H, x.image.size(1));
       W = std::max(W, x.image.size(2));
     }
+    if (images.empty()) return b;
     H = (H + o_.multiple - 1) / o_.multiple * o_.multiple;
     W = (W + o_.multiple - 1) / o_.multiple * o_.multiple;
     for (auto& image : images) image = normalize(torch::constant_pad_nd(image, {0, W - image.size(2), 0, H - image.size(1)}, 0));
@@ -553,9 +564,13 @@ class DetectionLoader {
   }
 
   /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first` (see
-  /// BatchSchedule::run).
+  /// BatchSchedule::run); a batch whose samples were all skipped as bad is not passed on.
   void run_epoch(int64_t epoch, const std::function<void(int64_t, DetectionBatch&)>& fn, int64_t first = 0) const {
-    schedule_.run<DetectionBatch>([&](int64_t i) { return make_batch(epoch, i); }, fn, first);
+    schedule_.run<DetectionBatch>([&](int64_t i) { return make_batch(epoch, i); },
+                                  [&](int64_t i, DetectionBatch& b) {
+                                    if (b.images.defined()) fn(i, b);
+                                  },
+                                  first);
   }
 
  private:

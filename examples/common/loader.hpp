@@ -145,6 +145,7 @@ struct LoaderOptions {
   int64_t workers = 2;
   uint64_t seed = 0;
   crowdloss::DensityOptions density;  // its stride is set to `stride`
+  BadSamples* bad = nullptr;          // an image that cannot be read: stop (null) or as `bad` says
 };
 
 struct Batch {
@@ -173,7 +174,9 @@ class Loader {
     return pad_to_multiple(x, o_.stride);
   }
 
-  /// Batch `index` of epoch `epoch`.
+  /// Batch `index` of epoch `epoch`. A sample that cannot be prepared is reported to
+  /// `options.bad` (without one: an error naming the file) and, when skipped, left out; a batch
+  /// of skipped samples only has no `images`.
   Batch make_batch(int64_t epoch, int64_t index) const {
     auto gen = schedule_.generator(epoch, index);
     std::vector<Sample> xs;
@@ -181,11 +184,12 @@ class Loader {
     int64_t H = 0, W = 0;
     for (const int64_t k : schedule_.indices(epoch, index)) {
       const auto& s = samples_[static_cast<size_t>(k)];
-      xs.push_back(prepare(s, gen));
+      if (!data_detail::read_sample(o_.bad, s.image, [&] { xs.push_back(prepare(s, gen)); })) continue;
       b.files.push_back(s.image);
       H = std::max(H, xs.back().image.size(1));
       W = std::max(W, xs.back().image.size(2));
     }
+    if (xs.empty()) return b;
     std::vector<at::Tensor> images, maps, counts;
     for (const auto& x : xs) {  // images of different sizes are padded to the largest
       images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
@@ -200,9 +204,14 @@ class Loader {
 
   /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
   /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
-  /// corrupt image, named in the message) is rethrown here.
+  /// corrupt image, named in the message) is rethrown here; a batch whose samples were all
+  /// skipped as bad is not passed on.
   void run_epoch(int64_t epoch, const std::function<void(int64_t, Batch&)>& fn, int64_t first = 0) const {
-    schedule_.run<Batch>([&](int64_t i) { return make_batch(epoch, i); }, fn, first);
+    schedule_.run<Batch>([&](int64_t i) { return make_batch(epoch, i); },
+                         [&](int64_t i, Batch& b) {
+                           if (b.images.defined()) fn(i, b);
+                         },
+                         first);
   }
 
  private:

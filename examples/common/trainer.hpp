@@ -132,13 +132,14 @@ struct Metrics {
   double mae = 0, rmse = 0;
 };
 
-/// MAE and RMSE of the predicted counts over `loader` (no augmentation expected), the model run
-/// under autocast to `amp` when given.
+/// MAE and RMSE of the predicted counts over `loader` (no augmentation expected; images skipped
+/// as bad do not count), the model run under autocast to `amp` when given.
 inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Device& device,
                         std::optional<at::ScalarType> amp = std::nullopt) {
   torch::NoGradGuard no_grad;
   m.ptr->eval();
   double abs_sum = 0, sq_sum = 0;
+  int64_t images = 0;
   loader.run_epoch(0, [&](int64_t, Batch& b) {
     at::Tensor pred;
     {
@@ -149,8 +150,9 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
     const auto err = counts - b.counts.to(torch::kDouble);
     abs_sum += err.abs().sum().item<double>();
     sq_sum += err.square().sum().item<double>();
+    images += b.images.size(0);
   });
-  const double n = static_cast<double>(std::max<int64_t>(1, loader.size()));
+  const double n = static_cast<double>(std::max<int64_t>(1, images));
   return {abs_sum / n, std::sqrt(sq_sum / n)};
 }
 
@@ -158,9 +160,10 @@ inline TrainConfig checkpoint_config(const fs::path& path) { return TrainConfig:
 
 /// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
 /// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
-/// exact `resume`. Returns the best metrics.
+/// exact `resume`. Images that cannot be read go to `bad` (without one: an error). Returns the
+/// best metrics.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
-                     const fs::path& out, bool resume, bool quiet = false) {
+                     const fs::path& out, bool resume, bool quiet = false, BadSamples* bad = nullptr) {
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto m = make_model(c);
@@ -168,9 +171,9 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
   const auto amp = amp_dtype(c.amp, device);
   LoaderOptions tl;
   tl.batch = c.batch, tl.crop = c.crop, tl.longest_side = c.longest_side, tl.stride = m.stride, tl.augment = true;
-  tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed;
+  tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
   LoaderOptions vl;
-  vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers;
+  vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers, vl.bad = bad;
   const Loader train_loader(train, tl), val_loader(val, vl);
   FitHooks<Batch> hooks;
   hooks.learning_rate = [&](int64_t epoch, int64_t, int64_t) { return learning_rate(c, epoch); };

@@ -1,7 +1,8 @@
 #pragma once
 // The training loop both example trainers (counting, detection) share: learning-rate schedule,
 // mixed precision with loss scaling, gradient clipping, a progress bar, per-epoch validation,
-// JSON-lines metrics, atomic checkpoints (last and best) and an exact --resume.
+// JSON-lines metrics, atomic checkpoints (last and best) and an exact --resume, also after a
+// run killed at any moment (SIGKILL, a crash): see `fit`.
 #include "amp.hpp"
 
 #include <torch/torch.h>
@@ -23,6 +24,15 @@
 namespace crowdloss_examples {
 
 namespace fs = std::filesystem;
+
+/// What the trainers' `train --help` says about interruptions and bad data (docs/examples.md,
+/// "Faults and bad data").
+inline constexpr const char* kFaultsHelp =
+    "Checkpoints (OUT/last.pt, OUT/best.pt) are written atomically after each epoch: a run killed at\n"
+    "any moment (even with SIGKILL) keeps its completed epochs, and --resume continues it with the\n"
+    "same results as an uninterrupted run. A non-finite loss stops training with an error; the last\n"
+    "good checkpoint stays. An image or annotation that cannot be read stops the run with an error\n"
+    "naming the file, unless --skip-bad is given.";
 
 /// "adamw" | "adam" | "sgd" (with `momentum`) over `params`.
 inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const std::vector<at::Tensor>& params,
@@ -55,6 +65,24 @@ inline nlohmann::json checkpoint_json(const fs::path& path) {
   c10::IValue config;
   archive.read("config", config);
   return nlohmann::json::parse(config.toStringRef());
+}
+
+/// Keeps the lines of the metrics log `path` for epochs 1..`epochs` and drops the rest (an epoch
+/// logged by a run killed before its checkpoint was written, a line cut short), rewritten
+/// atomically.
+inline void keep_logged_epochs(const fs::path& path, int64_t epochs) {
+  std::string kept, line;
+  std::ifstream in(path);
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= epochs) kept += line + "\n";
+    } catch (const nlohmann::json::exception&) {  // a line cut short: dropped
+    }
+  }
+  in.close();
+  const auto tmp = path.string() + ".tmp";
+  if (!(std::ofstream(tmp) << kept)) throw std::runtime_error("cannot write " + tmp);
+  fs::rename(tmp, path);
 }
 
 /// Loads a checkpoint's weights into `model` (best.pt or last.pt of `fit`).
@@ -116,11 +144,14 @@ struct FitHooks {
 };
 
 /// Trains `model` with `opt` over `loader` (anything with batches() and run_epoch(epoch, fn))
-/// for `s.epochs` epochs, validating after each; writes `out`/last.pt and `out`/best.pt
-/// atomically and appends one JSON line per epoch to `out`/metrics.jsonl. With `resume`,
-/// continues from `out`/last.pt (model, optimiser, loss scale, epoch, best score) so that the
-/// result equals an uninterrupted run. A non-finite loss stops training with an error naming the
-/// epoch, the batch and the last good checkpoint. Returns the best validation's metrics.
+/// for `s.epochs` epochs, validating after each; appends one JSON line per epoch to
+/// `out`/metrics.jsonl, then writes `out`/best.pt and `out`/last.pt atomically (temporary file +
+/// rename), in that order, so that a run killed at any moment leaves a complete last.pt. With
+/// `resume`, continues from `out`/last.pt (model, optimiser, loss scale, epoch, best score) so
+/// that the result equals an uninterrupted run, and drops the log lines of epochs after it (logged
+/// by a run killed before their checkpoint); without a last.pt it starts afresh. A non-finite
+/// loss stops training with an error naming the epoch, the batch and the last good checkpoint,
+/// which stays as it was. Returns the best validation's metrics.
 template <class Loader, class Batch>
 nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader, const FitHooks<Batch>& hooks,
                    const FitSettings& s) {
@@ -146,10 +177,13 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     first_epoch = epoch.toInt(), best_score = score.toDouble();
     best_metrics = nlohmann::json::parse(metrics.toStringRef());
     scaler.restore(scale.toDouble(), good.toInt());
+    keep_logged_epochs(log, first_epoch);
     if (!s.quiet) std::cerr << "resuming " << last << " at epoch " << first_epoch + 1 << "\n";
   } else {
+    if (s.resume && !s.quiet) std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
     fs::remove(log);
   }
+  int64_t saved_epochs = first_epoch;  // the epochs in last.pt, when it is this run's
   const auto save = [&](const fs::path& path, bool full, int64_t next_epoch) {
     torch::serialize::OutputArchive archive;
     model.save(archive);
@@ -179,8 +213,11 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
       const auto [loss, n] = hooks.loss(b);
       const double value = loss.template item<double>();
       if (!std::isfinite(value))
-        throw std::runtime_error("non-finite loss at epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) +
-                                 "; the last good checkpoint is " + last.string());
+        throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " + std::to_string(epoch + 1) +
+                                 ", batch " + std::to_string(i + 1) + "; " +
+                                 (saved_epochs > 0 ? "the last good checkpoint is " + last.string() + " (after epoch " +
+                                                         std::to_string(saved_epochs) + ")"
+                                                   : std::string("no checkpoint was written yet")));
       opt.zero_grad();
       scaler.scale(loss).backward();
       if (scaler.unscale_and_check(params)) {
@@ -195,17 +232,20 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto v = hooks.validate(epoch);
+    nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
+                           {"images_per_s", images / seconds}, {"seconds", seconds}};
+    line.update(v.metrics);
+    if (s.amp) line["amp"] = {{"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
+    // The log line first, the checkpoints after: a kill in between repeats the epoch on resume,
+    // and keep_logged_epochs drops its first line.
+    if (!(std::ofstream(log, std::ios::app) << line.dump() << "\n")) throw std::runtime_error("cannot write " + log.string());
+    if (!s.quiet) std::cerr << line.dump() << "\n";
     if (v.score < best_score) {
       best_score = v.score, best_metrics = v.metrics;
       save(best, false, 0);
     }
     save(last, true, epoch + 1);
-    nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
-                           {"images_per_s", images / seconds}, {"seconds", seconds}};
-    line.update(v.metrics);
-    if (s.amp) line["amp"] = {{"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
-    std::ofstream(log, std::ios::app) << line.dump() << "\n";
-    if (!s.quiet) std::cerr << line.dump() << "\n";
+    saved_epochs = epoch + 1;
   }
   return best_metrics;
 }

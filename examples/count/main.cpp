@@ -23,12 +23,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<ex::CrowdSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::SyntheticOptions& synthetic) {
+std::vector<ex::CrowdSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::SyntheticOptions& synthetic,
+                                       ex::BadSamples& bad) {
   const auto colon = spec.find(':');
   if (colon == std::string::npos) throw std::runtime_error("expected FORMAT:PATH, got '" + spec + "'");
   const auto format = spec.substr(0, colon), path = spec.substr(colon + 1);
   if (format == "synthetic") return ex::write_synthetic_dataset(path, synthetic_count, synthetic);
-  return ex::read_dataset(format, path);
+  return ex::read_dataset(format, path, {}, &bad);
 }
 
 // The main job: the same narrow CSRNet trained with pixel L2 and with PML (+ pixel L2) on the
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
   std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu", amp = "off";
-  bool quick = false, resume = false;
+  bool quick = false, resume = false, skip_bad = false;
   // A recipe sets the defaults that explicit options then override, so find it first.
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -164,13 +165,17 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
   train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
-  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt");
+  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt (exactly; also after a kill)");
+  train_cmd->add_flag("--skip-bad", skip_bad,
+                      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
+  train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "MAE and RMSE of a checkpoint on a dataset");
   eval_cmd->add_option("--checkpoint", checkpoint)->required();
   eval_cmd->add_option("--data", data, "FORMAT:PATH")->required();
   eval_cmd->add_option("--device", device);
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
+  eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
 
   auto* predict_cmd = app.add_subcommand("predict", "count images and write density overlays");
   predict_cmd->add_option("--checkpoint", checkpoint)->required();
@@ -181,17 +186,19 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const ex::SyntheticOptions syn;
+    ex::BadSamples bad(skip_bad);
     if (*demo_cmd) return demo(out, quick);
     if (*train_cmd) {
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
-      const auto best = ex::train(c, load_data(data, synthetic_count, syn), load_data(val, synthetic_count / 4, val_syn), out, resume);
+      const auto best = ex::train(c, load_data(data, synthetic_count, syn, bad), load_data(val, synthetic_count / 4, val_syn, bad),
+                                  out, resume, /*quiet=*/false, &bad);
       std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, out.c_str());
     } else if (*eval_cmd) {
       auto model = ex::load_model(checkpoint, device);
       ex::LoaderOptions lo;
-      lo.batch = 1, lo.stride = std::max<int64_t>(model.stride, 8);
-      const auto m = ex::evaluate(model, ex::Loader(load_data(data, synthetic_count, syn), lo), torch::Device(device),
+      lo.batch = 1, lo.stride = std::max<int64_t>(model.stride, 8), lo.bad = &bad;
+      const auto m = ex::evaluate(model, ex::Loader(load_data(data, synthetic_count, syn, bad), lo), torch::Device(device),
                                   ex::amp_dtype(amp, torch::Device(device)));
       std::printf("MAE %.2f RMSE %.2f\n", m.mae, m.rmse);
     } else if (*predict_cmd) {
@@ -207,6 +214,7 @@ int main(int argc, char** argv) {
         std::printf("%s: %.1f people, density overlay %s\n", path.c_str(), density.sum().item<double>(), png.c_str());
       }
     }
+    if (skip_bad) std::printf("%s\n", bad.summary().c_str());
   } catch (const std::exception& e) {
     std::cerr << "crowdloss-count: " << e.what() << "\n";
     return 1;

@@ -22,12 +22,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<ex::DetectionSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::PedestrianOptions& synthetic) {
+std::vector<ex::DetectionSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::PedestrianOptions& synthetic,
+                                           ex::BadSamples& bad) {
   const auto colon = spec.find(':');
   if (colon == std::string::npos) throw std::runtime_error("expected FORMAT:PATH, got '" + spec + "'");
   const auto format = spec.substr(0, colon), path = spec.substr(colon + 1);
   if (format == "synthetic") return ex::write_synthetic_pedestrians(path, synthetic_count, synthetic);
-  return ex::read_detection_dataset(format, path);
+  return ex::read_detection_dataset(format, path, &bad);
 }
 
 /// The detections scoring above `threshold` (for drawing).
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
   CLI::App app{"crowdloss-detect: dense-pedestrian detection with the crowdloss label assignments"};
   app.require_subcommand(1);
   std::string out = "crowdloss-detect-results", data, val, checkpoint, device = "cpu", amp = "off";
-  bool quick = false, resume = false;
+  bool quick = false, resume = false, skip_bad = false;
   int64_t synthetic_count = 400;
   std::vector<std::string> images;
   ex::DetectConfig c;
@@ -154,13 +155,17 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
   train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
-  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt");
+  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt (exactly; also after a kill)");
+  train_cmd->add_flag("--skip-bad", skip_bad,
+                      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
+  train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "AP50, mMR and recall of a checkpoint on a dataset");
   eval_cmd->add_option("--checkpoint", checkpoint)->required();
   eval_cmd->add_option("--data", data, "FORMAT:PATH")->required();
   eval_cmd->add_option("--device", device);
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
+  eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
 
   auto* predict_cmd = app.add_subcommand("predict", "detect people in images and draw the boxes");
   predict_cmd->add_option("--checkpoint", checkpoint)->required();
@@ -171,19 +176,20 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const ex::PedestrianOptions syn;
+    ex::BadSamples bad(skip_bad);
     if (*demo_cmd) return demo(out, quick);
     if (*train_cmd) {
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
-      const auto best = ex::train_detector(c, load_data(data, synthetic_count, syn), load_data(val, synthetic_count / 4, val_syn),
-                                           out, resume);
+      const auto best = ex::train_detector(c, load_data(data, synthetic_count, syn, bad),
+                                           load_data(val, synthetic_count / 4, val_syn, bad), out, resume, /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
                   best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
     } else if (*eval_cmd) {
       auto [net, config] = ex::load_detector(checkpoint, device);
       ex::DetectionLoaderOptions lo;
-      lo.batch = config.batch, lo.longest_side = config.longest_side;
-      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(load_data(data, synthetic_count, syn), lo),
+      lo.batch = config.batch, lo.longest_side = config.longest_side, lo.bad = &bad;
+      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(load_data(data, synthetic_count, syn, bad), lo),
                                            ex::amp_dtype(amp, torch::Device(device)));
       std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.at("ap50").get<double>(),
                   m.at("mmr").get<double>(), m.at("recall").get<double>(), static_cast<long long>(m.at("ground_truths").get<int64_t>()),
@@ -202,6 +208,7 @@ int main(int argc, char** argv) {
                     config.score_threshold);
       }
     }
+    if (skip_bad) std::printf("%s\n", bad.summary().c_str());
   } catch (const std::exception& e) {
     std::cerr << "crowdloss-detect: " << e.what() << "\n";
     return 1;
