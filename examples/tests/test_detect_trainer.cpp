@@ -5,7 +5,6 @@
 #include "detect_trainer.hpp"
 
 #include <filesystem>
-#include <fstream>
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
@@ -21,9 +20,7 @@ ex::DetectConfig tiny_config(const std::string& mode) {
 }
 
 std::vector<ex::DetectionSample> tiny_pedestrians(const fs::path& dir, int64_t count, uint64_t seed) {
-  ex::PedestrianOptions o;
-  o.height = 128, o.width = 128, o.max_people = 12, o.seed = seed;
-  return ex::write_synthetic_pedestrians(dir, count, o);
+  return crowdloss_examples_test::small_pedestrian_set(dir, count, 128, 128, 12, seed);
 }
 
 // A hand-made FCOS output with one level of 2×2 cells, stride 8 (points at 4 and 12).
@@ -133,15 +130,13 @@ TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, 
   MESSAGE("POTO loss on the training images: " << before << " -> " << after << " after " << c.epochs << " epochs");
   DOCTEST_CHECK(after < 0.8 * before);
   DOCTEST_CHECK(config.assign == "poto");
-  std::ifstream in(dir / "out" / "metrics.jsonl");
-  int64_t lines = 0;
-  for (std::string line; std::getline(in, line); ++lines) {
-    const auto j = nlohmann::json::parse(line);
+  const auto lines = crowdloss_examples_test::read_metrics(dir / "out");
+  for (const auto& j : lines) {
     DOCTEST_CHECK(j.contains("ap50"));
     DOCTEST_CHECK(j.contains("mmr"));
     DOCTEST_CHECK(j.at("assign_ms_per_batch").get<double>() > 0);
   }
-  DOCTEST_CHECK(lines == c.epochs);
+  DOCTEST_CHECK(static_cast<int64_t>(lines.size()) == c.epochs);
   DOCTEST_CHECK(best.contains("ap50"));
   DOCTEST_CHECK(fs::exists(dir / "out" / "best.pt"));
 }

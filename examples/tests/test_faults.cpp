@@ -1,0 +1,344 @@
+// Faults and bad data (docs/examples.md): a training run killed with SIGKILL resumes to the
+// uninterrupted run's results, a non-finite loss stops training and keeps the last good
+// checkpoint, and bad images or annotations stop a run naming the file, or are skipped with
+// --skip-bad. The programs run as child processes (programs.hpp).
+#include "support/checks.hpp"
+
+#include "fixtures.hpp"
+#include "programs.hpp"
+
+#include "detect_trainer.hpp"
+#include "trainer.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+namespace ex = crowdloss_examples;
+namespace fs = std::filesystem;
+using namespace crowdloss_examples_test;
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+int64_t occurrences(const std::string& text, const std::string& part) {
+  int64_t n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
+}
+
+/// `program` with `args`, then `extra`.
+std::vector<std::string> command(const std::string& program, std::vector<std::string> args, const std::vector<std::string>& extra) {
+  args.insert(args.begin(), program);
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+/// A metrics line without what depends on the machine's speed.
+nlohmann::json without_timings(nlohmann::json line) {
+  for (const char* key : {"seconds", "images_per_s", "eval_images_per_s", "assign_ms_per_batch"}) line.erase(key);
+  return line;
+}
+
+using LoadModel = std::function<std::shared_ptr<torch::nn::Module>(const fs::path&)>;
+
+/// Runs the training command `program` `args` (`epochs` epochs) to its end in dir/straight; runs
+/// it again in dir/killed and SIGKILLs it once its first epoch's checkpoint is written and the
+/// second epoch is under way; checks what the kill left (a complete last.pt and the log of its
+/// epochs); resumes it with --resume. Both runs must end with the same weights (every parameter
+/// and buffer of last.pt and best.pt) and the same metrics, timings aside. So this also checks
+/// that two runs with one seed give the same losses (epoch 1 comes from another process).
+void check_kill_and_resume(const std::string& program, const std::vector<std::string>& args, int64_t epochs, const fs::path& dir,
+                           const LoadModel& load) {
+  const auto straight = dir / "straight", killed = dir / "killed", log = dir / "killed.log";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto done = run_program(command(program, args, {"--out", straight.string()}), dir / "straight.log");
+  REQUIRE_MESSAGE(done.code == 0, done.output);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  {
+    Child child(command(program, args, {"--out", killed.string()}), log);
+    // The progress bar shows "epoch 2/N" after the first batch of epoch 2, which starts after
+    // epoch 1's checkpoint is written.
+    const bool underway =
+        wait_until([&] { return !child.running() || contains(read_text(log), "epoch 2/"); }, std::chrono::seconds(300));
+    REQUIRE_MESSAGE(underway, "epoch 2 did not start within 300 s:\n" << read_text(log));
+    child.kill(SIGKILL);
+    const int code = child.wait();
+    REQUIRE_MESSAGE(code == -SIGKILL, "the run ended before the kill (" << code << "):\n" << read_text(log));
+  }
+  // What the kill left: a last.pt that loads, holding completed epochs only, and the log lines of
+  // those epochs (plus at most the next one, logged just before its checkpoint).
+  torch::serialize::InputArchive archive;
+  archive.load_from((killed / "last.pt").string());
+  c10::IValue next_epoch;
+  archive.read("next_epoch", next_epoch);
+  const int64_t saved = next_epoch.toInt();
+  MESSAGE(fs::path(program).filename().string() << " killed after " << saved << " of " << epochs << " epochs ("
+                                                << seconds << " s for an uninterrupted run)");
+  CHECK(saved >= 1);
+  CHECK(saved < epochs);
+  REQUIRE(load(killed / "last.pt") != nullptr);
+  const auto logged = occurrences(read_text(killed / "metrics.jsonl"), "\n");
+  CHECK(logged >= saved);
+  CHECK(logged <= saved + 1);
+
+  const auto resumed = run_program(command(program, args, {"--out", killed.string(), "--resume"}), dir / "resumed.log");
+  REQUIRE_MESSAGE(resumed.code == 0, resumed.output);
+  CHECK(contains(resumed.output, "resuming"));
+  const auto a = read_metrics(straight), b = read_metrics(killed);
+  REQUIRE(static_cast<int64_t>(a.size()) == epochs);
+  REQUIRE(static_cast<int64_t>(b.size()) == epochs);
+  for (size_t e = 0; e < a.size(); ++e) CHECK(without_timings(a[e]) == without_timings(b[e]));
+  for (const char* name : {"last.pt", "best.pt"}) {
+    const auto differ = different_tensors(*load(straight / name), *load(killed / name));
+    CHECK_MESSAGE(differ.empty(), name << ": " << differ.size() << " tensors differ, the first " << (differ.empty() ? "" : differ[0]));
+  }
+}
+
+/// The counting and detection training command lines of these tests (tiny models, CPU, fixed seed).
+std::vector<std::string> count_train(const fs::path& train, const fs::path& val, int64_t epochs, const std::string& lr = "1e-3") {
+  return {"train", "--data", "coco:" + (train / "annotations.json").string(), "--val", "coco:" + (val / "annotations.json").string(),
+          "--width", "0.125", "--crop", "64", "--longest-side", "0", "--batch", "2", "--lr", lr, "--workers", "2",
+          "--seed", "5", "--epochs", std::to_string(epochs)};
+}
+
+std::vector<std::string> detect_train(const fs::path& train, const fs::path& val, int64_t epochs) {
+  return {"train", "--data", "crowdhuman:" + (train / "annotation.odgt").string(), "--val",
+          "crowdhuman:" + (val / "annotation.odgt").string(), "--backbone", "resnet18", "--width", "0.25", "--fpn-channels", "64",
+          "--batch", "2", "--optimizer", "adamw", "--lr", "1e-3", "--warmup", "2", "--workers", "2", "--seed", "2", "--epochs",
+          std::to_string(epochs)};
+}
+
+/// The message of the std::exception that `fn` throws ("" when it throws none).
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// Cuts the file at `path` to half its size (a truncated download or copy).
+void truncate_half(const fs::path& path) { fs::resize_file(path, fs::file_size(path) / 2); }
+
+/// One epoch's batches for `fit`, always the same.
+using XY = std::pair<at::Tensor, at::Tensor>;
+struct FixedBatches {
+  std::vector<XY> data;
+  int64_t batches() const { return static_cast<int64_t>(data.size()); }
+  void run_epoch(int64_t, const std::function<void(int64_t, XY&)>& fn) const {
+    for (size_t i = 0; i < data.size(); ++i) {
+      auto b = data[i];
+      fn(static_cast<int64_t>(i), b);
+    }
+  }
+};
+
+/// The bad-data checks of one program on a fixture in `dir`: train/ holds the truncated image
+/// `truncated`, val/ is clean, bad_val/ has a malformed annotation whose error starts with
+/// `annotation_error`; `train(val)` is the training command line, `spec(set)` the FORMAT:PATH of
+/// a set, and `eval_output` what eval prints with its metrics.
+void check_bad_data(const std::string& program, const fs::path& dir,
+                    const std::function<std::vector<std::string>(const fs::path&)>& train,
+                    const std::function<std::string(const std::string&)>& spec, const fs::path& truncated,
+                    const std::string& annotation_error, const std::string& eval_output) {
+  const auto name = fs::path(program).filename().string();
+  const auto run = [&](const std::string& log, const std::vector<std::string>& args, const std::vector<std::string>& extra) {
+    return run_program(command(program, args, extra), dir / (log + ".log"));
+  };
+  // Without --skip-bad the first bad sample stops the run, naming the file.
+  const auto stopped = run("train_stop", train(dir / "val"), {"--out", (dir / "stop").string()});
+  DOCTEST_CHECK(stopped.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(stopped.output, name + ": cannot read image " + truncated.string()), stopped.output);
+  DOCTEST_CHECK_FALSE(contains(stopped.output, "best validation"));
+  // With it, both bad samples are left out, each warned about once over the two epochs.
+  const auto skipped = run("train_skip", train(dir / "bad_val"), {"--out", (dir / "skip").string(), "--skip-bad"});
+  REQUIRE_MESSAGE(skipped.code == 0, skipped.output);
+  DOCTEST_CHECK(occurrences(skipped.output, "warning: skipped a bad sample: ") == 2);
+  DOCTEST_CHECK(contains(skipped.output, "warning: skipped a bad sample: cannot read image " + truncated.string()));
+  DOCTEST_CHECK(contains(skipped.output, "warning: skipped a bad sample: " + annotation_error));
+  DOCTEST_CHECK(contains(skipped.output, "skipped 2 bad samples"));
+  DOCTEST_CHECK(read_metrics(dir / "skip").size() == 2);
+  // The same for eval.
+  const auto checkpoint = (dir / "skip" / "last.pt").string();
+  const auto eval_stopped = run("eval_stop", {"eval", "--checkpoint", checkpoint, "--data", spec("bad_val")}, {});
+  DOCTEST_CHECK(eval_stopped.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(eval_stopped.output, name + ": " + annotation_error), eval_stopped.output);
+  const auto eval_skipped = run("eval_skip", {"eval", "--checkpoint", checkpoint, "--data", spec("train")}, {"--skip-bad"});
+  REQUIRE_MESSAGE(eval_skipped.code == 0, eval_skipped.output);
+  DOCTEST_CHECK(contains(eval_skipped.output, "warning: skipped a bad sample: cannot read image " + truncated.string()));
+  DOCTEST_CHECK(contains(eval_skipped.output, eval_output));
+  DOCTEST_CHECK(contains(eval_skipped.output, "skipped 1 bad sample\n"));
+}
+
+}  // namespace
+
+TEST_CASE("faults: crowdloss-count train killed with SIGKILL mid-epoch resumes to the uninterrupted run, weight for weight") {
+  const auto dir = fixture_dir("faults_kill_count");
+  small_synthetic_set(dir / "train", 16, 96, 96, 100, 1);
+  small_synthetic_set(dir / "val", 4, 96, 96, 100, 2);
+  check_kill_and_resume(CROWDLOSS_COUNT_EXE, count_train(dir / "train", dir / "val", 3), 3, dir,
+                        [](const fs::path& p) { return ex::load_model(p, "cpu").ptr; });
+}
+
+TEST_CASE("faults: crowdloss-detect train killed with SIGKILL mid-epoch resumes to the uninterrupted run, weight for weight") {
+  const auto dir = fixture_dir("faults_kill_detect");
+  small_pedestrian_set(dir / "train", 8, 128, 128, 12, 1);
+  small_pedestrian_set(dir / "val", 4, 128, 128, 12, 2);
+  check_kill_and_resume(CROWDLOSS_DETECT_EXE, detect_train(dir / "train", dir / "val", 3), 3, dir,
+                        [](const fs::path& p) { return ex::load_detector(p, "cpu").first.ptr(); });
+}
+
+TEST_CASE("faults: a non-finite loss stops training, naming epoch, batch and the last good checkpoint, which stays and resumes") {
+  const auto dir = fixture_dir("faults_nonfinite");
+  torch::manual_seed(1);
+  FixedBatches loader;
+  for (int i = 0; i < 3; ++i) loader.data.push_back({torch::randn({4, 3}), torch::randn({4, 1})});
+  int64_t poisoned_epoch = 1, epoch_now = 0, batch_now = 0;  // the loss turns NaN at batch 2 of epoch 2
+  std::vector<at::Tensor> after_epoch_1;
+  const auto fit = [&](torch::nn::Linear& model, const fs::path& out, bool resume) {
+    torch::optim::SGD opt(model->parameters(), 0.1);
+    ex::FitHooks<XY> hooks;
+    hooks.learning_rate = [&](int64_t epoch, int64_t i, int64_t) {
+      epoch_now = epoch, batch_now = i;
+      return 0.1;
+    };
+    hooks.loss = [&](XY& b) {
+      auto loss = torch::mse_loss(model(b.first), b.second);
+      if (epoch_now == poisoned_epoch && batch_now == 1) loss = loss * std::numeric_limits<float>::quiet_NaN();
+      return std::make_pair(loss, b.first.size(0));
+    };
+    hooks.validate = [&](int64_t epoch) {
+      if (epoch == 0)
+        for (const auto& p : model->parameters()) after_epoch_1.push_back(p.detach().clone());
+      return ex::Validation{{{"val_loss", 1.0}}, 1.0};
+    };
+    ex::FitSettings s;
+    s.epochs = 3, s.out = out, s.resume = resume, s.quiet = true;
+    return ex::fit(*model, opt, loader, hooks, s);
+  };
+  torch::nn::Linear model(3, 1);
+  const auto last = dir / "run" / "last.pt";
+  const auto error = error_of([&] { fit(model, dir / "run", false); });
+  DOCTEST_CHECK_MESSAGE(contains(error, "non-finite loss ("), error);
+  DOCTEST_CHECK(contains(error, "nan)"));
+  DOCTEST_CHECK(contains(error, "at epoch 2, batch 2; the last good checkpoint is " + last.string() + " (after epoch 1)"));
+  // The checkpoint is epoch 1's, untouched by the step of batch 1 of epoch 2; the log has epoch 1.
+  torch::nn::Linear reloaded(3, 1);
+  ex::load_weights(last, *reloaded);
+  const auto params = reloaded->parameters();
+  REQUIRE(params.size() == after_epoch_1.size());
+  for (size_t i = 0; i < params.size(); ++i) DOCTEST_CHECK(torch::equal(params[i], after_epoch_1[i]));
+  DOCTEST_CHECK(read_metrics(dir / "run").size() == 1);
+  // Once the cause is gone, --resume goes on from it, dropping what a run killed between log and
+  // checkpoint would leave in the log after the checkpoint's epoch (here a line and a torn one).
+  std::ofstream(dir / "run" / "metrics.jsonl", std::ios::app) << R"({"epoch": 2, "train_loss": -1})" "\n" R"({"epoch": 3, "tr)";
+  poisoned_epoch = -1;
+  fit(reloaded, dir / "run", /*resume=*/true);
+  const auto lines = read_metrics(dir / "run");
+  REQUIRE(lines.size() == 3);
+  for (size_t e = 0; e < 3; ++e) DOCTEST_CHECK(lines[e].at("epoch") == e + 1);
+  DOCTEST_CHECK(lines[1].at("train_loss").get<double>() >= 0);
+  // In the first epoch there is no checkpoint yet, and none is left behind.
+  poisoned_epoch = 0;
+  torch::nn::Linear fresh(3, 1);
+  DOCTEST_CHECK(contains(error_of([&] { fit(fresh, dir / "first", false); }), "at epoch 1, batch 2; no checkpoint was written yet"));
+  DOCTEST_CHECK_FALSE(fs::exists(dir / "first" / "last.pt"));
+  // The program reports it and exits non-zero: a huge learning rate blows the weights up.
+  small_synthetic_set(dir / "train", 4, 64, 64, 50, 1);
+  const auto args = count_train(dir / "train", dir / "train", 1, /*lr=*/"1e30");
+  const auto r = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string()}), dir / "cli.log");
+  DOCTEST_CHECK(r.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(r.output, "crowdloss-count: non-finite loss"), r.output);
+}
+
+TEST_CASE("faults: BadSamples stops at the first bad sample, or skips each with one warning and counts them") {
+  const auto dir = fixture_dir("faults_bad_samples");
+  // COCO-style points: image 2 has a malformed bbox, an annotation names no listed image.
+  write_text(dir / "ann.json", R"({"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"},
+    {"id": 3, "file_name": "c.png"}], "annotations": [{"image_id": 1, "bbox": [1, 1, 2, 2]},
+    {"image_id": 2, "bbox": [1, 1, 2]}, {"image_id": 9, "bbox": [1, 1, 2, 2]}]})");
+  ex::BadSamples stop;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "ann.json", dir, &stop), doctest::Contains((dir / "b.png").string().c_str()),
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "ann.json", dir), doctest::Contains("ann.json: annotation 1"), std::runtime_error);
+  std::ostringstream log;
+  ex::BadSamples skip(true, log);
+  const auto samples = ex::read_coco_points(dir / "ann.json", dir, &skip);
+  REQUIRE(samples.size() == 2);
+  DOCTEST_CHECK(samples[0].image == (dir / "a.png").string());
+  DOCTEST_CHECK(samples[1].image == (dir / "c.png").string());
+  DOCTEST_CHECK(skip.count() == 2);
+  DOCTEST_CHECK(contains(log.str(), "warning: skipped a bad sample: " + (dir / "b.png").string()));
+  DOCTEST_CHECK(contains(log.str(), "ann.json: annotation 2"));
+  // The loader: of four images (batches of two, in order) the last two are corrupt, so the second
+  // batch is left out entirely; each file is warned about once, however many epochs.
+  std::vector<ex::CrowdSample> images;
+  for (const char* name : {"a.png", "b.png", "c.png", "d.png"}) {
+    write_image(dir / "images" / name);
+    images.push_back({(dir / "images" / name).string(), torch::zeros({0, 2})});
+  }
+  write_text(images[2].image, "not a PNG");
+  truncate_half(images[3].image);
+  std::ostringstream loader_log;
+  ex::BadSamples loader_skip(true, loader_log);
+  ex::LoaderOptions lo;
+  lo.batch = 2, lo.bad = &loader_skip;
+  const ex::Loader loader(images, lo);
+  std::vector<int64_t> seen;
+  for (int64_t epoch = 0; epoch < 2; ++epoch) loader.run_epoch(epoch, [&](int64_t i, ex::Batch&) { seen.push_back(i); });
+  DOCTEST_CHECK(seen == std::vector<int64_t>{0, 0});
+  DOCTEST_CHECK(loader_skip.count() == 2);
+  DOCTEST_CHECK(loader_skip.summary() == "skipped 2 bad samples");
+  DOCTEST_CHECK(occurrences(loader_log.str(), "warning: ") == 2);
+  DOCTEST_CHECK(contains(loader_log.str(), "d.png"));
+  lo.bad = nullptr;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::Loader(images, lo).run_epoch(0, [](int64_t, ex::Batch&) {}), doctest::Contains("c.png"),
+                               std::runtime_error);
+}
+
+TEST_CASE("faults: crowdloss-count train and eval stop at a bad image or annotation, naming it, or skip and count it (--skip-bad)") {
+  const auto dir = fixture_dir("faults_bad_count");
+  small_synthetic_set(dir / "train", 6, 64, 64, 50, 1);
+  small_synthetic_set(dir / "val", 3, 64, 64, 50, 2);
+  small_synthetic_set(dir / "bad_val", 3, 64, 64, 50, 2);
+  const auto truncated = dir / "train" / "images" / "000002.png";
+  truncate_half(truncated);
+  // A bbox of three numbers in the first annotation of bad_val spoils its image.
+  const auto json_path = dir / "bad_val" / "annotations.json";
+  auto json = nlohmann::json::parse(read_text(json_path));
+  REQUIRE(!json.at("annotations").empty());
+  auto& first = json.at("annotations").at(0);
+  first["bbox"] = {1, 2, 3};
+  std::string spoiled;
+  for (const auto& im : json.at("images"))
+    if (im.at("id") == first.at("image_id")) spoiled = (dir / "bad_val" / im.at("file_name").get<std::string>()).string();
+  write_text(json_path, json.dump());
+  check_bad_data(CROWDLOSS_COUNT_EXE, dir, [&](const fs::path& val) { return count_train(dir / "train", val, 2); },
+                 [&](const std::string& set) { return "coco:" + (dir / set / "annotations.json").string(); }, truncated,
+                 spoiled + ": invalid COCO-style annotations in " + json_path.string() + ": annotation 0", "MAE ");
+}
+
+TEST_CASE("faults: crowdloss-detect train and eval stop at a bad image or annotation, naming it, or skip and count it (--skip-bad)") {
+  const auto dir = fixture_dir("faults_bad_detect");
+  small_pedestrian_set(dir / "train", 6, 96, 96, 8, 1);
+  small_pedestrian_set(dir / "val", 3, 96, 96, 8, 2);
+  small_pedestrian_set(dir / "bad_val", 3, 96, 96, 8, 2);
+  const auto truncated = dir / "train" / "Images" / "000001.png";
+  truncate_half(truncated);
+  // Line 2 of bad_val's annotations cut short.
+  const auto odgt = dir / "bad_val" / "annotation.odgt";
+  auto text = read_text(odgt);
+  const auto line2 = text.find('\n') + 1;
+  text.replace(line2, text.find('\n', line2) - line2, R"({"ID": "000001", "gtboxes": [)");
+  write_text(odgt, text);
+  check_bad_data(CROWDLOSS_DETECT_EXE, dir, [&](const fs::path& val) { return detect_train(dir / "train", val, 2); },
+                 [&](const std::string& set) { return "crowdhuman:" + (dir / set / "annotation.odgt").string(); }, truncated,
+                 odgt.string() + ":2: invalid CrowdHuman annotation", "AP50 ");
+}
