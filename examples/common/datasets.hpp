@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -177,7 +178,12 @@ std::set<int64_t> read_coco_annotations(const nlohmann::json& j, const std::map<
 inline at::Tensor mat_points(matvar_t* v, const std::string& what) {
   if (v == nullptr || v->rank != 2 || (v->dims[1] != 2 && v->dims[0] * v->dims[1] != 0))
     throw std::runtime_error(what + ": expected an N×2 array of points");
-  const int64_t n = static_cast<int64_t>(v->dims[0]);
+  const int64_t n = v->dims[1] == 2 ? static_cast<int64_t>(v->dims[0]) : 0;
+  const size_t element = v->class_type == MAT_C_DOUBLE ? sizeof(double) : sizeof(float);
+  // A damaged file can declare more points than it holds, or a complex/sparse array.
+  if (n > 0 && (v->data == nullptr || v->isComplex || v->class_type == MAT_C_SPARSE ||
+                v->nbytes < static_cast<size_t>(2 * n) * element))
+    throw std::runtime_error(what + ": the point array is damaged (no or too little data)");
   std::vector<float> xy(static_cast<size_t>(2 * n));
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < 2; ++j) {
@@ -192,6 +198,32 @@ inline at::Tensor mat_points(matvar_t* v, const std::string& what) {
     }
   }
   return points_tensor(xy);
+}
+
+/// The number of elements of a MATLAB array (0 for a damaged one).
+inline size_t mat_elements(const matvar_t* v) {
+  if (v->rank <= 0 || v->dims == nullptr) return 0;
+  size_t n = 1;
+  for (int d = 0; d < v->rank; ++d) n *= v->dims[d];
+  return n;
+}
+
+/// The first element of a cell array, or null when there is none. libmatio trusts the file's
+/// declared sizes, so a damaged file's arrays are checked against the data actually read.
+inline matvar_t* mat_first_element(const matvar_t* cell) {
+  if (cell->data == nullptr || mat_elements(cell) == 0 || cell->nbytes < sizeof(matvar_t*)) return nullptr;
+  return static_cast<matvar_t* const*>(cell->data)[0];
+}
+
+/// Field `name` of a struct's first element, or null (checked like mat_first_element).
+inline matvar_t* mat_field(const matvar_t* s, const char* name) {
+  const unsigned fields = Mat_VarGetNumberOfFields(const_cast<matvar_t*>(s));
+  char* const* names = Mat_VarGetStructFieldnames(s);
+  if (s->data == nullptr || names == nullptr || mat_elements(s) == 0 || s->nbytes < fields * sizeof(matvar_t*))
+    return nullptr;
+  for (unsigned i = 0; i < fields; ++i)
+    if (names[i] != nullptr && std::strcmp(names[i], name) == 0) return static_cast<matvar_t* const*>(s->data)[i];
+  return nullptr;
 }
 
 /// Reads variable `name` of a .mat file and passes it to `extract`; closes and frees everything.
@@ -306,10 +338,10 @@ inline std::vector<CrowdSample> read_shanghaitech(const fs::path& root, BadSampl
     const auto mat = root / "ground-truth" / ("GT_" + image.stem().string() + ".mat");
     data_detail::read_sample(bad, mat.string(), [&] {
       out.push_back({image.string(), data_detail::read_mat(mat, "image_info", [](matvar_t* v, const std::string& what) {
-                       while (v != nullptr && v->class_type == MAT_C_CELL) v = Mat_VarGetCell(v, 0);
+                       while (v != nullptr && v->class_type == MAT_C_CELL) v = data_detail::mat_first_element(v);
                        if (v == nullptr || v->class_type != MAT_C_STRUCT)
                          throw std::runtime_error(what + ": image_info is not a struct (in a cell)");
-                       return data_detail::mat_points(Mat_VarGetStructFieldByName(v, "location", 0), what + ": location");
+                       return data_detail::mat_points(data_detail::mat_field(v, "location"), what + ": location");
                      })});
     });
   }
