@@ -6,4 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$("$root/scripts/configure.sh" | tail -n 1)
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
+# Tests run in parallel, each with LibTorch's OpenMP pool: waiting threads sleep instead of
+# spinning on the cores the other tests need (results are unaffected).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --output-on-failure -j "$(nproc)" "$@"
