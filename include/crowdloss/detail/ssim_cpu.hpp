@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// The CPU kernel of SSIM's per-channel mean: a custom autograd function that filters the five
-/// local moments separably, row by row in cache-sized buffers (no B×C×H×W moment tensor), and
+/// The CPU kernel of SSIM's per-channel mean: a custom autograd function that filters the four
+/// local moments it needs separably, row by row in cache-sized buffers (no B×C×H×W moment tensor), and
 /// whose backward applies the closed-form derivative of SSIM with respect to the moments and the
 /// filter's adjoint. On CUDA (and for `ssim_map`) SSIM runs as ATen ops (ssim.hpp), which the
 /// parity tests hold this kernel to.
@@ -178,14 +178,18 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
           ssim_tap_rows(ys, H, W, i - pad, zeros, yr);
           for (int64_t k = 0; k < n; ++k) {
             const int64_t r = i - pad + k, slot = (r % n + n) % n;
+            if (xr[k] == zeros) {  // outside the plane (ssim_tap_rows decided)
+              sqr[k] = xyr[k] = zeros;
+              continue;
+            }
             scalar_t* sq = ring.data() + slot * W;
             scalar_t* xy = ring.data() + (n + slot) * W;
-            if (r >= 0 && r < H && ring_row[slot] != plane * H + r) {
+            if (ring_row[slot] != plane * H + r) {
               ssim_products(xs + r * W, ys + r * W, W, sq, xy);
               ring_row[slot] = plane * H + r;
             }
-            sqr[k] = r >= 0 && r < H ? sq : zeros;
-            xyr[k] = r >= 0 && r < H ? xy : zeros;
+            sqr[k] = sq;
+            xyr[k] = xy;
           }
           const scalar_t* const* tap_rows[4] = {xr.data(), yr.data(), sqr.data(), xyr.data()};
           for (int q = 0; q < 4; ++q) ssim_filter(tap_rows[q], window_taps, W, v[q]);
