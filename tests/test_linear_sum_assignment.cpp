@@ -4,6 +4,7 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -114,6 +115,69 @@ TEST_CASE("linear_sum_assignment: optimal on random matrices against brute force
     }
   }
   DOCTEST_CHECK(checked > 300);
+}
+
+TEST_CASE("linear_sum_assignment: the sparse search gives the dense (SciPy) search's indices") {
+  // Rows that are mostly one value, with ties everywhere: small-integer entries, a common value
+  // shared by many rows or differing per row, forbidden (+inf) pairs, wide and tall shapes, and
+  // the oracle cases, all solved by both searches.
+  using crowdloss::detail::LsapSearch;
+  std::mt19937 rng(2026);
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto solve = [](const at::Tensor& m, bool maximize, LsapSearch search) {
+    return crowdloss::detail::solve_lsap<double>({m.data_ptr<double>(), m.size(0), m.size(1), m.stride(0), m.stride(1)},
+                                                 maximize, "linear_sum_assignment", search);
+  };
+  std::vector<std::pair<at::Tensor, bool>> cases;
+  for (int trial = 0; trial < 1500; ++trial) {
+    const int64_t a = std::uniform_int_distribution<int64_t>(1, 12)(rng);
+    const int64_t b = std::uniform_int_distribution<int64_t>(1, trial % 10 == 0 ? 400 : 40)(rng);
+    const bool tall = trial % 4 == 3;
+    const int64_t rows = tall ? b : a, cols = tall ? a : b;
+    const double density = std::array<double, 4>{0.0, 0.05, 0.3, 1.0}[static_cast<size_t>(trial % 4)];
+    const bool integers = trial % 3 != 0, per_row_common = trial % 5 == 0;
+    auto m = torch::empty({rows, cols}, torch::kFloat64);
+    auto acc = m.accessor<double, 2>();
+    double common = std::uniform_int_distribution<int>(-2, 2)(rng);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (per_row_common) common = std::uniform_int_distribution<int>(-2, 2)(rng) * 0.5;
+      for (int64_t j = 0; j < cols; ++j) {
+        acc[i][j] = common;
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < density)
+          acc[i][j] = integers ? std::uniform_int_distribution<int>(-3, 3)(rng)
+                               : std::uniform_real_distribution<double>(-3, 3)(rng);
+        if (trial % 7 == 1 && std::uniform_real_distribution<double>(0, 1)(rng) < (trial % 3 == 0 ? 0.7 : 0.1))
+          acc[i][j] = inf;
+      }
+    }
+    cases.emplace_back(m, trial % 7 != 1 && trial % 2 == 0);
+  }
+  const auto oracle = crowdloss_test::load_json("assign.json");
+  for (const auto& c : oracle.at("results").at("lsap_cases"))
+    cases.emplace_back(tensor_from_json(c.at("cost")).to(at::kDouble).contiguous(), c.at("maximize").get<bool>());
+  int compared = 0, infeasible = 0;
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const auto& [m, maximize] = cases[k];
+    INFO("case " << k << ": " << m.sizes() << ", maximize " << maximize);
+    bool dense_failed = false;
+    crowdloss::Assignment dense;
+    try {
+      dense = solve(m, maximize, LsapSearch::dense);
+    } catch (const c10::Error&) {
+      dense_failed = true;
+    }
+    if (dense_failed) {
+      check_error([&] { solve(m, maximize, LsapSearch::sparse); }, {"linear_sum_assignment"});
+      ++infeasible;
+      continue;
+    }
+    const auto sparse = solve(m, maximize, LsapSearch::sparse);
+    DOCTEST_CHECK(sparse.rows == dense.rows);
+    DOCTEST_CHECK(sparse.cols == dense.cols);
+    ++compared;
+  }
+  DOCTEST_CHECK(compared > 1200);
+  DOCTEST_CHECK(infeasible > 5);
 }
 
 TEST_CASE("linear_sum_assignment: forbidden pairs, infeasibility, invalid entries, empty matrices") {

@@ -1,0 +1,459 @@
+#pragma once
+/// \file
+/// The solver core of `linear_sum_assignment`: SciPy 1.10's shortest augmenting path (Crouse 2016,
+/// SciPy's `rectangular_lsap`), with two searches for the next augmenting path that give the same
+/// answer bit for bit:
+///
+/// - the dense search is SciPy's loop over every remaining column;
+/// - the sparse search is for matrices whose rows are mostly one value (POTO's quality is −1
+///   outside the box priors). A column that is free and holds its row's common value in every row
+///   the search has visited has the same tentative distance, predecessor and dual (zero) as every
+///   other such column, so those columns are kept as one group; only the other entries of the
+///   visited rows and the assigned columns are tracked one by one. SciPy breaks ties by the
+///   position of a column in its `remaining` order, which starts reversed and changes by
+///   swap-removal; that order is kept explicitly and restored after each path, so the group's
+///   first and last positions are found by skipping the few tracked columns at either end.
+///
+/// Both compute every reduced cost with SciPy's expression and rounding,
+/// `min_val + cost − u[i] − v[j]`, so they agree with SciPy on ties as well.
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+namespace crowdloss {
+namespace detail {
+
+/// The problem the solver works on: nr ≤ nc rows, the caller's matrix or its transpose, negated
+/// when maximising. Element (i, j) is `sign · data[i·outer + j·inner]`.
+template <typename T>
+struct WorkingMatrix {
+  const T* data;
+  int64_t nr, nc, outer, inner;
+  double sign;
+  double operator()(int64_t i, int64_t j) const { return sign * static_cast<double>(data[i * outer + j * inner]); }
+};
+
+/// Which search `solve_lsap` uses: `automatic` picks the sparse one when at most an eighth of the
+/// entries differ from their row's common value (and the matrix is not tiny); tests force either.
+enum class LsapSearch { automatic, dense, sparse };
+
+/// Duals, the matching, and what one augmenting path leaves for the dual update (SciPy's `solve`).
+struct LsapState {
+  LsapState(int64_t nr, int64_t nc)
+      : u(static_cast<size_t>(nr), 0.0),
+        v(static_cast<size_t>(nc), 0.0),
+        shortest(static_cast<size_t>(nc), std::numeric_limits<double>::infinity()),
+        path(static_cast<size_t>(nc), -1),
+        col4row(static_cast<size_t>(nr), -1),
+        row4col(static_cast<size_t>(nc), -1) {}
+  std::vector<double> u, v, shortest;
+  std::vector<int64_t> path, col4row, row4col;
+  /// The rows and columns the last search visited (SciPy's SR and SC, as lists).
+  std::vector<int64_t> rows_seen, cols_scanned;
+  /// The last search's final minimum.
+  double min_val = 0;
+
+  /// After a path from free row `cur` to free column `sink`: SciPy's dual update, then the
+  /// matching augmented along the path.
+  void augment(int64_t cur, int64_t sink) {
+    u[static_cast<size_t>(cur)] += min_val;
+    for (const int64_t i : rows_seen)
+      if (i != cur) u[static_cast<size_t>(i)] += min_val - shortest[static_cast<size_t>(col4row[static_cast<size_t>(i)])];
+    for (const int64_t j : cols_scanned) v[static_cast<size_t>(j)] -= min_val - shortest[static_cast<size_t>(j)];
+    for (int64_t j = sink;;) {
+      const int64_t i = path[static_cast<size_t>(j)];
+      row4col[static_cast<size_t>(j)] = i;
+      std::swap(col4row[static_cast<size_t>(i)], j);
+      if (i == cur) break;
+    }
+  }
+};
+
+inline void check_lsap_entry(double x, const char* fn) {
+  TORCH_CHECK(!std::isnan(x) && x != -std::numeric_limits<double>::infinity(), fn,
+              ": matrix contains invalid numeric entries (NaN, -inf, or +inf when maximizing)");
+}
+
+/// SciPy's `augmenting_path` from free row `i` over the nr×nc row-major working matrix `cost`.
+/// Returns the sink column, or −1 when no augmenting path exists (infeasible).
+inline int64_t dense_augmenting_path(const double* cost, int64_t nc, LsapState& s, int64_t i,
+                                     std::vector<int64_t>& remaining) {
+  double min_val = 0;
+  // Columns still to scan, filled in reverse order (this fixes which of equal minima wins).
+  int64_t num_remaining = nc;
+  for (int64_t it = 0; it < nc; ++it) remaining[static_cast<size_t>(it)] = nc - it - 1;
+  std::fill(s.shortest.begin(), s.shortest.end(), std::numeric_limits<double>::infinity());
+  s.rows_seen.clear();
+  s.cols_scanned.clear();
+  double* shortest = s.shortest.data();
+  int64_t* path = s.path.data();
+  const int64_t* row4col = s.row4col.data();
+  const double* v = s.v.data();
+  int64_t sink = -1;
+  while (sink == -1) {
+    int64_t index = -1;
+    double lowest = std::numeric_limits<double>::infinity();
+    s.rows_seen.push_back(i);
+    const double* row = cost + i * nc;
+    const double ui = s.u[static_cast<size_t>(i)];
+    for (int64_t it = 0; it < num_remaining; ++it) {
+      const int64_t j = remaining[static_cast<size_t>(it)];
+      const double r = min_val + row[j] - ui - v[j];
+      if (r < shortest[j]) {
+        path[j] = i;
+        shortest[j] = r;
+      }
+      // Among equal minima prefer a column that is still free: it ends the path.
+      if (shortest[j] < lowest || (shortest[j] == lowest && row4col[j] == -1)) {
+        lowest = shortest[j];
+        index = it;
+      }
+    }
+    min_val = lowest;
+    if (min_val == std::numeric_limits<double>::infinity()) return -1;
+    const int64_t j = remaining[static_cast<size_t>(index)];
+    if (row4col[j] == -1) {
+      sink = j;
+    } else {
+      i = row4col[j];
+    }
+    s.cols_scanned.push_back(j);
+    remaining[static_cast<size_t>(index)] = remaining[static_cast<size_t>(--num_remaining)];
+  }
+  s.min_val = min_val;
+  return sink;
+}
+
+/// The working matrix as, per row, its most common value and the entries that differ from it.
+struct SparseRows {
+  std::vector<double> common;  ///< per row
+  std::vector<int64_t> start;  ///< row i's other entries are [start[i], start[i + 1])
+  std::vector<int64_t> cols;
+  std::vector<double> values;
+};
+
+/// Finds, for rows i0 … i0 + n − 1 of `w`, the entries that differ from `common[s]` (s = row −
+/// i0) and checks them (NaN, −inf). A row with more than `max_count` such entries is abandoned
+/// and marked in `over`. Contiguous rows are read several at a time (more memory streams read
+/// faster than one), a block of each at a time, comparing bits: a block whose bits all equal the
+/// common value's is skipped without a floating-point comparison; others are compared value by
+/// value (so −0 equals +0).
+template <typename T, int64_t lanes>
+void find_entries(const WorkingMatrix<T>& w, int64_t i0, int64_t n, const double* common, int64_t max_count,
+                  std::vector<int64_t>* cols, std::vector<double>* values, bool* over, const char* fn) {
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  const auto take = [&](int64_t s, int64_t j) {
+    const double x = w(i0 + s, j);
+    if (over[s] || x == common[s]) return;
+    check_lsap_entry(x, fn);
+    if (static_cast<int64_t>(cols[s].size()) == max_count) {
+      over[s] = true;
+      return;
+    }
+    cols[s].push_back(j);
+    values[s].push_back(x);
+  };
+  Bits pattern[lanes];
+  bool by_block[lanes];
+  for (int64_t s = 0; s < n; ++s) {
+    cols[s].clear();
+    values[s].clear();
+    over[s] = false;
+    const double raw = w.sign * common[s];  // sign·x == common ⇔ x == sign·common (sign is ±1)
+    const auto raw_t = static_cast<T>(raw);
+    std::memcpy(&pattern[s], &raw_t, sizeof(T));
+    by_block[s] = w.inner == 1 && !std::isnan(raw) && static_cast<double>(raw_t) == raw;
+  }
+  // Bitwise OR of x[k] ^ pattern over [0, count): zero when every bit pattern matches.
+  const auto differs = [](const T* x, int64_t count, Bits pattern) {
+    Bits d = 0;
+    for (int64_t k = 0; k < count; ++k) {
+      Bits b;
+      std::memcpy(&b, x + k, sizeof(T));
+      d |= b ^ pattern;
+    }
+    return d;
+  };
+  int64_t j0 = 0;
+  if (std::all_of(by_block, by_block + n, [](bool b) { return b; })) {
+    constexpr int64_t block = 32, sub = 8;
+    for (; j0 + block <= w.nc; j0 += block) {
+      for (int64_t s = 0; s < n; ++s) {
+        const T* x = w.data + (i0 + s) * w.outer + j0;
+        if (differs(x, block, pattern[s]) == 0) continue;
+        for (int64_t k0 = 0; k0 < block; k0 += sub) {
+          if (differs(x + k0, sub, pattern[s]) == 0) continue;
+          for (int64_t k = k0; k < k0 + sub; ++k)
+            if (differs(x + k, 1, pattern[s]) != 0) take(s, j0 + k);
+        }
+      }
+    }
+  }
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t j = j0; j < w.nc; ++j) take(s, j);
+}
+
+/// Splits the rows of `w` for the sparse search and checks every entry (NaN, −inf). A row's common
+/// value is guessed as the previous rows' (a majority vote when that guess leaves more than half
+/// the row). Rows are split in parallel (`at::parallel_for`). Returns false, stopping early, once
+/// more than `limit` entries differ.
+template <typename T>
+bool split_rows(const WorkingMatrix<T>& w, int64_t limit, SparseRows& out, const char* fn) {
+  constexpr int64_t lanes = 4;
+  std::vector<std::vector<int64_t>> cols(static_cast<size_t>(w.nr));
+  std::vector<std::vector<double>> values(static_cast<size_t>(w.nr));
+  out.common.assign(static_cast<size_t>(w.nr), 0.0);
+  std::atomic<int64_t> total{0};
+  at::parallel_for(0, w.nr, 16, [&](int64_t begin, int64_t end) {
+    bool over[lanes];
+    double common[lanes];
+    for (int64_t i0 = begin; i0 < end && total.load(std::memory_order_relaxed) <= limit; i0 += lanes) {
+      const int64_t n = std::min(lanes, end - i0);
+      std::fill(common, common + n, i0 > begin ? out.common[static_cast<size_t>(i0 - 1)] : w(i0, 0));
+      find_entries<T, lanes>(w, i0, n, common, w.nc / 2, &cols[static_cast<size_t>(i0)],
+                             &values[static_cast<size_t>(i0)], over, fn);
+      for (int64_t s = 0; s < n; ++s) {
+        const auto i = static_cast<size_t>(i0 + s);
+        if (over[s]) {  // Boyer–Moore majority vote, then the row again
+          int64_t votes = 0;
+          for (int64_t j = 0; j < w.nc; ++j) {
+            const double x = w(i0 + s, j);
+            if (votes == 0) common[s] = x;
+            votes += x == common[s] ? 1 : -1;
+          }
+          find_entries<T, 1>(w, i0 + s, 1, common + s, w.nc, &cols[i], &values[i], over + s, fn);
+        }
+        if (static_cast<int64_t>(cols[i].size()) < w.nc) check_lsap_entry(common[s], fn);  // it occurs
+        out.common[i] = common[s];
+        total += static_cast<int64_t>(cols[i].size());
+      }
+    }
+  });
+  if (total > limit) return false;
+  out.start.assign(1, 0);
+  out.cols.clear();
+  out.values.clear();
+  out.cols.reserve(static_cast<size_t>(total));
+  out.values.reserve(static_cast<size_t>(total));
+  for (size_t i = 0; i < cols.size(); ++i) {
+    out.cols.insert(out.cols.end(), cols[i].begin(), cols[i].end());
+    out.values.insert(out.values.end(), values[i].begin(), values[i].end());
+    out.start.push_back(static_cast<int64_t>(out.cols.size()));
+  }
+  return true;
+}
+
+/// SciPy's augmenting-path search over `SparseRows`, visiting only the tracked columns (see the
+/// file comment). One object serves all paths of one solve, called as `augmenting_path` then
+/// `LsapState::augment` for rows 0, 1, …
+///
+/// Tracked columns live in slots, so the per-step loops run over short contiguous arrays: slots
+/// [0, assigned) hold the assigned columns (kept from path to path with their duals), the rest the
+/// free columns the current path has met. A scanned slot gets distance +inf and dual −inf, so that
+/// every later reduced cost is +inf and it neither updates nor wins the minimum.
+class SparseSearch {
+ public:
+  SparseSearch(const SparseRows& rows, int64_t nc)
+      : rows_(rows),
+        nc_(nc),
+        order_(static_cast<size_t>(nc)),
+        position_(static_cast<size_t>(nc)),
+        track_(static_cast<size_t>(nc), Track{-1, 0}) {
+    for (int64_t p = 0; p < nc; ++p) {
+      order_[static_cast<size_t>(p)] = nc - p - 1;
+      position_[static_cast<size_t>(nc - p - 1)] = p;
+    }
+  }
+
+  /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
+  int64_t augmenting_path(LsapState& s, int64_t cur) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    // The last path's sink is assigned now, and the columns it scanned have new duals.
+    if (!s.cols_scanned.empty()) {
+      const int64_t sink = s.cols_scanned.back();
+      track_[static_cast<size_t>(sink)] = Track{kAssigned, assigned_};
+      col_.resize(static_cast<size_t>(assigned_));
+      col_.push_back(sink);
+      ++assigned_;
+    }
+    for (auto* a : {&v_, &short_, &cost_}) a->resize(static_cast<size_t>(assigned_));
+    path_row_.resize(static_cast<size_t>(assigned_));
+    col_.resize(static_cast<size_t>(assigned_));
+    for (const int64_t j : s.cols_scanned) v_[static_cast<size_t>(track_[static_cast<size_t>(j)].slot)] = s.v[static_cast<size_t>(j)];
+    std::fill(short_.begin(), short_.end(), inf);
+    s.rows_seen.clear();
+    s.cols_scanned.clear();
+    swaps_.clear();
+    group_short_ = inf;
+    group_path_ = -1;
+    group_size_ = nc_ - assigned_;
+    num_remaining_ = nc_;
+    double min_val = 0;
+    int64_t i = cur, sink = -1;
+    while (sink == -1) {
+      s.rows_seen.push_back(i);
+      const auto begin = rows_.start[static_cast<size_t>(i)], end = rows_.start[static_cast<size_t>(i) + 1];
+      for (auto k = begin; k < end; ++k) slot(rows_.cols[static_cast<size_t>(k)], cur);
+      const double ui = s.u[static_cast<size_t>(i)], common = rows_.common[static_cast<size_t>(i)];
+      std::fill(cost_.begin(), cost_.end(), common);
+      for (auto k = begin; k < end; ++k)
+        cost_[static_cast<size_t>(track_[static_cast<size_t>(rows_.cols[static_cast<size_t>(k)])].slot)] =
+            rows_.values[static_cast<size_t>(k)];
+      double lowest = inf;
+      const auto slots = static_cast<int64_t>(col_.size());
+      for (int64_t k = 0; k < slots; ++k) {
+        const double r = min_val + cost_[static_cast<size_t>(k)] - ui - v_[static_cast<size_t>(k)];
+        if (r < short_[static_cast<size_t>(k)]) {
+          path_row_[static_cast<size_t>(k)] = i;
+          short_[static_cast<size_t>(k)] = r;
+        }
+        lowest = std::min(lowest, short_[static_cast<size_t>(k)]);
+      }
+      if (group_size_ > 0) {
+        const double r = min_val + common - ui - 0.0;  // a free column's dual is zero
+        if (r < group_short_) {
+          group_path_ = i;
+          group_short_ = r;
+        }
+        lowest = std::min(lowest, group_short_);
+      }
+      if (lowest == inf) return -1;
+      // SciPy's scan keeps the first position holding the minimum, unless a later position holds
+      // a free column with the minimum: then the last such position.
+      int64_t first = num_remaining_, last_free = -1;
+      for (int64_t k = 0; k < slots; ++k) {
+        if (!(short_[static_cast<size_t>(k)] == lowest)) continue;
+        const int64_t p = position_[static_cast<size_t>(col_[static_cast<size_t>(k)])];
+        first = std::min(first, p);
+        if (k >= assigned_) last_free = std::max(last_free, p);
+      }
+      if (group_size_ > 0 && group_short_ == lowest) {
+        int64_t p = 0, q = num_remaining_ - 1;
+        while (tracked(order_[static_cast<size_t>(p)], cur)) ++p;
+        while (tracked(order_[static_cast<size_t>(q)], cur)) --q;
+        first = std::min(first, p);
+        last_free = std::max(last_free, q);
+      }
+      const int64_t index = std::max(first, last_free);
+      const int64_t j = order_[static_cast<size_t>(index)];
+      const auto k = static_cast<size_t>(slot(j, cur));
+      min_val = short_[k];
+      s.shortest[static_cast<size_t>(j)] = short_[k];
+      s.path[static_cast<size_t>(j)] = path_row_[k];
+      short_[k] = inf;
+      v_[k] = -inf;
+      if (s.row4col[static_cast<size_t>(j)] == -1) {
+        sink = j;
+      } else {
+        i = s.row4col[static_cast<size_t>(j)];
+      }
+      s.cols_scanned.push_back(j);
+      swap_positions(index, --num_remaining_);
+      swaps_.push_back(index);
+    }
+    // Restore the initial order for the next path.
+    for (auto k = static_cast<int64_t>(swaps_.size()) - 1; k >= 0; --k)
+      swap_positions(swaps_[static_cast<size_t>(k)], num_remaining_++);
+    s.min_val = min_val;
+    return sink;
+  }
+
+ private:
+  // Who tracks a column: `path` is kAssigned for an assigned column, else the free row whose
+  // path last tracked it; `slot` is its slot there.
+  struct Track {
+    int64_t path, slot;
+  };
+  static constexpr int64_t kAssigned = -2;
+
+  bool tracked(int64_t j, int64_t cur) const {
+    const int64_t path = track_[static_cast<size_t>(j)].path;
+    return path == cur || path == kAssigned;
+  }
+  // Column j's slot in path `cur`; a free column met for the first time gets a new one holding
+  // the group's state.
+  int64_t slot(int64_t j, int64_t cur) {
+    Track& t = track_[static_cast<size_t>(j)];
+    if (t.path == cur || t.path == kAssigned) return t.slot;
+    const auto k = static_cast<int64_t>(col_.size());
+    t = Track{cur, k};
+    col_.push_back(j);
+    v_.push_back(0.0);
+    short_.push_back(group_short_);
+    path_row_.push_back(group_path_);
+    cost_.push_back(0.0);
+    --group_size_;
+    return k;
+  }
+  void swap_positions(int64_t p, int64_t q) {
+    const int64_t a = order_[static_cast<size_t>(p)], b = order_[static_cast<size_t>(q)];
+    order_[static_cast<size_t>(p)] = b;
+    order_[static_cast<size_t>(q)] = a;
+    position_[static_cast<size_t>(b)] = p;
+    position_[static_cast<size_t>(a)] = q;
+  }
+
+  const SparseRows& rows_;
+  int64_t nc_;
+  std::vector<int64_t> order_, position_;  // SciPy's `remaining` and its inverse
+  std::vector<Track> track_;
+  // Per slot: column, dual, tentative distance and its row, the visited row's entry.
+  std::vector<int64_t> col_, path_row_;
+  std::vector<double> v_, short_, cost_;
+  std::vector<int64_t> swaps_;
+  int64_t assigned_ = 0, num_remaining_ = 0, group_size_ = 0, group_path_ = -1;
+  double group_short_ = 0;
+};
+
+/// The optimal matching of the working problem `w` (SciPy's `solve` after its transposition and
+/// negation): col4row. Rejects NaN and −inf entries and reports infeasibility; `fn` names the
+/// caller in error messages.
+template <typename T>
+std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, LsapSearch search) {
+  const int64_t nr = w.nr, nc = w.nc;
+  LsapState s(nr, nc);
+  SparseRows sparse;
+  const bool use_sparse =
+      search == LsapSearch::sparse ||
+      (search == LsapSearch::automatic && nc >= 256 && split_rows(w, nr * nc / 8, sparse, fn));
+  if (use_sparse) {
+    if (search == LsapSearch::sparse) split_rows(w, nr * nc, sparse, fn);
+    SparseSearch searcher(sparse, nc);
+    for (int64_t cur = 0; cur < nr; ++cur) {
+      const int64_t sink = searcher.augmenting_path(s, cur);
+      TORCH_CHECK(sink >= 0, fn, ": cost matrix is infeasible (no complete assignment avoids the +inf entries)");
+      s.augment(cur, sink);
+    }
+    return s.col4row;
+  }
+  // The dense search wants an nr×nc row-major double matrix: the caller's memory when it already
+  // is one, else a copy.
+  std::vector<double> copy;
+  const double* cost = reinterpret_cast<const double*>(w.data);
+  if (!std::is_same<T, double>::value || w.sign < 0 || w.inner != 1 || w.outer != nc) {
+    copy.resize(static_cast<size_t>(nr * nc));
+    for (int64_t i = 0; i < nr; ++i)
+      for (int64_t j = 0; j < nc; ++j) copy[static_cast<size_t>(i * nc + j)] = w(i, j);
+    cost = copy.data();
+  }
+  for (int64_t k = 0; k < nr * nc; ++k) check_lsap_entry(cost[k], fn);
+  std::vector<int64_t> remaining(static_cast<size_t>(nc));
+  for (int64_t cur = 0; cur < nr; ++cur) {
+    const int64_t sink = dense_augmenting_path(cost, nc, s, cur, remaining);
+    TORCH_CHECK(sink >= 0, fn, ": cost matrix is infeasible (no complete assignment avoids the +inf entries)");
+    s.augment(cur, sink);
+  }
+  return s.col4row;
+}
+
+}  // namespace detail
+}  // namespace crowdloss
