@@ -117,7 +117,7 @@ inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred
 inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
                                 const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
   TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
-  if (radius == 0) return ltrb_targets(points, gt_boxes).amin(-1) > 0;
+  if (radius == 0) return strictly_inside(points, gt_boxes);
   check_levels(fn, level_sizes, points.size(0), &strides);
   const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
   std::vector<at::Tensor> per_level;
@@ -126,7 +126,7 @@ inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const 
     const double r = strides[l] * radius;
     const auto centre_boxes =
         at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1);
-    per_level.push_back(ltrb_targets(points.narrow(0, start, level_sizes[l]), centre_boxes).amin(-1) > 0);
+    per_level.push_back(strictly_inside(points.narrow(0, start, level_sizes[l]), centre_boxes));
     start += level_sizes[l];
   }
   return at::cat(per_level, 1);
@@ -139,8 +139,15 @@ inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const
   check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
   check_alpha(fn, options.alpha());
   const auto inside = spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), options.level_sizes());
-  const auto quality = raw_quality(cls_prob, pred_boxes, gt_boxes, gt_classes, options.alpha());
-  return quality.masked_fill(inside.logical_not(), -1.0);
+  // The quality is computed only inside the prior (the pairs are few): the same elementwise
+  // formula as `raw_quality`, on the pairs' probabilities and aligned boxes.
+  const auto pairs = inside.nonzero();
+  const auto g = pairs.select(1, 0), a = pairs.select(1, 1);
+  const auto prob = cls_prob.index({a, gt_classes.index_select(0, g)});
+  const auto [inter, uni] = broadcast_intersection_union(gt_boxes.index_select(0, g), pred_boxes.index_select(0, a));
+  const auto values = prob.pow(1 - options.alpha()) * iou_from(inter, uni).pow(options.alpha());
+  auto quality = at::full({gt_boxes.size(0), cls_prob.size(0)}, -1.0, values.options());
+  return quality.index_put_({g, a}, values);
 }
 }  // namespace detail
 
@@ -237,7 +244,7 @@ inline at::Tensor poto_aux_assign(const at::Tensor& cls_prob, const at::Tensor& 
   const std::array<int64_t, 1> dim{1};
   const auto threshold = candidate_q.mean(dim, /*keepdim=*/true) + candidate_q.std(dim, /*unbiased=*/true, /*keepdim=*/true);
   const auto is_candidate = at::zeros_like(quality, quality.options().dtype(at::kBool)).scatter_(1, candidate_idx, true);
-  const auto positive = is_candidate & (quality >= threshold) & (ltrb_targets(points, gt_boxes).amin(-1) > 0);
+  const auto positive = is_candidate & (quality >= threshold) & detail::strictly_inside(points, gt_boxes);
   quality.masked_fill_(positive.logical_not(), -1.0);
   const auto [best, gt_index] = quality.max(0);
   return at::where(best == -1, at::full({}, -1, gt_index.options()), gt_index);
