@@ -157,7 +157,8 @@ TEST_CASE("linear_sum_assignment: the sparse search gives the dense (SciPy) sear
     cases.emplace_back(tensor_from_json(c.at("cost")).to(at::kDouble).contiguous(), c.at("maximize").get<bool>());
   int compared = 0, infeasible = 0;
   for (size_t k = 0; k < cases.size(); ++k) {
-    const auto& [m, maximize] = cases[k];
+    const at::Tensor& m = cases[k].first;  // named references: Clang 14 lambdas cannot capture bindings
+    const bool maximize = cases[k].second;
     INFO("case " << k << ": " << m.sizes() << ", maximize " << maximize);
     bool dense_failed = false;
     crowdloss::Assignment dense;
