@@ -12,10 +12,7 @@
 #include <torch/types.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <exception>
-#include <limits>
 #include <numeric>
 #include <string>
 #include <tuple>

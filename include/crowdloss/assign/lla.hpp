@@ -45,11 +45,7 @@ inline at::Tensor lla_cost(const at::Tensor& cls_logits, const at::Tensor& box_l
   const auto negative = focal_elementwise(cls_logits, at::zeros({}, cls_logits.options()), alpha, o.focal_gamma());
   const auto positive = focal_elementwise(cls_logits, at::ones({}, cls_logits.options()), alpha, o.focal_gamma());
   const auto cls_cost = negative.sum(1).unsqueeze(0) + (positive - negative).index_select(1, gt_classes.clamp_min(0)).t();
-  // ltrb_targets(points, gt_boxes) (G×A×4), stored side by side so that each side is a
-  // contiguous G×A plane for the elementwise IoU below.
-  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
-  const auto side = [&](int64_t k) { return gt_boxes.select(1, k).unsqueeze(1); };
-  const auto targets = at::stack({x - side(0), y - side(1), side(2) - x, side(3) - y}).permute({1, 2, 0});
+  const auto targets = ltrb_targets(points, gt_boxes);  // G×A×4
   const auto reg = ltrb_iou_loss(box_ltrb.unsqueeze(0), targets, kIoU);
   const auto outside = (targets.amin(-1) > o.inside_eps()).logical_not();
   return cls_cost + o.reg_cost() * reg + o.outside_penalty() * outside.to(cls_cost.scalar_type());

@@ -104,11 +104,15 @@ inline void check_levels(const char* fn, const std::vector<int64_t>& level_sizes
   TORCH_CHECK(total == A, fn, ": level_sizes add up to ", total, " anchors but there are ", A);
 }
 
-/// prob^(1−α)·IoU^α for every (gt, anchor): G×A, prob = cls_prob[a, class_g] (DeFCN).
+/// DeFCN's quality prob^(1−α)·IoU^α, elementwise.
+inline at::Tensor quality_of(const at::Tensor& prob, const at::Tensor& iou, double alpha) {
+  return prob.pow(1 - alpha) * iou.pow(alpha);
+}
+
+/// The quality of every (gt, anchor): G×A, prob = cls_prob[a, class_g].
 inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& gt_boxes,
                               const at::Tensor& gt_classes, double alpha) {
-  const auto prob = cls_prob.index_select(1, gt_classes).t();
-  return prob.pow(1 - alpha) * box_iou(gt_boxes, pred_boxes).pow(alpha);
+  return quality_of(cls_prob.index_select(1, gt_classes).t(), box_iou(gt_boxes, pred_boxes), alpha);
 }
 
 /// The spatial prior of DeFCN and FCOS (G×A bool): anchor point a lies strictly inside gt box g
@@ -139,13 +143,13 @@ inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const
   check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
   check_alpha(fn, options.alpha());
   const auto inside = spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), options.level_sizes());
-  // The quality is computed only inside the prior (the pairs are few): the same elementwise
-  // formula as `raw_quality`, on the pairs' probabilities and aligned boxes.
+  // The quality is computed only inside the prior (the pairs are few), from the pairs'
+  // probabilities and aligned boxes.
   const auto pairs = inside.nonzero();
   const auto g = pairs.select(1, 0), a = pairs.select(1, 1);
   const auto prob = cls_prob.index({a, gt_classes.index_select(0, g)});
   const auto [inter, uni] = broadcast_intersection_union(gt_boxes.index_select(0, g), pred_boxes.index_select(0, a));
-  const auto values = prob.pow(1 - options.alpha()) * iou_from(inter, uni).pow(options.alpha());
+  const auto values = quality_of(prob, iou_from(inter, uni), options.alpha());
   auto quality = at::full({gt_boxes.size(0), cls_prob.size(0)}, -1.0, values.options());
   return quality.index_put_({g, a}, values);
 }

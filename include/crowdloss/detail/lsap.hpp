@@ -277,17 +277,17 @@ class SparseSearch {
   /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
   int64_t augmenting_path(LsapState& s, int64_t cur) {
     constexpr double inf = std::numeric_limits<double>::infinity();
-    // The last path's sink is assigned now, and the columns it scanned have new duals.
+    // The last path's sink is assigned now (it had one of that path's free slots, so the first
+    // of them exists), and the columns it scanned have new duals.
     if (!s.cols_scanned.empty()) {
       const int64_t sink = s.cols_scanned.back();
       track_[static_cast<size_t>(sink)] = Track{kAssigned, assigned_};
-      col_.resize(static_cast<size_t>(assigned_));
-      col_.push_back(sink);
-      ++assigned_;
+      col_[static_cast<size_t>(assigned_++)] = sink;
     }
-    for (auto* a : {&v_, &short_, &cost_}) a->resize(static_cast<size_t>(assigned_));
-    path_row_.resize(static_cast<size_t>(assigned_));
+    // Drop the other free slots; the duals are refreshed just below.
     col_.resize(static_cast<size_t>(assigned_));
+    path_row_.resize(static_cast<size_t>(assigned_));
+    for (auto* a : {&v_, &short_, &cost_}) a->resize(static_cast<size_t>(assigned_));
     for (const int64_t j : s.cols_scanned) v_[static_cast<size_t>(track_[static_cast<size_t>(j)].slot)] = s.v[static_cast<size_t>(j)];
     std::fill(short_.begin(), short_.end(), inf);
     s.rows_seen.clear();
@@ -382,10 +382,9 @@ class SparseSearch {
   // Column j's slot in path `cur`; a free column met for the first time gets a new one holding
   // the group's state.
   int64_t slot(int64_t j, int64_t cur) {
-    Track& t = track_[static_cast<size_t>(j)];
-    if (t.path == cur || t.path == kAssigned) return t.slot;
+    if (tracked(j, cur)) return track_[static_cast<size_t>(j)].slot;
     const auto k = static_cast<int64_t>(col_.size());
-    t = Track{cur, k};
+    track_[static_cast<size_t>(j)] = Track{cur, k};
     col_.push_back(j);
     v_.push_back(0.0);
     short_.push_back(group_short_);

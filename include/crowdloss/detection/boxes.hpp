@@ -127,7 +127,9 @@ inline at::Tensor anchor_points(const std::vector<std::array<int64_t, 2>>& level
 /// x1 − x, y1 − y) for point a = (x, y) and box g. All four are > 0 exactly when the point lies
 /// strictly inside the box.
 ///
-/// points: A×2, boxes: G×4 xyxy, floating, same dtype and device. Returns G×A×4.
+/// points: A×2, boxes: G×4 xyxy, floating, same dtype and device. Returns G×A×4, stored side by
+/// side (a permuted 4×G×A tensor): each side is a contiguous G×A plane, so elementwise work on
+/// the sides (IoU losses, comparisons) runs on contiguous loops.
 /// Throws c10::Error naming `ltrb_targets` for other shapes, integer dtypes or mixed devices.
 ///
 /// Example:
@@ -136,9 +138,9 @@ inline at::Tensor ltrb_targets(const at::Tensor& points, const at::Tensor& boxes
   detail::check_points("ltrb_targets", points);
   detail::check_boxes("ltrb_targets", "boxes", boxes);
   detail::check_same_device("ltrb_targets", points, "points", boxes, "boxes");
-  const auto p = points.unsqueeze(0);  // 1×A×2
-  const auto b = boxes.unsqueeze(1);   // G×1×4
-  return at::cat({p - b.slice(-1, 0, 2), b.slice(-1, 2, 4) - p}, -1);
+  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);  // 1×A
+  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };              // G×1
+  return at::stack({x - side(0), y - side(1), side(2) - x, side(3) - y}).permute({1, 2, 0});
 }
 
 /// Boxes from ltrb distances around points: (x − l, y − t, x + r, y + b).
