@@ -216,41 +216,101 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::sanet_loss(ok.to(at::kMeta), ok); }, {"sanet_loss", "cpu", "meta"});
 }
 
+namespace {
+
+/// Runs `body` once with each instruction set this CPU can run the CPU kernels with (simd.hpp),
+/// then restores the one chosen at start-up.
+template <typename Body>
+void for_each_cpu_capability(Body body) {
+  using crowdloss::detail::CpuCapability;
+  auto& current = crowdloss::detail::cpu_capability();
+  const CpuCapability best = current;
+  for (const CpuCapability capability : {CpuCapability::baseline, CpuCapability::avx2}) {
+    if (capability > best) continue;
+    current = capability;
+    INFO("instruction set " << (capability == CpuCapability::avx2 ? "avx2" : "baseline"));
+    body();
+  }
+  current = best;
+}
+
+}  // namespace
+
 TEST_CASE("ssim: the CPU kernel equals the ATen reference in float64 (values and both gradients)") {
-  torch::manual_seed(5);
   struct Shape {
     int64_t b, c, h, w, window;
   };
-  // Widths below, at and above the kernel's eight-column blocks; windows 1, 3, 11; maps barely
-  // larger than the window.
-  for (const auto shape : {Shape{2, 3, 20, 24, 11}, Shape{1, 1, 11, 11, 11}, Shape{3, 2, 9, 17, 3},
-                           Shape{1, 2, 13, 7, 5}, Shape{2, 1, 6, 33, 1}}) {
-    for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
-      INFO("shape " << shape.b << "x" << shape.c << "x" << shape.h << "x" << shape.w << " window " << shape.window
-                    << (std::holds_alternative<torch::enumtype::kSame>(padding) ? " same" : " valid"));
-      const auto opts = crowdloss::SSIMOptions().window_size(shape.window).sigma(1.3).padding(padding).data_range(2.0);
-      const auto y = torch::rand({shape.b, shape.c, shape.h, shape.w}, torch::kFloat64);
-      const auto x0 = (y + 0.3 * torch::randn_like(y)).detach();
-      const auto weights = torch::rand({shape.b, shape.c}, torch::kFloat64);  // a non-uniform upstream gradient
-      auto x = x0.clone().requires_grad_(true), t = y.clone().requires_grad_(true);
-      const auto fast = crowdloss::ssim(x, t, crowdloss::SSIMOptions(opts).reduction(torch::kNone));
-      (fast * weights).sum().backward();
-      auto xr = x0.clone().requires_grad_(true), tr = y.clone().requires_grad_(true);
-      const auto reference =
-          crowdloss::detail::ssim_map_aten(crowdloss::detail::ssim_setup("test", xr, tr, opts)).flatten(2).mean(-1);
-      (reference * weights).sum().backward();
-      DOCTEST_CHECK((fast - reference).abs().max().item<double>() < 1e-12);
-      DOCTEST_CHECK((x.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
-      DOCTEST_CHECK((t.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
-      // Only one gradient wanted: the kernel skips the other's maps, and the wanted one is the same.
-      auto x1 = x0.clone().requires_grad_(true);
-      (crowdloss::ssim(x1, y, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
-      DOCTEST_CHECK((x1.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
-      auto t1 = y.clone().requires_grad_(true);
-      (crowdloss::ssim(x0, t1, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
-      DOCTEST_CHECK((t1.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
+  // Widths below, at and above the kernel's vector blocks; windows 1, 3, 5, 11; maps barely
+  // larger than the window; odd heights (a last unpaired row).
+  for_each_cpu_capability([] {
+    torch::manual_seed(5);
+    for (const auto shape : {Shape{2, 3, 20, 24, 11}, Shape{1, 1, 11, 11, 11}, Shape{3, 2, 9, 17, 3},
+                             Shape{1, 2, 13, 7, 5}, Shape{2, 1, 6, 33, 1}, Shape{2, 1, 23, 75, 11}}) {
+      for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+        INFO("shape " << shape.b << "x" << shape.c << "x" << shape.h << "x" << shape.w << " window " << shape.window
+                      << (std::holds_alternative<torch::enumtype::kSame>(padding) ? " same" : " valid"));
+        const auto opts = crowdloss::SSIMOptions().window_size(shape.window).sigma(1.3).padding(padding).data_range(2.0);
+        const auto y = torch::rand({shape.b, shape.c, shape.h, shape.w}, torch::kFloat64);
+        const auto x0 = (y + 0.3 * torch::randn_like(y)).detach();
+        const auto weights = torch::rand({shape.b, shape.c}, torch::kFloat64);  // a non-uniform upstream gradient
+        auto x = x0.clone().requires_grad_(true), t = y.clone().requires_grad_(true);
+        const auto fast = crowdloss::ssim(x, t, crowdloss::SSIMOptions(opts).reduction(torch::kNone));
+        (fast * weights).sum().backward();
+        auto xr = x0.clone().requires_grad_(true), tr = y.clone().requires_grad_(true);
+        const auto reference =
+            crowdloss::detail::ssim_map_aten(crowdloss::detail::ssim_setup("test", xr, tr, opts)).flatten(2).mean(-1);
+        (reference * weights).sum().backward();
+        DOCTEST_CHECK((fast - reference).abs().max().item<double>() < 1e-12);
+        DOCTEST_CHECK((x.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
+        DOCTEST_CHECK((t.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
+        // Only one gradient wanted: the kernel skips the other's maps, and the wanted one is the same.
+        auto x1 = x0.clone().requires_grad_(true);
+        (crowdloss::ssim(x1, y, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
+        DOCTEST_CHECK((x1.grad() - xr.grad()).abs().max().item<double>() < 1e-12);
+        auto t1 = y.clone().requires_grad_(true);
+        (crowdloss::ssim(x0, t1, crowdloss::SSIMOptions(opts).reduction(torch::kNone)) * weights).sum().backward();
+        DOCTEST_CHECK((t1.grad() - tr.grad()).abs().max().item<double>() < 1e-12);
+      }
     }
-  }
+  });
+}
+
+TEST_CASE("ssim: the CPU kernel gives the same sums and gradient maps however its rows are split among threads") {
+  // A range of gradient rows recomputes the SSIM rows before it that it reads, and reports only
+  // the SSIM rows it owns: any split must give exactly the values of one range.
+  for_each_cpu_capability([] {
+    torch::manual_seed(8);
+    for (const bool same : {false, true}) {
+      INFO((same ? "same" : "valid") << " padding");
+      const auto opts = crowdloss::SSIMOptions().padding(same ? crowdloss::SSIMPadding(crowdloss::kSame)
+                                                              : crowdloss::SSIMPadding(crowdloss::kValid));
+      const auto y = torch::rand({3, 1, 29, 45}, torch::kFloat64), x = y + 0.2 * torch::randn_like(y);
+      const auto s = crowdloss::detail::ssim_setup("test", x, y, opts);
+      const int64_t P = 3, H = 29, W = 45, n = s.window.numel(), Ho = H + 2 * s.pad - n + 1, Wo = W + 2 * s.pad - n + 1;
+      const auto run = [&](const std::vector<int64_t>& cuts) {
+        auto sums = torch::full({P, Ho}, -1.0, torch::kFloat64);
+        auto gx = torch::zeros_like(x), gy = torch::zeros_like(y);
+        const crowdloss::detail::SSIMForwardArgs<double> args{
+            x.data_ptr<double>(), y.data_ptr<double>(), s.window.data_ptr<double>(), n, s.pad, H, W, Ho, Wo, s.c1, s.c2,
+            true, true, sums.data_ptr<double>(), gx.data_ptr<double>(), gy.data_ptr<double>()};
+        int64_t begin = 0;
+        for (const int64_t cut : cuts) {
+          crowdloss::detail::ssim_cpu_gradient_rows(args, begin, cut);
+          begin = cut;
+        }
+        crowdloss::detail::ssim_cpu_gradient_rows(args, begin, P * H);
+        return std::vector<torch::Tensor>{sums, gx, gy};
+      };
+      const auto whole = run({});
+      DOCTEST_CHECK(whole[0].min().item<double>() > 0);  // every SSIM row reported
+      for (const std::vector<int64_t>& cuts : std::vector<std::vector<int64_t>>{
+               {1}, {5, 17}, {28, 29, 30}, {3, 4, 5, 6, 7, 8, 9, 58, 80}, {10, 20, 30, 40, 50, 60, 70, 80}}) {
+        INFO("cuts " << torch::tensor(cuts));
+        const auto split = run(cuts);
+        for (size_t k = 0; k < whole.size(); ++k) DOCTEST_CHECK(torch::equal(split[k], whole[k]));
+      }
+    }
+  });
 }
 
 TEST_CASE("ssim: the CPU kernel in float32 stays within float32 rounding of the float64 value") {

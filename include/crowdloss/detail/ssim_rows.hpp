@@ -1,0 +1,387 @@
+// The rows of SSIM's CPU kernel (ssim_cpu.hpp), written once and included by it once per
+// instruction set (detail/simd.hpp), each time into its own namespace with CROWDLOSS_SIMD_TARGET,
+// CROWDLOSS_SIMD_BYTES and CROWDLOSS_SIMD_SHUFFLES defined. Hence no include guard and no includes here: ssim_cpu.hpp
+// includes what this needs before it.
+//
+// The filters read their taps through an accessor (row pointers for the pass across rows, with
+// zero rows standing in for padding; shifts of one row for the pass along it), keep blocks of
+// outputs in SIMD registers over all taps, and fold the symmetric window's mirrored taps into one
+// multiply. The default 11-tap window is unrolled at compile time.
+
+#if CROWDLOSS_SIMD_BYTES > 0
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(CROWDLOSS_SIMD_BYTES)));
+  static constexpr int64_t size = CROWDLOSS_SIMD_BYTES / sizeof(T);
+};
+#else
+template <typename T>
+struct Simd {
+  using V = T;
+  static constexpr int64_t size = 1;
+};
+#endif
+
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V load(const T* p) {
+  typename Simd<T>::V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void store(T* p, typename Simd<T>::V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+/// x in every lane: ones times x, which compilers fold into one broadcast (`V{} + x` must really
+/// add, since 0 + (−0) is +0).
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V broadcast(T x) {
+  return (typename Simd<T>::V{} + T(1)) * x;
+}
+
+/// Taps that are rows: tap k is rows[k].
+template <typename T>
+struct RowTaps {
+  const T* const* rows;
+  const T* operator()(int64_t k) const { return rows[k]; }
+};
+
+/// Taps that are shifts of one row: tap k starts k elements in.
+template <typename T>
+struct ShiftTaps {
+  const T* row;
+  const T* operator()(int64_t k) const { return row + k; }
+};
+
+/// Count vectors of outputs from position j: out[j…] = Σ_k w[k]·tap(k)[j…] over the symmetric
+/// window of 2h + 1 taps (Half ≥ 0: h = Half, known at compile time).
+template <int Half, int Count, typename T, typename Taps>
+CROWDLOSS_SIMD_TARGET inline void filter_block(const Taps& tap, const T* w, int64_t h, int64_t j, T* out) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t v = Simd<T>::size;
+  const int64_t half = Half >= 0 ? Half : h;
+  V acc[Count];
+  const V wc = broadcast(w[half]);
+  const T* c = tap(half) + j;
+  for (int i = 0; i < Count; ++i) acc[i] = wc * load(c + i * v);
+  for (int64_t k = 0; k < half; ++k) {
+    const V wk = broadcast(w[k]);
+    const T* p = tap(k) + j;
+    const T* q = tap(2 * half - k) + j;
+    for (int i = 0; i < Count; ++i) acc[i] += wk * (load(p + i * v) + load(q + i * v));
+  }
+  for (int i = 0; i < Count; ++i) store(out + j + i * v, acc[i]);
+}
+
+/// out[j] = Σ_k w[k]·tap(k)[j] for j < n, w symmetric of `taps` taps (odd). Blocks of four
+/// vectors, then single vectors, the last one overlapping its predecessor; scalars only when n is
+/// narrower than a vector.
+template <int Half, typename T, typename Taps>
+CROWDLOSS_SIMD_TARGET inline void filter_with(const Taps& tap, const T* w, int64_t taps, int64_t n, T* out) {
+  constexpr int64_t v = Simd<T>::size;
+  const int64_t h = taps / 2;
+  int64_t j = 0;
+  for (; j + 4 * v <= n; j += 4 * v) filter_block<Half, 4>(tap, w, h, j, out);
+  for (; j + v <= n; j += v) filter_block<Half, 1>(tap, w, h, j, out);
+  if (j < n && n >= v) {
+    filter_block<Half, 1>(tap, w, h, n - v, out);
+    return;
+  }
+  for (; j < n; ++j) {
+    T acc = w[h] * tap(h)[j];
+    for (int64_t k = 0; k < h; ++k) acc += w[k] * (tap(k)[j] + tap(taps - 1 - k)[j]);
+    out[j] = acc;
+  }
+}
+
+template <typename T, typename Taps>
+CROWDLOSS_SIMD_TARGET inline void filter(const Taps& tap, const T* w, int64_t taps, int64_t n, T* out) {
+  if (taps == 11)
+    filter_with<5>(tap, w, taps, n, out);
+  else
+    filter_with<-1>(tap, w, taps, n, out);
+}
+
+#if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
+/// Lanes S … S + v − 1 of the concatenation a‖b.
+template <int S, typename V, size_t... I>
+CROWDLOSS_SIMD_TARGET inline V lanes_from(V a, V b, std::index_sequence<I...>) {
+  return __builtin_shufflevector(a, b, (S + static_cast<int>(I))...);
+}
+
+/// Taps K … K + v − 1 from the consecutive aligned vectors b[0], b[1], ….
+template <int K, typename T>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V tap_vector(const typename Simd<T>::V* b) {
+  constexpr int v = static_cast<int>(Simd<T>::size);
+  if constexpr (K % v == 0)
+    return b[K / v];
+  else
+    return lanes_from<K % v>(b[K / v], b[K / v + 1], std::make_index_sequence<v>{});
+}
+
+/// One output vector from the aligned vectors b of its taps, summed in filter_block's order.
+template <int Half, typename T, int... K>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V along_vector(const typename Simd<T>::V* b,
+                                                              const typename Simd<T>::V* wv,
+                                                              std::integer_sequence<int, K...>) {
+  auto acc = wv[Half] * tap_vector<Half, T>(b);
+  ((acc += wv[K] * (tap_vector<K, T>(b) + tap_vector<2 * Half - K, T>(b))), ...);
+  return acc;
+}
+#endif
+
+/// The pass along a row: out[j] = Σ_k w[k]·base[j + k] for j < n, `base` the row's first tap
+/// (an AlignedRows row's first margin element). With the default window the shifted taps are
+/// built from aligned loads by lane shuffles — unaligned loads that straddle cache lines cost
+/// about twice as much — with the same values as `filter`.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void filter_along(const T* base, const T* w, int64_t taps, int64_t n, T* out) {
+#if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
+  constexpr int Half = 5, v = static_cast<int>(Simd<T>::size), blocks = (2 * Half + v - 1) / v + 1;
+  using V = typename Simd<T>::V;
+  if (taps == 2 * Half + 1 && n >= v) {
+    V wv[Half + 1];
+    for (int k = 0; k <= Half; ++k) wv[k] = broadcast(w[k]);
+    int64_t j = 0;
+    for (; j + v <= n; j += v) {
+      V b[blocks];
+      for (int i = 0; i < blocks; ++i) b[i] = load(base + j + i * v);
+      store(out + j, along_vector<Half, T>(b, wv, std::make_integer_sequence<int, Half>{}));
+    }
+    if (j < n) filter_block<Half, 1>(ShiftTaps<T>{base}, w, Half, n - v, out);
+    return;
+  }
+#endif
+  filter(ShiftTaps<T>{base}, w, taps, n, out);
+}
+
+/// Count vectors from position j of two consecutive outputs across rows: out0 from rows[0…2h],
+/// out1 from rows[1…2h + 1] (h = Half), the shared rows read once. Each output is summed in the
+/// same order as filter_block's.
+template <int Half, int Count, typename T>
+CROWDLOSS_SIMD_TARGET inline void filter_pair_block(const T* const* rows, const T* w, int64_t j, T* out0, T* out1) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t v = Simd<T>::size;
+  const V wc = broadcast(w[Half]);
+  for (int i = 0; i < Count; ++i) {
+    V x[2 * Half + 2];
+    for (int k = 0; k < 2 * Half + 2; ++k) x[k] = load(rows[k] + j + i * v);
+    V a0 = wc * x[Half], a1 = wc * x[Half + 1];
+    for (int k = 0; k < Half; ++k) {
+      const V wk = broadcast(w[k]);
+      a0 += wk * (x[k] + x[2 * Half - k]);
+      a1 += wk * (x[k + 1] + x[2 * Half + 1 - k]);
+    }
+    store(out0 + j + i * v, a0);
+    store(out1 + j + i * v, a1);
+  }
+}
+
+/// Two consecutive output rows across rows: out0 from rows[0…taps − 1], out1 from rows[1…taps]
+/// (the default window shares the loads; others filter twice). Same values as two `filter`s.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void filter_pair(const T* const* rows, const T* w, int64_t taps, int64_t n, T* out0,
+                                              T* out1) {
+  constexpr int64_t v = Simd<T>::size;
+  if (taps != 11 || n < v) {
+    filter(RowTaps<T>{rows}, w, taps, n, out0);
+    filter(RowTaps<T>{rows + 1}, w, taps, n, out1);
+    return;
+  }
+  int64_t j = 0;
+  for (; j + 2 * v <= n; j += 2 * v) filter_pair_block<5, 2>(rows, w, j, out0, out1);
+  for (; j + v <= n; j += v) filter_pair_block<5, 1>(rows, w, j, out0, out1);
+  if (j < n) filter_pair_block<5, 1>(rows, w, n - v, out0, out1);
+}
+
+/// Row pointers for the taps of a window whose first row is r0 in a plane of H rows of width W
+/// (`zeros`, at least W zeros, for the rows outside).
+template <typename T>
+inline void tap_rows(const T* plane, int64_t H, int64_t W, int64_t r0, const T* zeros, std::vector<const T*>& rows) {
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const int64_t r = r0 + static_cast<int64_t>(k);
+    rows[k] = r >= 0 && r < H ? plane + r * W : zeros;
+  }
+}
+
+/// The products one input row contributes to the moments: sq = a² + b², xy = a·b.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void products(const T* __restrict a, const T* __restrict b, int64_t W,
+                                           T* __restrict sq, T* __restrict xy) {
+  for (int64_t c = 0; c < W; ++c) sq[c] = a[c] * a[c] + b[c] * b[c], xy[c] = a[c] * b[c];
+}
+
+/// SSIM from the four filtered moments at n positions, and with `grad` its derivatives with
+/// respect to them (ssim_cpu.hpp's formulas).
+template <bool grad, typename T>
+CROWDLOSS_SIMD_TARGET inline void pointwise(const T* __restrict mx, const T* __restrict my, const T* __restrict m2,
+                                            const T* __restrict mxy, int64_t n, T C1, T C2, T* __restrict out,
+                                            T* __restrict d_mx, T* __restrict d_my, T* __restrict d_m2,
+                                            T* __restrict d_mxy) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T a1 = 2 * mx[j] * my[j] + C1, b1 = mx[j] * mx[j] + my[j] * my[j] + C1;
+    const T a2 = 2 * (mxy[j] - mx[j] * my[j]) + C2, b2 = m2[j] - (mx[j] * mx[j] + my[j] * my[j]) + C2;
+    const T inv_d = 1 / (b1 * b2), s = a1 * a2 * inv_d;
+    out[j] = s;
+    if (grad) {
+      const T p = 2 * (a2 - a1) * inv_d, q = 2 * s * (b1 - b2) * inv_d;  // 1/B2 − 1/B1 = (B1 − B2)/D
+      d_mx[j] = my[j] * p + mx[j] * q;
+      d_my[j] = mx[j] * p + my[j] * q;
+      d_m2[j] = -s * b1 * inv_d;
+      d_mxy[j] = 2 * a1 * inv_d;
+    }
+  }
+}
+
+/// One row of an input's unscaled SSIM gradient: out = f_mu + 2·own·f_m2 + other·f_mxy, the f
+/// the derivative maps filtered back.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void gradient_row(const T* __restrict f_mu, const T* __restrict f_m2,
+                                               const T* __restrict f_mxy, const T* __restrict own,
+                                               const T* __restrict other, int64_t W, T* __restrict out) {
+  for (int64_t c = 0; c < W; ++c) out[c] = f_mu[c] + 2 * own[c] * f_m2[c] + other[c] * f_mxy[c];
+}
+
+/// The kernel's row pipeline over one thread's rows: input rows → their products (each computed
+/// once, in a ring) → the four moments of SSIM rows (across rows, then along them) → SSIM and its
+/// derivatives (kept in a ring of the last rows) → filtered back through the window's adjoint →
+/// rows of the unscaled gradient maps. All buffers are a few rows long.
+template <typename T>
+class Pipeline {
+ public:
+  explicit Pipeline(const SSIMForwardArgs<T>& a)
+      : a_(a), n_(a.taps), span_(a.taps + 1), apad_(a.taps - 1 - a.pad),
+        slots_(a.need_x || a.need_y ? 2 + a.need_x + a.need_y : 0),
+        across_(8, a.W, a.pad), along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0),
+        derivs_(slots_ * span_, a.Wo, 0), back_(2 * slots_, a.Wo, apad_),
+        product_row_(static_cast<size_t>(span_), -1), taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
+
+  /// SSIM rows i (and i + 1 when rows = 2) of `plane`: each row's sum into sums[], and with
+  /// gradients, its derivative rows into the ring (slot i mod (n + 1)).
+  CROWDLOSS_SIMD_TARGET void ssim_rows(int64_t plane, int64_t i, int64_t rows, double* sums) {
+    const int64_t n = n_, pad = a_.pad, H = a_.H, W = a_.W, Wo = a_.Wo;
+    const T* zeros = along_[6];
+    const T* xs = a_.x + plane * H * W;
+    const T* ys = a_.y + plane * H * W;
+    auto &xr = taps_[0], &yr = taps_[1], &sqr = taps_[2], &xyr = taps_[3];
+    tap_rows(xs, H, W, i - pad, zeros, xr);
+    tap_rows(ys, H, W, i - pad, zeros, yr);
+    for (int64_t k = 0; k < n + rows - 1; ++k) {
+      const int64_t r = i - pad + k, slot = (r % span_ + span_) % span_;
+      if (xr[k] == zeros) {  // outside the plane (tap_rows decided)
+        sqr[k] = xyr[k] = zeros;
+        continue;
+      }
+      if (product_row_[slot] != plane * H + r) {
+        products(xs + r * W, ys + r * W, W, products_[slot], products_[span_ + slot]);
+        product_row_[slot] = plane * H + r;
+      }
+      sqr[k] = products_[slot];
+      xyr[k] = products_[span_ + slot];
+    }
+    // across_[4·row + q]: moment q of each row filtered across rows, zero margins for the pass along.
+    for (int q = 0; q < 4; ++q) {
+      if (rows == 2)
+        filter_pair(taps_[q].data(), a_.window, n, W, across_[q], across_[4 + q]);
+      else
+        filter(RowTaps<T>{taps_[q].data()}, a_.window, n, W, across_[q]);
+    }
+    T* m[4] = {along_[0], along_[1], along_[2], along_[3]};
+    T* ssim = along_[4];
+    T* scratch = along_[5];
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int q = 0; q < 4; ++q) filter_along(across_[4 * r + q] - pad, a_.window, n, Wo, m[q]);
+      if (slots_) {
+        const int64_t slot = (i + r) % span_;
+        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x ? derivs_[2 * span_ + slot] : scratch,
+                        a_.need_y ? derivs_[(2 + a_.need_x) * span_ + slot] : scratch, derivs_[slot],
+                        derivs_[span_ + slot]);
+      } else {
+        pointwise<false, T>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, nullptr, nullptr, nullptr, nullptr);
+      }
+      sums[r] = sum4(ssim, Wo);
+    }
+  }
+
+  /// Rows r (and r + 1 when rows = 2) of `plane`'s unscaled gradient maps, from the derivative
+  /// rows r − apad … r + rows − 1 + pad in the ring (those inside the map; zeros stand for the
+  /// others), apad = n − 1 − pad the adjoint's padding.
+  CROWDLOSS_SIMD_TARGET void gradient_rows(int64_t plane, int64_t r, int64_t rows) {
+    const int64_t n = n_, H = a_.H, W = a_.W, Ho = a_.Ho, Wo = a_.Wo;
+    const T* zeros = along_[6];
+    auto& across = taps_[0];
+    for (int64_t q = 0; q < slots_; ++q) {
+      for (int64_t k = 0; k < n + rows - 1; ++k) {
+        const int64_t i = r - apad_ + k;
+        across[k] = i >= 0 && i < Ho ? derivs_[q * span_ + i % span_] : zeros;
+      }
+      if (rows == 2)
+        filter_pair(across.data(), a_.window, n, Wo, back_[2 * q], back_[2 * q + 1]);
+      else
+        filter(RowTaps<T>{across.data()}, a_.window, n, Wo, back_[2 * q]);
+    }
+    for (int64_t k = 0; k < rows; ++k) {
+      for (int64_t q = 0; q < slots_; ++q) filter_along(back_[2 * q + k] - apad_, a_.window, n, W, along_[q]);
+      const int64_t offset = plane * H * W + (r + k) * W;
+      const T* xr = a_.x + offset;
+      const T* yr = a_.y + offset;
+      if (a_.need_x) gradient_row(along_[2], along_[0], along_[1], xr, yr, W, a_.gx + offset);
+      if (a_.need_y) gradient_row(along_[2 + a_.need_x], along_[0], along_[1], yr, xr, W, a_.gy + offset);
+    }
+  }
+
+ private:
+  const SSIMForwardArgs<T>& a_;
+  int64_t n_, span_, apad_, slots_;
+  // across_: two rows' moments filtered across rows; along_: moments along rows, the SSIM row,
+  // a scratch row, the filtered-back maps (reusing the moment rows), a zero row; products_: the
+  // input rows' products; derivs_: the derivative rows; back_: two rows of each derivative map
+  // filtered back across rows.
+  AlignedRows<T> across_, along_, products_, derivs_, back_;
+  std::vector<int64_t> product_row_;
+  std::vector<std::vector<const T*>> taps_;
+};
+
+/// SSIM without gradients, for SSIM rows [begin, end) of all planes (idx = plane·Ho + i): each
+/// row's sum into row_sums[idx]. Rows go in pairs, which share the pass across rows.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void ssim_rows(const SSIMForwardArgs<T>& a, int64_t begin, int64_t end) {
+  Pipeline<T> pipe(a);
+  for (int64_t idx = begin; idx < end;) {
+    const int64_t plane = idx / a.Ho, i = idx % a.Ho, rows = idx + 1 < end && i + 1 < a.Ho ? 2 : 1;
+    pipe.ssim_rows(plane, i, rows, a.row_sums + idx);
+    idx += rows;
+  }
+}
+
+/// SSIM with its unscaled gradient maps, for gradient rows [begin, end) of all planes
+/// (idx = plane·H + r). Gradient row r reads SSIM rows r − apad … r + pad, so a range also
+/// computes up to apad SSIM rows before its own (once more than its neighbour); it reports the
+/// sums of the rows it owns, [first − apad, last + 1 − apad) extended to the map's edges, so that
+/// the ranges of any split own every SSIM row once.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void ssim_gradient_rows(const SSIMForwardArgs<T>& a, int64_t begin, int64_t end) {
+  const int64_t H = a.H, Ho = a.Ho, pad = a.pad, apad = a.taps - 1 - pad;
+  Pipeline<T> pipe(a);
+  for (int64_t idx = begin; idx < end;) {
+    const int64_t plane = idx / H, first = idx % H, last = std::min(H, first + (end - idx));
+    const int64_t own_begin = first == 0 ? 0 : first - apad, own_end = last == H ? Ho : last - apad;
+    int64_t next = std::max<int64_t>(0, first - apad);  // the next SSIM row to compute
+    double sums[2];
+    for (int64_t r = first; r < last;) {
+      const int64_t rows = r + 1 < last ? 2 : 1, need = std::min(Ho, r + rows + pad);
+      while (next < need) {
+        const int64_t count = next + 1 < need ? 2 : 1;
+        pipe.ssim_rows(plane, next, count, sums);
+        for (int64_t k = 0; k < count; ++k)
+          if (next + k >= own_begin && next + k < own_end) a.row_sums[plane * Ho + next + k] = sums[k];
+        next += count;
+      }
+      pipe.gradient_rows(plane, r, rows);
+      r += rows;
+    }
+    idx += last - first;
+  }
+}
