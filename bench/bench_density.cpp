@@ -5,6 +5,12 @@
 // case also reports the peak memory its forward + backward allocates beyond the inputs
 // (`extra_MiB`, and `extra_x_input` as a multiple of pred + target), counted by an allocator
 // that wraps LibTorch's CPU allocator for one untimed run.
+//
+// Freed memory stays in the process (glibc's mmap and trim thresholds raised), as a caching
+// allocator keeps it: otherwise glibc returns each iteration's multi-MiB gradients to the kernel
+// and the next iteration page-faults them in again, which on a VM costs as much as the losses
+// themselves and varies from run to run. `--return-memory` (first or after --threads) keeps
+// glibc's defaults.
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>
@@ -17,6 +23,10 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace {
 
@@ -126,13 +136,27 @@ BENCHMARK(BM_points_to_density_adaptive)->Arg(1000)->Arg(10000)->Unit(benchmark:
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 1;
-  if (argc > 1 && std::strncmp(argv[1], "--threads=", 10) == 0) {
-    threads = std::stoi(argv[1] + 10);
+  // Our own flags come first; Google Benchmark parses the rest.
+  const auto take_flag = [&](const char* prefix) -> const char* {
+    if (argc < 2 || std::strncmp(argv[1], prefix, std::strlen(prefix)) != 0) return nullptr;
+    const char* value = argv[1] + std::strlen(prefix);
     argv[1] = argv[0];
     ++argv;
     --argc;
+    return value;
+  };
+  int threads = 1;
+  if (const char* value = take_flag("--threads=")) threads = std::stoi(value);
+  const bool return_memory = take_flag("--return-memory") != nullptr;
+  std::string freed_memory = "allocator default";
+#if defined(__GLIBC__)
+  if (!return_memory) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
+  freed_memory = return_memory ? "returned to the system (glibc default)" : "kept in the process";
+#endif
+  benchmark::AddCustomContext("freed_memory", freed_memory);
   at::set_num_threads(threads);
   benchmark::AddCustomContext("torch_threads", std::to_string(threads));
   benchmark::AddCustomContext("libtorch", TORCH_VERSION);

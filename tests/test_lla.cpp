@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <tuple>
 
 using crowdloss_test::check_error;
 
@@ -86,6 +87,45 @@ TEST_CASE("lla_assign: focal + IoU + outside-penalty cost, top-k per gt, lowest 
       DOCTEST_CHECK(mismatches == 0);
       DOCTEST_CHECK(positives > 0);
       DOCTEST_CHECK(positives <= 8 * opts.topk());
+    }
+  }
+}
+
+TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the lower gt") {
+  // Every anchor twice (same point, prediction and logits) and every gt twice: all costs tie in
+  // pairs. A gt's top k takes tied anchors in index order (as a stable sort), and the first copy
+  // of each gt wins.
+  const auto im = random_image(5, 2, 6);
+  const Image twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}), torch::cat({im.points, im.points}),
+                    torch::cat({im.gt_boxes, im.gt_boxes}), torch::cat({im.gt_classes, im.gt_classes})};
+  const auto opts = crowdloss::LLAOptions().topk(4);
+  const auto assigned = crowdloss::lla_assign(twice.logits, twice.ltrb, twice.points, twice.gt_boxes, twice.gt_classes, opts);
+  const auto expected = lla_by_hand(twice, opts);
+  DOCTEST_CHECK(torch::equal(assigned, torch::tensor(expected)));
+  DOCTEST_CHECK((assigned < 5).all().item<bool>());
+}
+
+TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32 and float64)") {
+  // Five FPN levels over a 320×256 image, 40 gts, 2 classes with ignore regions.
+  torch::manual_seed(9);
+  const auto points = crowdloss::anchor_points({{32, 40}, {16, 20}, {8, 10}, {4, 5}, {2, 3}}, {8, 16, 32, 64, 128}, 0.5,
+                                               torch::kFloat64);
+  const int64_t A = points.size(0), G = 40;
+  const auto xy = torch::rand({G, 2}, torch::kFloat64) * torch::tensor({300.0, 240.0}, torch::kFloat64);
+  const auto wh = torch::rand({G, 2}, torch::kFloat64) * 80 + 4;
+  const auto gt_boxes = torch::cat({xy, xy + wh}, 1), gt_classes = torch::randint(-1, 2, {G});
+  const auto logits = torch::randn({A, 2}, torch::kFloat64), ltrb = torch::rand({A, 4}, torch::kFloat64) * 60;
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    for (const auto& opts : {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(30).reg_cost(0.0),
+                             crowdloss::LLAOptions().outside_penalty(0.0).inside_eps(3.0)}) {
+      INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty " << opts.outside_penalty());
+      const auto args = std::make_tuple(logits.to(dtype), ltrb.to(dtype), points.to(dtype), gt_boxes.to(dtype));
+      const auto kernel = crowdloss::detail::lla_assign_cpu(std::get<0>(args), std::get<1>(args), std::get<2>(args),
+                                                            std::get<3>(args), gt_classes, opts);
+      const auto aten = crowdloss::detail::lla_assign_aten(std::get<0>(args), std::get<1>(args), std::get<2>(args),
+                                                           std::get<3>(args), gt_classes, opts);
+      DOCTEST_CHECK((kernel >= 0).sum().item<int64_t>() > G);
+      DOCTEST_CHECK(torch::equal(kernel, aten));
     }
   }
 }

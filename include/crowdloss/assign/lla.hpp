@@ -4,6 +4,7 @@
 /// anchors where the detection loss of predicting it would be lowest.
 
 #include <crowdloss/assign/poto.hpp>
+#include <crowdloss/detail/lla_cpu.hpp>
 #include <crowdloss/detection/boxes.hpp>
 #include <crowdloss/detection/losses.hpp>
 
@@ -37,18 +38,51 @@ struct LLAOptions {
 
 namespace detail {
 
-/// LLA's G×A cost matrix (see `lla_assign`), computed without a G×A×K temporary: the focal cost
-/// of a one-hot target is the all-negative cost plus, at the gt's class, positive − negative.
-inline at::Tensor lla_cost(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
-                           const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const LLAOptions& o) {
+/// The focal classification cost of a one-hot target, without a G×A×K temporary: per anchor
+/// the all-negative cost (A) and, per class, positive − negative (A×K).
+inline std::pair<at::Tensor, at::Tensor> lla_class_costs(const at::Tensor& cls_logits, const LLAOptions& o) {
   const std::optional<double> alpha = o.focal_alpha();
   const auto negative = focal_elementwise(cls_logits, at::zeros({}, cls_logits.options()), alpha, o.focal_gamma());
   const auto positive = focal_elementwise(cls_logits, at::ones({}, cls_logits.options()), alpha, o.focal_gamma());
-  const auto cls_cost = negative.sum(1).unsqueeze(0) + (positive - negative).index_select(1, gt_classes.clamp_min(0)).t();
+  return {negative.sum(1), positive - negative};
+}
+
+/// `lla_assign` as ATen ops (any device; the reference of the CPU kernel): the G×A cost
+/// matrix, each gt's `topk` lowest, the lowest cost per anchor.
+inline at::Tensor lla_assign_aten(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
+                                  const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const LLAOptions& o) {
+  const auto [negative, difference] = lla_class_costs(cls_logits, o);
+  const auto cls_cost = negative.unsqueeze(0) + difference.index_select(1, gt_classes.clamp_min(0)).t();
   const auto targets = ltrb_targets(points, gt_boxes);  // G×A×4
   const auto reg = ltrb_iou_loss(box_ltrb.unsqueeze(0), targets, kIoU);
   const auto outside = (targets.amin(-1) > o.inside_eps()).logical_not();
-  return cls_cost + o.reg_cost() * reg + o.outside_penalty() * outside.to(cls_cost.scalar_type());
+  const auto cost = cls_cost + o.reg_cost() * reg + o.outside_penalty() * outside.to(cls_cost.scalar_type());
+  const int64_t A = cost.size(1);
+  const auto taken = std::get<1>(cost.topk(std::min(o.topk(), A), 1, /*largest=*/false));
+  const auto candidate = at::zeros_like(cost, cost.options().dtype(at::kBool)).scatter_(1, taken, true);
+  const auto min = cost.masked_fill(candidate.logical_not(), std::numeric_limits<double>::infinity()).min(0);
+  const at::Tensor &best = std::get<0>(min), &gt_index = std::get<1>(min);
+  return at::where(at::isinf(best), at::full({}, -1, gt_index.options()), gt_index);
+}
+
+/// `lla_assign` with the CPU kernel (detail/lla_cpu.hpp), float32 or float64 inputs.
+inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
+                                 const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const LLAOptions& o) {
+  const auto costs = lla_class_costs(cls_logits, o);
+  const auto negative = costs.first.contiguous(), difference = costs.second.contiguous();
+  const auto ltrb = box_ltrb.contiguous(), pts = points.contiguous(), boxes = gt_boxes.contiguous();
+  const auto classes = gt_classes.clamp_min(0).contiguous();
+  at::Tensor assigned;
+  AT_DISPATCH_FLOATING_TYPES(cls_logits.scalar_type(), "lla_assign", [&] {
+    const LLAInputs<scalar_t> in{negative.data_ptr<scalar_t>(), difference.data_ptr<scalar_t>(),
+                                 ltrb.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(), boxes.data_ptr<scalar_t>(),
+                                 classes.data_ptr<int64_t>(), cls_logits.size(0), cls_logits.size(1),
+                                 gt_boxes.size(0), o.topk(), static_cast<scalar_t>(o.reg_cost()),
+                                 static_cast<scalar_t>(o.outside_penalty()), static_cast<scalar_t>(o.inside_eps()),
+                                 static_cast<scalar_t>(kIoUEps)};
+    assigned = lla_assign_cpu(in);
+  });
+  return assigned;
 }
 
 }  // namespace detail
@@ -64,7 +98,10 @@ inline at::Tensor lla_cost(const at::Tensor& cls_logits, const at::Tensor& box_l
 /// FL the sigmoid focal loss (`focal_alpha`, `focal_gamma`), the IoU that of two ltrb boxes
 /// around the same point (`iou_loss` with kIoU), ε = float32 epsilon. Each gt takes its `topk`
 /// lowest-cost anchors over all levels; an anchor taken by several gts goes to the one with the
-/// lowest cost. 0 gts: all −1.
+/// lowest cost. 0 gts: all −1. On the CPU with float32 / float64 inputs of one dtype, a kernel
+/// finds each gt's anchors in one pass without the G×A cost matrix, and breaks ties the
+/// documented way: among equal costs the lower anchor index enters a gt's top k, and the lower gt
+/// index takes an anchor (elsewhere the ATen ops decide ties as their topk does).
 ///
 /// Ignore regions: gts of class −1 take part in the matching (scored as class 0), so they
 /// claim the anchors that would otherwise become false positives there. Callers drop those
@@ -91,11 +128,11 @@ inline at::Tensor lla_assign(const at::Tensor& cls_logits, const at::Tensor& box
   detail::check_focal_options(fn, options.focal_alpha(), options.focal_gamma());
   const int64_t A = cls_logits.size(0), G = gt_boxes.size(0);
   if (G == 0 || A == 0) return at::full({A}, -1, cls_logits.options().dtype(at::kLong));
-  const auto cost = detail::lla_cost(cls_logits, box_ltrb, points, gt_boxes, gt_classes, options);
-  const auto taken = std::get<1>(cost.topk(std::min(options.topk(), A), 1, /*largest=*/false));
-  const auto candidate = at::zeros_like(cost, cost.options().dtype(at::kBool)).scatter_(1, taken, true);
-  const auto [best, gt_index] = cost.masked_fill(candidate.logical_not(), std::numeric_limits<double>::infinity()).min(0);
-  return at::where(at::isinf(best), at::full({}, -1, gt_index.options()), gt_index);
+  const auto dtype = cls_logits.scalar_type();
+  const bool kernel = cls_logits.is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) &&
+                      box_ltrb.scalar_type() == dtype && points.scalar_type() == dtype && gt_boxes.scalar_type() == dtype;
+  return kernel ? detail::lla_assign_cpu(cls_logits, box_ltrb, points, gt_boxes, gt_classes, options)
+                : detail::lla_assign_aten(cls_logits, box_ltrb, points, gt_boxes, gt_classes, options);
 }
 
 }  // namespace crowdloss

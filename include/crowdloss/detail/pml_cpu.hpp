@@ -19,38 +19,30 @@
 namespace crowdloss {
 namespace detail {
 
+/// Adds the error row a − b to `column` (the first row of a block row sets it).
+template <typename scalar_t>
+void pml_add_error_row(const scalar_t* __restrict a, const scalar_t* __restrict b, int64_t W, bool first,
+                       scalar_t* __restrict column) {
+  if (first)
+    for (int64_t x = 0; x < W; ++x) column[x] = a[x] - b[x];
+  else
+    for (int64_t x = 0; x < W; ++x) column[x] += a[x] - b[x];
+}
+
 /// For each of `planes` H×W planes, the sums of (p − t) over the f×f grid of (H/f)×(W/f) blocks,
-/// in double: out is planes×f×f.
+/// in double: out is planes×f×f. Each block row's column sums are accumulated row after row
+/// over the whole width (contiguous, vectorised), then each cell's columns summed in double.
 template <typename scalar_t>
 void pml_error_cell_sums(const scalar_t* p, const scalar_t* t, int64_t planes, int64_t H, int64_t W, int64_t f,
                          double* out) {
   const int64_t bh = H / f, bw = W / f;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> buffer(static_cast<size_t>(W));
-    scalar_t* column = buffer.data();
-    for (int64_t k = begin; k < end; ++k) {
-      for (int64_t cy = 0; cy < f; ++cy) {
-        // Column sums of the error over the block row, eight columns at a time in registers.
-        const scalar_t* p0 = p + (k * H + cy * bh) * W;
-        const scalar_t* t0 = t + (k * H + cy * bh) * W;
-        const int64_t vector_end = W - W % 8;
-        for (int64_t x0 = 0; x0 < vector_end; x0 += 8) {
-          scalar_t acc[8] = {};
-          for (int64_t y = 0; y < bh; ++y) {
-            const scalar_t* a = p0 + y * W + x0;
-            const scalar_t* b = t0 + y * W + x0;
-            for (int j = 0; j < 8; ++j) acc[j] += a[j] - b[j];
-          }
-          std::copy(acc, acc + 8, column + x0);
-        }
-        for (int64_t x = vector_end; x < W; ++x) {
-          scalar_t acc = 0;
-          for (int64_t y = 0; y < bh; ++y) acc += p0[y * W + x] - t0[y * W + x];
-          column[x] = acc;
-        }
-        double* o = out + (k * f + cy) * f;
-        for (int64_t cx = 0; cx < f; ++cx) o[cx] = sum4(column + cx * bw, bw);
-      }
+  at::parallel_for(0, planes * f, 4, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> column(static_cast<size_t>(W));
+    for (int64_t block_row = begin; block_row < end; ++block_row) {  // plane · f + cy: rows from block_row · bh
+      const int64_t offset = block_row * bh * W;
+      for (int64_t y = 0; y < bh; ++y) pml_add_error_row(p + offset + y * W, t + offset + y * W, W, y == 0, column.data());
+      double* o = out + block_row * f;
+      for (int64_t cx = 0; cx < f; ++cx) o[cx] = sum4(column.data() + cx * bw, bw);
     }
   });
 }
@@ -72,6 +64,13 @@ inline void pml_coarsen(const double* src, int64_t planes, int64_t g, int64_t k,
       }
 }
 
+/// Where each level's planes×g×g cells start in one buffer (grid order), and last the total.
+inline std::vector<int64_t> pml_level_offsets(const std::vector<int64_t>& grids, int64_t planes) {
+  std::vector<int64_t> offsets{0};
+  for (const int64_t g : grids) offsets.push_back(offsets.back() + planes * g * g);
+  return offsets;
+}
+
 /// (grids[i−1] / grids[i])², the share of level i−1's error that PML's term i takes as already
 /// explained (i ≥ 1); shared by the CPU kernel and the ATen path.
 inline double pml_level_ratio(const std::vector<int64_t>& grids, size_t i) {
@@ -90,17 +89,18 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     // The error's block sums at every level: the finest from the pixels, each coarser level
     // from the next finer one.
     const size_t L = grids.size();
-    std::vector<at::Tensor> levels(L);
-    for (size_t i = 0; i < L; ++i) levels[i] = at::empty({planes, grids[i], grids[i]}, at::TensorOptions(at::kDouble));
+    const auto offsets = pml_level_offsets(grids, planes);
+    const at::Tensor cells = at::empty({offsets.back()}, at::TensorOptions(at::kDouble));
+    double* level = cells.data_ptr<double>();  // level i at level + offsets[i]
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pml_loss", [&] {
-      pml_error_cell_sums(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), planes, H, W, f, levels[L - 1].data_ptr<double>());
+      pml_error_cell_sums(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), planes, H, W, f, level + offsets[L - 1]);
     });
     for (size_t i = L - 1; i-- > 0;)
-      pml_coarsen(levels[i + 1].data_ptr<double>(), planes, grids[i], grids[i + 1] / grids[i], levels[i].data_ptr<double>());
+      pml_coarsen(level + offsets[i + 1], planes, grids[i], grids[i + 1] / grids[i], level + offsets[i]);
     // M_i, then the terms and each term's derivative with respect to its increment.
     std::vector<double> mse(L), slope(L), terms(L);
     for (size_t i = 0; i < L; ++i) {
-      mse[i] = sum4(levels[i].data_ptr<double>(), levels[i].numel(), [](double v) { return v * v; }) / static_cast<double>(B);
+      mse[i] = sum4(level + offsets[i], offsets[i + 1] - offsets[i], [](double v) { return v * v; }) / static_cast<double>(B);
       double increment = mse[i];
       if (i > 0) {
         increment = mse[i] - pml_level_ratio(grids, i) * mse[i - 1];
@@ -110,7 +110,7 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
       // d term / d increment; a relu at or below its kink passes no gradient (as ATen's).
       slope[i] = (i == 0 || increment > 0) ? 1.0 / (increment + 1) : 0.0;
     }
-    ctx->save_for_backward(levels);
+    ctx->save_for_backward({cells});
     ctx->saved_data["slope"] = at::IValue(slope);
     ctx->saved_data["grids"] = at::IValue(grids);
     ctx->saved_data["shape"] = at::IValue(pred.sizes().vec());
@@ -124,15 +124,18 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    const auto levels = ctx->get_saved_variables();
+    const double* level = ctx->get_saved_variables()[0].data_ptr<double>();
     const auto slope = ctx->saved_data["slope"].toDoubleVector();
     const auto grids = ctx->saved_data["grids"].toIntVector();
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const int64_t B = shape[0], planes = shape[0] * shape[1], H = shape[2], W = shape[3], f = grids.back();
     const size_t L = grids.size();
+    const auto offsets = pml_level_offsets(grids, planes);
     // The upstream gradient of each term (all equal to the total's when summed).
-    const auto g = grad_outputs[0].to(at::kCPU, at::kDouble).contiguous().expand({static_cast<int64_t>(L)}).contiguous();
-    const double* go = g.data_ptr<double>();
+    const auto upstream = grad_outputs[0].to(at::kCPU, at::kDouble).contiguous();
+    const double* u = upstream.data_ptr<double>();
+    std::vector<double> go(L);
+    for (size_t i = 0; i < L; ++i) go[i] = upstream.numel() == 1 ? u[0] : u[i];
     // dLoss/dM_i: term i depends on M_i (+1) and term i+1 on M_i (−ratio).
     std::vector<double> dm(L);
     for (size_t i = 0; i < L; ++i) {
@@ -145,7 +148,7 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     for (size_t i = 0; i < L; ++i) {
       const int64_t gi = grids[i], gp = i == 0 ? 1 : grids[i - 1], k = gi / gp;
       const double scale = 2.0 * dm[i] / static_cast<double>(B);
-      const double* cells = levels[i].data_ptr<double>();
+      const double* cells = level + offsets[i];
       finer.resize(static_cast<size_t>(planes * gi * gi));
       for (int64_t n = 0; n < planes; ++n)
         for (int64_t py = 0; py < gp; ++py)

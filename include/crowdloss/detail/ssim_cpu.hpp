@@ -1,10 +1,12 @@
 #pragma once
 /// \file
-/// The CPU kernel of SSIM's per-channel mean: a custom autograd function that filters the four
-/// local moments it needs separably, row by row in cache-sized buffers (no B×C×H×W moment tensor), and
-/// whose backward applies the closed-form derivative of SSIM with respect to the moments and the
-/// filter's adjoint. On CUDA (and for `ssim_map`) SSIM runs as ATen ops (ssim.hpp), which the
-/// parity tests hold this kernel to.
+/// The CPU kernel of SSIM's per-channel mean: a custom autograd function whose forward streams
+/// the maps row by row through cache-sized buffers (no B×C×H×W moment tensor): the four local
+/// moments, filtered separably; SSIM; and, when a gradient is wanted, SSIM's closed-form
+/// derivatives with respect to the moments filtered back through the window's adjoint into the
+/// unscaled gradient map, so that the backward only scales it. On CUDA (and for `ssim_map`) SSIM
+/// runs as ATen ops (ssim.hpp), which the parity tests hold this kernel to. The rows themselves
+/// are in ssim_rows.hpp, compiled once per instruction set (simd.hpp).
 ///
 /// SSIM needs only four filtered moments: μx = F(x), μy = F(y), m2 = F(x² + y²), mxy = F(xy)
 /// (F the windowed filter), since the variances enter only as their sum. With

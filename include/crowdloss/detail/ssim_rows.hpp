@@ -1,12 +1,14 @@
 // The rows of SSIM's CPU kernel (ssim_cpu.hpp), written once and included by it once per
-// instruction set (detail/simd.hpp), each time into its own namespace with CROWDLOSS_SIMD_TARGET,
-// CROWDLOSS_SIMD_BYTES and CROWDLOSS_SIMD_SHUFFLES defined. Hence no include guard and no includes here: ssim_cpu.hpp
-// includes what this needs before it.
+// instruction set (simd.hpp), each time into its own namespace with CROWDLOSS_SIMD_TARGET,
+// CROWDLOSS_SIMD_BYTES and CROWDLOSS_SIMD_SHUFFLES defined. Hence no include guard and no
+// includes here: ssim_cpu.hpp includes what this needs before it.
 //
 // The filters read their taps through an accessor (row pointers for the pass across rows, with
 // zero rows standing in for padding; shifts of one row for the pass along it), keep blocks of
 // outputs in SIMD registers over all taps, and fold the symmetric window's mirrored taps into one
-// multiply. The default 11-tap window is unrolled at compile time.
+// multiply. The default 11-tap window is unrolled at compile time; two output rows share the
+// loads of the pass across rows, and the pass along a row builds its shifted taps from aligned
+// loads. Every output is summed in the same order whichever of these paths computes it.
 
 #if CROWDLOSS_SIMD_BYTES > 0
 template <typename T>
