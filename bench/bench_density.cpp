@@ -136,10 +136,13 @@ BENCHMARK(BM_points_to_density_adaptive)->Arg(1000)->Arg(10000)->Unit(benchmark:
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Our own flags come first; Google Benchmark parses the rest.
-  const auto take_flag = [&](const char* prefix) -> const char* {
-    if (argc < 2 || std::strncmp(argv[1], prefix, std::strlen(prefix)) != 0) return nullptr;
-    const char* value = argv[1] + std::strlen(prefix);
+  // Our own flags come first; Google Benchmark parses the rest. A flag ending in '=' takes the
+  // rest of its argument as its value; others must match whole.
+  const auto take_flag = [&](const char* flag) -> const char* {
+    const size_t length = std::strlen(flag);
+    const bool valued = length > 0 && flag[length - 1] == '=';
+    if (argc < 2 || std::strncmp(argv[1], flag, length) != 0 || (!valued && argv[1][length] != '\0')) return nullptr;
+    const char* value = argv[1] + length;
     argv[1] = argv[0];
     ++argv;
     --argc;
@@ -149,12 +152,12 @@ int main(int argc, char** argv) {
   if (const char* value = take_flag("--threads=")) threads = std::stoi(value);
   const bool return_memory = take_flag("--return-memory") != nullptr;
   std::string freed_memory = "allocator default";
+  static_cast<void>(return_memory);  // glibc only
 #if defined(__GLIBC__)
-  if (!return_memory) {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  }
-  freed_memory = return_memory ? "returned to the system (glibc default)" : "kept in the process";
+  if (return_memory)
+    freed_memory = "returned to the system (glibc default)";
+  else if (mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1)
+    freed_memory = "kept in the process";
 #endif
   benchmark::AddCustomContext("freed_memory", freed_memory);
   at::set_num_threads(threads);

@@ -162,6 +162,9 @@ TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the v
   check_error([&] { crowdloss::lla_assign(l, d, p, b, torch::tensor({0, 2, 1})); }, {"lla_assign", "[-1, 2)", "2"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, torch::tensor({0, -2, 1})); }, {"lla_assign", "-2"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c.to(at::kMeta)); }, {"lla_assign", "gt_classes", "meta"});
+  // No classes at all (only ignore gts would pass the class range check).
+  check_error([&] { crowdloss::lla_assign(l.narrow(1, 0, 0), d, p, b, torch::full({3}, -1, torch::kLong)); },
+              {"lla_assign", "at least one class", "[240, 0]"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().topk(0)); }, {"lla_assign", "topk", "0"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().reg_cost(-1)); }, {"lla_assign", "reg_cost", "-1"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().outside_penalty(-5)); }, {"lla_assign", "outside_penalty", "-5"});

@@ -275,56 +275,80 @@ TEST_CASE("ssim: the CPU kernel equals the ATen reference in float64 (values and
   });
 }
 
+namespace {
+
+// The CPU kernel's SSIM row sums and gradient maps with its rows split at `cuts` (the ranges
+// threads would get), through the gradient path, or through the no-gradient path (sums only).
+template <typename T>
+std::vector<torch::Tensor> ssim_kernel_split(const crowdloss::detail::SSIMSetup& s, const std::vector<int64_t>& cuts,
+                                             bool gradients) {
+  const int64_t P = s.x.size(0) * s.x.size(1), H = s.x.size(2), W = s.x.size(3), n = s.window.numel();
+  const int64_t Ho = H + 2 * s.pad - n + 1, Wo = W + 2 * s.pad - n + 1, rows = gradients ? P * H : P * Ho;
+  auto sums = torch::full({P, Ho}, -1.0, torch::kFloat64);
+  auto gx = torch::zeros_like(s.x), gy = torch::zeros_like(s.y);
+  const crowdloss::detail::SSIMForwardArgs<T> args{
+      s.x.data_ptr<T>(), s.y.data_ptr<T>(), s.window.data_ptr<T>(), n, s.pad, H, W, Ho, Wo, static_cast<T>(s.c1),
+      static_cast<T>(s.c2), gradients, gradients, sums.data_ptr<double>(), gx.data_ptr<T>(), gy.data_ptr<T>()};
+  const auto kernels = crowdloss::detail::ssim_kernels<T>();
+  int64_t begin = 0;
+  for (int64_t end : cuts) {
+    end = std::min(end, rows);
+    (gradients ? kernels.gradient_rows : kernels.rows)(args, begin, end);
+    begin = end;
+  }
+  (gradients ? kernels.gradient_rows : kernels.rows)(args, begin, rows);
+  return {sums, gx, gy};
+}
+
+}  // namespace
+
 TEST_CASE("ssim: the CPU kernel gives the same sums and gradient maps however its rows are split among threads") {
   // A range of gradient rows recomputes the SSIM rows before it that it reads, and reports only
-  // the SSIM rows it owns: any split must give exactly the values of one range.
+  // the SSIM rows it owns; rows are paired by position, not by range. Any split must give
+  // exactly the values of one range, and the no-gradient path exactly the same sums.
   for_each_cpu_capability([] {
     torch::manual_seed(8);
-    for (const bool same : {false, true}) {
-      INFO((same ? "same" : "valid") << " padding");
-      const auto opts = crowdloss::SSIMOptions().padding(same ? crowdloss::SSIMPadding(crowdloss::kSame)
-                                                              : crowdloss::SSIMPadding(crowdloss::kValid));
-      const auto y = torch::rand({3, 1, 29, 45}, torch::kFloat64), x = y + 0.2 * torch::randn_like(y);
-      const auto s = crowdloss::detail::ssim_setup("test", x, y, opts);
-      const int64_t P = 3, H = 29, W = 45, n = s.window.numel(), Ho = H + 2 * s.pad - n + 1, Wo = W + 2 * s.pad - n + 1;
-      const auto run = [&](const std::vector<int64_t>& cuts) {
-        auto sums = torch::full({P, Ho}, -1.0, torch::kFloat64);
-        auto gx = torch::zeros_like(x), gy = torch::zeros_like(y);
-        const crowdloss::detail::SSIMForwardArgs<double> args{
-            x.data_ptr<double>(), y.data_ptr<double>(), s.window.data_ptr<double>(), n, s.pad, H, W, Ho, Wo, s.c1, s.c2,
-            true, true, sums.data_ptr<double>(), gx.data_ptr<double>(), gy.data_ptr<double>()};
-        int64_t begin = 0;
-        for (const int64_t cut : cuts) {
-          crowdloss::detail::ssim_cpu_gradient_rows(args, begin, cut);
-          begin = cut;
+    for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      for (const int64_t window : {11, 7}) {
+        for (const bool same : {false, true}) {
+          INFO(dtype << ", window " << window << ", " << (same ? "same" : "valid") << " padding");
+          const auto opts = crowdloss::SSIMOptions().window_size(window).padding(
+              same ? crowdloss::SSIMPadding(crowdloss::kSame) : crowdloss::SSIMPadding(crowdloss::kValid));
+          const auto y = torch::rand({3, 1, 29, 45}, dtype), x = y + 0.2 * torch::randn_like(y);
+          const auto s = crowdloss::detail::ssim_setup("test", x, y, opts);
+          const auto split = [&](const std::vector<int64_t>& cuts, bool gradients) {
+            return dtype == torch::kFloat64 ? ssim_kernel_split<double>(s, cuts, gradients)
+                                            : ssim_kernel_split<float>(s, cuts, gradients);
+          };
+          const auto whole = split({}, true);
+          DOCTEST_CHECK(whole[0].min().item<double>() > 0);  // every SSIM row reported
+          for (const std::vector<int64_t>& cuts : std::vector<std::vector<int64_t>>{
+                   {1}, {5, 17}, {28, 29, 30}, {3, 4, 5, 6, 7, 8, 9, 58, 80}, {10, 20, 30, 40, 50, 60, 70, 80}}) {
+            INFO("cuts " << torch::tensor(cuts));
+            const auto with_gradients = split(cuts, true);
+            for (size_t k = 0; k < whole.size(); ++k) DOCTEST_CHECK(torch::equal(with_gradients[k], whole[k]));
+            DOCTEST_CHECK(torch::equal(split(cuts, false)[0], whole[0]));
+          }
         }
-        crowdloss::detail::ssim_cpu_gradient_rows(args, begin, P * H);
-        return std::vector<torch::Tensor>{sums, gx, gy};
-      };
-      const auto whole = run({});
-      DOCTEST_CHECK(whole[0].min().item<double>() > 0);  // every SSIM row reported
-      for (const std::vector<int64_t>& cuts : std::vector<std::vector<int64_t>>{
-               {1}, {5, 17}, {28, 29, 30}, {3, 4, 5, 6, 7, 8, 9, 58, 80}, {10, 20, 30, 40, 50, 60, 70, 80}}) {
-        INFO("cuts " << torch::tensor(cuts));
-        const auto split = run(cuts);
-        for (size_t k = 0; k < whole.size(); ++k) DOCTEST_CHECK(torch::equal(split[k], whole[k]));
       }
     }
   });
 }
 
 TEST_CASE("ssim: the CPU kernel in float32 stays within float32 rounding of the float64 value") {
-  torch::manual_seed(6);
-  const auto y = torch::rand({2, 1, 64, 80}), x = (y + 0.1 * torch::randn_like(y)).detach();
-  auto xf = x.clone().requires_grad_(true);
-  auto xd = x.to(torch::kFloat64).requires_grad_(true);
-  const auto f32 = crowdloss::sanet_loss(xf, y, crowdloss::SANetLossOptions().alpha(1.0));
-  const auto f64 = crowdloss::sanet_loss(xd, y.to(torch::kFloat64), crowdloss::SANetLossOptions().alpha(1.0));
-  f32.backward();
-  f64.backward();
-  DOCTEST_CHECK(std::abs(f32.item<double>() - f64.item<double>()) < 1e-6);
-  DOCTEST_CHECK((xf.grad().to(torch::kFloat64) - xd.grad()).abs().max().item<double>() <
-                1e-4 * xd.grad().abs().max().item<double>());
+  for_each_cpu_capability([] {
+    torch::manual_seed(6);
+    const auto y = torch::rand({2, 1, 64, 80}), x = (y + 0.1 * torch::randn_like(y)).detach();
+    auto xf = x.clone().requires_grad_(true);
+    auto xd = x.to(torch::kFloat64).requires_grad_(true);
+    const auto f32 = crowdloss::sanet_loss(xf, y, crowdloss::SANetLossOptions().alpha(1.0));
+    const auto f64 = crowdloss::sanet_loss(xd, y.to(torch::kFloat64), crowdloss::SANetLossOptions().alpha(1.0));
+    f32.backward();
+    f64.backward();
+    DOCTEST_CHECK(std::abs(f32.item<double>() - f64.item<double>()) < 1e-6);
+    DOCTEST_CHECK((xf.grad().to(torch::kFloat64) - xd.grad()).abs().max().item<double>() <
+                  1e-4 * xd.grad().abs().max().item<double>());
+  });
 }
 
 TEST_CASE("ssim: no gradient mode computes the value without keeping derivative maps") {

@@ -55,8 +55,11 @@ inline at::Tensor lla_assign_aten(const at::Tensor& cls_logits, const at::Tensor
   const auto cls_cost = negative.unsqueeze(0) + difference.index_select(1, gt_classes.clamp_min(0)).t();
   const auto targets = ltrb_targets(points, gt_boxes);  // G×A×4
   const auto reg = ltrb_iou_loss(box_ltrb.unsqueeze(0), targets, kIoU);
-  const auto outside = (targets.amin(-1) > o.inside_eps()).logical_not();
-  const auto cost = cls_cost + o.reg_cost() * reg + o.outside_penalty() * outside.to(cls_cost.scalar_type());
+  const auto inside = targets.amin(-1) > o.inside_eps();
+  // The penalty where outside, else 0 (a product with the mask would give inf·0 = NaN for an
+  // infinite penalty).
+  const auto penalty = at::where(inside, at::zeros({}, cls_cost.options()), at::full({}, o.outside_penalty(), cls_cost.options()));
+  const auto cost = cls_cost + o.reg_cost() * reg + penalty;
   const int64_t A = cost.size(1);
   const auto taken = std::get<1>(cost.topk(std::min(o.topk(), A), 1, /*largest=*/false));
   const auto candidate = at::zeros_like(cost, cost.options().dtype(at::kBool)).scatter_(1, taken, true);

@@ -63,6 +63,7 @@ inline void check_detection_inputs(const char* fn, const at::Tensor& cls, const 
               cls.defined() ? cls.sizes() : at::IntArrayRef{});
   TORCH_CHECK(cls.is_floating_point(), fn, ": expected floating-point ", cls_name, ", got ", cls.scalar_type());
   const int64_t A = cls.size(0), K = cls.size(1);
+  TORCH_CHECK(K >= 1, fn, ": expected at least one class in ", cls_name, ", got shape ", cls.sizes());
   TORCH_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(0) == A && boxes.size(1) == 4, fn, ": expected ",
               boxes_name, " of shape (", A, ", 4), got ", boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
   TORCH_CHECK(boxes.is_floating_point(), fn, ": expected floating-point ", boxes_name, ", got ", boxes.scalar_type());

@@ -2,11 +2,14 @@
 /// \file
 /// The CPU kernel of `lla_assign`: per gt, one pass over the anchors that keeps its `topk`
 /// lowest costs, without the G×A cost matrix. The cost of a pair is the ATen path's expression
-/// (lla.hpp) evaluated in the same dtype and order; since the IoU term is ≥ 0 (IoU ≤ 1 holds in
-/// floating point too: every rounding involved is monotonic), cls + penalty·outside is a lower
-/// bound of the cost, and a pair whose bound cannot beat the gt's current k-th cost skips the
-/// IoU and its logarithm — which is most pairs (the anchors outside the box). On CUDA the ATen
-/// path runs; a test holds the two to the same assignments.
+/// (lla_assign_aten in lla.hpp) in the same dtype (a compiler may fuse a multiply–add, and
+/// std::log may differ from ATen's vectorised log in the last bit, so exact near-ties can fall
+/// either way between the two). The IoU term is ≥ 0 (IoU ≤ 1 holds after rounding, every rounding
+/// involved being monotonic; the kernel also clamps it, in case a fused multiply–add rounds
+/// otherwise), so cls + penalty·outside is a lower bound of the cost, and a pair whose bound
+/// cannot beat the gt's current k-th cost skips the IoU and its logarithm — which is most pairs
+/// (the anchors outside the box). On CUDA the ATen path runs; a test holds the two to the same
+/// assignments.
 
 #include <ATen/Parallel.h>
 #include <torch/types.h>
@@ -73,7 +76,7 @@ bool lla_pair_cost(const LLAInputs<T>& in, int64_t g, int64_t a, bool have_bound
   const T h = clamp0(std::min(p[3], t[3]) + std::min(p[1], t[1]));
   const T inter = w * h;
   const T iou = inter / std::max(target_area + pred_area - inter, in.iou_eps);
-  const T reg = -std::log(std::max(iou, in.iou_eps));
+  const T reg = std::max(-std::log(std::max(iou, in.iou_eps)), T(0));  // ≥ 0 (see the file comment); NaN stays
   cost = (cls + in.reg_cost * reg) + penalty;
   return true;
 }

@@ -124,7 +124,8 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    const double* level = ctx->get_saved_variables()[0].data_ptr<double>();
+    const auto saved = ctx->get_saved_variables();
+    const double* level = saved[0].data_ptr<double>();
     const auto slope = ctx->saved_data["slope"].toDoubleVector();
     const auto grids = ctx->saved_data["grids"].toIntVector();
     const auto shape = ctx->saved_data["shape"].toIntVector();

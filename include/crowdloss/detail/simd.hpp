@@ -10,6 +10,9 @@
 ///    GCC or Clang whatever the build's flags, and chosen at run time when the CPU has both —
 ///    as ATen dispatches its own CPU kernels. Builds that already target AVX2 + FMA need only one.
 /// `CROWDLOSS_CPU_CAPABILITY=baseline` in the environment (read once) keeps the baseline set.
+/// As with any header-only library with vector code (Eigen documents the same), every
+/// translation unit of a program must be compiled with the same instruction-set flags (-m…):
+/// the kernels' inline functions differ between them, and the linker keeps one of each.
 
 #include <cstdint>
 #include <cstdlib>
@@ -79,6 +82,8 @@ class AlignedRows {
     const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
     base_ = storage_.data() + (kBytes - address % kBytes) % kBytes / sizeof(T) + margin;
   }
+  AlignedRows(const AlignedRows&) = delete;  // base_ points into storage_
+  AlignedRows& operator=(const AlignedRows&) = delete;
   /// Element 0 of row i.
   T* operator[](int64_t i) { return base_ + i * stride_; }
 

@@ -66,22 +66,24 @@ namespace ssim_avx2 {
 }  // namespace ssim_avx2
 #endif
 
-/// SSIM rows [begin, end) without gradients, with the CPU's instruction set (ssim_rows.hpp).
+/// The kernel's entry points (ssim_rows.hpp) for the instruction set the CPU kernels use.
 template <typename T>
-void ssim_cpu_rows(const SSIMForwardArgs<T>& args, int64_t begin, int64_t end) {
-#if defined(CROWDLOSS_SIMD_AVX2)
-  if (cpu_capability() == CpuCapability::avx2) return ssim_avx2::ssim_rows(args, begin, end);
-#endif
-  ssim_baseline::ssim_rows(args, begin, end);
-}
+struct SSIMKernels {
+  /// SSIM rows [begin, end) without gradients.
+  void (*rows)(const SSIMForwardArgs<T>&, int64_t begin, int64_t end);
+  /// Gradient rows [begin, end) and the SSIM rows they own.
+  void (*gradient_rows)(const SSIMForwardArgs<T>&, int64_t begin, int64_t end);
+  /// Per-row sums of the squared error (x − y)².
+  void (*squared_error_rows)(const T* x, const T* y, int64_t W, int64_t begin, int64_t end, double* sums);
+};
 
-/// Gradient rows [begin, end) and the SSIM rows they own, with the CPU's instruction set.
 template <typename T>
-void ssim_cpu_gradient_rows(const SSIMForwardArgs<T>& args, int64_t begin, int64_t end) {
+SSIMKernels<T> ssim_kernels() {
 #if defined(CROWDLOSS_SIMD_AVX2)
-  if (cpu_capability() == CpuCapability::avx2) return ssim_avx2::ssim_gradient_rows(args, begin, end);
+  if (cpu_capability() == CpuCapability::avx2)
+    return {&ssim_avx2::ssim_rows<T>, &ssim_avx2::ssim_gradient_rows<T>, &ssim_avx2::squared_error_rows<T>};
 #endif
-  ssim_baseline::ssim_gradient_rows(args, begin, end);
+  return {&ssim_baseline::ssim_rows<T>, &ssim_baseline::ssim_gradient_rows<T>, &ssim_baseline::squared_error_rows<T>};
 }
 
 /// On B×C×H×W CPU tensors x, y of one floating dtype: SSIM's per-channel mean over the map (the
@@ -107,22 +109,20 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* yp = y.data_ptr<scalar_t>();
-      const SSIMForwardArgs<scalar_t> args{xp, yp, window.contiguous().data_ptr<scalar_t>(), n, pad, H, W, Ho, Wo,
+      const auto taps = window.contiguous();
+      const SSIMForwardArgs<scalar_t> args{xp, yp, taps.data_ptr<scalar_t>(), n, pad, H, W, Ho, Wo,
                                            static_cast<scalar_t>(c1), static_cast<scalar_t>(c2), need_x, need_y,
                                            row_sums.data_ptr<double>(), need_x ? gx.data_ptr<scalar_t>() : nullptr,
                                            need_y ? gy.data_ptr<scalar_t>() : nullptr};
+      const auto kernels = ssim_kernels<scalar_t>();
       if (need_x || need_y)  // ranges of at least 64 rows keep the recomputed halo rows few
-        at::parallel_for(0, P * H, 64, [&](int64_t begin, int64_t end) { ssim_cpu_gradient_rows(args, begin, end); });
+        at::parallel_for(0, P * H, 64, [&](int64_t begin, int64_t end) { kernels.gradient_rows(args, begin, end); });
       else
-        at::parallel_for(0, P * Ho, 16, [&](int64_t begin, int64_t end) { ssim_cpu_rows(args, begin, end); });
+        at::parallel_for(0, P * Ho, 16, [&](int64_t begin, int64_t end) { kernels.rows(args, begin, end); });
       if (with_mse) {
         double* sq = sq_sums.data_ptr<double>();
         at::parallel_for(0, P * H, 64, [&](int64_t begin, int64_t end) {
-          std::vector<scalar_t> diff(static_cast<size_t>(W));
-          for (int64_t r = begin; r < end; ++r) {
-            for (int64_t c = 0; c < W; ++c) diff[c] = xp[r * W + c] - yp[r * W + c];
-            sq[r] = sum4(diff.data(), W, [](scalar_t e) { return static_cast<double>(e) * e; });
-          }
+          kernels.squared_error_rows(xp, yp, W, begin, end, sq);
         });
       }
     });

@@ -8,7 +8,9 @@
 // outputs in SIMD registers over all taps, and fold the symmetric window's mirrored taps into one
 // multiply. The default 11-tap window is unrolled at compile time; two output rows share the
 // loads of the pass across rows, and the pass along a row builds its shifted taps from aligned
-// loads. Every output is summed in the same order whichever of these paths computes it.
+// loads. Each path sums in the same order, but a compiler may fuse multiply–adds differently in
+// each, so which path computes an output is fixed by its position alone (rows in pairs (2m,
+// 2m + 1), below), never by how the rows are split among threads.
 
 #if CROWDLOSS_SIMD_BYTES > 0
 template <typename T>
@@ -137,7 +139,8 @@ CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V along_vector(const typename Sim
 /// The pass along a row: out[j] = Σ_k w[k]·base[j + k] for j < n, `base` the row's first tap
 /// (an AlignedRows row's first margin element). With the default window the shifted taps are
 /// built from aligned loads by lane shuffles — unaligned loads that straddle cache lines cost
-/// about twice as much — with the same values as `filter`.
+/// about twice as much — summed in `filter`'s order (a compiler's fused multiply–adds aside);
+/// which path computes an output depends only on its column and n.
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline void filter_along(const T* base, const T* w, int64_t taps, int64_t n, T* out) {
 #if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
@@ -182,7 +185,7 @@ CROWDLOSS_SIMD_TARGET inline void filter_pair_block(const T* const* rows, const 
 }
 
 /// Two consecutive output rows across rows: out0 from rows[0…taps − 1], out1 from rows[1…taps]
-/// (the default window shares the loads; others filter twice). Same values as two `filter`s.
+/// (the default window shares the loads; others filter twice). Summed as `filter` sums.
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline void filter_pair(const T* const* rows, const T* w, int64_t taps, int64_t n, T* out0,
                                               T* out1) {
@@ -237,6 +240,55 @@ CROWDLOSS_SIMD_TARGET inline void pointwise(const T* __restrict mx, const T* __r
   }
 }
 
+/// Σ op(x[j], y[j]) over n values accumulated in double: op(a, b) = a (Sum) or (a − b)² with the
+/// difference taken in T (SquaredError). In double lanes where the instruction set has the
+/// shuffles to widen floats, then in four partial sums (sum4_indexed).
+enum class RowSum { Sum, SquaredError };
+
+#if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
+/// Lanes Offset … Offset + |I| − 1 of e, as a vector of that many lanes.
+template <int Offset, typename V, size_t... I>
+CROWDLOSS_SIMD_TARGET inline auto half_lanes(V e, std::index_sequence<I...>) {
+  return __builtin_shufflevector(e, e, (Offset + static_cast<int>(I))...);
+}
+#endif
+
+template <RowSum op, typename T>
+CROWDLOSS_SIMD_TARGET inline double row_sum(const T* x, const T* y, int64_t n) {
+  int64_t j = 0;
+  double total = 0;
+#if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
+  using V = typename Simd<T>::V;
+  typedef double Wide __attribute__((vector_size(CROWDLOSS_SIMD_BYTES)));
+  constexpr int64_t v = Simd<T>::size;
+  Wide lo = Wide{}, hi = Wide{};
+  for (; j + v <= n; j += v) {
+    const V e = op == RowSum::Sum ? load(x + j) : load(x + j) - load(y + j);
+    if constexpr (sizeof(T) == sizeof(double)) {
+      lo += op == RowSum::Sum ? e : e * e;
+    } else {  // widen each half of the float lanes
+      const Wide a = __builtin_convertvector(half_lanes<0>(e, std::make_index_sequence<v / 2>{}), Wide);
+      const Wide b = __builtin_convertvector(half_lanes<v / 2>(e, std::make_index_sequence<v / 2>{}), Wide);
+      lo += op == RowSum::Sum ? a : a * a;
+      hi += op == RowSum::Sum ? b : b * b;
+    }
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(sizeof(Wide) / sizeof(double)); ++i) total += lo[i] + hi[i];
+#endif
+  return total + sum4_indexed(n - j, [&](int64_t i) {
+           const double e = op == RowSum::Sum ? static_cast<double>(x[j + i])
+                                               : static_cast<double>(static_cast<T>(x[j + i] - y[j + i]));
+           return op == RowSum::Sum ? e : e * e;
+         });
+}
+
+/// Σ (a − b)² over each row of width W in [begin, end), into sums[row]: the SANet loss's pixel term.
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void squared_error_rows(const T* a, const T* b, int64_t W, int64_t begin, int64_t end,
+                                                     double* sums) {
+  for (int64_t r = begin; r < end; ++r) sums[r] = row_sum<RowSum::SquaredError>(a + r * W, b + r * W, W);
+}
+
 /// One row of an input's unscaled SSIM gradient: out = f_mu + 2·own·f_m2 + other·f_mxy, the f
 /// the derivative maps filtered back.
 template <typename T>
@@ -254,14 +306,14 @@ template <typename T>
 class Pipeline {
  public:
   explicit Pipeline(const SSIMForwardArgs<T>& a)
-      : a_(a), n_(a.taps), span_(a.taps + 1), apad_(a.taps - 1 - a.pad),
+      : a_(a), n_(a.taps), span_(a.taps + 1), ring_(a.taps + 2), apad_(a.taps - 1 - a.pad),
         slots_(a.need_x || a.need_y ? 2 + a.need_x + a.need_y : 0),
         across_(8, a.W, a.pad), along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0),
-        derivs_(slots_ * span_, a.Wo, 0), back_(2 * slots_, a.Wo, apad_),
+        derivs_(slots_ * ring_, a.Wo, 0), back_(2 * slots_, a.Wo, apad_),
         product_row_(static_cast<size_t>(span_), -1), taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
 
   /// SSIM rows i (and i + 1 when rows = 2) of `plane`: each row's sum into sums[], and with
-  /// gradients, its derivative rows into the ring (slot i mod (n + 1)).
+  /// gradients, its derivative rows into their ring (slot i mod (n + 2)).
   CROWDLOSS_SIMD_TARGET void ssim_rows(int64_t plane, int64_t i, int64_t rows, double* sums) {
     const int64_t n = n_, pad = a_.pad, H = a_.H, W = a_.W, Wo = a_.Wo;
     const T* zeros = along_[6];
@@ -296,28 +348,28 @@ class Pipeline {
     for (int64_t r = 0; r < rows; ++r) {
       for (int q = 0; q < 4; ++q) filter_along(across_[4 * r + q] - pad, a_.window, n, Wo, m[q]);
       if (slots_) {
-        const int64_t slot = (i + r) % span_;
-        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x ? derivs_[2 * span_ + slot] : scratch,
-                        a_.need_y ? derivs_[(2 + a_.need_x) * span_ + slot] : scratch, derivs_[slot],
-                        derivs_[span_ + slot]);
+        const int64_t slot = (i + r) % ring_;
+        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x ? derivs_[2 * ring_ + slot] : scratch,
+                        a_.need_y ? derivs_[(2 + a_.need_x) * ring_ + slot] : scratch, derivs_[slot],
+                        derivs_[ring_ + slot]);
       } else {
         pointwise<false, T>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, nullptr, nullptr, nullptr, nullptr);
       }
-      sums[r] = sum4(ssim, Wo);
+      sums[r] = row_sum<RowSum::Sum, T>(ssim, nullptr, Wo);
     }
   }
 
   /// Rows r (and r + 1 when rows = 2) of `plane`'s unscaled gradient maps, from the derivative
   /// rows r − apad … r + rows − 1 + pad in the ring (those inside the map; zeros stand for the
-  /// others), apad = n − 1 − pad the adjoint's padding.
-  CROWDLOSS_SIMD_TARGET void gradient_rows(int64_t plane, int64_t r, int64_t rows) {
+  /// others), apad = n − 1 − pad the adjoint's padding; only rows in [first, last) are written.
+  CROWDLOSS_SIMD_TARGET void gradient_rows(int64_t plane, int64_t r, int64_t rows, int64_t first, int64_t last) {
     const int64_t n = n_, H = a_.H, W = a_.W, Ho = a_.Ho, Wo = a_.Wo;
     const T* zeros = along_[6];
     auto& across = taps_[0];
     for (int64_t q = 0; q < slots_; ++q) {
       for (int64_t k = 0; k < n + rows - 1; ++k) {
         const int64_t i = r - apad_ + k;
-        across[k] = i >= 0 && i < Ho ? derivs_[q * span_ + i % span_] : zeros;
+        across[k] = i >= 0 && i < Ho ? derivs_[q * ring_ + i % ring_] : zeros;
       }
       if (rows == 2)
         filter_pair(across.data(), a_.window, n, Wo, back_[2 * q], back_[2 * q + 1]);
@@ -325,6 +377,7 @@ class Pipeline {
         filter(RowTaps<T>{across.data()}, a_.window, n, Wo, back_[2 * q]);
     }
     for (int64_t k = 0; k < rows; ++k) {
+      if (r + k < first || r + k >= last) continue;
       for (int64_t q = 0; q < slots_; ++q) filter_along(back_[2 * q + k] - apad_, a_.window, n, W, along_[q]);
       const int64_t offset = plane * H * W + (r + k) * W;
       const T* xr = a_.x + offset;
@@ -336,7 +389,7 @@ class Pipeline {
 
  private:
   const SSIMForwardArgs<T>& a_;
-  int64_t n_, span_, apad_, slots_;
+  int64_t n_, span_, ring_, apad_, slots_;  // span_: the products ring; ring_: the derivatives ring
   // across_: two rows' moments filtered across rows; along_: moments along rows, the SSIM row,
   // a scratch row, the filtered-back maps (reusing the moment rows), a zero row; products_: the
   // input rows' products; derivs_: the derivative rows; back_: two rows of each derivative map
@@ -346,42 +399,60 @@ class Pipeline {
   std::vector<std::vector<const T*>> taps_;
 };
 
+// Rows go in pairs (2m, 2m + 1) of each plane, the last row of an odd count alone, whatever range
+// a thread is given: the pair path and the single path may round differently (a compiler may
+// fuse a multiply–add in one and not the other), so each row must always take the same one for
+// the results not to depend on the split. A range that starts on an odd row computes its pair's
+// first row too.
+
+/// The pair of rows that row i belongs to, of `count` rows: its first row and its size.
+inline std::pair<int64_t, int64_t> row_pair(int64_t i, int64_t count) {
+  const int64_t first = i - i % 2;
+  return {first, first + 1 < count ? 2 : 1};
+}
+
 /// SSIM without gradients, for SSIM rows [begin, end) of all planes (idx = plane·Ho + i): each
-/// row's sum into row_sums[idx]. Rows go in pairs, which share the pass across rows.
+/// row's sum into row_sums[idx].
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline void ssim_rows(const SSIMForwardArgs<T>& a, int64_t begin, int64_t end) {
   Pipeline<T> pipe(a);
+  double sums[2];
   for (int64_t idx = begin; idx < end;) {
-    const int64_t plane = idx / a.Ho, i = idx % a.Ho, rows = idx + 1 < end && i + 1 < a.Ho ? 2 : 1;
-    pipe.ssim_rows(plane, i, rows, a.row_sums + idx);
-    idx += rows;
+    const int64_t plane = idx / a.Ho;
+    const auto [i, rows] = row_pair(idx % a.Ho, a.Ho);
+    pipe.ssim_rows(plane, i, rows, sums);
+    for (int64_t k = 0; k < rows; ++k)
+      if (plane * a.Ho + i + k >= idx && plane * a.Ho + i + k < end) a.row_sums[plane * a.Ho + i + k] = sums[k];
+    idx = plane * a.Ho + i + rows;
   }
 }
 
 /// SSIM with its unscaled gradient maps, for gradient rows [begin, end) of all planes
 /// (idx = plane·H + r). Gradient row r reads SSIM rows r − apad … r + pad, so a range also
-/// computes up to apad SSIM rows before its own (once more than its neighbour); it reports the
-/// sums of the rows it owns, [first − apad, last + 1 − apad) extended to the map's edges, so that
-/// the ranges of any split own every SSIM row once.
+/// computes the SSIM rows before its own that it reads (which its neighbour computes too); of
+/// the SSIM rows it reports the sums of those it owns — from first − apad to before end − apad,
+/// first and end its own first and past-the-end gradient rows of the plane, extended to the
+/// map's edges — so that the ranges of any split own every SSIM row once.
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline void ssim_gradient_rows(const SSIMForwardArgs<T>& a, int64_t begin, int64_t end) {
   const int64_t H = a.H, Ho = a.Ho, pad = a.pad, apad = a.taps - 1 - pad;
   Pipeline<T> pipe(a);
+  double sums[2];
   for (int64_t idx = begin; idx < end;) {
     const int64_t plane = idx / H, first = idx % H, last = std::min(H, first + (end - idx));
     const int64_t own_begin = first == 0 ? 0 : first - apad, own_end = last == H ? Ho : last - apad;
-    int64_t next = std::max<int64_t>(0, first - apad);  // the next SSIM row to compute
-    double sums[2];
-    for (int64_t r = first; r < last;) {
-      const int64_t rows = r + 1 < last ? 2 : 1, need = std::min(Ho, r + rows + pad);
+    const int64_t start = row_pair(first, H).first;                         // the first gradient row computed
+    int64_t next = row_pair(std::max<int64_t>(0, start - apad), Ho).first;  // the next SSIM row to compute
+    for (int64_t r = start; r < last;) {
+      const int64_t rows = row_pair(r, H).second, need = std::min(Ho, r + rows + pad);
       while (next < need) {
-        const int64_t count = next + 1 < need ? 2 : 1;
+        const int64_t count = row_pair(next, Ho).second;
         pipe.ssim_rows(plane, next, count, sums);
         for (int64_t k = 0; k < count; ++k)
           if (next + k >= own_begin && next + k < own_end) a.row_sums[plane * Ho + next + k] = sums[k];
         next += count;
       }
-      pipe.gradient_rows(plane, r, rows);
+      pipe.gradient_rows(plane, r, rows, first, last);
       r += rows;
     }
     idx += last - first;
