@@ -7,9 +7,9 @@
 // that wraps LibTorch's CPU allocator for one untimed run.
 //
 // Freed memory stays in the process (glibc's mmap and trim thresholds raised), as a caching
-// allocator keeps it: otherwise glibc returns each iteration's multi-MiB gradients to the kernel
-// and the next iteration page-faults them in again, which on a VM costs as much as the losses
-// themselves and varies from run to run. `--return-memory` (first or after --threads) keeps
+// allocator keeps it: with glibc's defaults an iteration's multi-MiB gradient may be
+// page-faulted in again on every iteration (seen for PML), which on a VM costs as much as the
+// losses themselves and varies from run to run. `--return-memory` (first or after --threads) keeps
 // glibc's defaults.
 #include <crowdloss/crowdloss.hpp>
 

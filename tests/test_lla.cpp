@@ -6,7 +6,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <tuple>
 
 using crowdloss_test::check_error;
 
@@ -119,11 +118,9 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
     for (const auto& opts : {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(30).reg_cost(0.0),
                              crowdloss::LLAOptions().outside_penalty(0.0).inside_eps(3.0)}) {
       INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty " << opts.outside_penalty());
-      const auto args = std::make_tuple(logits.to(dtype), ltrb.to(dtype), points.to(dtype), gt_boxes.to(dtype));
-      const auto kernel = crowdloss::detail::lla_assign_cpu(std::get<0>(args), std::get<1>(args), std::get<2>(args),
-                                                            std::get<3>(args), gt_classes, opts);
-      const auto aten = crowdloss::detail::lla_assign_aten(std::get<0>(args), std::get<1>(args), std::get<2>(args),
-                                                           std::get<3>(args), gt_classes, opts);
+      const auto l = logits.to(dtype), d = ltrb.to(dtype), p = points.to(dtype), b = gt_boxes.to(dtype);
+      const auto kernel = crowdloss::detail::lla_assign_cpu(l, d, p, b, gt_classes, opts);
+      const auto aten = crowdloss::detail::lla_assign_aten(l, d, p, b, gt_classes, opts);
       DOCTEST_CHECK((kernel >= 0).sum().item<int64_t>() > G);
       DOCTEST_CHECK(torch::equal(kernel, aten));
     }

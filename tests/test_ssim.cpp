@@ -288,7 +288,8 @@ std::vector<torch::Tensor> ssim_kernel_split(const crowdloss::detail::SSIMSetup&
   auto gx = torch::zeros_like(s.x), gy = torch::zeros_like(s.y);
   const crowdloss::detail::SSIMForwardArgs<T> args{
       s.x.data_ptr<T>(), s.y.data_ptr<T>(), s.window.data_ptr<T>(), n, s.pad, H, W, Ho, Wo, static_cast<T>(s.c1),
-      static_cast<T>(s.c2), gradients, gradients, sums.data_ptr<double>(), gx.data_ptr<T>(), gy.data_ptr<T>()};
+      static_cast<T>(s.c2), sums.data_ptr<double>(), gradients ? gx.data_ptr<T>() : nullptr,
+      gradients ? gy.data_ptr<T>() : nullptr};
   const auto kernels = crowdloss::detail::ssim_kernels<T>();
   int64_t begin = 0;
   for (int64_t end : cuts) {

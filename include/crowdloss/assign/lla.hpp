@@ -83,7 +83,7 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
                                  gt_boxes.size(0), o.topk(), static_cast<scalar_t>(o.reg_cost()),
                                  static_cast<scalar_t>(o.outside_penalty()), static_cast<scalar_t>(o.inside_eps()),
                                  static_cast<scalar_t>(kIoUEps)};
-    assigned = lla_assign_cpu(in);
+    assigned = lla_assign_kernel(in);
   });
   return assigned;
 }

@@ -57,8 +57,8 @@ class LLATopK {
   std::vector<std::pair<T, int64_t>> items_;
 };
 
-/// LLA's cost of gt g at anchor a into `cost`, as the ATen path computes it (lla_cost) in dtype
-/// T; with `have_bound`, only when its lower bound is below `bound` (returns whether it did).
+/// LLA's cost of gt g at anchor a into `cost`, as the ATen path (lla_assign_aten) computes it in
+/// dtype T; with `have_bound`, only when its lower bound is below `bound` (returns whether it did).
 template <typename T>
 bool lla_pair_cost(const LLAInputs<T>& in, int64_t g, int64_t a, bool have_bound, T bound, T& cost) {
   const T* box = in.gt_boxes + g * 4;
@@ -83,7 +83,7 @@ bool lla_pair_cost(const LLAInputs<T>& in, int64_t g, int64_t a, bool have_bound
 
 /// LLA's assignment (see `lla_assign`) on the CPU: A int64, −1 = background.
 template <typename T>
-at::Tensor lla_assign_cpu(const LLAInputs<T>& in) {
+at::Tensor lla_assign_kernel(const LLAInputs<T>& in) {
   const int64_t G = in.G, A = in.A, k = std::min(in.topk, A);
   // Each gt's candidates: k (anchor, cost) pairs, best first.
   std::vector<std::vector<std::pair<T, int64_t>>> candidates(static_cast<size_t>(G));

@@ -39,9 +39,10 @@ struct SSIMForwardArgs {
   const T *x, *y, *window;
   int64_t taps, pad, H, W, Ho, Wo;
   T C1, C2;
-  bool need_x, need_y;
   double* row_sums;  // planes × Ho: each SSIM row's sum
   T *gx, *gy;        // planes × H × W: the unscaled gradient maps wanted (null otherwise)
+  bool need_x() const { return gx != nullptr; }
+  bool need_y() const { return gy != nullptr; }
 };
 
 // The kernel's rows, once per instruction set (simd.hpp).
@@ -111,8 +112,8 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
       const scalar_t* yp = y.data_ptr<scalar_t>();
       const auto taps = window.contiguous();
       const SSIMForwardArgs<scalar_t> args{xp, yp, taps.data_ptr<scalar_t>(), n, pad, H, W, Ho, Wo,
-                                           static_cast<scalar_t>(c1), static_cast<scalar_t>(c2), need_x, need_y,
-                                           row_sums.data_ptr<double>(), need_x ? gx.data_ptr<scalar_t>() : nullptr,
+                                           static_cast<scalar_t>(c1), static_cast<scalar_t>(c2), row_sums.data_ptr<double>(),
+                                           need_x ? gx.data_ptr<scalar_t>() : nullptr,
                                            need_y ? gy.data_ptr<scalar_t>() : nullptr};
       const auto kernels = ssim_kernels<scalar_t>();
       if (need_x || need_y)  // ranges of at least 64 rows keep the recomputed halo rows few

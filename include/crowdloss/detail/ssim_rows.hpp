@@ -240,9 +240,7 @@ CROWDLOSS_SIMD_TARGET inline void pointwise(const T* __restrict mx, const T* __r
   }
 }
 
-/// Σ op(x[j], y[j]) over n values accumulated in double: op(a, b) = a (Sum) or (a − b)² with the
-/// difference taken in T (SquaredError). In double lanes where the instruction set has the
-/// shuffles to widen floats, then in four partial sums (sum4_indexed).
+/// What row_sum adds up: the values, or the squared differences of two rows.
 enum class RowSum { Sum, SquaredError };
 
 #if CROWDLOSS_SIMD_BYTES > 0 && CROWDLOSS_SIMD_SHUFFLES
@@ -253,6 +251,9 @@ CROWDLOSS_SIMD_TARGET inline auto half_lanes(V e, std::index_sequence<I...>) {
 }
 #endif
 
+/// Σ op(x[j], y[j]) over n values accumulated in double: op(a, b) = a (Sum) or (a − b)² with the
+/// difference taken in T (SquaredError). In double lanes where the instruction set has the
+/// shuffles to widen floats, then in four partial sums (sum4_indexed).
 template <RowSum op, typename T>
 CROWDLOSS_SIMD_TARGET inline double row_sum(const T* x, const T* y, int64_t n) {
   int64_t j = 0;
@@ -307,7 +308,7 @@ class Pipeline {
  public:
   explicit Pipeline(const SSIMForwardArgs<T>& a)
       : a_(a), n_(a.taps), span_(a.taps + 1), ring_(a.taps + 2), apad_(a.taps - 1 - a.pad),
-        slots_(a.need_x || a.need_y ? 2 + a.need_x + a.need_y : 0),
+        slots_(a.need_x() || a.need_y() ? 2 + a.need_x() + a.need_y() : 0),
         across_(8, a.W, a.pad), along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0),
         derivs_(slots_ * ring_, a.Wo, 0), back_(2 * slots_, a.Wo, apad_),
         product_row_(static_cast<size_t>(span_), -1), taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
@@ -349,8 +350,8 @@ class Pipeline {
       for (int q = 0; q < 4; ++q) filter_along(across_[4 * r + q] - pad, a_.window, n, Wo, m[q]);
       if (slots_) {
         const int64_t slot = (i + r) % ring_;
-        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x ? derivs_[2 * ring_ + slot] : scratch,
-                        a_.need_y ? derivs_[(2 + a_.need_x) * ring_ + slot] : scratch, derivs_[slot],
+        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x() ? derivs_[2 * ring_ + slot] : scratch,
+                        a_.need_y() ? derivs_[(2 + a_.need_x()) * ring_ + slot] : scratch, derivs_[slot],
                         derivs_[ring_ + slot]);
       } else {
         pointwise<false, T>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, nullptr, nullptr, nullptr, nullptr);
@@ -382,8 +383,8 @@ class Pipeline {
       const int64_t offset = plane * H * W + (r + k) * W;
       const T* xr = a_.x + offset;
       const T* yr = a_.y + offset;
-      if (a_.need_x) gradient_row(along_[2], along_[0], along_[1], xr, yr, W, a_.gx + offset);
-      if (a_.need_y) gradient_row(along_[2 + a_.need_x], along_[0], along_[1], yr, xr, W, a_.gy + offset);
+      if (a_.need_x()) gradient_row(along_[2], along_[0], along_[1], xr, yr, W, a_.gx + offset);
+      if (a_.need_y()) gradient_row(along_[2 + a_.need_x()], along_[0], along_[1], yr, xr, W, a_.gy + offset);
     }
   }
 
