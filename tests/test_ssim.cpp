@@ -216,33 +216,13 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::sanet_loss(ok.to(at::kMeta), ok); }, {"sanet_loss", "cpu", "meta"});
 }
 
-namespace {
-
-/// Runs `body` once with each instruction set this CPU can run the CPU kernels with (simd.hpp),
-/// then restores the one chosen at start-up.
-template <typename Body>
-void for_each_cpu_capability(Body body) {
-  using crowdloss::detail::CpuCapability;
-  auto& current = crowdloss::detail::cpu_capability();
-  const CpuCapability best = current;
-  for (const CpuCapability capability : {CpuCapability::baseline, CpuCapability::avx2}) {
-    if (capability > best) continue;
-    current = capability;
-    INFO("instruction set " << (capability == CpuCapability::avx2 ? "avx2" : "baseline"));
-    body();
-  }
-  current = best;
-}
-
-}  // namespace
-
 TEST_CASE("ssim: the CPU kernel equals the ATen reference in float64 (values and both gradients)") {
   struct Shape {
     int64_t b, c, h, w, window;
   };
   // Widths below, at and above the kernel's vector blocks; windows 1, 3, 5, 11; maps barely
   // larger than the window; odd heights (a last unpaired row).
-  for_each_cpu_capability([] {
+  crowdloss_test::for_each_cpu_capability([] {
     torch::manual_seed(5);
     for (const auto shape : {Shape{2, 3, 20, 24, 11}, Shape{1, 1, 11, 11, 11}, Shape{3, 2, 9, 17, 3},
                              Shape{1, 2, 13, 7, 5}, Shape{2, 1, 6, 33, 1}, Shape{2, 1, 23, 75, 11}}) {
@@ -307,7 +287,7 @@ TEST_CASE("ssim: the CPU kernel gives the same sums and gradient maps however it
   // A range of gradient rows recomputes the SSIM rows before it that it reads, and reports only
   // the SSIM rows it owns; rows are paired by position, not by range. Any split must give
   // exactly the values of one range, and the no-gradient path exactly the same sums.
-  for_each_cpu_capability([] {
+  crowdloss_test::for_each_cpu_capability([] {
     torch::manual_seed(8);
     for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
       for (const int64_t window : {11, 7}) {
@@ -337,7 +317,7 @@ TEST_CASE("ssim: the CPU kernel gives the same sums and gradient maps however it
 }
 
 TEST_CASE("ssim: the CPU kernel in float32 stays within float32 rounding of the float64 value") {
-  for_each_cpu_capability([] {
+  crowdloss_test::for_each_cpu_capability([] {
     torch::manual_seed(6);
     const auto y = torch::rand({2, 1, 64, 80}), x = (y + 0.1 * torch::randn_like(y)).detach();
     auto xf = x.clone().requires_grad_(true);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """crowdloss's linear_sum_assignment against SciPy's on random matrices built to make ties and
-rounding matter: both of crowdloss's searches must return SciPy's exact column for every row, and
-fail where SciPy fails.
+rounding matter: both of crowdloss's searches (the dense one with each instruction set) must return
+SciPy's exact column for every row, and fail where SciPy fails.
 
     python3 lsa_vs_scipy_test.py LSA_SOLVE [cases] [seed]
 """
@@ -20,10 +20,12 @@ except ImportError:
 
 def matrices(rng, count):
     for k in range(count):
-        kind = k % 6
+        kind = k % 7
         wide = rng.integers(1, 13)
         long = rng.integers(1, 300 if k % 5 == 0 else 40)
         rows, cols = (long, wide) if k % 4 == 3 else (wide, long)
+        if kind == 6:    # near-square with small integers: long paths, ties among many columns
+            rows, cols = rng.integers(20, 90), rng.integers(20, 90)
         maximize = bool(k % 2)
         if kind == 0:    # uniform
             m = rng.uniform(-3, 3, (rows, cols))
@@ -39,9 +41,11 @@ def matrices(rng, count):
             m = np.repeat(rng.integers(-2, 3, (rows, 1)).astype(np.float64) * 0.5, cols, axis=1)
             mask = rng.random((rows, cols)) < 0.2
             m[mask] = rng.integers(-3, 4, mask.sum())
-        else:            # forbidden pairs (+inf, or −inf when maximising); some infeasible
+        elif kind == 5:  # forbidden pairs (+inf, or −inf when maximising); some infeasible
             m = rng.integers(0, 5, (rows, cols)).astype(np.float64)
             m[rng.random((rows, cols)) < (0.6 if k % 3 == 0 else 0.15)] = -np.inf if maximize else np.inf
+        else:
+            m = rng.integers(0, 6, (rows, cols)).astype(np.float64)
         if k % 50 == 7:  # invalid entries
             m[rng.integers(0, rows), rng.integers(0, cols)] = np.nan
         yield np.ascontiguousarray(m, dtype=np.float64), maximize
@@ -68,7 +72,7 @@ def main():
         except ValueError as e:
             expected = -1 if "infeasible" in str(e) else -2
             errors += 1
-        for search in ("dense", "sparse"):
+        for search in ("dense", "dense (baseline instruction set)", "sparse"):
             n = int(ours[pos])
             pos += 1
             got = n if n < 0 else [int(c) for c in ours[pos:pos + n]]

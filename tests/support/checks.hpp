@@ -1,6 +1,9 @@
 #pragma once
-// Assertion helpers shared by the tests: error messages and finite-difference gradients.
+// Assertion helpers shared by the tests: error messages, finite-difference gradients, and runs
+// over the CPU kernels' instruction sets.
 #include "doctest_torch.hpp"
+
+#include <crowdloss/detail/simd.hpp>
 
 #include <functional>
 #include <initializer_list>
@@ -47,6 +50,22 @@ inline double gradcheck_max_error(const std::function<at::Tensor(const at::Tenso
     worst = std::max(worst, std::abs((up - down) / (2 * eps) - analytic[i].item<double>()));
   }
   return worst;
+}
+
+/// Runs `body` once with each instruction set this CPU can run the CPU kernels with (simd.hpp),
+/// then restores the one chosen at start-up.
+template <typename Body>
+void for_each_cpu_capability(Body body) {
+  using crowdloss::detail::CpuCapability;
+  auto& current = crowdloss::detail::cpu_capability();
+  const CpuCapability best = current;
+  for (const CpuCapability capability : {CpuCapability::baseline, CpuCapability::avx2}) {
+    if (capability > best) continue;
+    current = capability;
+    INFO("instruction set " << (capability == CpuCapability::avx2 ? "avx2" : "baseline"));
+    body();
+  }
+  current = best;
 }
 
 }  // namespace crowdloss_test

@@ -1,21 +1,23 @@
 #pragma once
 /// \file
 /// The solver core of `linear_sum_assignment`: SciPy 1.10's shortest augmenting path (Crouse 2016,
-/// SciPy's `rectangular_lsap`), with two searches for the next augmenting path that give the same
+/// SciPy's `rectangular_lsap`), with two searches for the next augmenting path that give SciPy's
 /// answer bit for bit:
 ///
-/// - the dense search is SciPy's loop over every remaining column;
+/// - the dense search does SciPy's work on every column, but loops over all columns in memory
+///   order, vectorised (lsap_scan.hpp, compiled per instruction set as simd.hpp describes), where
+///   SciPy loops over its shrinking list of remaining columns through an index;
 /// - the sparse search is for matrices whose rows are mostly one value (POTO's quality is −1
 ///   outside the box priors). A column that is free and holds its row's common value in every row
 ///   the search has visited has the same tentative distance, predecessor and dual (zero) as every
 ///   other such column, so those columns are kept as one group; only the other entries of the
-///   visited rows and the assigned columns are tracked one by one. SciPy breaks ties by the
-///   position of a column in its `remaining` order, which starts reversed and changes by
-///   swap-removal; that order is kept explicitly and restored after each path, so the group's
-///   first and last positions are found by skipping the few tracked columns at either end.
+///   visited rows and the assigned columns are tracked one by one.
 ///
 /// Both compute every reduced cost with SciPy's expression and rounding,
-/// `min_val + cost − u[i] − v[j]`, so they agree with SciPy on ties as well.
+/// `min_val + cost − u[i] − v[j]`, and break ties as SciPy does: by the position of a column in
+/// SciPy's `remaining` order (RemainingOrder), so they agree with SciPy on ties as well.
+
+#include <crowdloss/detail/simd.hpp>
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -31,6 +33,24 @@
 
 namespace crowdloss {
 namespace detail {
+
+// The dense search's loops, once per instruction set (simd.hpp).
+namespace lsap_baseline {
+#define CROWDLOSS_SIMD_TARGET
+#define CROWDLOSS_SIMD_BYTES CROWDLOSS_SIMD_BASELINE_BYTES
+#include <crowdloss/detail/lsap_scan.hpp>
+#undef CROWDLOSS_SIMD_TARGET
+#undef CROWDLOSS_SIMD_BYTES
+}  // namespace lsap_baseline
+#if defined(CROWDLOSS_SIMD_AVX2)
+namespace lsap_avx2 {
+#define CROWDLOSS_SIMD_TARGET __attribute__((target("avx2,fma")))
+#define CROWDLOSS_SIMD_BYTES 32
+#include <crowdloss/detail/lsap_scan.hpp>
+#undef CROWDLOSS_SIMD_TARGET
+#undef CROWDLOSS_SIMD_BYTES
+}  // namespace lsap_avx2
+#endif
 
 /// The problem the solver works on: nr ≤ nc rows, the caller's matrix or its transpose, negated
 /// when maximising. Element (i, j) is `sign · data[i·outer + j·inner]`.
@@ -83,55 +103,106 @@ inline void check_lsap_entry(double x, const char* fn) {
               ": matrix contains invalid numeric entries (NaN, -inf, or +inf when maximizing)");
 }
 
-/// SciPy's `augmenting_path` from free row `i` over the nr×nc row-major working matrix `cost`.
-/// Returns the sink column, or −1 when no augmenting path exists (infeasible).
-inline int64_t dense_augmenting_path(const double* cost, int64_t nc, LsapState& s, int64_t i,
-                                     std::vector<int64_t>& remaining) {
-  double min_val = 0;
-  // Columns still to scan, filled in reverse order (this fixes which of equal minima wins).
-  int64_t num_remaining = nc;
-  for (int64_t it = 0; it < nc; ++it) remaining[static_cast<size_t>(it)] = nc - it - 1;
-  std::fill(s.shortest.begin(), s.shortest.end(), std::numeric_limits<double>::infinity());
-  s.rows_seen.clear();
-  s.cols_scanned.clear();
-  double* shortest = s.shortest.data();
-  int64_t* path = s.path.data();
-  const int64_t* row4col = s.row4col.data();
-  const double* v = s.v.data();
-  int64_t sink = -1;
-  while (sink == -1) {
-    int64_t index = -1;
-    double lowest = std::numeric_limits<double>::infinity();
-    s.rows_seen.push_back(i);
-    const double* row = cost + i * nc;
-    const double ui = s.u[static_cast<size_t>(i)];
-    for (int64_t it = 0; it < num_remaining; ++it) {
-      const int64_t j = remaining[static_cast<size_t>(it)];
-      const double r = min_val + row[j] - ui - v[j];
-      if (r < shortest[j]) {
-        path[j] = i;
-        shortest[j] = r;
-      }
-      // Among equal minima prefer a column that is still free: it ends the path.
-      if (shortest[j] < lowest || (shortest[j] == lowest && row4col[j] == -1)) {
-        lowest = shortest[j];
-        index = it;
-      }
+/// SciPy's `remaining` order of the columns during one path search, which decides ties: it
+/// starts as nc − 1, …, 0, and a scanned column's place is taken by the last remaining one. Kept
+/// with its inverse; `restore` undoes one path's removals (cheaper than refilling it).
+class RemainingOrder {
+ public:
+  explicit RemainingOrder(int64_t nc) : order_(static_cast<size_t>(nc)), position_(static_cast<size_t>(nc)), size_(nc) {
+    for (int64_t p = 0; p < nc; ++p) {
+      order_[static_cast<size_t>(p)] = nc - p - 1;
+      position_[static_cast<size_t>(nc - p - 1)] = p;
     }
-    min_val = lowest;
-    if (min_val == std::numeric_limits<double>::infinity()) return -1;
-    const int64_t j = remaining[static_cast<size_t>(index)];
-    if (row4col[j] == -1) {
-      sink = j;
-    } else {
-      i = row4col[j];
-    }
-    s.cols_scanned.push_back(j);
-    remaining[static_cast<size_t>(index)] = remaining[static_cast<size_t>(--num_remaining)];
   }
-  s.min_val = min_val;
-  return sink;
-}
+  /// How many columns remain; they hold positions [0, size()).
+  int64_t size() const { return size_; }
+  /// The column at position p.
+  int64_t column(int64_t p) const { return order_[static_cast<size_t>(p)]; }
+  /// Every column's position.
+  const int64_t* positions() const { return position_.data(); }
+  /// Removes the column at position p.
+  void remove(int64_t p) {
+    swap(p, --size_);
+    removed_.push_back(p);
+  }
+  /// Puts back every removed column, as before the first removal.
+  void restore() {
+    for (auto k = removed_.size(); k-- > 0;) swap(removed_[k], size_++);
+    removed_.clear();
+  }
+
+ private:
+  void swap(int64_t p, int64_t q) {
+    const int64_t a = order_[static_cast<size_t>(p)], b = order_[static_cast<size_t>(q)];
+    order_[static_cast<size_t>(p)] = b;
+    order_[static_cast<size_t>(q)] = a;
+    position_[static_cast<size_t>(b)] = p;
+    position_[static_cast<size_t>(a)] = q;
+  }
+  std::vector<int64_t> order_, position_, removed_;
+  int64_t size_;
+};
+
+/// SciPy's augmenting-path search over an nr×nc row-major matrix (see the file comment). Each
+/// step relaxes every column from the visited row and takes the least distance
+/// (`dense_relax`), then finds which of the columns holding it SciPy would take (`dense_pick`).
+/// A scanned column is made inert for the rest of the path: distance +inf, and dual −inf in the
+/// search's own copy of the duals. One object serves all paths of one solve, called as
+/// `augmenting_path` then `LsapState::augment` for rows 0, 1, …
+class DenseSearch {
+ public:
+  DenseSearch(const double* cost, int64_t nc)
+      : cost_(cost), nc_(nc), order_(nc), v_(static_cast<size_t>(nc)), shortest_(static_cast<size_t>(nc)) {
+#if defined(CROWDLOSS_SIMD_AVX2)
+    if (cpu_capability() == CpuCapability::avx2) {
+      relax_ = lsap_avx2::dense_relax;
+      pick_ = lsap_avx2::dense_pick;
+    }
+#endif
+  }
+
+  /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
+  int64_t augmenting_path(LsapState& s, int64_t cur) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    std::fill(shortest_.begin(), shortest_.end(), inf);
+    std::copy(s.v.begin(), s.v.end(), v_.begin());
+    s.rows_seen.clear();
+    s.cols_scanned.clear();
+    double min_val = 0;
+    int64_t i = cur, sink = -1;
+    while (sink == -1) {
+      s.rows_seen.push_back(i);
+      const double lowest = relax_(cost_ + i * nc_, v_.data(), shortest_.data(), s.path.data(), nc_, min_val,
+                                   s.u[static_cast<size_t>(i)], i);
+      if (lowest == inf) return -1;
+      const int64_t index = pick_(shortest_.data(), order_.positions(), s.row4col.data(), nc_, lowest);
+      const int64_t j = order_.column(index);
+      auto& distance = shortest_[static_cast<size_t>(j)];
+      min_val = distance;  // this column's value, as SciPy (±0 compare equal)
+      s.shortest[static_cast<size_t>(j)] = distance;
+      distance = inf;
+      v_[static_cast<size_t>(j)] = -inf;
+      if (s.row4col[static_cast<size_t>(j)] == -1) {
+        sink = j;
+      } else {
+        i = s.row4col[static_cast<size_t>(j)];
+      }
+      s.cols_scanned.push_back(j);
+      order_.remove(index);
+    }
+    order_.restore();
+    s.min_val = min_val;
+    return sink;
+  }
+
+ private:
+  const double* cost_;
+  int64_t nc_;
+  RemainingOrder order_;
+  std::vector<double> v_, shortest_;  // the duals with scanned columns at −inf; the distances
+  decltype(&lsap_baseline::dense_relax) relax_ = lsap_baseline::dense_relax;
+  decltype(&lsap_baseline::dense_pick) pick_ = lsap_baseline::dense_pick;
+};
 
 /// The working matrix as, per row, its most common value and the entries that differ from it.
 struct SparseRows {
@@ -265,14 +336,8 @@ class SparseSearch {
   SparseSearch(const SparseRows& rows, int64_t nc)
       : rows_(rows),
         nc_(nc),
-        order_(static_cast<size_t>(nc)),
-        position_(static_cast<size_t>(nc)),
-        track_(static_cast<size_t>(nc), Track{-1, 0}) {
-    for (int64_t p = 0; p < nc; ++p) {
-      order_[static_cast<size_t>(p)] = nc - p - 1;
-      position_[static_cast<size_t>(nc - p - 1)] = p;
-    }
-  }
+        order_(nc),
+        track_(static_cast<size_t>(nc), Track{-1, 0}) {}
 
   /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
   int64_t augmenting_path(LsapState& s, int64_t cur) {
@@ -292,11 +357,9 @@ class SparseSearch {
     std::fill(short_.begin(), short_.end(), inf);
     s.rows_seen.clear();
     s.cols_scanned.clear();
-    swaps_.clear();
     group_short_ = inf;
     group_path_ = -1;
     group_size_ = nc_ - assigned_;
-    num_remaining_ = nc_;
     double min_val = 0;
     int64_t i = cur, sink = -1;
     while (sink == -1) {
@@ -329,22 +392,22 @@ class SparseSearch {
       if (lowest == inf) return -1;
       // SciPy's scan keeps the first position holding the minimum, unless a later position holds
       // a free column with the minimum: then the last such position.
-      int64_t first = num_remaining_, last_free = -1;
+      int64_t first = order_.size(), last_free = -1;
       for (int64_t k = 0; k < slots; ++k) {
         if (!(short_[static_cast<size_t>(k)] == lowest)) continue;
-        const int64_t p = position_[static_cast<size_t>(col_[static_cast<size_t>(k)])];
+        const int64_t p = order_.positions()[col_[static_cast<size_t>(k)]];
         first = std::min(first, p);
         if (k >= assigned_) last_free = std::max(last_free, p);
       }
       if (group_size_ > 0 && group_short_ == lowest) {
-        int64_t p = 0, q = num_remaining_ - 1;
-        while (tracked(order_[static_cast<size_t>(p)], cur)) ++p;
-        while (tracked(order_[static_cast<size_t>(q)], cur)) --q;
+        int64_t p = 0, q = order_.size() - 1;
+        while (tracked(order_.column(p), cur)) ++p;
+        while (tracked(order_.column(q), cur)) --q;
         first = std::min(first, p);
         last_free = std::max(last_free, q);
       }
       const int64_t index = std::max(first, last_free);
-      const int64_t j = order_[static_cast<size_t>(index)];
+      const int64_t j = order_.column(index);
       const auto k = static_cast<size_t>(slot(j, cur));
       min_val = short_[k];
       s.shortest[static_cast<size_t>(j)] = short_[k];
@@ -357,12 +420,9 @@ class SparseSearch {
         i = s.row4col[static_cast<size_t>(j)];
       }
       s.cols_scanned.push_back(j);
-      swap_positions(index, --num_remaining_);
-      swaps_.push_back(index);
+      order_.remove(index);
     }
-    // Restore the initial order for the next path.
-    for (auto k = static_cast<int64_t>(swaps_.size()) - 1; k >= 0; --k)
-      swap_positions(swaps_[static_cast<size_t>(k)], num_remaining_++);
+    order_.restore();
     s.min_val = min_val;
     return sink;
   }
@@ -393,25 +453,28 @@ class SparseSearch {
     --group_size_;
     return k;
   }
-  void swap_positions(int64_t p, int64_t q) {
-    const int64_t a = order_[static_cast<size_t>(p)], b = order_[static_cast<size_t>(q)];
-    order_[static_cast<size_t>(p)] = b;
-    order_[static_cast<size_t>(q)] = a;
-    position_[static_cast<size_t>(b)] = p;
-    position_[static_cast<size_t>(a)] = q;
-  }
 
   const SparseRows& rows_;
   int64_t nc_;
-  std::vector<int64_t> order_, position_;  // SciPy's `remaining` and its inverse
+  RemainingOrder order_;
   std::vector<Track> track_;
   // Per slot: column, dual, tentative distance and its row, the visited row's entry.
   std::vector<int64_t> col_, path_row_;
   std::vector<double> v_, short_, cost_;
-  std::vector<int64_t> swaps_;
-  int64_t assigned_ = 0, num_remaining_ = 0, group_size_ = 0, group_path_ = -1;
+  int64_t assigned_ = 0, group_size_ = 0, group_path_ = -1;
   double group_short_ = 0;
 };
+
+/// SciPy's `solve` loop: a path from each row in turn, then the duals and matching updated.
+template <typename Search>
+std::vector<int64_t> solve_paths(Search& search, LsapState& s, int64_t nr, const char* fn) {
+  for (int64_t cur = 0; cur < nr; ++cur) {
+    const int64_t sink = search.augmenting_path(s, cur);
+    TORCH_CHECK(sink >= 0, fn, ": cost matrix is infeasible (no complete assignment avoids the +inf entries)");
+    s.augment(cur, sink);
+  }
+  return s.col4row;
+}
 
 /// The optimal matching of the working problem `w` (SciPy's `solve` after its transposition and
 /// negation): col4row. Rejects NaN and −inf entries and reports infeasibility; `fn` names the
@@ -427,12 +490,7 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
   if (use_sparse) {
     if (search == LsapSearch::sparse) split_rows(w, nr * nc, sparse, fn);
     SparseSearch searcher(sparse, nc);
-    for (int64_t cur = 0; cur < nr; ++cur) {
-      const int64_t sink = searcher.augmenting_path(s, cur);
-      TORCH_CHECK(sink >= 0, fn, ": cost matrix is infeasible (no complete assignment avoids the +inf entries)");
-      s.augment(cur, sink);
-    }
-    return s.col4row;
+    return solve_paths(searcher, s, nr, fn);
   }
   // The dense search wants an nr×nc row-major double matrix: the caller's memory when it already
   // is one, else a copy.
@@ -445,13 +503,8 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
     cost = copy.data();
   }
   for (int64_t k = 0; k < nr * nc; ++k) check_lsap_entry(cost[k], fn);
-  std::vector<int64_t> remaining(static_cast<size_t>(nc));
-  for (int64_t cur = 0; cur < nr; ++cur) {
-    const int64_t sink = dense_augmenting_path(cost, nc, s, cur, remaining);
-    TORCH_CHECK(sink >= 0, fn, ": cost matrix is infeasible (no complete assignment avoids the +inf entries)");
-    s.augment(cur, sink);
-  }
-  return s.col4row;
+  DenseSearch searcher(cost, nc);
+  return solve_paths(searcher, s, nr, fn);
 }
 
 }  // namespace detail

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Which instruction set the CPU kernels run with. A kernel's source (e.g. ssim_rows.hpp) is
+/// Which instruction set the CPU kernels run with. A kernel's source (ssim_rows.hpp, lsap_scan.hpp) is
 /// written once over GCC/Clang vector extensions and included once per instruction set into its
 /// own namespace, with `CROWDLOSS_SIMD_TARGET` (the functions' target attribute),
 /// `CROWDLOSS_SIMD_BYTES` (the vector width; 0 = plain scalars) and `CROWDLOSS_SIMD_SHUFFLES`

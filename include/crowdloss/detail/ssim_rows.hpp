@@ -1,7 +1,8 @@
 // The rows of SSIM's CPU kernel (ssim_cpu.hpp), written once and included by it once per
 // instruction set (simd.hpp), each time into its own namespace with CROWDLOSS_SIMD_TARGET,
 // CROWDLOSS_SIMD_BYTES and CROWDLOSS_SIMD_SHUFFLES defined. Hence no include guard and no
-// includes here: ssim_cpu.hpp includes what this needs before it.
+// library includes here (but simd_ops.hpp, written the same way): ssim_cpu.hpp includes what this
+// needs before it.
 //
 // The filters read their taps through an accessor (row pointers for the pass across rows, with
 // zero rows standing in for padding; shifts of one row for the pass along it), keep blocks of
@@ -12,38 +13,7 @@
 // each, so which path computes an output is fixed by its position alone (rows in pairs (2m,
 // 2m + 1), below), never by how the rows are split among threads.
 
-#if CROWDLOSS_SIMD_BYTES > 0
-template <typename T>
-struct Simd {
-  typedef T V __attribute__((vector_size(CROWDLOSS_SIMD_BYTES)));
-  static constexpr int64_t size = CROWDLOSS_SIMD_BYTES / sizeof(T);
-};
-#else
-template <typename T>
-struct Simd {
-  using V = T;
-  static constexpr int64_t size = 1;
-};
-#endif
-
-template <typename T>
-CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V load(const T* p) {
-  typename Simd<T>::V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <typename T>
-CROWDLOSS_SIMD_TARGET inline void store(T* p, typename Simd<T>::V v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-/// x in every lane: ones times x, which compilers fold into one broadcast (`V{} + x` must really
-/// add, since 0 + (−0) is +0).
-template <typename T>
-CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V broadcast(T x) {
-  return (typename Simd<T>::V{} + T(1)) * x;
-}
+#include <crowdloss/detail/simd_ops.hpp>
 
 /// Taps that are rows: tap k is rows[k].
 template <typename T>

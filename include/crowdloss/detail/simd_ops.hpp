@@ -1,0 +1,60 @@
+// Vector types and helpers for the CPU kernels that are compiled once per instruction set
+// (simd.hpp): included by each such kernel's source inside the namespace it is included into,
+// with CROWDLOSS_SIMD_TARGET and CROWDLOSS_SIMD_BYTES defined. Hence no include guard and no
+// includes (the includer provides <cstdint> and <cstring>).
+
+#if CROWDLOSS_SIMD_BYTES > 0
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(CROWDLOSS_SIMD_BYTES)));
+  static constexpr int64_t size = CROWDLOSS_SIMD_BYTES / sizeof(T);
+};
+#else
+template <typename T>
+struct Simd {
+  using V = T;
+  static constexpr int64_t size = 1;
+};
+#endif
+
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V load(const T* p) {
+  typename Simd<T>::V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void store(T* p, typename Simd<T>::V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+/// x in every lane: ones times x, which compilers fold into one broadcast (`V{} + x` must really
+/// add, since 0 + (−0) is +0).
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V broadcast(T x) {
+  return (typename Simd<T>::V{} + T(1)) * x;
+}
+
+/// Lane k of a vector.
+#if CROWDLOSS_SIMD_BYTES > 0
+template <typename V>
+CROWDLOSS_SIMD_TARGET inline auto lane(const V& v, int64_t k) {
+  return v[k];
+}
+#else
+template <typename T>
+inline T lane(T v, int64_t) {
+  return v;
+}
+#endif
+
+/// Whether any lane of a comparison's result is true.
+template <typename M>
+CROWDLOSS_SIMD_TARGET inline bool any_lane(const M& m) {
+  constexpr int64_t lanes = static_cast<int64_t>(sizeof(M) / sizeof(lane(m, 0)));
+  auto any = lane(m, 0);
+  for (int64_t k = 1; k < lanes; ++k) any |= lane(m, k);
+  return any != 0;
+}
+
