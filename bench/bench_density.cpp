@@ -7,10 +7,10 @@
 // that wraps LibTorch's CPU allocator for one untimed run.
 //
 // Freed memory stays in the process (glibc's mmap and trim thresholds raised), as a caching
-// allocator keeps it: with glibc's defaults an iteration's multi-MiB gradient may be
-// page-faulted in again on every iteration (seen for PML), which on a VM costs as much as the
-// losses themselves and varies from run to run. `--return-memory` (first or after --threads) keeps
-// glibc's defaults.
+// allocator keeps it: with glibc's defaults the heap top may be trimmed (brk) when an iteration
+// frees its tensors and grown again by the next, which then page-faults its multi-MiB outputs in
+// again; whether a run falls into that depends on its heap layout, and on a VM it costs as much
+// as the losses themselves. `--return-memory` (first or after --threads) keeps glibc's defaults.
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>

@@ -75,8 +75,12 @@ struct LsapState {
         path(static_cast<size_t>(nc), -1),
         col4row(static_cast<size_t>(nr), -1),
         row4col(static_cast<size_t>(nc), -1) {}
-  std::vector<double> u, v, shortest;
-  std::vector<int64_t> path, col4row, row4col;
+  std::vector<double> u, v;
+  /// Per column, its tentative distance and predecessor row when the last search scanned it
+  /// (only the scanned columns' entries are current; `augment` reads only those).
+  std::vector<double> shortest;
+  std::vector<int64_t> path;
+  std::vector<int64_t> col4row, row4col;
   /// The rows and columns the last search visited (SciPy's SR and SC, as lists).
   std::vector<int64_t> rows_seen, cols_scanned;
   /// The last search's final minimum.
@@ -161,7 +165,8 @@ class DenseSearch {
 #endif
   }
 
-  /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
+  /// The path from free row `cur`: returns the sink column, or −1 when infeasible (the search is
+  /// then left mid-path, and the solve ends).
   int64_t augmenting_path(LsapState& s, int64_t cur) {
     constexpr double inf = std::numeric_limits<double>::infinity();
     std::fill(shortest_.begin(), shortest_.end(), inf);
@@ -339,7 +344,8 @@ class SparseSearch {
         order_(nc),
         track_(static_cast<size_t>(nc), Track{-1, 0}) {}
 
-  /// The path from free row `cur`: returns the sink column, or −1 when infeasible.
+  /// The path from free row `cur`: returns the sink column, or −1 when infeasible (the search is
+  /// then left mid-path, and the solve ends).
   int64_t augmenting_path(LsapState& s, int64_t cur) {
     constexpr double inf = std::numeric_limits<double>::infinity();
     // The last path's sink is assigned now (it had one of that path's free slots, so the first

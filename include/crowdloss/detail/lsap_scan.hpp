@@ -24,7 +24,7 @@ CROWDLOSS_SIMD_TARGET inline V relax_lanes(const double* row, const double* v, d
 /// One step of SciPy's search from row i, over all n columns at once: r = min_val + row[j] −
 /// ui − v[j] with SciPy's rounding, and where r < shortest[j], shortest[j] = r and path[j] = i.
 /// Returns the least shortest[j] afterwards. A scanned column has v = −inf and shortest = +inf,
-/// so r = +inf: it neither changes nor wins.
+/// so r is +inf (or NaN, where min_val + c − ui overflowed to −inf): it neither changes nor wins.
 CROWDLOSS_SIMD_TARGET inline double dense_relax(const double* row, const double* v, double* shortest, int64_t* path,
                                                 int64_t n, double min_val, double ui, int64_t i) {
   constexpr int64_t w = Simd<double>::size;

@@ -1,10 +1,10 @@
 #pragma once
 /// \file
-/// Which instruction set the CPU kernels run with. A kernel's source (ssim_rows.hpp, lsap_scan.hpp) is
-/// written once over GCC/Clang vector extensions and included once per instruction set into its
-/// own namespace, with `CROWDLOSS_SIMD_TARGET` (the functions' target attribute),
-/// `CROWDLOSS_SIMD_BYTES` (the vector width; 0 = plain scalars) and `CROWDLOSS_SIMD_SHUFFLES`
-/// (whether to use lane shuffles, below) set by the includer:
+/// Which instruction set the CPU kernels run with. A kernel's source (ssim_rows.hpp,
+/// lsap_scan.hpp) is written once over GCC/Clang vector extensions (simd_ops.hpp) and included
+/// once per instruction set into its own namespace, with `CROWDLOSS_SIMD_TARGET` (the functions'
+/// target attribute), `CROWDLOSS_SIMD_BYTES` (the vector width; 0 = plain scalars) and, for SSIM,
+/// `CROWDLOSS_SIMD_SHUFFLES` (whether to use lane shuffles, below) set by the includer:
 ///  - baseline: what the build targets (16-byte vectors on x86-64 and AArch64, 32 with -mavx…);
 ///  - avx2: AVX2 + FMA, 32-byte vectors, compiled in through the target attribute on x86-64 with
 ///    GCC or Clang whatever the build's flags, and chosen at run time when the CPU has both —
