@@ -74,14 +74,22 @@ void forward_backward(benchmark::State& state, const LossFn& loss, at::Device de
   torch::manual_seed(0);
   const auto target = torch::rand({8, 1, side, side}).to(device);
   auto pred = (target + 0.1 * torch::randn({8, 1, side, side}).to(device)).requires_grad_(true);
+  double seconds = 0;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
     pred.mutable_grad() = at::Tensor();
     loss(pred, target).backward();
     if (device.is_cuda()) torch::cuda::synchronize();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(elapsed);
+    seconds += elapsed;
   }
   state.SetItemsProcessed(state.iterations() * pred.numel());
+  // The least memory traffic any forward + backward needs (pred and target read, the gradient
+  // written: three maps) over the measured time; its ratio to the memory's bandwidth is the
+  // fraction of the bandwidth achieved.
+  const double least_bytes = 3.0 * static_cast<double>(pred.nbytes());
+  state.counters["GB_per_s"] = least_bytes * static_cast<double>(state.iterations()) / seconds / 1e9;
   state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side));
   if (device.is_cpu()) {
     pred.mutable_grad() = at::Tensor();

@@ -1,6 +1,7 @@
 # cmake -DOUT=results.md -P to_markdown.cmake a.json b.json ...: one markdown table per Google
 # Benchmark JSON file (case, size label, real time, and for the density losses the ratio to
-# mse_loss on the same device and size, measured in the same run). No dependency beyond CMake.
+# mse_loss on the same device and size, measured in the same run, and the least traffic of a
+# forward + backward per second, counter GB_per_s). No dependency beyond CMake.
 cmake_minimum_required(VERSION 3.19)
 
 # thousandths(<var> <decimal>): the integer round-down of 1000 × a non-negative decimal number
@@ -26,7 +27,7 @@ foreach(a RANGE 3 ${last})
   string(JSON host GET "${json}" context host_name)
   string(JSON threads ERROR_VARIABLE no_threads GET "${json}" context torch_threads)
   string(JSON date GET "${json}" context date)
-  string(APPEND md "## ${name}\n\nHost ${host}, ${date}, torch threads ${threads}.\n\n| case | size | time | ratio to mse_loss |\n| --- | --- | ---: | ---: |\n")
+  string(APPEND md "## ${name}\n\nHost ${host}, ${date}, torch threads ${threads}.\n\n| case | size | time | ratio to mse_loss | least traffic |\n| --- | --- | ---: | ---: | ---: |\n")
   string(JSON n LENGTH "${json}" benchmarks)
   math(EXPR n "${n} - 1")
   # First pass: the mse_loss baseline of each device/size.
@@ -45,6 +46,14 @@ foreach(a RANGE 3 ${last})
     string(JSON label ERROR_VARIABLE no_label GET "${json}" benchmarks ${i} label)
     if(no_label)
       set(label "")
+    endif()
+    string(JSON rate ERROR_VARIABLE no_rate GET "${json}" benchmarks ${i} GB_per_s)
+    set(traffic "")
+    if(NOT no_rate)
+      thousandths(rate "${rate}")
+      math(EXPR whole "${rate} / 1000")
+      math(EXPR tenth "(${rate} % 1000) / 100")
+      set(traffic "${whole}.${tenth} GB/s")
     endif()
     set(ratio "")
     set(base "")
@@ -71,7 +80,7 @@ foreach(a RANGE 3 ${last})
       set(frac_t "0${frac_t}")
     endif()
     set(t "${whole_t}.${frac_t}")
-    string(APPEND md "| `${case}` | ${label} | ${t} ${unit} | ${ratio} |\n")
+    string(APPEND md "| `${case}` | ${label} | ${t} ${unit} | ${ratio} | ${traffic} |\n")
   endforeach()
   string(APPEND md "\n")
 endforeach()

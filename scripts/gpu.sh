@@ -40,6 +40,22 @@ run() {
   python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' |
     tee "$logs/environment.txt"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$logs/environment.txt" 2>&1 || true
+  # What the card's memory can move in practice (a 1 GiB device-to-device copy, CUDA events): the
+  # bandwidth bench_density's GB_per_s is measured against.
+  python3 - <<'PY' 2>&1 | tee -a "$logs/environment.txt"
+import torch
+x = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
+y = torch.empty_like(x)
+for _ in range(3):
+    y.copy_(x)
+start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+start.record()
+for _ in range(20):
+    y.copy_(x)
+stop.record()
+torch.cuda.synchronize()
+print(f"copy bandwidth {2 * x.nbytes * 20 / (start.elapsed_time(stop) / 1e3) / 1e9:.0f} GB/s (read + write)")
+PY
   local generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCROWDLOSS_WERROR=ON 2>&1 | tee "$logs/configure.log"
@@ -49,6 +65,7 @@ run() {
     "$b" --benchmark_min_time=0.5 --benchmark_out="$logs/$(basename "$b").json" --benchmark_out_format=json 2>&1 |
       tee "$logs/$(basename "$b").txt"
   done
+  cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs"/bench_*.json
 }
 
 case "${1:-}" in
