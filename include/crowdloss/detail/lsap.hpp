@@ -86,6 +86,16 @@ struct LsapState {
   /// The last search's final minimum.
   double min_val = 0;
 
+  /// Records column j as scanned at distance d. Returns true when j is free (the path's sink);
+  /// otherwise the path goes on from j's row, written to `row`.
+  bool scan(int64_t j, double d, int64_t& row) {
+    shortest[static_cast<size_t>(j)] = d;
+    cols_scanned.push_back(j);
+    if (row4col[static_cast<size_t>(j)] == -1) return true;
+    row = row4col[static_cast<size_t>(j)];
+    return false;
+  }
+
   /// After a path from free row `cur` to free column `sink`: SciPy's dual update, then the
   /// matching augmented along the path.
   void augment(int64_t cur, int64_t sink) {
@@ -184,15 +194,9 @@ class DenseSearch {
       const int64_t j = order_.column(index);
       auto& distance = shortest_[static_cast<size_t>(j)];
       min_val = distance;  // this column's value, as SciPy (±0 compare equal)
-      s.shortest[static_cast<size_t>(j)] = distance;
+      if (s.scan(j, distance, i)) sink = j;
       distance = inf;
       v_[static_cast<size_t>(j)] = -inf;
-      if (s.row4col[static_cast<size_t>(j)] == -1) {
-        sink = j;
-      } else {
-        i = s.row4col[static_cast<size_t>(j)];
-      }
-      s.cols_scanned.push_back(j);
       order_.remove(index);
     }
     order_.restore();
@@ -416,16 +420,10 @@ class SparseSearch {
       const int64_t j = order_.column(index);
       const auto k = static_cast<size_t>(slot(j, cur));
       min_val = short_[k];
-      s.shortest[static_cast<size_t>(j)] = short_[k];
       s.path[static_cast<size_t>(j)] = path_row_[k];
+      if (s.scan(j, short_[k], i)) sink = j;
       short_[k] = inf;
       v_[k] = -inf;
-      if (s.row4col[static_cast<size_t>(j)] == -1) {
-        sink = j;
-      } else {
-        i = s.row4col[static_cast<size_t>(j)];
-      }
-      s.cols_scanned.push_back(j);
       order_.remove(index);
     }
     order_.restore();
