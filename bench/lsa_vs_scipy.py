@@ -22,6 +22,11 @@ import scipy  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 
+def ms(t):
+    """A time in ms with three significant digits (two decimals from 1 ms up)."""
+    return f"{t:.3g} ms" if t < 1 else f"{t:.2f} ms"
+
+
 def main():
     exe = sys.argv[1] if len(sys.argv) > 1 else "build/bench/bench_assign"
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 11
@@ -61,7 +66,7 @@ def main():
         label = f"{'dense uniform' if kind == 'dense' else 'POTO-shaped (maximise)'} {rows}×{cols}"
         best, median = scipy_ms[key]
         ours = ours_ms.get(key, float("nan"))
-        print(f"| {label} | {ours:.2f} ms | {best:.2f} ms | {median:.2f} ms | {median / ours:.2f}× | {'yes' if same[key] else 'NO'} |")
+        print(f"| {label} | {ms(ours)} | {ms(best)} | {ms(median)} | {median / ours:.2f}× | {'yes' if same[key] else 'NO'} |")
 
 
 if __name__ == "__main__":

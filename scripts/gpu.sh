@@ -42,7 +42,7 @@ run() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$logs/environment.txt" 2>&1 || true
   # What the card's memory can move in practice (a 1 GiB device-to-device copy, CUDA events): the
   # bandwidth bench_density's GB_per_s is measured against.
-  python3 - <<'PY' 2>&1 | tee -a "$logs/environment.txt"
+  python3 - <<'PY' 2>&1 | tee -a "$logs/environment.txt" || true
 import torch
 x = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
 y = torch.empty_like(x)

@@ -24,7 +24,7 @@ def matrices(rng, count):
         wide = rng.integers(1, 13)
         long = rng.integers(1, 300 if k % 5 == 0 else 40)
         rows, cols = (long, wide) if k % 4 == 3 else (wide, long)
-        if kind == 6:    # near-square with small integers: long paths, ties among many columns
+        if kind == 6:    # mid-size, small integers: long paths, ties among many columns
             rows, cols = rng.integers(20, 90), rng.integers(20, 90)
         maximize = bool(k % 2)
         if kind == 0:    # uniform
