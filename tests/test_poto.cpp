@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 using crowdloss_test::check_error;
@@ -105,6 +106,67 @@ TEST_CASE("poto_quality: centre sampling restricts the prior per level") {
     }
   }
   DOCTEST_CHECK(inside_count > 0);
+}
+
+TEST_CASE("poto's prior pairs on the CPU are the nonzeros of the ATen prior mask") {
+  // Points on a grid that the boxes' edges hit exactly (strict bounds), NaN and infinite
+  // coordinates, a NaN box, empty boxes, float and double, with and without centre sampling.
+  const auto grid = crowdloss::anchor_points({{10, 12}, {5, 6}}, {8, 16});  // 150 points
+  const std::vector<double> strides{8, 16};
+  const std::vector<int64_t> sizes{120, 30};
+  int nonempty = 0;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    torch::manual_seed(seed);
+    auto points = grid.clone();
+    auto boxes = (torch::randint(0, 12, {7, 2}) * 8).to(at::kFloat);
+    boxes = torch::cat({boxes, boxes + (torch::randint(0, 6, {7, 2}) * 8).to(at::kFloat)}, 1);  // some empty
+    if (seed % 4 == 1) {
+      points[3][0] = std::numeric_limits<float>::quiet_NaN();
+      points[7][1] = std::numeric_limits<float>::infinity();
+      boxes[2][1] = std::numeric_limits<float>::quiet_NaN();
+      boxes[4][2] = std::numeric_limits<float>::infinity();
+    }
+    if (seed % 4 == 2) boxes = boxes.to(at::kDouble) + 0.5;  // mixed dtypes: compared in double
+    const double radius = seed % 3 == 0 ? 1.5 : 0.0;
+    INFO("seed " << seed << ", radius " << radius);
+    const auto expected = crowdloss::detail::spatial_prior("t", points, boxes, radius, strides, sizes).nonzero();
+    const auto pairs = crowdloss::detail::prior_pairs("t", points, boxes, radius, strides, sizes);
+    DOCTEST_CHECK(at::equal(pairs, expected));
+    nonempty += expected.size(0) > 0;
+  }
+  DOCTEST_CHECK(nonempty > 30);
+  const auto none = crowdloss::detail::prior_pairs("t", grid, torch::zeros({0, 4}), 0.0, {}, {});
+  DOCTEST_CHECK(none.sizes() == at::IntArrayRef({0, 2}));
+}
+
+TEST_CASE("poto_assign: its matching without the quality matrix is linear_sum_assignment's on it") {
+  // poto_assign hands the prior's pairs to the LSA's sparse search; the reference builds
+  // poto_quality's matrix and solves it. Random images, plain and with many ties (probabilities
+  // on a coarse grid, every predicted box the same), with and without centre sampling.
+  int compared = 0;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    auto img = random_image(1 + static_cast<int64_t>(seed % 30), 2, 100 + seed);
+    if (seed % 2 == 1) {
+      img.cls_prob = (img.cls_prob * 4).round() / 4;
+      img.pred_boxes = img.pred_boxes[0].expand_as(img.pred_boxes).contiguous();
+    }
+    auto opts = crowdloss::POTOOptions();
+    if (seed % 3 == 2) opts.center_sampling_radius(2.5).strides({8, 16}).level_sizes({192, 48});
+    if (seed % 5 == 4) {  // float64 inputs
+      img.cls_prob = img.cls_prob.to(at::kDouble);
+      img.pred_boxes = img.pred_boxes.to(at::kDouble);
+      img.points = img.points.to(at::kDouble);
+      img.gt_boxes = img.gt_boxes.to(at::kDouble);
+    }
+    INFO("seed " << seed);
+    const auto matched = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto [rows, cols] = crowdloss::linear_sum_assignment(quality, /*maximize=*/true);
+    REQUIRE(rows.numel() == matched.numel());
+    DOCTEST_CHECK(at::equal(matched, cols));
+    ++compared;
+  }
+  DOCTEST_CHECK(compared == 60);
 }
 
 TEST_CASE("poto_assign: one-to-one, and more gts than anchors") {

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <variant>
@@ -116,43 +117,150 @@ inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred
   return quality_of(cls_prob.index_select(1, gt_classes).t(), box_iou(gt_boxes, pred_boxes), alpha);
 }
 
-/// The spatial prior of DeFCN and FCOS (G×A bool): anchor point a lies strictly inside gt box g
-/// and, with radius > 0, inside the square of half-side radius·stride(level of a) around the
-/// box centre (clipped to the box). `level_sizes` and `strides` are only needed with radius > 0.
-inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
-                                const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
+/// The boxes a spatial prior tests one run of anchors [start, start + size) against (G×4).
+struct PriorLevel {
+  int64_t start, size;
+  at::Tensor boxes;
+};
+
+/// The spatial prior of DeFCN and FCOS, as the boxes each level's anchor points must lie strictly
+/// inside: the gt boxes, or with radius > 0 each gt box ∩ the square of half-side
+/// radius·stride(level) around its centre. `level_sizes` and `strides` are only needed with
+/// radius > 0 (one run of all anchors otherwise).
+inline std::vector<PriorLevel> prior_levels(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes,
+                                            double radius, const std::vector<double>& strides,
+                                            const std::vector<int64_t>& level_sizes) {
   TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
-  if (radius == 0) return strictly_inside(points, gt_boxes);
+  if (radius == 0) return {{0, points.size(0), gt_boxes}};
   check_levels(fn, level_sizes, points.size(0), &strides);
   const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
-  std::vector<at::Tensor> per_level;
+  std::vector<PriorLevel> levels;
   int64_t start = 0;
   for (size_t l = 0; l < level_sizes.size(); ++l) {
     const double r = strides[l] * radius;
-    const auto centre_boxes =
-        at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1);
-    per_level.push_back(strictly_inside(points.narrow(0, start, level_sizes[l]), centre_boxes));
+    levels.push_back({start, level_sizes[l],
+                      at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))},
+                              1)});
     start += level_sizes[l];
   }
-  return at::cat(per_level, 1);
+  return levels;
 }
 
-/// POTO's masked quality matrix; see `crowdloss::poto_quality`. `fn` names the caller in errors.
-inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const at::Tensor& pred_boxes,
-                               const at::Tensor& points, const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                               const POTOOptions& options) {
+/// The spatial prior as a G×A bool mask: anchor point a lies strictly inside its level's box of
+/// gt g (prior_levels).
+inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
+                                const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
+  std::vector<at::Tensor> per_level;
+  for (const auto& level : prior_levels(fn, points, gt_boxes, radius, strides, level_sizes))
+    per_level.push_back(strictly_inside(points.narrow(0, level.start, level.size), level.boxes));
+  return per_level.size() == 1 ? per_level[0] : at::cat(per_level, 1);
+}
+
+/// For CPU tensors: appends to anchors[g] each anchor start + a whose point lies strictly inside
+/// boxes[g] (x0 < x < x1, y0 < y < y1, compared in double, which is exact for every floating
+/// dtype, as ATen's comparison after type promotion). The points are sorted by x once, and each
+/// box tests y only on its x-range, found by binary search; a NaN coordinate is never inside.
+inline void inside_pairs_cpu(const at::Tensor& points, const at::Tensor& boxes, int64_t start,
+                             std::vector<std::vector<int64_t>>& anchors) {
+  const auto p = points.to(at::kDouble).contiguous(), b = boxes.to(at::kDouble).contiguous();
+  const double* pp = p.data_ptr<double>();
+  const double* bp = b.data_ptr<double>();
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(p.size(0)));
+  for (int64_t a = 0; a < p.size(0); ++a)
+    if (!std::isnan(pp[2 * a]) && !std::isnan(pp[2 * a + 1])) order.push_back(a);
+  std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return pp[2 * i] < pp[2 * j]; });
+  std::vector<double> xs(order.size()), ys(order.size());
+  for (size_t k = 0; k < order.size(); ++k) {
+    xs[k] = pp[2 * order[k]];
+    ys[k] = pp[2 * order[k] + 1];
+  }
+  for (int64_t g = 0; g < b.size(0); ++g) {
+    const double x0 = bp[4 * g], y0 = bp[4 * g + 1], x1 = bp[4 * g + 2], y1 = bp[4 * g + 3];
+    if (std::isnan(x0) || std::isnan(x1)) continue;
+    const auto lo = std::upper_bound(xs.begin(), xs.end(), x0) - xs.begin();  // first x > x0
+    const auto hi = std::lower_bound(xs.begin(), xs.end(), x1) - xs.begin();  // first x ≥ x1
+    for (auto k = lo; k < hi; ++k)
+      if (ys[static_cast<size_t>(k)] > y0 && ys[static_cast<size_t>(k)] < y1)
+        anchors[static_cast<size_t>(g)].push_back(start + order[static_cast<size_t>(k)]);
+  }
+}
+
+/// The spatial prior's pairs (g, a) in row-major order (P×2 int64): `spatial_prior(…).nonzero()`,
+/// as CUDA computes it; on the CPU found without the G×A mask (inside_pairs_cpu).
+inline at::Tensor prior_pairs(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
+                              const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
+  if (!points.is_cpu()) return spatial_prior(fn, points, gt_boxes, radius, strides, level_sizes).nonzero();
+  std::vector<std::vector<int64_t>> anchors(static_cast<size_t>(gt_boxes.size(0)));
+  for (const auto& level : prior_levels(fn, points, gt_boxes, radius, strides, level_sizes))
+    inside_pairs_cpu(points.narrow(0, level.start, level.size), level.boxes, level.start, anchors);
+  int64_t count = 0;
+  for (auto& row : anchors) {
+    std::sort(row.begin(), row.end());
+    count += static_cast<int64_t>(row.size());
+  }
+  auto pairs = at::empty({count, 2}, at::kLong);
+  int64_t* out = pairs.data_ptr<int64_t>();
+  for (size_t g = 0; g < anchors.size(); ++g)
+    for (const int64_t a : anchors[g]) {
+      *out++ = static_cast<int64_t>(g);
+      *out++ = a;
+    }
+  return pairs;
+}
+
+/// The pairs (g, a) of POTO's spatial prior, in row-major order, and their quality: the entries
+/// of POTO's quality matrix that are not −1.
+struct POTOPairs {
+  at::Tensor g, a, values;
+};
+
+/// POTO's prior pairs and their quality; see `crowdloss::poto_quality`. `fn` names the caller in
+/// errors.
+inline POTOPairs poto_pairs(const char* fn, const at::Tensor& cls_prob, const at::Tensor& pred_boxes,
+                            const at::Tensor& points, const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
+                            const POTOOptions& options) {
   check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
   check_alpha(fn, options.alpha());
-  const auto inside = spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), options.level_sizes());
   // The quality is computed only inside the prior (the pairs are few), from the pairs'
   // probabilities and aligned boxes.
-  const auto pairs = inside.nonzero();
+  const auto pairs =
+      prior_pairs(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), options.level_sizes());
   const auto g = pairs.select(1, 0), a = pairs.select(1, 1);
   const auto prob = cls_prob.index({a, gt_classes.index_select(0, g)});
   const auto [inter, uni] = broadcast_intersection_union(gt_boxes.index_select(0, g), pred_boxes.index_select(0, a));
-  const auto values = quality_of(prob, iou_from(inter, uni), options.alpha());
-  auto quality = at::full({gt_boxes.size(0), cls_prob.size(0)}, -1.0, values.options());
-  return quality.index_put_({g, a}, values);
+  return {g, a, quality_of(prob, iou_from(inter, uni), options.alpha())};
+}
+
+/// POTO's G×A quality matrix from its pairs: −1 elsewhere.
+inline at::Tensor quality_matrix(const POTOPairs& p, int64_t G, int64_t A) {
+  auto quality = at::full({G, A}, -1.0, p.values.options());
+  return quality.index_put_({p.g, p.a}, p.values);
+}
+
+/// POTO's Hungarian matching (G ≤ A) without the G×A quality matrix: its working rows (maximised,
+/// so negated: +1 but at the prior's pairs) go to the LSA's sparse search as they are. The
+/// answer is `linear_sum_assignment(quality_matrix(p, G, A), true)`'s, SciPy's. Returns the anchor
+/// of each gt.
+inline std::vector<int64_t> poto_sparse_matching(const POTOPairs& p, int64_t G, int64_t A) {
+  const auto g = p.g.to(at::kCPU).contiguous(), a = p.a.to(at::kCPU).contiguous();
+  const auto values = p.values.to(at::kCPU, at::kDouble).contiguous();
+  const int64_t n = g.numel();
+  const int64_t* gp = g.data_ptr<int64_t>();
+  const int64_t* ap = a.data_ptr<int64_t>();
+  const double* vp = values.data_ptr<double>();
+  SparseRows rows;
+  rows.common.assign(static_cast<size_t>(G), 1.0);
+  rows.start.assign(static_cast<size_t>(G) + 1, 0);
+  rows.cols.assign(ap, ap + n);
+  rows.values.resize(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) {
+    ++rows.start[static_cast<size_t>(gp[k]) + 1];
+    rows.values[static_cast<size_t>(k)] = -vp[k];
+    check_lsap_entry(rows.values[static_cast<size_t>(k)], "poto_assign");
+  }
+  std::partial_sum(rows.start.begin(), rows.start.end(), rows.start.begin());
+  return sparse_matching(rows, G, A, "poto_assign");
 }
 }  // namespace detail
 
@@ -166,7 +274,8 @@ inline at::Tensor poto_quality(const char* fn, const at::Tensor& cls_prob, const
 ///   auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
 inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                                const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
-  return detail::poto_quality("poto_quality", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
+  const auto pairs = detail::poto_pairs("poto_quality", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
+  return detail::quality_matrix(pairs, gt_boxes.size(0), cls_prob.size(0));
 }
 
 /// POTO (DeFCN, "End-to-End Object Detection with Fully Convolutional Network", CVPR 2021):
@@ -177,9 +286,10 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 ///   pred_boxes: A×4 xyxy predicted boxes; points: A×2 anchor points; gt_boxes: G×4 xyxy;
 ///   gt_classes: G int64 in [0, K). One floating dtype family, one device.
 /// - The quality matrix is `poto_quality` (−1 outside each gt's spatial prior).
-/// - `kHungarian` (default): `linear_sum_assignment(quality, maximize = true)` solved on the CPU,
-///   SciPy-exact, so a gt with no anchor in its prior still gets one, as in DeFCN (and, with more
-///   gts than anchors, the unmatched gts get −1). `kArgmax`: each gt independently takes its
+/// - `kHungarian` (default): `linear_sum_assignment(quality, maximize = true)`, SciPy-exact, so a
+///   gt with no anchor in its prior still gets one, as in DeFCN (and, with more gts than anchors,
+///   the unmatched gts get −1). Solved on the CPU from the prior's pairs alone (the LSA's sparse
+///   search on the matrix's rows), without building the G×A matrix. `kArgmax`: each gt independently takes its
 ///   best-quality anchor (two gts may share one); a gt with no anchor in its prior gets −1.
 /// - 0 gts: an empty result.
 ///
@@ -194,9 +304,17 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
   at::NoGradGuard no_grad;
-  const auto quality = detail::poto_quality("poto_assign", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
-  const int64_t G = quality.size(0);
-  if (std::holds_alternative<enumtype::kArgmax>(options.matcher())) {
+  const auto pairs = detail::poto_pairs("poto_assign", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
+  const int64_t G = gt_boxes.size(0), A = cls_prob.size(0);
+  const bool argmax = std::holds_alternative<enumtype::kArgmax>(options.matcher());
+  if (!argmax && G <= A) {
+    const auto anchors = detail::poto_sparse_matching(pairs, G, A);
+    auto matched = at::empty({G}, at::kLong);
+    std::copy(anchors.begin(), anchors.end(), matched.data_ptr<int64_t>());
+    return matched.to(cls_prob.device());
+  }
+  const auto quality = detail::quality_matrix(pairs, G, A);
+  if (argmax) {
     const auto [best, index] = quality.max(1);
     return at::where(best < 0, at::full({}, -1, index.options()), index);
   }

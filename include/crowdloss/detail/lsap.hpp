@@ -480,21 +480,28 @@ std::vector<int64_t> solve_paths(Search& search, LsapState& s, int64_t nr, const
   return s.col4row;
 }
 
+/// col4row of the nr×nc working problem (nr ≤ nc) given as `rows`, whose entries have been
+/// checked (NaN, −inf), by the sparse search: for callers that know their matrix's sparsity and
+/// never build it (poto_assign); SciPy's answer for the matrix the rows describe.
+inline std::vector<int64_t> sparse_matching(const SparseRows& rows, int64_t nr, int64_t nc, const char* fn) {
+  LsapState s(nr, nc);
+  SparseSearch search(rows, nc);
+  return solve_paths(search, s, nr, fn);
+}
+
 /// The optimal matching of the working problem `w` (SciPy's `solve` after its transposition and
 /// negation): col4row. Rejects NaN and −inf entries and reports infeasibility; `fn` names the
 /// caller in error messages.
 template <typename T>
 std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, LsapSearch search) {
   const int64_t nr = w.nr, nc = w.nc;
-  LsapState s(nr, nc);
   SparseRows sparse;
   const bool use_sparse =
       search == LsapSearch::sparse ||
       (search == LsapSearch::automatic && nc >= 256 && split_rows(w, nr * nc / 8, sparse, fn));
   if (use_sparse) {
     if (search == LsapSearch::sparse) split_rows(w, nr * nc, sparse, fn);
-    SparseSearch searcher(sparse, nc);
-    return solve_paths(searcher, s, nr, fn);
+    return sparse_matching(sparse, nr, nc, fn);
   }
   // The dense search wants an nr×nc row-major double matrix: the caller's memory when it already
   // is one, else a copy.
@@ -507,6 +514,7 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
     cost = copy.data();
   }
   for (int64_t k = 0; k < nr * nc; ++k) check_lsap_entry(cost[k], fn);
+  LsapState s(nr, nc);
   DenseSearch searcher(cost, nc);
   return solve_paths(searcher, s, nr, fn);
 }
