@@ -75,6 +75,8 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
   const auto negative = costs.first.contiguous(), difference = costs.second.contiguous();
   const auto ltrb = box_ltrb.contiguous(), pts = points.contiguous(), boxes = gt_boxes.contiguous();
   const auto classes = gt_classes.clamp_min(0).contiguous();
+  std::vector<std::vector<int64_t>> inside(static_cast<size_t>(gt_boxes.size(0)));
+  if (o.inside_eps() >= 0) inside_pairs_cpu(pts, boxes, 0, inside);
   at::Tensor assigned;
   AT_DISPATCH_FLOATING_TYPES(cls_logits.scalar_type(), "lla_assign", [&] {
     const LLAInputs<scalar_t> in{negative.data_ptr<scalar_t>(), difference.data_ptr<scalar_t>(),
@@ -83,7 +85,7 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
                                  gt_boxes.size(0), o.topk(), static_cast<scalar_t>(o.reg_cost()),
                                  static_cast<scalar_t>(o.outside_penalty()), static_cast<scalar_t>(o.inside_eps()),
                                  static_cast<scalar_t>(kIoUEps)};
-    assigned = lla_assign_kernel(in);
+    assigned = lla_assign_kernel(in, o.inside_eps() >= 0 ? &inside : nullptr);
   });
   return assigned;
 }

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <variant>
@@ -154,36 +153,6 @@ inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const 
   for (const auto& level : prior_levels(fn, points, gt_boxes, radius, strides, level_sizes))
     per_level.push_back(strictly_inside(points.narrow(0, level.start, level.size), level.boxes));
   return per_level.size() == 1 ? per_level[0] : at::cat(per_level, 1);
-}
-
-/// For CPU tensors: appends to anchors[g] each anchor start + a whose point lies strictly inside
-/// boxes[g] (x0 < x < x1, y0 < y < y1, compared in double, which is exact for every floating
-/// dtype, as ATen's comparison after type promotion). The points are sorted by x once, and each
-/// box tests y only on its x-range, found by binary search; a NaN coordinate is never inside.
-inline void inside_pairs_cpu(const at::Tensor& points, const at::Tensor& boxes, int64_t start,
-                             std::vector<std::vector<int64_t>>& anchors) {
-  const auto p = points.to(at::kDouble).contiguous(), b = boxes.to(at::kDouble).contiguous();
-  const double* pp = p.data_ptr<double>();
-  const double* bp = b.data_ptr<double>();
-  std::vector<int64_t> order;
-  order.reserve(static_cast<size_t>(p.size(0)));
-  for (int64_t a = 0; a < p.size(0); ++a)
-    if (!std::isnan(pp[2 * a]) && !std::isnan(pp[2 * a + 1])) order.push_back(a);
-  std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return pp[2 * i] < pp[2 * j]; });
-  std::vector<double> xs(order.size()), ys(order.size());
-  for (size_t k = 0; k < order.size(); ++k) {
-    xs[k] = pp[2 * order[k]];
-    ys[k] = pp[2 * order[k] + 1];
-  }
-  for (int64_t g = 0; g < b.size(0); ++g) {
-    const double x0 = bp[4 * g], y0 = bp[4 * g + 1], x1 = bp[4 * g + 2], y1 = bp[4 * g + 3];
-    if (std::isnan(x0) || std::isnan(x1)) continue;
-    const auto lo = std::upper_bound(xs.begin(), xs.end(), x0) - xs.begin();  // first x > x0
-    const auto hi = std::lower_bound(xs.begin(), xs.end(), x1) - xs.begin();  // first x ≥ x1
-    for (auto k = lo; k < hi; ++k)
-      if (ys[static_cast<size_t>(k)] > y0 && ys[static_cast<size_t>(k)] < y1)
-        anchors[static_cast<size_t>(g)].push_back(start + order[static_cast<size_t>(k)]);
-  }
 }
 
 /// The spatial prior's pairs (g, a) in row-major order (P×2 int64): `spatial_prior(…).nonzero()`,

@@ -8,8 +8,11 @@
 /// involved being monotonic; the kernel also clamps it, in case a fused multiply–add rounds
 /// otherwise), so cls + penalty·outside is a lower bound of the cost, and a pair whose bound
 /// cannot beat the gt's current k-th cost skips the IoU and its logarithm — which is most pairs
-/// (the anchors outside the box). On CUDA the ATen path runs; a test holds the two to the same
-/// assignments.
+/// (the anchors outside the box). So each gt first visits the anchors strictly inside its box,
+/// whose costs carry no penalty, and then the others only while the least possible outside cost
+/// (the lowest class cost + penalty) can still beat its k-th; the top k is ordered by (cost,
+/// anchor), so the visiting order does not change it. On CUDA the ATen path runs; a test holds
+/// the two to the same assignments.
 
 #include <ATen/Parallel.h>
 #include <torch/types.h>
@@ -34,40 +37,59 @@ struct LLAInputs {
   T reg_cost, outside_penalty, inside_eps, iou_eps;
 };
 
-/// One gt's lowest-cost anchors, best first; a later anchor enters only with a strictly lower
-/// cost than the k-th (so equal costs keep the lower anchor index), NaN ranking last.
+/// One gt's k lowest-cost anchors, best first, in the order of (cost, anchor index) with NaN
+/// ranking last: equal costs keep the lower anchor index, whatever order anchors are offered in.
 template <typename T>
 class LLATopK {
  public:
+  using Item = std::pair<T, int64_t>;
   explicit LLATopK(int64_t k) : k_(static_cast<size_t>(k)) { items_.reserve(k_ + 1); }
   bool full() const { return items_.size() == k_; }
   T worst() const { return items_.back().first; }
   void offer(T cost, int64_t anchor) {
-    if (full() && !before(cost, worst())) return;
-    auto it = std::upper_bound(items_.begin(), items_.end(), cost,
-                               [](T c, const std::pair<T, int64_t>& item) { return before(c, item.first); });
-    items_.insert(it, {cost, anchor});
+    const Item item{cost, anchor};
+    if (full() && !before(item, items_.back())) return;
+    items_.insert(std::upper_bound(items_.begin(), items_.end(), item, before), item);
     if (items_.size() > k_) items_.pop_back();
   }
-  const std::vector<std::pair<T, int64_t>>& items() const { return items_; }
+  const std::vector<Item>& items() const { return items_; }
 
  private:
-  static bool before(T a, T b) { return a < b || (!std::isnan(a) && std::isnan(b)); }
+  static bool before(const Item& a, const Item& b) {
+    const bool a_nan = std::isnan(a.first), b_nan = std::isnan(b.first);
+    if (a_nan != b_nan) return b_nan;
+    if (!a_nan && a.first != b.first) return a.first < b.first;
+    return a.second < b.second;
+  }
   size_t k_;
-  std::vector<std::pair<T, int64_t>> items_;
+  std::vector<Item> items_;
 };
 
-/// LLA's cost of gt g at anchor a into `cost`, as the ATen path (lla_assign_aten) computes it in
-/// dtype T; with `have_bound`, only when its lower bound is below `bound` (returns whether it did).
+/// What every pair (gt g, anchor a) needs before its IoU: the point's distances to the box's
+/// sides (l, t, r, b), the class cost, and the outside penalty; cls + penalty is a lower bound of
+/// the pair's cost.
 template <typename T>
-bool lla_pair_cost(const LLAInputs<T>& in, int64_t g, int64_t a, bool have_bound, T bound, T& cost) {
+struct LLAPair {
+  T t[4];
+  T cls, penalty;
+};
+
+template <typename T>
+inline LLAPair<T> lla_pair(const LLAInputs<T>& in, int64_t g, int64_t a) {
   const T* box = in.gt_boxes + g * 4;
   const T px = in.points[a * 2], py = in.points[a * 2 + 1];
-  const T t[4] = {px - box[0], py - box[1], box[2] - px, box[3] - py};
+  LLAPair<T> pair{{px - box[0], py - box[1], box[2] - px, box[3] - py}, T(0), T(0)};
+  const T* t = pair.t;
   const bool inside = std::min(std::min(t[0], t[1]), std::min(t[2], t[3])) > in.inside_eps;
-  const T cls = in.cls_negative[a] + in.cls_difference[a * in.K + in.classes[g]];
-  const T penalty = inside ? T(0) : in.outside_penalty;
-  if (have_bound && !(cls + penalty < bound)) return false;  // the IoU term only adds (≥ 0)
+  pair.cls = in.cls_negative[a] + in.cls_difference[a * in.K + in.classes[g]];
+  pair.penalty = inside ? T(0) : in.outside_penalty;
+  return pair;
+}
+
+/// LLA's cost of the pair at anchor a, as the ATen path (lla_assign_aten) computes it in dtype T.
+template <typename T>
+T lla_pair_cost(const LLAInputs<T>& in, const LLAPair<T>& pair, int64_t a) {
+  const T* t = pair.t;
   const T* p = in.box_ltrb + a * 4;
   const auto clamp0 = [](T v) { return std::max(v, T(0)); };
   const T pred_area = clamp0(p[2] + p[0]) * clamp0(p[3] + p[1]);
@@ -77,24 +99,49 @@ bool lla_pair_cost(const LLAInputs<T>& in, int64_t g, int64_t a, bool have_bound
   const T inter = w * h;
   const T iou = inter / std::max(target_area + pred_area - inter, in.iou_eps);
   const T reg = std::max(-std::log(std::max(iou, in.iou_eps)), T(0));  // ≥ 0 (see the file comment); NaN stays
-  cost = (cls + in.reg_cost * reg) + penalty;
-  return true;
+  return (pair.cls + in.reg_cost * reg) + pair.penalty;
 }
 
-/// LLA's assignment (see `lla_assign`) on the CPU: A int64, −1 = background.
+/// LLA's assignment (see `lla_assign`) on the CPU: A int64, −1 = background. `inside`, when
+/// given (it needs inside_eps ≥ 0), lists per gt the anchors strictly inside its box
+/// (inside_pairs_cpu): a superset of those inside by more than inside_eps, so every other
+/// anchor pays the outside penalty.
 template <typename T>
-at::Tensor lla_assign_kernel(const LLAInputs<T>& in) {
-  const int64_t G = in.G, A = in.A, k = std::min(in.topk, A);
+at::Tensor lla_assign_kernel(const LLAInputs<T>& in, const std::vector<std::vector<int64_t>>* inside) {
+  const int64_t G = in.G, A = in.A, K = in.K, k = std::min(in.topk, A);
+  // Per class, the lowest class cost of any anchor (NaN aside): with the penalty, a lower bound of
+  // every outside pair's cost.
+  std::vector<T> lowest_cls(static_cast<size_t>(K), std::numeric_limits<T>::infinity());
+  for (int64_t a = 0; a < A; ++a)
+    for (int64_t c = 0; c < K; ++c) {
+      const T cls = in.cls_negative[a] + in.cls_difference[a * K + c];
+      if (cls < lowest_cls[static_cast<size_t>(c)]) lowest_cls[static_cast<size_t>(c)] = cls;
+    }
   // Each gt's candidates: k (anchor, cost) pairs, best first.
   std::vector<std::vector<std::pair<T, int64_t>>> candidates(static_cast<size_t>(G));
   at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> visited(inside ? static_cast<size_t>(A) : 0, -1);  // the gt that visited an anchor first
     for (int64_t g = begin; g < end; ++g) {
       LLATopK<T> top(k);
-      for (int64_t a = 0; a < A; ++a) {
-        const bool bounded = top.full() && !std::isnan(top.worst());  // a NaN k-th yields to any number
-        T cost;
-        if (lla_pair_cost(in, g, a, bounded, bounded ? top.worst() : T(0), cost)) top.offer(cost, a);
+      const auto visit = [&](int64_t a) {
+        const auto pair = lla_pair(in, g, a);
+        // The IoU term only adds (≥ 0); a NaN k-th yields to any number.
+        if (top.full() && !std::isnan(top.worst()) && !(pair.cls + pair.penalty <= top.worst())) return;
+        top.offer(lla_pair_cost(in, pair, a), a);
+      };
+      if (inside) {
+        for (const int64_t a : (*inside)[static_cast<size_t>(g)]) {
+          visit(a);
+          visited[static_cast<size_t>(a)] = g;
+        }
+        const T outside_bound = lowest_cls[static_cast<size_t>(in.classes[g])] + in.outside_penalty;
+        if (top.full() && !std::isnan(top.worst()) && outside_bound > top.worst()) {
+          candidates[static_cast<size_t>(g)] = top.items();
+          continue;
+        }
       }
+      for (int64_t a = 0; a < A; ++a)
+        if (!inside || visited[static_cast<size_t>(a)] != g) visit(a);
       candidates[static_cast<size_t>(g)] = top.items();
     }
   });
