@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// The CPU kernel of `lla_assign`: per gt, one pass over the anchors that keeps its `topk`
-/// lowest costs, without the G×A cost matrix. The cost of a pair is the ATen path's expression
+/// The CPU kernel of `lla_assign`: per gt, a search of the anchors that keeps its `topk` lowest
+/// costs, without the G×A cost matrix. The cost of a pair is the ATen path's expression
 /// (lla_assign_aten in lla.hpp) in the same dtype (a compiler may fuse a multiply–add, and
 /// std::log may differ from ATen's vectorised log in the last bit, so exact near-ties can fall
 /// either way between the two). The IoU term is ≥ 0 (IoU ≤ 1 holds after rounding, every rounding
