@@ -102,6 +102,14 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   const auto expected = lla_by_hand(twice, opts);
   DOCTEST_CHECK(torch::equal(assigned, torch::tensor(expected)));
   DOCTEST_CHECK((assigned < 5).all().item<bool>());
+  // Every cost equal (no penalty, no IoU term, one logit): each gt's top k is anchors 0 … k − 1,
+  // though the kernel visits the anchors inside its box first, and gt 0 takes them all.
+  const Image flat{torch::zeros_like(im.logits), im.ltrb, im.points, im.gt_boxes, im.gt_classes};
+  const auto tie = crowdloss::LLAOptions().topk(4).outside_penalty(0.0).reg_cost(0.0);
+  const auto tied = crowdloss::lla_assign(flat.logits, flat.ltrb, flat.points, flat.gt_boxes, flat.gt_classes, tie);
+  DOCTEST_CHECK(torch::equal(tied, torch::tensor(lla_by_hand(flat, tie))));
+  DOCTEST_CHECK((tied.narrow(0, 0, 4) == 0).all().item<bool>());
+  DOCTEST_CHECK((tied.narrow(0, 4, tied.size(0) - 4) == -1).all().item<bool>());
 }
 
 TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32 and float64)") {

@@ -109,9 +109,10 @@ TEST_CASE("poto_quality: centre sampling restricts the prior per level") {
 }
 
 TEST_CASE("poto's prior pairs on the CPU are the nonzeros of the ATen prior mask") {
-  // Points on a grid that the boxes' edges hit exactly (strict bounds), NaN and infinite
-  // coordinates, a NaN box, empty boxes, float and double, with and without centre sampling.
-  const auto grid = crowdloss::anchor_points({{10, 12}, {5, 6}}, {8, 16});  // 150 points
+  // Points on a grid of multiples of 8 that the boxes' edges hit exactly (strict bounds), −0,
+  // NaN and infinite coordinates, NaN and infinite box edges, empty boxes, float, double and
+  // mixed dtypes, with and without centre sampling.
+  const auto grid = crowdloss::anchor_points({{10, 12}, {5, 6}}, {8, 16}, 0.0);  // 150 points
   const std::vector<double> strides{8, 16};
   const std::vector<int64_t> sizes{120, 30};
   int nonempty = 0;
@@ -121,12 +122,18 @@ TEST_CASE("poto's prior pairs on the CPU are the nonzeros of the ATen prior mask
     auto boxes = (torch::randint(0, 12, {7, 2}) * 8).to(at::kFloat);
     boxes = torch::cat({boxes, boxes + (torch::randint(0, 6, {7, 2}) * 8).to(at::kFloat)}, 1);  // some empty
     if (seed % 4 == 1) {
+      const float inf = std::numeric_limits<float>::infinity();
       points[3][0] = std::numeric_limits<float>::quiet_NaN();
-      points[7][1] = std::numeric_limits<float>::infinity();
+      points[7][1] = inf;
+      points[9][0] = -0.0f;
+      points[11][0] = inf;
+      boxes[0][0] = 0.0f;  // x0 = +0 against the point at −0
       boxes[2][1] = std::numeric_limits<float>::quiet_NaN();
-      boxes[4][2] = std::numeric_limits<float>::infinity();
+      boxes[4][2] = inf;
+      boxes[5][0] = -inf;
     }
     if (seed % 4 == 2) boxes = boxes.to(at::kDouble) + 0.5;  // mixed dtypes: compared in double
+    if (seed % 4 == 3) points = points.to(at::kDouble) - 0.25;
     const double radius = seed % 3 == 0 ? 1.5 : 0.0;
     INFO("seed " << seed << ", radius " << radius);
     const auto expected = crowdloss::detail::spatial_prior("t", points, boxes, radius, strides, sizes).nonzero();
@@ -143,7 +150,6 @@ TEST_CASE("poto_assign: its matching without the quality matrix is linear_sum_as
   // poto_assign hands the prior's pairs to the LSA's sparse search; the reference builds
   // poto_quality's matrix and solves it. Random images, plain and with many ties (probabilities
   // on a coarse grid, every predicted box the same), with and without centre sampling.
-  int compared = 0;
   for (uint64_t seed = 0; seed < 60; ++seed) {
     auto img = random_image(1 + static_cast<int64_t>(seed % 30), 2, 100 + seed);
     if (seed % 2 == 1) {
@@ -164,9 +170,7 @@ TEST_CASE("poto_assign: its matching without the quality matrix is linear_sum_as
     const auto [rows, cols] = crowdloss::linear_sum_assignment(quality, /*maximize=*/true);
     REQUIRE(rows.numel() == matched.numel());
     DOCTEST_CHECK(at::equal(matched, cols));
-    ++compared;
   }
-  DOCTEST_CHECK(compared == 60);
 }
 
 TEST_CASE("poto_assign: one-to-one, and more gts than anchors") {

@@ -104,7 +104,8 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
 /// around the same point (`iou_loss` with kIoU), ε = float32 epsilon. Each gt takes its `topk`
 /// lowest-cost anchors over all levels; an anchor taken by several gts goes to the one with the
 /// lowest cost. 0 gts: all −1. On the CPU with float32 / float64 inputs of one dtype, a kernel
-/// finds each gt's anchors in one pass without the G×A cost matrix, and breaks ties the
+/// finds each gt's anchors without the G×A cost matrix (the anchors inside its box first), and
+/// breaks ties the
 /// documented way: among equal costs the lower anchor index enters a gt's top k, and the lower gt
 /// index takes an anchor (elsewhere the ATen ops decide ties as their topk does).
 ///

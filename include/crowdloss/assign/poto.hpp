@@ -287,7 +287,8 @@ inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred
     const auto [best, index] = quality.max(1);
     return at::where(best < 0, at::full({}, -1, index.options()), index);
   }
-  const auto [gt_index, anchor_index] = linear_sum_assignment(quality, /*maximize=*/true);
+  // (in double, which holds every floating dtype's values exactly, as poto_sparse_matching reads them)
+  const auto [gt_index, anchor_index] = linear_sum_assignment(quality.to(at::kDouble), /*maximize=*/true);
   auto matched = at::full({G}, -1, at::kLong);
   matched.index_put_({gt_index}, anchor_index);
   return matched.to(quality.device());

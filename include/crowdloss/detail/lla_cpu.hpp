@@ -8,10 +8,10 @@
 /// involved being monotonic; the kernel also clamps it, in case a fused multiply–add rounds
 /// otherwise), so cls + penalty·outside is a lower bound of the cost, and a pair whose bound
 /// cannot beat the gt's current k-th cost skips the IoU and its logarithm — which is most pairs
-/// (the anchors outside the box). So each gt first visits the anchors strictly inside its box,
-/// whose costs carry no penalty, and then the others only while the least possible outside cost
-/// (the lowest class cost + penalty) can still beat its k-th; the top k is ordered by (cost,
-/// anchor), so the visiting order does not change it. On CUDA the ATen path runs; a test holds
+/// (the anchors outside the box). So each gt first visits the anchors strictly inside its box
+/// (most of them inside by more than inside_eps, so without the penalty), and then the others
+/// only while the least possible outside cost (the lowest class cost + penalty) can still beat
+/// its k-th; the top k is ordered by (cost, anchor), so the visiting order does not change it. On CUDA the ATen path runs; a test holds
 /// the two to the same assignments.
 
 #include <ATen/Parallel.h>
@@ -105,7 +105,8 @@ T lla_pair_cost(const LLAInputs<T>& in, const LLAPair<T>& pair, int64_t a) {
 /// LLA's assignment (see `lla_assign`) on the CPU: A int64, −1 = background. `inside`, when
 /// given (it needs inside_eps ≥ 0), lists per gt the anchors strictly inside its box
 /// (inside_pairs_cpu): a superset of those inside by more than inside_eps, so every other
-/// anchor pays the outside penalty.
+/// anchor pays the outside penalty (or, with a NaN coordinate, which std::min may drop from the
+/// inside test, has a NaN cost, which cannot enter a top k whose k-th cost is a number).
 template <typename T>
 at::Tensor lla_assign_kernel(const LLAInputs<T>& in, const std::vector<std::vector<int64_t>>* inside) {
   const int64_t G = in.G, A = in.A, K = in.K, k = std::min(in.topk, A);
