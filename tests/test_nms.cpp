@@ -3,6 +3,8 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -10,14 +12,21 @@ using crowdloss_test::check_error;
 
 namespace {
 
-// torchvision's CPU kernel, scalar, in double: visit by decreasing score (ties in input order),
-// keep unless IoU > threshold with a kept box of the same class.
-std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
-  const auto b = boxes.to(torch::kDouble).contiguous();
+// torchvision's CPU kernel, scalar: visit by decreasing score (ties in input order), keep unless
+// IoU > threshold with a kept box of the same class. The IoU in T (the boxes' compute dtype), with
+// torchvision's operations and their order, compared with the threshold as a double.
+template <typename T>
+std::vector<int64_t> reference_nms_in(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                                      double thr) {
+  const auto b = boxes.to(c10::CppTypeToScalarType<T>::value).contiguous();
   const auto s = scores.to(torch::kDouble).contiguous();
+  const auto c = classes.defined() ? classes.to(torch::kLong).contiguous() : torch::zeros({boxes.size(0)}, torch::kLong);
   const int64_t n = b.size(0);
-  const auto B = b.accessor<double, 2>();
+  const auto B = b.template accessor<T, 2>();
   const auto S = s.accessor<double, 1>();
+  const auto C = c.accessor<int64_t, 1>();
+  std::vector<T> area(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) area[static_cast<size_t>(i)] = (B[i][2] - B[i][0]) * (B[i][3] - B[i][1]);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return S[i] > S[j]; });
@@ -27,17 +36,23 @@ std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& sc
     const int64_t i = order[a];
     if (suppressed[static_cast<size_t>(i)]) continue;
     keep.push_back(i);
-    for (size_t c = a + 1; c < order.size(); ++c) {
-      const int64_t j = order[c];
-      if (classes.defined() && classes[i].item<int64_t>() != classes[j].item<int64_t>()) continue;
-      const double w = std::max(0.0, std::min(B[i][2], B[j][2]) - std::max(B[i][0], B[j][0]));
-      const double h = std::max(0.0, std::min(B[i][3], B[j][3]) - std::max(B[i][1], B[j][1]));
-      const double inter = w * h;
-      const double uni = (B[i][2] - B[i][0]) * (B[i][3] - B[i][1]) + (B[j][2] - B[j][0]) * (B[j][3] - B[j][1]) - inter;
-      if (inter / uni > thr) suppressed[static_cast<size_t>(j)] = true;
+    for (size_t o = a + 1; o < order.size(); ++o) {
+      const int64_t j = order[o];
+      if (C[i] != C[j]) continue;
+      const T w = std::max(T(0), std::min(B[i][2], B[j][2]) - std::max(B[i][0], B[j][0]));
+      const T h = std::max(T(0), std::min(B[i][3], B[j][3]) - std::max(B[i][1], B[j][1]));
+      const T inter = w * h;
+      const T uni = area[static_cast<size_t>(i)] + area[static_cast<size_t>(j)] - inter;
+      const T iou = inter / uni;
+      if (static_cast<double>(iou) > thr) suppressed[static_cast<size_t>(j)] = true;
     }
   }
   return keep;
+}
+
+std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
+  return boxes.scalar_type() == torch::kDouble ? reference_nms_in<double>(boxes, scores, classes, thr)
+                                               : reference_nms_in<float>(boxes, scores, classes, thr);
 }
 
 std::vector<int64_t> to_vector(const at::Tensor& t) {
@@ -49,6 +64,16 @@ at::Tensor random_boxes(int64_t n, at::ScalarType dtype = torch::kFloat64) {
   const auto xy = torch::rand({n, 2}, dtype) * 100, wh = torch::rand({n, 2}, dtype) * 40 + 1;
   return torch::cat({xy, xy + wh}, 1);
 }
+
+// nms by its greedy scan (nms_aten) called directly, as nms_impl calls it.
+std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
+  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto sorted = boxes.index_select(0, order).to(crowdloss::detail::compute_dtype(boxes));
+  const auto keep = crowdloss::detail::nms_aten(sorted, classes.defined() ? classes.index_select(0, order) : at::Tensor(),
+                                                crowdloss::detail::threshold_below(thr, sorted.scalar_type()));
+  return to_vector(order.index_select(0, keep));
+}
+
 
 }  // namespace
 
@@ -88,9 +113,46 @@ TEST_CASE("nms and batched_nms: equal to torchvision's kernel on random boxes, i
       }
     }
   }
-  // Many rows: several tiles of the mask (N² > 4M entries), mostly suppressed.
+  // Many rows: several tiles of the ATen path's mask (N² > 4M entries), mostly suppressed.
   const auto boxes = random_boxes(2500), scores = torch::rand({2500}, torch::kFloat64);
-  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.2)) == reference_nms(boxes, scores, at::Tensor(), 0.2));
+  const auto expected = reference_nms(boxes, scores, at::Tensor(), 0.2);
+  DOCTEST_CHECK(aten_nms(boxes, scores, at::Tensor(), 0.2) == expected);
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.2)) == expected);
+}
+
+TEST_CASE("nms: the threshold is compared as a double, never rounded to the boxes' dtype") {
+  // IoU([0,0,5,1], [0,0,3,1]) = 3/5: in float32 that is float32(0.6) = 0.6000000238… > 0.6, so
+  // torchvision suppresses box 1; in float64 it is double(0.6), not above 0.6.
+  const auto boxes = torch::tensor({0.0, 0.0, 5.0, 1.0, 0.0, 0.0, 3.0, 1.0}, torch::kFloat64).view({2, 4});
+  const auto scores = torch::tensor({1.0, 0.9}, torch::kFloat64);
+  const auto one_class = torch::zeros({2}, torch::kLong);
+  // IoU([0,0,3,1], [0,0,1,1]) = 1/3: float32(1/3) > 1/3 too. IoU 7/10: float32(0.7) < 0.7, kept.
+  const auto third = torch::tensor({0.0, 0.0, 3.0, 1.0, 0.0, 0.0, 1.0, 1.0}, torch::kFloat64).view({2, 4});
+  const auto seven = torch::tensor({0.0, 0.0, 10.0, 1.0, 0.0, 0.0, 7.0, 1.0}, torch::kFloat64).view({2, 4});
+  const std::vector<int64_t> first{0}, both{0, 1};
+  for (const auto dtype : {torch::kFloat32, torch::kHalf, torch::kBFloat16, torch::kFloat64}) {
+    INFO("dtype " << dtype);
+    const auto& expected = dtype == torch::kFloat64 ? both : first;
+    const auto b = boxes.to(dtype), s = scores.to(dtype);
+    DOCTEST_CHECK(to_vector(crowdloss::nms(b, s, 0.6)) == expected);
+    DOCTEST_CHECK(to_vector(crowdloss::batched_nms(b, s, one_class, 0.6)) == expected);
+    DOCTEST_CHECK(aten_nms(b, s, at::Tensor(), 0.6) == expected);
+    DOCTEST_CHECK(aten_nms(b, s, one_class, 0.6) == expected);
+    DOCTEST_CHECK(to_vector(crowdloss::nms(third.to(dtype), s, 1.0 / 3)) == expected);
+    DOCTEST_CHECK(aten_nms(third.to(dtype), s, at::Tensor(), 1.0 / 3) == expected);
+    DOCTEST_CHECK(to_vector(crowdloss::nms(seven.to(dtype), s, 0.7)) == both);
+    DOCTEST_CHECK(aten_nms(seven.to(dtype), s, at::Tensor(), 0.7) == both);
+  }
+  using crowdloss::detail::threshold_below;
+  DOCTEST_CHECK(threshold_below(0.6, torch::kFloat) == static_cast<double>(std::nextafter(0.6f, 0.0f)));
+  DOCTEST_CHECK(threshold_below(0.7, torch::kFloat) == static_cast<double>(0.7f));
+  DOCTEST_CHECK(threshold_below(0.5, torch::kFloat) == 0.5);
+  DOCTEST_CHECK(threshold_below(0.6, torch::kDouble) == 0.6);
+  DOCTEST_CHECK(std::isnan(threshold_below(NAN, torch::kFloat)));
+  DOCTEST_CHECK(threshold_below(INFINITY, torch::kFloat) == INFINITY);
+  DOCTEST_CHECK(threshold_below(1e300, torch::kFloat) == static_cast<double>(std::numeric_limits<float>::max()));
+  DOCTEST_CHECK(threshold_below(-1e300, torch::kFloat) == -INFINITY);
+  DOCTEST_CHECK(threshold_below(-0.6, torch::kFloat) == static_cast<double>(-0.6f));  // float32(−0.6) < −0.6
 }
 
 TEST_CASE("batched_nms: classes never suppress each other, and it equals per-class nms merged by score") {

@@ -11,15 +11,71 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace crowdloss {
 
 namespace detail {
 
+/// The largest value of `dtype` (float or double) at most t, as a double (NaN for NaN). For an
+/// IoU u of that dtype, `u > t` compared as torchvision's CPU kernel does — u converted to
+/// double — holds exactly when u > threshold_below(t, dtype): no value of the dtype lies
+/// strictly between the two. So the threshold is never rounded up (float32(0.6) > 0.6: an IoU
+/// equal to float32(0.6) is above 0.6), and both NMS paths can compare in the boxes' dtype.
+inline double threshold_below(double t, at::ScalarType dtype) {
+  if (dtype == at::kDouble || std::isnan(t)) return t;
+  constexpr float inf = std::numeric_limits<float>::infinity(), high = std::numeric_limits<float>::max();
+  if (t > static_cast<double>(high)) return t == std::numeric_limits<double>::infinity() ? inf : high;
+  if (t < -static_cast<double>(high)) return -inf;
+  const float r = static_cast<float>(t);
+  return static_cast<double>(r) > t ? std::nextafter(r, -inf) : r;
+}
+
+/// The greedy scan of nms_impl, for any device: `sorted` (N×4, float or double) are the boxes in
+/// the order of visit, `sorted_classes` their classes (or undefined), `threshold` a value of
+/// sorted's dtype (threshold_below). Returns the positions of the kept boxes in that order,
+/// ascending, as an int64 tensor on the boxes' device.
+inline at::Tensor nms_aten(const at::Tensor& sorted, const at::Tensor& sorted_classes, double threshold) {
+  const int64_t n = sorted.size(0);
+  // Rows of the suppression mask are computed a tile at a time (at most ~4M entries), only for
+  // the rows still alive when the tile starts, and only against the columns after the tile's start.
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 22) / std::max<int64_t>(n, 1)));
+  std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
+  std::vector<int64_t> keep;
+  for (int64_t r0 = 0; r0 < n; r0 += tile) {
+    const int64_t r1 = std::min(n, r0 + tile);
+    std::vector<int64_t> rows;
+    for (int64_t i = r0; i < r1; ++i)
+      if (!removed[static_cast<size_t>(i)]) rows.push_back(i);
+    if (rows.empty()) continue;
+    const auto row_index = at::tensor(rows, at::TensorOptions(at::kLong)).to(sorted.device());
+    const auto cols = sorted.slice(0, r0);
+    const auto [inter, uni] = intersection_union(sorted.index_select(0, row_index), cols);
+    // threshold is exact in sorted's dtype, so ATen's scalar comparison does not round it.
+    auto mask = inter / uni > threshold;
+    if (sorted_classes.defined())
+      mask = mask.logical_and(sorted_classes.index_select(0, row_index).unsqueeze(1) == sorted_classes.slice(0, r0));
+    const auto host = mask.to(at::kCPU).contiguous();
+    const bool* m = host.data_ptr<bool>();
+    const int64_t width = n - r0;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const int64_t i = rows[k];
+      if (removed[static_cast<size_t>(i)]) continue;
+      keep.push_back(i);
+      const bool* row = m + static_cast<int64_t>(k) * width;
+      for (int64_t j = i + 1 - r0; j < width; ++j) removed[static_cast<size_t>(r0 + j)] |= static_cast<uint8_t>(row[j]);
+    }
+  }
+  return at::tensor(keep, at::TensorOptions(at::kLong)).to(sorted.device());
+}
+
 /// Greedy NMS of boxes (N×4) by scores (N); with `classes` (N int64, or undefined) a box only
-/// suppresses boxes of its own class. `fn` names the caller in errors.
+/// suppresses boxes of its own class. `fn` names the caller in errors. The IoU is computed in
+/// the boxes' compute dtype (float32 for half precision) and compared with the double
+/// threshold, as torchvision's CPU kernel does.
 inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
                            double iou_threshold) {
   check_boxes(fn, "boxes", boxes);
@@ -42,49 +98,24 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
   const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes));
   const auto sorted_classes = classes.defined() ? classes.index_select(0, order) : at::Tensor();
-
-  // Rows of the suppression mask are computed a tile at a time (at most ~4M entries), only for
-  // the rows still alive when the tile starts, and only against the columns after the tile's start.
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 22) / n));
-  std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
-  std::vector<int64_t> keep;
-  for (int64_t r0 = 0; r0 < n; r0 += tile) {
-    const int64_t r1 = std::min(n, r0 + tile);
-    std::vector<int64_t> rows;
-    for (int64_t i = r0; i < r1; ++i)
-      if (!removed[static_cast<size_t>(i)]) rows.push_back(i);
-    if (rows.empty()) continue;
-    const auto row_index = at::tensor(rows, at::TensorOptions(at::kLong)).to(boxes.device());
-    const auto cols = sorted.slice(0, r0);
-    const auto [inter, uni] = intersection_union(sorted.index_select(0, row_index), cols);
-    auto mask = inter / uni > iou_threshold;
-    if (classes.defined())
-      mask = mask.logical_and(sorted_classes.index_select(0, row_index).unsqueeze(1) == sorted_classes.slice(0, r0));
-    const auto host = mask.to(at::kCPU).contiguous();
-    const bool* m = host.data_ptr<bool>();
-    const int64_t width = n - r0;
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const int64_t i = rows[k];
-      if (removed[static_cast<size_t>(i)]) continue;
-      keep.push_back(i);
-      const bool* row = m + static_cast<int64_t>(k) * width;
-      for (int64_t j = i + 1 - r0; j < width; ++j) removed[static_cast<size_t>(r0 + j)] |= static_cast<uint8_t>(row[j]);
-    }
-  }
-  return order.index_select(0, at::tensor(keep, at::TensorOptions(at::kLong)).to(boxes.device()));
+  const double threshold = threshold_below(iou_threshold, sorted.scalar_type());
+  return order.index_select(0, nms_aten(sorted, sorted_classes, threshold));
 }
 
 }  // namespace detail
 
 /// Non-maximum suppression, as `torchvision.ops.nms`: visits the boxes by decreasing score and
 /// keeps a box unless its IoU with an already kept box is greater than `iou_threshold`
-/// (IoU = |a ∩ b| / (|a| + |b| − |a ∩ b|), areas without the +1 of older conventions).
+/// (IoU = |a ∩ b| / (|a| + |b| − |a ∩ b|), areas without the +1 of older conventions). The IoU
+/// is computed in the boxes' dtype (float32 for half precision) with torchvision's CPU
+/// arithmetic and compared with the threshold as a double, never with the threshold rounded to
+/// the boxes' dtype: with float32 boxes an IoU of float32(0.6) is above 0.6 and suppresses.
 ///
-/// boxes: N×4 xyxy, scores: N, floating, same device (CPU or CUDA; half precision is computed in
-/// float32). Returns the int64 indices of the kept boxes, highest score first, on the boxes'
-/// device. Equal scores are visited in input order (a stable sort); NaN scores sort first, as
-/// `torch.sort` orders them. The IoUs of the live rows are computed a tile at a time (O(N²) work
-/// in the worst case), so filter by score / top-k first, as detectors do.
+/// boxes: N×4 xyxy, scores: N, floating, same device (CPU or CUDA). Returns the int64 indices
+/// of the kept boxes, highest score first, on the boxes' device. Equal scores are visited in
+/// input order (a stable sort); NaN scores sort first, as `torch.sort` orders them. The IoUs of
+/// the live rows are computed a tile at a time (O(N²) work in the worst case), so filter by
+/// score / top-k first, as detectors do.
 ///
 /// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes or
 /// mixed devices.
