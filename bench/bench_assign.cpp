@@ -7,11 +7,11 @@
 // and exits, for bench/lsa_vs_scipy.py to time SciPy on the very same matrices.
 #include <crowdloss/crowdloss.hpp>
 
-#include <ATen/Parallel.h>
+#include "single_thread_main.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <array>
-#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -121,16 +121,4 @@ void dump_matrices(const std::string& dir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  at::set_num_threads(1);
-  if (argc > 1 && std::strncmp(argv[1], "--dump-matrices=", 16) == 0) {
-    dump_matrices(argv[1] + 16);
-    return 0;
-  }
-  benchmark::AddCustomContext("torch_threads", "1");
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return single_thread_main(argc, argv, "--dump-matrices=", dump_matrices); }

@@ -65,7 +65,14 @@ at::Tensor random_boxes(int64_t n, at::ScalarType dtype = torch::kFloat64) {
   return torch::cat({xy, xy + wh}, 1);
 }
 
-// nms by its greedy scan (nms_aten) called directly, as nms_impl calls it.
+// Boxes on a grid of whole numbers, 1–6 wide and high over 12×12: many IoUs are exactly the
+// thresholds' ratios (1/2, 1/3, 3/5, …), where rounding the threshold would change the result.
+at::Tensor grid_boxes(int64_t n, at::ScalarType dtype) {
+  const auto xy = torch::randint(0, 12, {n, 2}, torch::kLong), wh = torch::randint(1, 7, {n, 2}, torch::kLong);
+  return torch::cat({xy, xy + wh}, 1).to(dtype);
+}
+
+// nms by the ATen path (nms_aten) on CPU tensors, as nms_impl calls it on CUDA.
 std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
   const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   const auto sorted = boxes.index_select(0, order).to(crowdloss::detail::compute_dtype(boxes));
@@ -74,6 +81,11 @@ std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores,
   return to_vector(order.index_select(0, keep));
 }
 
+// Dense boxes as detectors produce them (the issue's benchmark): 20–60 px over 400×400.
+at::Tensor dense_boxes(int64_t n, at::ScalarType dtype) {
+  const auto xy = torch::rand({n, 2}, dtype) * 400, wh = torch::rand({n, 2}, dtype) * 40 + 20;
+  return torch::cat({xy, xy + wh}, 1);
+}
 
 }  // namespace
 
@@ -153,6 +165,45 @@ TEST_CASE("nms: the threshold is compared as a double, never rounded to the boxe
   DOCTEST_CHECK(threshold_below(1e300, torch::kFloat) == static_cast<double>(std::numeric_limits<float>::max()));
   DOCTEST_CHECK(threshold_below(-1e300, torch::kFloat) == -INFINITY);
   DOCTEST_CHECK(threshold_below(-0.6, torch::kFloat) == static_cast<double>(-0.6f));  // float32(−0.6) < −0.6
+}
+
+TEST_CASE("nms and batched_nms: the CPU kernel equals torchvision's arithmetic and the ATen path, per instruction set") {
+  const double thresholds[] = {0.0, 0.2, 0.3, 1.0 / 3, 0.5, 0.6, 0.7, 1.0};
+  crowdloss_test::for_each_cpu_capability([&] {
+    torch::manual_seed(5);
+    for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kHalf, torch::kBFloat16}) {
+      // Whole-number boxes: ties in IoU and score, and IoUs exactly at the thresholds.
+      for (const int64_t n : {1, 2, 5, 17, 40, 300}) {
+        const auto boxes = grid_boxes(n, dtype);
+        const auto scores = (torch::randint(0, 5, {n}, torch::kLong).to(torch::kFloat64) / 4).to(dtype);
+        const auto classes = torch::randint(0, 3, {n}, torch::kLong);
+        for (const double thr : thresholds) {
+          INFO("grid n " << n << " threshold " << thr << " dtype " << dtype);
+          const auto expected = reference_nms(boxes, scores, at::Tensor(), thr);
+          DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, thr)) == expected);
+          DOCTEST_CHECK(aten_nms(boxes, scores, at::Tensor(), thr) == expected);
+          const auto expected_classes = reference_nms(boxes, scores, classes, thr);
+          DOCTEST_CHECK(to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)) == expected_classes);
+          DOCTEST_CHECK(aten_nms(boxes, scores, classes, thr) == expected_classes);
+        }
+      }
+    }
+    // Dense, heavily overlapping boxes: most die early, so the live list is compacted many times;
+    // with hundreds of classes, most of them hold a few boxes.
+    for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      const auto boxes = dense_boxes(3000, dtype);
+      const auto scores = torch::rand({3000}, dtype);
+      const auto classes = torch::randint(0, 400, {3000}, torch::kLong);
+      for (const double thr : {0.0, 0.3, 0.5, 0.7}) {
+        INFO("dense threshold " << thr << " dtype " << dtype);
+        const auto expected = reference_nms(boxes, scores, at::Tensor(), thr);
+        DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, thr)) == expected);
+        DOCTEST_CHECK(aten_nms(boxes, scores, at::Tensor(), thr) == expected);
+        DOCTEST_CHECK(to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)) ==
+                      reference_nms(boxes, scores, classes, thr));
+      }
+    }
+  });
 }
 
 TEST_CASE("batched_nms: classes never suppress each other, and it equals per-class nms merged by score") {

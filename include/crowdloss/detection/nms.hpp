@@ -2,10 +2,13 @@
 /// \file
 /// Non-maximum suppression with torchvision's semantics (`torchvision.ops.nms` and
 /// `batched_nms`), for the detection modes that need it (one-to-many assignments such as FCOS
-/// and LLA). One source for CPU and CUDA: the IoUs are computed with ATen on the boxes' device,
-/// a tile of rows at a time, and the greedy scan runs on the host over the tile's mask.
+/// and LLA). One dispatch point (nms_impl): on the CPU a vectorised greedy scan
+/// (detail/nms_cpu.hpp); elsewhere ATen ops on the boxes' device, a tile of rows of the IoU mask
+/// at a time, with the greedy scan on the host over the tile's mask — the reference that the
+/// CPU kernel is tested against.
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/nms_cpu.hpp>
 #include <crowdloss/detection/boxes.hpp>
 
 #include <torch/types.h>
@@ -34,7 +37,7 @@ inline double threshold_below(double t, at::ScalarType dtype) {
   return static_cast<double>(r) > t ? std::nextafter(r, -inf) : r;
 }
 
-/// The greedy scan of nms_impl, for any device: `sorted` (N×4, float or double) are the boxes in
+/// The ATen path of nms_impl, for any device: `sorted` (N×4, float or double) are the boxes in
 /// the order of visit, `sorted_classes` their classes (or undefined), `threshold` a value of
 /// sorted's dtype (threshold_below). Returns the positions of the kept boxes in that order,
 /// ascending, as an int64 tensor on the boxes' device.
@@ -99,7 +102,9 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
   const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes));
   const auto sorted_classes = classes.defined() ? classes.index_select(0, order) : at::Tensor();
   const double threshold = threshold_below(iou_threshold, sorted.scalar_type());
-  return order.index_select(0, nms_aten(sorted, sorted_classes, threshold));
+  const auto keep = boxes.is_cpu() ? at::tensor(nms_cpu(sorted, sorted_classes, threshold), index_options)
+                                   : nms_aten(sorted, sorted_classes, threshold);
+  return order.index_select(0, keep);
 }
 
 }  // namespace detail
@@ -113,9 +118,9 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
 ///
 /// boxes: N×4 xyxy, scores: N, floating, same device (CPU or CUDA). Returns the int64 indices
 /// of the kept boxes, highest score first, on the boxes' device. Equal scores are visited in
-/// input order (a stable sort); NaN scores sort first, as `torch.sort` orders them. The IoUs of
-/// the live rows are computed a tile at a time (O(N²) work in the worst case), so filter by
-/// score / top-k first, as detectors do.
+/// input order (a stable sort); NaN scores sort first, as `torch.sort` orders them. The work is
+/// about (kept boxes) × (boxes) IoUs: on the CPU a vectorised scan over the boxes still alive, on
+/// CUDA a tile of the live rows' IoUs at a time; filter by score / top-k first, as detectors do.
 ///
 /// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes or
 /// mixed devices.
