@@ -2,6 +2,7 @@
 // Training, evaluation and inference for the dense-pedestrian detector (FCOS-style, see
 // models/fcos.hpp) with the label assignments of crowdloss: FCOS's one-to-many baseline, POTO,
 // POTO + 3DMF + auxiliary loss, and LLA. The loop itself is training.hpp's `fit`.
+#include "cli.hpp"
 #include "detection_data.hpp"
 #include "detection_eval.hpp"
 #include "models/fcos.hpp"
@@ -59,14 +60,22 @@ struct DetectConfig {
   }
 };
 
-inline void check_assign_mode(const std::string& mode) {
-  if (mode != "fcos" && mode != "poto" && mode != "poto-3dmf-aux" && mode != "lla")
-    throw std::runtime_error("unknown --assign '" + mode + "' (fcos, poto, poto-3dmf-aux, lla)");
+/// Throws, naming the option and the value, for a configuration `train_detector` cannot run with;
+/// `train_detector` calls it before it touches anything, and the program before it reads any data.
+inline void check_config(const DetectConfig& c) {
+  check_choice("--assign", c.assign, {"fcos", "poto", "poto-3dmf-aux", "lla"});
+  check_choice("--backbone", c.backbone, {"resnet18", "resnet34", "resnet50"});
+  check_choice("--optimizer", c.optimizer, {"sgd", "adamw", "adam"});
+  check_choice("--nms", c.nms, {"auto", "on", "off"});
+  check_common_config(c);
+  check_value(c.fpn_channels > 0 && c.fpn_channels % 32 == 0, "--fpn-channels", c.fpn_channels, "a positive multiple of 32");
+  check_value(c.momentum >= 0, "--momentum", c.momentum, ">= 0");
+  check_value(c.warmup >= 0, "--warmup", c.warmup, ">= 0");
 }
 
 /// The detector for `c`: 3DMF for poto-3dmf-aux, the IoU branch for lla.
 inline FCOS make_detector(const DetectConfig& c) {
-  check_assign_mode(c.assign);
+  check_choice("--assign", c.assign, {"fcos", "poto", "poto-3dmf-aux", "lla"});
   FCOSOptions o;
   o.backbone = c.backbone, o.width = c.width, o.fpn_channels = c.fpn_channels, o.freeze_bn = c.freeze_bn;
   o.filter_3dmf = c.assign == "poto-3dmf-aux", o.iou_branch = c.assign == "lla";
@@ -271,6 +280,7 @@ inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const 
 inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
                                      const std::vector<DetectionSample>& val, const fs::path& out, bool resume, bool quiet = false,
                                      BadSamples* bad = nullptr) {
+  check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto net = make_detector(c);

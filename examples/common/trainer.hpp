@@ -1,6 +1,7 @@
 #pragma once
 // Training, evaluation and prediction for the counting examples: model and loss selection, the
 // papers' recipes, a progress bar, JSON-lines metrics, atomic checkpoints with exact resume.
+#include "cli.hpp"
 #include "image_io.hpp"
 #include "loader.hpp"
 #include "training.hpp"
@@ -75,6 +76,17 @@ inline TrainConfig recipe(const std::string& name) {
     throw std::runtime_error("unknown recipe '" + name + "' (pml, csrnet, sanet)");
   }
   return c;
+}
+
+/// Throws, naming the option and the value, for a configuration `train` cannot run with; `train`
+/// calls it before it touches anything, and the program before it reads any data.
+inline void check_config(const TrainConfig& c) {
+  check_choice("--model", c.model, {"csrnet", "sanet"});
+  check_choice("--loss", c.loss, {"l2", "pml", "sanet", "euclidean"});
+  check_choice("--optimizer", c.optimizer, {"adamw", "adam", "sgd"});
+  check_choice("--schedule", c.schedule, {"cosine", "constant"});
+  check_common_config(c);
+  check_value(c.cosine_t_max >= 1, "--t-max", c.cosine_t_max, ">= 1");
 }
 
 /// A counting model behind one interface: forward(images) → density at `stride`.
@@ -164,6 +176,7 @@ inline TrainConfig checkpoint_config(const fs::path& path) { return TrainConfig:
 /// best metrics.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
                      const fs::path& out, bool resume, bool quiet = false, BadSamples* bad = nullptr) {
+  check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
   auto m = make_model(c);

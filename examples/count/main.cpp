@@ -8,6 +8,7 @@
 //
 // FORMAT:PATH is synthetic:DIR (generated there if absent), coco:FILE.json, shanghaitech:DIR,
 // qnrf:DIR, nwpu:DIR or jhu:DIR.
+#include "cli.hpp"
 #include "synthetic.hpp"
 #include "trainer.hpp"
 
@@ -23,13 +24,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<ex::CrowdSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::SyntheticOptions& synthetic,
+const std::vector<std::string> kFormats = {"synthetic", "coco", "shanghaitech", "qnrf", "nwpu", "jhu"};
+
+std::vector<ex::CrowdSample> load_data(const ex::DataSpec& spec, int64_t synthetic_count, const ex::SyntheticOptions& synthetic,
                                        ex::BadSamples& bad) {
-  const auto colon = spec.find(':');
-  if (colon == std::string::npos) throw std::runtime_error("expected FORMAT:PATH, got '" + spec + "'");
-  const auto format = spec.substr(0, colon), path = spec.substr(colon + 1);
-  if (format == "synthetic") return ex::write_synthetic_dataset(path, synthetic_count, synthetic);
-  return ex::read_dataset(format, path, {}, &bad);
+  if (spec.format == "synthetic") return ex::write_synthetic_dataset(spec.path, synthetic_count, synthetic);
+  return ex::read_dataset(spec.format, spec.path, {}, &bad);
 }
 
 // The main job: the same narrow CSRNet trained with pixel L2 and with PML (+ pixel L2) on the
@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu", amp = "off";
   bool quick = false, resume = false, skip_bad = false;
   // A recipe sets the defaults that explicit options then override, so find it first.
@@ -142,25 +143,26 @@ int main(int argc, char** argv) {
 
   auto* train_cmd = app.add_subcommand("train", "train a counting model");
   train_cmd->add_option("--recipe", recipe, "pml | csrnet | sanet: the papers' settings (applied before the other options)");
-  train_cmd->add_option("--data", data, "training set, FORMAT:PATH")->required();
-  train_cmd->add_option("--val", val, "validation set, FORMAT:PATH")->required();
+  const auto formats = "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) + " (synthetic:DIR is generated there if absent)";
+  train_cmd->add_option("--data", data, "training set, " + formats)->required();
+  train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
   train_cmd->add_option("--model", c.model, "csrnet | sanet");
   train_cmd->add_option("--width", c.width, "CSRNet channel multiplier in (0, 1]");
   train_cmd->add_option("--loss", c.loss, "l2 | pml | sanet | euclidean");
   train_cmd->add_option("--optimizer", c.optimizer, "adamw | adam | sgd");
-  train_cmd->add_option("--lr", c.lr);
-  train_cmd->add_option("--weight-decay", c.weight_decay);
+  train_cmd->add_option("--lr", c.lr, "learning rate (the cosine schedule's start)");
+  train_cmd->add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
   train_cmd->add_option("--schedule", c.schedule, "cosine | constant");
   train_cmd->add_option("--t-max", c.cosine_t_max, "cosine period in epochs");
-  train_cmd->add_option("--min-lr", c.min_lr);
+  train_cmd->add_option("--min-lr", c.min_lr, "end of the cosine schedule");
   train_cmd->add_option("--clip", c.clip, "gradient-norm clip (0: off)");
-  train_cmd->add_option("--epochs", c.epochs);
-  train_cmd->add_option("--batch", c.batch);
+  train_cmd->add_option("--epochs", c.epochs, "epochs to train (with --resume: in all)");
+  train_cmd->add_option("--batch", c.batch, "images per training batch");
   train_cmd->add_option("--crop", c.crop, "random square crop side (0: whole images)");
   train_cmd->add_option("--longest-side", c.longest_side, "resize so the longer side is this (0: keep)");
-  train_cmd->add_option("--workers", c.workers);
-  train_cmd->add_option("--seed", c.seed);
+  train_cmd->add_option("--workers", c.workers, "threads decoding and augmenting images, beside the training thread");
+  train_cmd->add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
   train_cmd->add_option("--device", c.device, "cpu | cuda");
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
@@ -171,16 +173,16 @@ int main(int argc, char** argv) {
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "MAE and RMSE of a checkpoint on a dataset");
-  eval_cmd->add_option("--checkpoint", checkpoint)->required();
-  eval_cmd->add_option("--data", data, "FORMAT:PATH")->required();
-  eval_cmd->add_option("--device", device);
+  eval_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
+  eval_cmd->add_option("--data", data, formats)->required();
+  eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
   eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
 
   auto* predict_cmd = app.add_subcommand("predict", "count images and write density overlays");
-  predict_cmd->add_option("--checkpoint", checkpoint)->required();
+  predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the overlay PNGs");
-  predict_cmd->add_option("--device", device);
+  predict_cmd->add_option("--device", device, "cpu | cuda");
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -189,19 +191,27 @@ int main(int argc, char** argv) {
     ex::BadSamples bad(skip_bad);
     if (*demo_cmd) return demo(out, quick);
     if (*train_cmd) {
+      // Every option is checked before any file is read or written.
+      ex::check_config(c);
+      const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
-      const auto best = ex::train(c, load_data(data, synthetic_count, syn, bad), load_data(val, synthetic_count / 4, val_syn, bad),
-                                  out, resume, /*quiet=*/false, &bad);
+      const auto train_set = load_data(train_spec, synthetic_count, syn, bad);
+      const auto val_set = load_data(val_spec, synthetic_count / 4, val_syn, bad);
+      const auto best = ex::train(c, train_set, val_set, out, resume, /*quiet=*/false, &bad);
       std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, out.c_str());
     } else if (*eval_cmd) {
+      const auto spec = ex::parse_data_spec("--data", data, kFormats);
+      ex::check_device(device);
+      ex::amp_dtype(amp, torch::Device(device));
       auto model = ex::load_model(checkpoint, device);
       ex::LoaderOptions lo;
       lo.batch = 1, lo.stride = std::max<int64_t>(model.stride, 8), lo.bad = &bad;
-      const auto m = ex::evaluate(model, ex::Loader(load_data(data, synthetic_count, syn, bad), lo), torch::Device(device),
+      const auto m = ex::evaluate(model, ex::Loader(load_data(spec, synthetic_count, syn, bad), lo), torch::Device(device),
                                   ex::amp_dtype(amp, torch::Device(device)));
       std::printf("MAE %.2f RMSE %.2f\n", m.mae, m.rmse);
     } else if (*predict_cmd) {
+      ex::check_device(device);
       auto model = ex::load_model(checkpoint, device);
       fs::create_directories(out);
       torch::NoGradGuard no_grad;

@@ -8,6 +8,7 @@
 //
 // FORMAT:PATH is synthetic:DIR (generated there if absent), crowdhuman:FILE.odgt (images in
 // Images/ beside it) or coco:FILE.json.
+#include "cli.hpp"
 #include "detect_trainer.hpp"
 #include "image_io.hpp"
 
@@ -22,13 +23,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<ex::DetectionSample> load_data(const std::string& spec, int64_t synthetic_count, const ex::PedestrianOptions& synthetic,
-                                           ex::BadSamples& bad) {
-  const auto colon = spec.find(':');
-  if (colon == std::string::npos) throw std::runtime_error("expected FORMAT:PATH, got '" + spec + "'");
-  const auto format = spec.substr(0, colon), path = spec.substr(colon + 1);
-  if (format == "synthetic") return ex::write_synthetic_pedestrians(path, synthetic_count, synthetic);
-  return ex::read_detection_dataset(format, path, &bad);
+const std::vector<std::string> kFormats = {"synthetic", "crowdhuman", "coco"};
+
+std::vector<ex::DetectionSample> load_data(const ex::DataSpec& spec, int64_t synthetic_count,
+                                           const ex::PedestrianOptions& synthetic, ex::BadSamples& bad) {
+  if (spec.format == "synthetic") return ex::write_synthetic_pedestrians(spec.path, synthetic_count, synthetic);
+  return ex::read_detection_dataset(spec.format, spec.path, &bad);
 }
 
 /// The detections scoring above `threshold` (for drawing).
@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   CLI::App app{"crowdloss-detect: dense-pedestrian detection with the crowdloss label assignments"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::string out = "crowdloss-detect-results", data, val, checkpoint, device = "cpu", amp = "off";
   bool quick = false, resume = false, skip_bad = false;
   int64_t synthetic_count = 400;
@@ -129,8 +130,10 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--quick", quick, "a tiny budget (for tests)");
 
   auto* train_cmd = app.add_subcommand("train", "train a detector");
-  train_cmd->add_option("--data", data, "training set, FORMAT:PATH")->required();
-  train_cmd->add_option("--val", val, "validation set, FORMAT:PATH")->required();
+  const auto formats = "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) +
+                       " (synthetic:DIR is generated there if absent; crowdhuman:FILE.odgt reads images from Images/ beside it)";
+  train_cmd->add_option("--data", data, "training set, " + formats)->required();
+  train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
   train_cmd->add_option("--assign", c.assign, "fcos | poto | poto-3dmf-aux | lla");
   train_cmd->add_option("--backbone", c.backbone, "resnet18 | resnet34 | resnet50");
@@ -139,18 +142,18 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--backbone-weights", c.backbone_weights, "torchvision ResNet state dict (torch.save'd dict)");
   train_cmd->add_flag("--freeze-bn", c.freeze_bn, "keep the backbone's batch norms frozen (with pretrained weights)");
   train_cmd->add_option("--optimizer", c.optimizer, "sgd | adamw | adam");
-  train_cmd->add_option("--lr", c.lr);
-  train_cmd->add_option("--weight-decay", c.weight_decay);
+  train_cmd->add_option("--lr", c.lr, "peak learning rate (after the warm-up, before the cosine decay)");
+  train_cmd->add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
   train_cmd->add_option("--momentum", c.momentum, "SGD momentum");
   train_cmd->add_option("--min-lr", c.min_lr, "end of the cosine schedule");
   train_cmd->add_option("--warmup", c.warmup, "linear warm-up iterations");
   train_cmd->add_option("--clip", c.clip, "gradient-norm clip (0: off)");
-  train_cmd->add_option("--epochs", c.epochs);
-  train_cmd->add_option("--batch", c.batch);
+  train_cmd->add_option("--epochs", c.epochs, "epochs to train (with --resume: in all)");
+  train_cmd->add_option("--batch", c.batch, "images per training batch");
   train_cmd->add_option("--longest-side", c.longest_side, "resize so the longer side is this (0: keep)");
   train_cmd->add_option("--crop", c.crop, "random square crop side when augmenting (0: none)");
-  train_cmd->add_option("--workers", c.workers);
-  train_cmd->add_option("--seed", c.seed);
+  train_cmd->add_option("--workers", c.workers, "threads decoding and augmenting images, beside the training thread");
+  train_cmd->add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
   train_cmd->add_option("--device", c.device, "cpu | cuda");
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
@@ -161,16 +164,16 @@ int main(int argc, char** argv) {
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "AP50, mMR and recall of a checkpoint on a dataset");
-  eval_cmd->add_option("--checkpoint", checkpoint)->required();
-  eval_cmd->add_option("--data", data, "FORMAT:PATH")->required();
-  eval_cmd->add_option("--device", device);
+  eval_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
+  eval_cmd->add_option("--data", data, formats)->required();
+  eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
   eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
 
   auto* predict_cmd = app.add_subcommand("predict", "detect people in images and draw the boxes");
-  predict_cmd->add_option("--checkpoint", checkpoint)->required();
+  predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the drawn PNGs");
-  predict_cmd->add_option("--device", device);
+  predict_cmd->add_option("--device", device, "cpu | cuda");
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -179,22 +182,30 @@ int main(int argc, char** argv) {
     ex::BadSamples bad(skip_bad);
     if (*demo_cmd) return demo(out, quick);
     if (*train_cmd) {
+      // Every option is checked before any file is read or written.
+      ex::check_config(c);
+      const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
-      const auto best = ex::train_detector(c, load_data(data, synthetic_count, syn, bad),
-                                           load_data(val, synthetic_count / 4, val_syn, bad), out, resume, /*quiet=*/false, &bad);
+      const auto train_set = load_data(train_spec, synthetic_count, syn, bad);
+      const auto val_set = load_data(val_spec, synthetic_count / 4, val_syn, bad);
+      const auto best = ex::train_detector(c, train_set, val_set, out, resume, /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
                   best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
     } else if (*eval_cmd) {
+      const auto spec = ex::parse_data_spec("--data", data, kFormats);
+      ex::check_device(device);
+      ex::amp_dtype(amp, torch::Device(device));
       auto [net, config] = ex::load_detector(checkpoint, device);
       ex::DetectionLoaderOptions lo;
       lo.batch = config.batch, lo.longest_side = config.longest_side, lo.bad = &bad;
-      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(load_data(data, synthetic_count, syn, bad), lo),
+      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(load_data(spec, synthetic_count, syn, bad), lo),
                                            ex::amp_dtype(amp, torch::Device(device)));
       std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.at("ap50").get<double>(),
                   m.at("mmr").get<double>(), m.at("recall").get<double>(), static_cast<long long>(m.at("ground_truths").get<int64_t>()),
                   static_cast<long long>(m.at("detections").get<int64_t>()));
     } else if (*predict_cmd) {
+      ex::check_device(device);
       auto [net, config] = ex::load_detector(checkpoint, device);
       fs::create_directories(out);
       for (const auto& path : images) {

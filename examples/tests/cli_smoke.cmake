@@ -16,6 +16,22 @@ function(expect_failure what)
   endif()
 endfunction()
 
+# expect_error(<what> <regex> <args>...): the program must exit non-zero with an error message
+# (stderr) matching the regex.
+function(expect_error what regex)
+  execute_process(COMMAND "${EXE}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT rc MATCHES "^[0-9]+$" OR NOT err MATCHES "${regex}")
+    message(FATAL_ERROR "${EXE} ${what}: expected an error exit with a message matching '${regex}', got '${rc}':\n${out}\n${err}")
+  endif()
+endfunction()
+
+# expect_absent(<path>): nothing was created there (a run that failed before training).
+function(expect_absent path)
+  if(EXISTS "${path}")
+    message(FATAL_ERROR "${path} exists: a run that failed before training created it")
+  endif()
+endfunction()
+
 # expect_lines(<file> <n>): the file (e.g. metrics.jsonl after a resume) has exactly n lines.
 function(expect_lines file n)
   file(STRINGS "${file}" lines)

@@ -4,6 +4,22 @@ file(REMOVE_RECURSE "${WORK}")
 set(EXE "${COUNT}")
 include("${CMAKE_CURRENT_LIST_DIR}/cli_smoke.cmake")
 
+# Every option is checked before any file is read or written, so a typo is reported as such
+# whatever else is wrong, --data before --val, and a failed run leaves no output folder.
+set(absent --data coco:${WORK}/absent_train.json --val coco:${WORK}/absent_val.json --out ${WORK}/never)
+expect_error("typo in --data's format" "unknown --data format 'cocoo' \\(synthetic, coco, shanghaitech, qnrf, nwpu, jhu\\)"
+             train --data cocoo:${WORK}/x.json --val coco:${WORK}/absent_val.json --out ${WORK}/never)
+expect_error("unknown --loss" "unknown --loss 'bogus'" train ${absent} --loss bogus)
+expect_error("bad --lr" "--lr must be > 0, got -1" train ${absent} --lr -1)
+expect_error("--data read before --val" "absent_train.json" train ${absent})
+expect_error("--val's format checked before --data is generated" "unknown --val format 'coc'"
+             train --data synthetic:${WORK}/never_data --val coc:x --out ${WORK}/never)
+expect_absent(${WORK}/never)
+expect_absent(${WORK}/never_data)
+run("train --help" train --help)
+expect_output("train --help" "FORMAT one of synthetic, coco, shanghaitech, qnrf, nwpu, jhu")
+expect_output("train --help" "--lr FLOAT=0.0001 +learning rate")
+
 set(data --data synthetic:${WORK}/train --val synthetic:${WORK}/val --synthetic-count 8 --workers 2)
 run("train csrnet/pml" train ${data} --width 0.125 --crop 64 --batch 4 --epochs 1 --out ${WORK}/csrnet)
 run("train --resume" train ${data} --width 0.125 --crop 64 --batch 4 --epochs 2 --out ${WORK}/csrnet --resume)

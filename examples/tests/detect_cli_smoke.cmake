@@ -5,6 +5,17 @@ file(REMOVE_RECURSE "${WORK}")
 set(EXE "${DETECT}")
 include("${CMAKE_CURRENT_LIST_DIR}/cli_smoke.cmake")
 
+# Every option is checked before any file is read or written (as for crowdloss-count).
+set(absent --data coco:${WORK}/absent_train.json --val coco:${WORK}/absent_val.json --out ${WORK}/never)
+expect_error("typo in --data's format" "unknown --data format 'crowdhumen' \\(synthetic, crowdhuman, coco\\)"
+             train --data crowdhumen:${WORK}/x.odgt --val coco:${WORK}/absent_val.json --out ${WORK}/never)
+expect_error("unknown --assign" "unknown --assign 'atss'" train ${absent} --assign atss)
+expect_error("bad --fpn-channels" "--fpn-channels must be a positive multiple of 32, got 48" train ${absent} --fpn-channels 48)
+expect_error("--data read before --val" "absent_train.json" train ${absent})
+expect_absent(${WORK}/never)
+run("train --help" train --help)
+expect_output("train --help" "FORMAT one of synthetic, crowdhuman, coco")
+
 set(train train --data synthetic:${WORK}/train --val synthetic:${WORK}/val --synthetic-count 8 --workers 2
     --backbone resnet18 --width 0.25 --fpn-channels 64 --batch 4 --optimizer adamw --lr 1e-3 --warmup 2)
 run("train poto" ${train} --epochs 1 --out ${WORK}/poto)

@@ -107,6 +107,19 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
     }
   }
   DOCTEST_CHECK_THROWS_WITH_AS(ex::make_detector(tiny_config("atss")), doctest::Contains("atss"), std::runtime_error);
+  // check_config names the option and its value, before anything is built or read.
+  DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_config("lla")));
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(tiny_config("atss")), "unknown --assign 'atss' (fcos, poto, poto-3dmf-aux, lla)",
+                               std::runtime_error);
+  auto c = tiny_config("poto");
+  c.fpn_channels = 48;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--fpn-channels must be a positive multiple of 32, got 48", std::runtime_error);
+  c = tiny_config("poto");
+  c.nms = "soft";
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "unknown --nms 'soft' (auto, on, off)", std::runtime_error);
+  c = tiny_config("poto");
+  c.warmup = -1;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--warmup must be >= 0, got -1", std::runtime_error);
 }
 
 TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, checkpoints and a loadable model") {

@@ -108,6 +108,36 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(ex::density_overlay(image, torch::zeros({2, 3})).equal(image));  // nothing to draw
 }
 
+TEST_CASE("trainer: check_config rejects each bad option, naming it and its value, before anything is touched") {
+  DOCTEST_CHECK_NOTHROW(ex::check_config(ex::recipe("pml")));
+  const auto rejects = [](const std::function<void(ex::TrainConfig&)>& change, const std::string& message) {
+    auto c = ex::recipe("pml");
+    change(c);
+    try {
+      ex::check_config(c);
+      FAIL("accepted a configuration that should fail with: " << message);
+    } catch (const std::runtime_error& e) {
+      DOCTEST_CHECK(std::string(e.what()).find(message) != std::string::npos);
+    }
+  };
+  rejects([](ex::TrainConfig& c) { c.loss = "l1"; }, "unknown --loss 'l1' (l2, pml, sanet, euclidean)");
+  rejects([](ex::TrainConfig& c) { c.model = "mcnn"; }, "unknown --model 'mcnn'");
+  rejects([](ex::TrainConfig& c) { c.optimizer = "lion"; }, "unknown --optimizer 'lion'");
+  rejects([](ex::TrainConfig& c) { c.schedule = "step"; }, "unknown --schedule 'step'");
+  rejects([](ex::TrainConfig& c) { c.amp = "fp8"; }, "unknown --amp 'fp8'");
+  rejects([](ex::TrainConfig& c) { c.device = "tpu"; }, "unknown --device 'tpu'");
+  rejects([](ex::TrainConfig& c) { c.width = 1.5; }, "--width must be in (0, 1], got 1.5");
+  rejects([](ex::TrainConfig& c) { c.lr = 0; }, "--lr must be > 0, got 0");
+  rejects([](ex::TrainConfig& c) { c.epochs = 0; }, "--epochs must be >= 1, got 0");
+  rejects([](ex::TrainConfig& c) { c.batch = -2; }, "--batch must be >= 1, got -2");
+  rejects([](ex::TrainConfig& c) { c.workers = 0; }, "--workers must be >= 1, got 0");
+  DOCTEST_CHECK(ex::parse_data_spec("--data", "coco:a:b.json", {"coco"}).path == "a:b.json");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_data_spec("--val", "cocoo:x", {"synthetic", "coco"}),
+                               "unknown --val format 'cocoo' (synthetic, coco)", std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_data_spec("--data", "train.json", {"coco"}),
+                               "--data: expected FORMAT:PATH with FORMAT one of coco, got 'train.json'", std::runtime_error);
+}
+
 TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and grows") {
   auto p = torch::ones({3}, torch::requires_grad());
   ex::LossScaler scaler(true, 1024.0, /*growth_interval=*/2);

@@ -1,0 +1,84 @@
+#pragma once
+// What the example programs' command lines share: option values and FORMAT:PATH data specs,
+// checked before any file is read or written, with messages that name the option, the value and
+// what it may be.
+#include "amp.hpp"
+
+#include <torch/cuda.h>
+#include <torch/types.h>
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace crowdloss_examples {
+
+/// "a, b, c".
+inline std::string join(const std::vector<std::string>& words) {
+  std::string s;
+  for (const auto& w : words) s += (s.empty() ? "" : ", ") + w;
+  return s;
+}
+
+/// Throws unless `value` is one of `choices`: "unknown --loss 'x' (l2, pml, …)".
+inline void check_choice(const std::string& option, const std::string& value, const std::vector<std::string>& choices) {
+  for (const auto& c : choices)
+    if (value == c) return;
+  throw std::runtime_error("unknown " + option + " '" + value + "' (" + join(choices) + ")");
+}
+
+/// Throws unless `ok`: "--lr must be > 0, got -1".
+template <typename T>
+void check_value(bool ok, const std::string& option, const T& value, const std::string& rule) {
+  if (ok) return;
+  std::ostringstream message;
+  message << option << " must be " << rule << ", got " << value;
+  throw std::runtime_error(message.str());
+}
+
+/// Throws unless `device` names a device this machine has ("cpu", "cuda", "cuda:1").
+inline void check_device(const std::string& device) {
+  try {
+    const torch::Device d(device);
+    if (d.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device " + device + ": no CUDA device here");
+    if (!d.is_cpu() && !d.is_cuda()) throw std::runtime_error("unknown --device '" + device + "' (cpu, cuda, cuda:N)");
+  } catch (const c10::Error&) {
+    throw std::runtime_error("unknown --device '" + device + "' (cpu, cuda, cuda:N)");
+  }
+}
+
+/// The checks both trainers' configurations share (TrainConfig and DetectConfig have these fields).
+template <class Config>
+void check_common_config(const Config& c) {
+  check_device(c.device);
+  amp_dtype(c.amp, torch::Device(c.device));
+  check_value(c.width > 0 && c.width <= 1, "--width", c.width, "in (0, 1]");
+  check_value(c.lr > 0, "--lr", c.lr, "> 0");
+  check_value(c.min_lr >= 0, "--min-lr", c.min_lr, ">= 0");
+  check_value(c.weight_decay >= 0, "--weight-decay", c.weight_decay, ">= 0");
+  check_value(c.clip >= 0, "--clip", c.clip, ">= 0");
+  check_value(c.epochs >= 1, "--epochs", c.epochs, ">= 1");
+  check_value(c.batch >= 1, "--batch", c.batch, ">= 1");
+  check_value(c.crop >= 0, "--crop", c.crop, ">= 0");
+  check_value(c.longest_side >= 0, "--longest-side", c.longest_side, ">= 0");
+  check_value(c.workers >= 1, "--workers", c.workers, ">= 1");
+}
+
+/// A data set named on the command line as FORMAT:PATH.
+struct DataSpec {
+  std::string format, path;
+};
+
+/// Splits `spec`, the value of `option`, into FORMAT and PATH, and checks FORMAT against
+/// `formats`; touches no file.
+inline DataSpec parse_data_spec(const std::string& option, const std::string& spec, const std::vector<std::string>& formats) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || colon + 1 == spec.size())
+    throw std::runtime_error(option + ": expected FORMAT:PATH with FORMAT one of " + join(formats) + ", got '" + spec + "'");
+  DataSpec d{spec.substr(0, colon), spec.substr(colon + 1)};
+  check_choice(option + " format", d.format, formats);
+  return d;
+}
+
+}  // namespace crowdloss_examples
