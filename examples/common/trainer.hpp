@@ -21,6 +21,7 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace crowdloss_examples {
@@ -218,22 +219,60 @@ inline CountingModel load_model(const fs::path& checkpoint, const std::string& d
   return m;
 }
 
-/// A density map as a colour overlay on its image: the map is upsampled to the image, scaled to
-/// its 99th percentile (so that a few sharp peaks do not wash out the rest), coloured
-/// blue → green → red, and blended in proportion to its value.
-inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor& density) {
+/// A density map (h×w, people per cell) upsampled to H×W as people per pixel: bilinear, clamped
+/// at 0, scaled by h·w / (H·W), so that maps of any stride share one scale.
+inline at::Tensor density_per_pixel(const at::Tensor& density, int64_t H, int64_t W) {
+  const int64_t h = density.size(-2), w = density.size(-1);
+  const auto up = torch::nn::functional::interpolate(density.view({1, 1, h, w}).to(torch::kFloat),
+                                                     torch::nn::functional::InterpolateFuncOptions()
+                                                         .size(std::vector<int64_t>{H, W})
+                                                         .mode(torch::kBilinear)
+                                                         .align_corners(false))[0][0];
+  return up.clamp_min(0) * (static_cast<double>(h * w) / static_cast<double>(H * W));
+}
+
+/// The overlay scale of a density map (the per-pixel density shown at full colour): the 99th
+/// percentile of density_per_pixel, so that a few sharp peaks do not wash out the rest.
+inline double overlay_scale(const at::Tensor& density, int64_t H, int64_t W) {
+  return density_per_pixel(density, H, W).flatten().quantile(0.99).item<double>();
+}
+
+/// `text` (digits, '.', '-' and spaces) written on the image (H×W×3 uint8) at its top-left
+/// corner, white on black, in a 3×5 pixel font enlarged `scale` times.
+inline at::Tensor label_image(const at::Tensor& image_hwc, const std::string& text, int64_t scale = 3) {
+  static const char* const glyphs[] = {"111101101101111", "010110010010111", "111001111100111", "111001111001111",
+                                       "101101111001001", "111100111001111", "111100111101111", "111001001001001",
+                                       "111101111101111", "111101111001111"};
+  auto out = image_hwc.clone();
+  const int64_t H = out.size(0), W = out.size(1), cell = 4 * scale, pad = scale;
+  const int64_t box_w = std::min<int64_t>(W, pad + cell * static_cast<int64_t>(text.size())), box_h = std::min<int64_t>(H, 7 * scale);
+  out.slice(0, 0, box_h).slice(1, 0, box_w).zero_();
+  for (size_t k = 0; k < text.size(); ++k) {
+    const char ch = text[k];
+    const char* glyph = ch >= '0' && ch <= '9' ? glyphs[ch - '0'] : ch == '.' ? "000000000000010" : ch == '-' ? "000000111000000" : "";
+    for (int64_t bit = 0; glyph[bit] != '\0'; ++bit) {
+      if (glyph[bit] != '1') continue;
+      const int64_t y = pad + bit / 3 * scale, x = pad + static_cast<int64_t>(k) * cell + bit % 3 * scale;
+      if (y + scale <= H && x + scale <= W) out.slice(0, y, y + scale).slice(1, x, x + scale).fill_(255);
+    }
+  }
+  return out;
+}
+
+/// A density map as a colour overlay on its image, labelled with its count: the map as people
+/// per pixel (density_per_pixel) divided by `scale` (default: its own overlay_scale; give the
+/// ground truth's to compare panels), coloured blue → green → red, and blended in proportion to
+/// its value.
+inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor& density, std::optional<double> scale = std::nullopt) {
   const int64_t H = image_hwc.size(0), W = image_hwc.size(1);
-  auto d = torch::nn::functional::interpolate(density.view({1, 1, density.size(-2), density.size(-1)}).to(torch::kFloat),
-                                              torch::nn::functional::InterpolateFuncOptions()
-                                                  .size(std::vector<int64_t>{H, W})
-                                                  .mode(torch::kBilinear)
-                                                  .align_corners(false))[0][0]
-               .clamp_min(0);
-  d = (d / std::max(d.flatten().quantile(0.99).item<float>(), 1e-12f)).clamp_max(1);
+  auto d = density_per_pixel(density, H, W);
+  d = (d / std::max(scale ? *scale : d.flatten().quantile(0.99).item<double>(), 1e-12)).clamp_max(1);
   const auto colour = torch::stack({(2 * d - 1).clamp(0, 1), 1 - (2 * d - 1).abs(), (1 - 2 * d).clamp(0, 1)}, 2);
   const auto alpha = (0.85 * d).unsqueeze(2);
   const auto blended = image_hwc.to(torch::kFloat) / 255 * (1 - alpha) + colour * alpha;
-  return (blended * 255).round().clamp(0, 255).to(torch::kUInt8);
+  char count[32];
+  std::snprintf(count, sizeof count, "%.1f", density.sum().item<double>());
+  return label_image((blended * 255).round().clamp(0, 255).to(torch::kUInt8), count);
 }
 
 }  // namespace crowdloss_examples

@@ -96,13 +96,15 @@ int demo(const fs::path& out, bool quick) {
   }
   // Three test scenes side by side: image | ground truth (adaptive kernels) | L2 | PML.
   for (size_t i = 0; i < std::min<size_t>(3, test_set.size()); ++i) {
+    // Every panel on the ground truth's colour scale, so that a faint prediction looks faint.
     const auto image = ex::load_image(test_set[i].image);
-    std::vector<at::Tensor> panels = {image, ex::density_overlay(image, crowdloss::points_to_density(
-                                                                          test_set[i].points, image.size(0), image.size(1),
-                                                                          crowdloss::DensityOptions().adaptive(true)))};
+    const int64_t H = image.size(0), W = image.size(1);
+    const auto truth = crowdloss::points_to_density(test_set[i].points, H, W, crowdloss::DensityOptions().adaptive(true));
+    const double scale = ex::overlay_scale(truth, H, W);
+    std::vector<at::Tensor> panels = {image, ex::density_overlay(image, truth, scale)};
     torch::NoGradGuard no_grad;
     const auto x = ex::normalize(ex::to_chw_float(image)).unsqueeze(0);
-    for (auto& m : models) panels.push_back(ex::density_overlay(image, m.module.forward(x)[0][0]));
+    for (auto& m : models) panels.push_back(ex::density_overlay(image, m.module.forward(x)[0][0], scale));
     ex::save_png((out / ("test_scene" + std::to_string(i) + ".png")).string(), torch::cat(panels, 1));
   }
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -110,7 +112,8 @@ int demo(const fs::path& out, bool quick) {
   std::printf("  %-30s %10s %10s %12s\n", "method", "MAE", "RMSE", "train time");
   std::printf("  %-30s %10.1f %10.1f %12s\n", "predict the training mean", base_abs / n, std::sqrt(base_sq / n), "-");
   for (const auto& r : rows) std::printf("  %-30s %10.1f %10.1f %10.0f s\n", r.name.c_str(), r.m.mae, r.m.rmse, r.seconds);
-  std::printf("\nLower is better. Test scenes as image | ground truth | L2 | PML: %s/test_scene*.png\n"
+  std::printf("\nLower is better. Test scenes as image | ground truth | L2 | PML, each panel labelled with its count and\n"
+              "coloured on the ground truth's scale: %s/test_scene*.png\n"
               "Per-epoch metrics: %s/{l2,pml}/metrics.jsonl. Total time %.0f s.\n",
               out.string().c_str(), out.string().c_str(), total);
   if (quick) std::printf("%s", kQuickNote);

@@ -102,10 +102,6 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(ex::recipe("sanet").lr == 1e-5);
   DOCTEST_CHECK(ex::recipe("csrnet").loss == "euclidean");
   DOCTEST_CHECK_THROWS_AS(ex::recipe("yolo"), std::runtime_error);
-  const auto image = torch::full({16, 24, 3}, 100, torch::kUInt8);
-  const auto overlay = ex::density_overlay(image, torch::rand({2, 3}));
-  DOCTEST_CHECK(overlay.sizes() == image.sizes());
-  DOCTEST_CHECK(ex::density_overlay(image, torch::zeros({2, 3})).equal(image));  // nothing to draw
 }
 
 TEST_CASE("trainer: check_config rejects each bad option, naming it and its value, before anything is touched") {
@@ -136,6 +132,29 @@ TEST_CASE("trainer: check_config rejects each bad option, naming it and its valu
                                "unknown --val format 'cocoo' (synthetic, coco)", std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_data_spec("--data", "train.json", {"coco"}),
                                "--data: expected FORMAT:PATH with FORMAT one of coco, got 'train.json'", std::runtime_error);
+}
+
+TEST_CASE("trainer: density overlays show people per pixel on a shared scale, labelled with the count") {
+  const auto image = torch::full({40, 60, 3}, 100, torch::kUInt8);
+  // Nothing to draw: the image with its count.
+  DOCTEST_CHECK(ex::density_overlay(image, torch::zeros({5, 6})).equal(ex::label_image(image, "0.0")));
+  // One person per pixel, as a stride-10 map (100 per cell) or a full-resolution one.
+  const auto coarse = torch::full({4, 6}, 100.0f), fine = torch::ones({40, 60});
+  DOCTEST_CHECK(ex::density_per_pixel(coarse, 40, 60).allclose(torch::ones({40, 60})));
+  DOCTEST_CHECK(ex::overlay_scale(fine, 40, 60) == doctest::Approx(1.0));
+  DOCTEST_CHECK(ex::density_overlay(image, coarse, 1.0).equal(ex::density_overlay(image, fine, 1.0)));
+  // On the ground truth's scale a faint prediction stays faint; on its own it would be full colour.
+  const auto faint = torch::full({4, 6}, 0.1f);  // 0.001 people per pixel
+  const auto below = [](const at::Tensor& t) { return t.slice(0, 21).to(torch::kInt); };  // under the label
+  DOCTEST_CHECK((below(ex::density_overlay(image, faint, 1.0)) - below(image)).abs().max().item<int>() <= 1);
+  DOCTEST_CHECK((below(ex::density_overlay(image, faint)) - below(image)).abs().max().item<int>() > 50);
+  // The label: "1" in the 3×5 font at scale 1, one pixel of margin, on black.
+  const auto one = ex::label_image(torch::full({8, 8, 3}, 100, torch::kUInt8), "1", 1);
+  DOCTEST_CHECK(one[1][2][0].item<int>() == 255);  // the top of the 1
+  DOCTEST_CHECK(one[1][1][0].item<int>() == 0);
+  DOCTEST_CHECK(one[5][1][0].item<int>() == 255);  // its foot
+  DOCTEST_CHECK(one[5][3][0].item<int>() == 255);
+  DOCTEST_CHECK(one[7][7][0].item<int>() == 100);  // outside the label
 }
 
 TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and grows") {
