@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -92,20 +93,26 @@ inline void load_weights(const fs::path& path, torch::nn::Module& model) {
   model.load(archive);
 }
 
-/// "epoch 3/10 [######......] 45/100 loss 0.1234 12.3 img/s ETA 00:12", redrawn in place.
+/// "epoch 3/10 [######......] 45/100 loss 0.1234 12.3 img/s ETA 00:12": on a terminal redrawn in
+/// place; when stderr is not a terminal (a redirected log), written as whole lines, one at the end
+/// of the epoch and one at most every 30 seconds before it.
 class ProgressBar {
  public:
-  ProgressBar(std::string title, int64_t total) : title_(std::move(title)), total_(total), start_(clock::now()) {}
+  ProgressBar(std::string title, int64_t total)
+      : title_(std::move(title)), total_(total), start_(clock::now()), printed_(start_), terminal_(isatty(STDERR_FILENO) == 1) {}
   void update(int64_t done, double loss, int64_t images) {
-    const double seconds = std::chrono::duration<double>(clock::now() - start_).count();
+    const auto now = clock::now();
+    if (!terminal_ && done != total_ && now - printed_ < std::chrono::seconds(30)) return;
+    printed_ = now;
+    const double seconds = std::chrono::duration<double>(now - start_).count();
     const double rate = images / std::max(seconds, 1e-9);
     const double eta = done > 0 ? seconds / done * (total_ - done) : 0;
     const int width = 24, filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
-    std::fprintf(stderr, "\r%s [%s%s] %lld/%lld loss %.4f %.1f img/s ETA %02d:%02d ", title_.c_str(),
+    std::fprintf(stderr, "%s%s [%s%s] %lld/%lld loss %.4f %.1f img/s ETA %02d:%02d ", terminal_ ? "\r" : "", title_.c_str(),
                  std::string(static_cast<size_t>(filled), '#').c_str(), std::string(static_cast<size_t>(width - filled), '.').c_str(),
                  static_cast<long long>(done), static_cast<long long>(total_), loss, rate, static_cast<int>(eta) / 60,
                  static_cast<int>(eta) % 60);
-    if (done == total_) std::fprintf(stderr, "\n");
+    if (!terminal_ || done == total_) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
 
@@ -113,7 +120,8 @@ class ProgressBar {
   using clock = std::chrono::steady_clock;
   std::string title_;
   int64_t total_;
-  clock::time_point start_;
+  clock::time_point start_, printed_;
+  bool terminal_;
 };
 
 /// What `fit` needs to know besides the hooks.
