@@ -1,7 +1,7 @@
 #pragma once
 /// \file
 /// Which instruction set the CPU kernels run with. A kernel's source (ssim_rows.hpp,
-/// lsap_scan.hpp) is written once over GCC/Clang vector extensions (simd_ops.hpp) and included
+/// lsap_scan.hpp, nms_scan.hpp) is written once over GCC/Clang vector extensions (simd_ops.hpp) and included
 /// once per instruction set into its own namespace, with `CROWDLOSS_SIMD_TARGET` (the functions'
 /// target attribute), `CROWDLOSS_SIMD_BYTES` (the vector width; 0 = plain scalars) and, for SSIM,
 /// `CROWDLOSS_SIMD_SHUFFLES` (whether to use lane shuffles, below) set by the includer:
