@@ -60,10 +60,15 @@ struct DetectConfig {
   }
 };
 
+/// Throws unless `mode` is an assignment mode the detector knows.
+inline void check_assign_mode(const std::string& mode) {
+  check_choice("--assign", mode, {"fcos", "poto", "poto-3dmf-aux", "lla"});
+}
+
 /// Throws, naming the option and the value, for a configuration `train_detector` cannot run with;
 /// `train_detector` calls it before it touches anything, and the program before it reads any data.
 inline void check_config(const DetectConfig& c) {
-  check_choice("--assign", c.assign, {"fcos", "poto", "poto-3dmf-aux", "lla"});
+  check_assign_mode(c.assign);
   check_choice("--backbone", c.backbone, {"resnet18", "resnet34", "resnet50"});
   check_choice("--optimizer", c.optimizer, {"sgd", "adamw", "adam"});
   check_choice("--nms", c.nms, {"auto", "on", "off"});
@@ -75,7 +80,7 @@ inline void check_config(const DetectConfig& c) {
 
 /// The detector for `c`: 3DMF for poto-3dmf-aux, the IoU branch for lla.
 inline FCOS make_detector(const DetectConfig& c) {
-  check_choice("--assign", c.assign, {"fcos", "poto", "poto-3dmf-aux", "lla"});
+  check_assign_mode(c.assign);
   FCOSOptions o;
   o.backbone = c.backbone, o.width = c.width, o.fpn_channels = c.fpn_channels, o.freeze_bn = c.freeze_bn;
   o.filter_3dmf = c.assign == "poto-3dmf-aux", o.iou_branch = c.assign == "lla";
