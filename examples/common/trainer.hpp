@@ -143,6 +143,7 @@ inline double learning_rate(const TrainConfig& c, int64_t epoch) {
 
 struct Metrics {
   double mae = 0, rmse = 0;
+  int64_t epoch = 0;  // train(): the epoch (from 1) of the best validation
 };
 
 /// MAE and RMSE of the predicted counts over `loader` (no augmentation expected; images skipped
@@ -174,7 +175,7 @@ inline TrainConfig checkpoint_config(const fs::path& path) { return TrainConfig:
 /// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
 /// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
 /// exact `resume`. Images that cannot be read go to `bad` (without one: an error). Returns the
-/// best metrics.
+/// best validation's metrics and epoch.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
                      const fs::path& out, bool resume, bool quiet = false, BadSamples* bad = nullptr) {
   check_config(c);
@@ -206,7 +207,7 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
   FitSettings s;
   s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.resume = resume, s.quiet = quiet, s.config = c.to_json();
   const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
-  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0)};
+  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0), best.value("epoch", int64_t{0})};
 }
 
 /// A model from a checkpoint written by `train` (best.pt or last.pt).

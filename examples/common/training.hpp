@@ -159,7 +159,7 @@ struct FitHooks {
 /// that the result equals an uninterrupted run, and drops the log lines of epochs after it (logged
 /// by a run killed before their checkpoint); without a last.pt it starts afresh. A non-finite
 /// loss stops training with an error naming the epoch, the batch and the last good checkpoint,
-/// which stays as it was. Returns the best validation's metrics.
+/// which stays as it was. Returns the best validation's metrics, with its epoch (from 1) as "epoch".
 template <class Loader, class Batch>
 nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader, const FitHooks<Batch>& hooks,
                    const FitSettings& s) {
@@ -250,6 +250,7 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     if (!s.quiet) std::cerr << line.dump() << "\n";
     if (v.score < best_score) {
       best_score = v.score, best_metrics = v.metrics;
+      best_metrics["epoch"] = epoch + 1;
       save(best, false, 0);
     }
     save(last, true, epoch + 1);

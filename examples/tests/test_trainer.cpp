@@ -45,7 +45,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
 
     torch::manual_seed(c.seed);  // the initial weights train() starts from
     auto initial = ex::make_model(c);
-    ex::train(c, train, val, out, false, /*quiet=*/true);
+    const auto result = ex::train(c, train, val, out, false, /*quiet=*/true);
     auto trained = ex::load_model(out / "last.pt", "cpu");
     const double before = loss_of(initial), after = loss_of(trained);
     MESSAGE(loss << " loss on the training images: " << before << " -> " << after << " after 8 epochs");
@@ -55,9 +55,14 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
     DOCTEST_CHECK(fs::exists(out / "last.pt"));
     DOCTEST_CHECK(fs::exists(out / "best.pt"));
     DOCTEST_CHECK_FALSE(fs::exists(out / "last.pt.tmp"));
-    // The best checkpoint evaluates to the best validation MAE of the log.
+    // The best checkpoint evaluates to the best validation MAE of the log, and train() returns
+    // that MAE and its epoch.
     double best = 1e30;
-    for (const auto& l : lines) best = std::min(best, l.at("val_mae").get<double>());
+    int64_t best_epoch = 0;
+    for (const auto& l : lines)
+      if (l.at("val_mae").get<double>() < best) best = l.at("val_mae").get<double>(), best_epoch = l.at("epoch").get<int64_t>();
+    DOCTEST_CHECK(result.mae == best);
+    DOCTEST_CHECK(result.epoch == best_epoch);
     auto model = ex::load_model(out / "best.pt", "cpu");
     ex::LoaderOptions lo;
     lo.batch = 1;
