@@ -1,7 +1,7 @@
 // crowdloss-count: train, evaluate and run crowd-counting models (CSRNet, SANet) with the
 // crowdloss density losses, and the project's main job (`demo`).
 //
-//   crowdloss-count demo   [--out DIR] [--quick]
+//   crowdloss-count demo   [--out DIR] [--quick] [--seeds N] [--threads N]
 //   crowdloss-count train  --data FORMAT:PATH --val FORMAT:PATH [--recipe pml|csrnet|sanet] [options]
 //   crowdloss-count eval   --checkpoint DIR/best.pt --data FORMAT:PATH
 //   crowdloss-count predict --checkpoint DIR/best.pt --out DIR IMAGE...
@@ -9,6 +9,7 @@
 // FORMAT:PATH is synthetic:DIR (generated there if absent), coco:FILE.json, shanghaitech:DIR,
 // qnrf:DIR, nwpu:DIR or jhu:DIR.
 #include "cli.hpp"
+#include "report.hpp"
 #include "synthetic.hpp"
 #include "trainer.hpp"
 
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -34,12 +36,14 @@ std::vector<ex::CrowdSample> load_data(const ex::DataSpec& spec, int64_t synthet
 
 // The main job: the same narrow CSRNet trained with pixel L2 and with PML (+ pixel L2) on the
 // synthetic crowd set under the same budget, each checkpoint chosen on a validation set and
-// reported on a separate test set, against the predict-the-mean baseline.
+// reported on a separate test set, against the predict-the-mean baseline; with `seeds` > 1, once
+// per seed 1…seeds (initial weights, data order and augmentation; the same scenes), reported as
+// mean ± standard deviation.
 constexpr const char* kQuickNote =
     "\n--quick: a smoke run that only checks that everything runs (2 epochs on 16 scenes); its numbers say\n"
     "nothing about the losses. The full demo (without --quick) is the comparison.\n";
 
-int demo(const fs::path& out, bool quick) {
+int demo(const fs::path& out, bool quick, int64_t seeds) {
   const auto start = std::chrono::steady_clock::now();
   ex::SyntheticOptions syn;  // 256×256 scenes, 0–2,000 heads
   const int64_t n_train = quick ? 16 : 320, n_val = quick ? 4 : 40, n_test = quick ? 4 : 80;
@@ -58,10 +62,11 @@ int demo(const fs::path& out, bool quick) {
   ex::TrainConfig c;
   c.model = "csrnet", c.width = 0.25, c.optimizer = "adamw", c.lr = 1e-3, c.weight_decay = 1e-6, c.schedule = "cosine";
   c.epochs = quick ? 2 : 20, c.cosine_t_max = c.epochs, c.min_lr = 1e-5, c.batch = 8, c.crop = 128, c.clip = 10;
-  c.workers = 2, c.seed = 1;
+  c.workers = 2;
   std::cout << "Model: CSRNet at width " << c.width << " (channels / 4: the paper's network is too slow to train on a"
             << " CPU in minutes), from scratch, " << c.epochs << " epochs of 128x128 crops, batch " << c.batch
-            << ", AdamW " << c.lr << " with cosine decay; the same budget and seed for both losses; the epoch with"
+            << ", AdamW " << c.lr << " with cosine decay; the same budget and seed for both losses"
+            << (seeds > 1 ? " (seeds 1-" + std::to_string(seeds) + ")" : std::string()) << "; the epoch with"
             << " the best validation MAE is kept.\n" << (quick ? kQuickNote : "") << "\n";
   const auto mean_of = [](const std::vector<ex::CrowdSample>& set) {
     double s = 0;
@@ -74,26 +79,32 @@ int demo(const fs::path& out, bool quick) {
     const double e = static_cast<double>(s.points.size(0)) - mean;
     base_abs += std::abs(e), base_sq += e * e;
   }
-  struct Row {
-    std::string name;
-    ex::Metrics m;
+  // One run per loss and seed: the test metrics of its best checkpoint.
+  struct Run {
+    ex::Metrics test;
+    int64_t epoch;
     double seconds;
   };
-  std::vector<Row> rows;
+  const std::vector<std::pair<std::string, std::string>> losses = {{"l2", "pixel L2 (mse_loss)"},
+                                                                   {"pml", "PML + pixel L2 (crowdloss)"}};
+  std::vector<std::vector<Run>> runs(losses.size());
   ex::LoaderOptions test_options;
   test_options.batch = 1;
   const ex::Loader test_loader(test_set, test_options);
-  std::vector<ex::CountingModel> models;  // each loss's best checkpoint
-  for (const std::string loss : {"l2", "pml"}) {
-    c.loss = loss;
-    std::cout << "training with " << (loss == "l2" ? "pixel L2" : "PML + pixel L2") << "\n";
-    const auto t0 = std::chrono::steady_clock::now();
-    ex::train(c, train_set, val_set, out / loss, /*resume=*/false);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    models.push_back(ex::load_model(out / loss / "best.pt", "cpu"));
-    rows.push_back({loss == "l2" ? "pixel L2 (mse_loss)" : "PML + pixel L2 (crowdloss)",
-                    ex::evaluate(models.back(), test_loader, torch::kCPU), seconds});
-  }
+  std::vector<ex::CountingModel> models;  // each loss's best checkpoint of seed 1
+  for (int64_t seed = 1; seed <= seeds; ++seed)
+    for (size_t i = 0; i < losses.size(); ++i) {
+      c.loss = losses[i].first, c.seed = static_cast<uint64_t>(seed);
+      const auto dir = seeds == 1 ? out / c.loss : out / ("seed" + std::to_string(seed)) / c.loss;
+      std::cout << "training with " << losses[i].second << (seeds > 1 ? ", seed " + std::to_string(seed) : std::string())
+                << "\n";
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto best = ex::train(c, train_set, val_set, dir, /*resume=*/false);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto model = ex::load_model(dir / "best.pt", "cpu");
+      runs[i].push_back({ex::evaluate(model, test_loader, torch::kCPU), best.epoch, seconds});
+      if (seed == 1) models.push_back(std::move(model));
+    }
   // Three test scenes side by side: image | ground truth (adaptive kernels) | L2 | PML.
   for (size_t i = 0; i < std::min<size_t>(3, test_set.size()); ++i) {
     // Every panel on the ground truth's colour scale, so that a faint prediction looks faint.
@@ -107,15 +118,74 @@ int demo(const fs::path& out, bool quick) {
     for (auto& m : models) panels.push_back(ex::density_overlay(image, m.module.forward(x)[0][0], scale));
     ex::save_png((out / ("test_scene" + std::to_string(i) + ".png")).string(), torch::cat(panels, 1));
   }
+
+  // The table: one seed as it is; several as mean ± standard deviation, with each seed's MAE.
+  ex::Table table;
+  nlohmann::json json = {{"demo", "count"},
+                         {"quick", quick},
+                         {"seeds", seeds},
+                         {"test_scenes", test_set.size()},
+                         {"test_mean_count", mean_of(test_set)},
+                         {"baseline", {{"mae", base_abs / n}, {"rmse", std::sqrt(base_sq / n)}}}};
+  const auto joined = [](const std::vector<Run>& rs, const std::function<std::string(const Run&)>& cell) {
+    std::string s;
+    for (const auto& r : rs) s += (s.empty() ? "" : ", ") + cell(r);
+    return s;
+  };
+  const auto spread = [&](const std::vector<Run>& rs, double ex::Metrics::*field) {
+    std::vector<double> v;
+    for (const auto& r : rs) v.push_back(r.test.*field);
+    const auto [m, sd] = ex::mean_std(v);
+    return ex::fixed(m, 1) + " ± " + ex::fixed(sd, 1);
+  };
+  if (seeds == 1) {
+    table.header = {"method", "test MAE", "test RMSE", "best epoch", "train time"};
+    table.rows.push_back({"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–", "–"});
+  } else {
+    table.header = {"method", "test MAE, mean ± std", "test RMSE, mean ± std", "test MAE per seed", "best epoch per seed",
+                    "train time per seed"};
+    table.rows.push_back({"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–",
+                          "–", "–"});
+  }
+  for (size_t i = 0; i < losses.size(); ++i) {
+    const auto& rs = runs[i];
+    double seconds = 0;
+    for (const auto& r : rs) seconds += r.seconds;
+    const std::string time = ex::fixed(seconds / static_cast<double>(rs.size()), 0) + " s";
+    if (seeds == 1)
+      table.rows.push_back({losses[i].second, ex::fixed(rs[0].test.mae, 1), ex::fixed(rs[0].test.rmse, 1),
+                            std::to_string(rs[0].epoch), time});
+    else
+      table.rows.push_back({losses[i].second, spread(rs, &ex::Metrics::mae), spread(rs, &ex::Metrics::rmse),
+                            joined(rs, [](const Run& r) { return ex::fixed(r.test.mae, 1); }),
+                            joined(rs, [](const Run& r) { return std::to_string(r.epoch); }), time});
+    auto& j = json["losses"][losses[i].first];
+    j["name"] = losses[i].second;
+    for (const auto& r : rs)
+      j["runs"].push_back({{"test_mae", r.test.mae}, {"test_rmse", r.test.rmse}, {"best_epoch", r.epoch}, {"train_seconds", r.seconds}});
+  }
+  std::string notes = "Test counting error on " + std::to_string(test_set.size()) + " synthetic scenes (mean count " +
+                      ex::fixed(mean_of(test_set), 1) + "); lower is better.";
+  if (seeds > 1) {
+    int64_t mae_wins = 0, rmse_wins = 0;
+    for (int64_t s = 0; s < seeds; ++s) {
+      mae_wins += runs[1][s].test.mae < runs[0][s].test.mae;
+      rmse_wins += runs[1][s].test.rmse < runs[0][s].test.rmse;
+    }
+    notes += " Seeds 1–" + std::to_string(seeds) + " (initial weights, data order and augmentation; the same scenes): PML + pixel L2 has" +
+             " the lower test MAE with " + std::to_string(mae_wins) + " of " + std::to_string(seeds) + " seeds and the lower RMSE with " +
+             std::to_string(rmse_wins) + ".";
+  }
+  if (quick) notes += " --quick: a smoke run, its numbers mean nothing.";
+  std::string command = "crowdloss-count demo";
+  if (quick) command += " --quick";
+  if (seeds > 1) command += " --seeds " + std::to_string(seeds);
+  const std::string md = ex::write_results(out, command, table, notes, json);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\nCounting error on %lld test scenes (mean count %.1f):\n\n", static_cast<long long>(test_set.size()), mean_of(test_set));
-  std::printf("  %-30s %10s %10s %12s\n", "method", "MAE", "RMSE", "train time");
-  std::printf("  %-30s %10.1f %10.1f %12s\n", "predict the training mean", base_abs / n, std::sqrt(base_sq / n), "-");
-  for (const auto& r : rows) std::printf("  %-30s %10.1f %10.1f %10.0f s\n", r.name.c_str(), r.m.mae, r.m.rmse, r.seconds);
-  std::printf("\nLower is better. Test scenes as image | ground truth | L2 | PML, each panel labelled with its count and\n"
-              "coloured on the ground truth's scale: %s/test_scene*.png\n"
-              "Per-epoch metrics: %s/{l2,pml}/metrics.jsonl. Total time %.0f s.\n",
-              out.string().c_str(), out.string().c_str(), total);
+  std::printf("\n%s\nAlso in %s/results.md and results.json. Test scenes as image | ground truth | L2 | PML (seed 1), each\n"
+              "panel labelled with its count and coloured on the ground truth's scale: %s/test_scene*.png\n"
+              "Per-epoch metrics: %s/%s{l2,pml}/metrics.jsonl. Total time %.0f s.\n",
+              md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), seeds > 1 ? "seed*/" : "", total);
   if (quick) std::printf("%s", kQuickNote);
   return 0;
 }
@@ -148,6 +218,9 @@ int main(int argc, char** argv) {
   auto* demo_cmd = app.add_subcommand("demo", "generate the synthetic set, train with L2 and with PML, compare");
   demo_cmd->add_option("--out", out, "results folder");
   demo_cmd->add_flag("--quick", quick, "a smoke run on a tiny budget (for tests): its numbers mean nothing");
+  int64_t seeds = 1, threads = at::get_num_threads();
+  demo_cmd->add_option("--seeds", seeds, "train each loss with seeds 1..N and report mean ± standard deviation");
+  demo_cmd->add_option("--threads", threads, "LibTorch's threads (the results depend on it; default: the cores)");
 
   auto* train_cmd = app.add_subcommand("train", "train a counting model");
   train_cmd->add_option("--recipe", recipe, "pml | csrnet | sanet: the papers' settings (applied before the other options)");
@@ -197,7 +270,12 @@ int main(int argc, char** argv) {
   try {
     const ex::SyntheticOptions syn;
     ex::BadSamples bad(skip_bad);
-    if (*demo_cmd) return demo(out, quick);
+    if (*demo_cmd) {
+      ex::check_value(seeds >= 1, "--seeds", seeds, ">= 1");
+      ex::check_value(threads >= 1, "--threads", threads, ">= 1");
+      at::set_num_threads(static_cast<int>(threads));
+      return demo(out, quick, seeds);
+    }
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);

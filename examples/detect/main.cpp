@@ -1,7 +1,7 @@
 // crowdloss-detect: train, evaluate and run the FCOS-style dense-pedestrian detector with the
 // crowdloss label assignments (fcos, poto, poto-3dmf-aux, lla), and a CPU demo comparing them.
 //
-//   crowdloss-detect demo    [--out DIR] [--quick]
+//   crowdloss-detect demo    [--out DIR] [--quick] [--threads N]
 //   crowdloss-detect train   --data FORMAT:PATH --val FORMAT:PATH [--assign MODE] [options]
 //   crowdloss-detect eval    --checkpoint DIR/best.pt --data FORMAT:PATH
 //   crowdloss-detect predict --checkpoint DIR/best.pt --out DIR IMAGE...
@@ -11,6 +11,7 @@
 #include "cli.hpp"
 #include "detect_trainer.hpp"
 #include "image_io.hpp"
+#include "report.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -76,6 +77,7 @@ int demo(const fs::path& out, bool quick) {
   struct Row {
     std::string mode;
     nlohmann::json m;
+    int64_t epoch;
     double seconds;
   };
   std::vector<Row> rows;
@@ -95,24 +97,32 @@ int demo(const fs::path& out, bool quick) {
     auto [net, config] = ex::load_detector(out / mode / "best.pt", "cpu");
     auto m = ex::evaluate_detector(config, net, test_loader);
     m["assign_ms_per_batch"] = best.value("assign_ms_per_batch", 0.0);
-    rows.push_back({mode, m, seconds});
+    rows.push_back({mode, m, best.value("epoch", int64_t{0}), seconds});
     panels.push_back(ex::draw_detections(image, confident(predict_image(config, net, image), 0.3), shown.ignore));
   }
   ex::save_png((out / "test_scene0.png").string(), torch::cat(panels, 1));
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\nDetection on %lld test scenes (%lld people, CrowdHuman protocol, ignore regions honoured):\n\n",
-              static_cast<long long>(test_set.size()), static_cast<long long>(rows.at(0).m.at("ground_truths").get<int64_t>()));
-  std::printf("  %-15s %5s %8s %8s %8s %14s %12s\n", "assignment", "NMS", "AP50", "mMR", "recall", "assign/batch", "train time");
+  ex::Table table;
+  table.header = {"assignment", "NMS", "AP50", "mMR", "recall", "best epoch", "assignment per batch / train time"};
+  nlohmann::json json = {{"demo", "detect"}, {"quick", quick}, {"test_scenes", test_set.size()}};
   for (const auto& r : rows) {
     c.assign = r.mode;
-    std::printf("  %-15s %5s %8.3f %8.3f %8.3f %11.1f ms %10.0f s\n", r.mode.c_str(), ex::uses_nms(c) ? "yes" : "no",
-                r.m.at("ap50").get<double>(), r.m.at("mmr").get<double>(), r.m.at("recall").get<double>(),
-                r.m.at("assign_ms_per_batch").get<double>(), r.seconds);
+    table.rows.push_back({"`" + r.mode + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
+                          ex::fixed(r.m.at("mmr").get<double>(), 3), ex::fixed(r.m.at("recall").get<double>(), 3),
+                          std::to_string(r.epoch),
+                          ex::fixed(r.m.at("assign_ms_per_batch").get<double>(), 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
+    json["modes"][r.mode] = r.m;
+    json["modes"][r.mode]["best_epoch"] = r.epoch, json["modes"][r.mode]["train_seconds"] = r.seconds;
   }
-  std::printf("\nAP50 and recall: higher is better; mMR (log-average miss rate): lower is better.\n"
-              "Test scene 0, ground truth | fcos | poto | poto-3dmf-aux | lla (scores > 0.3): %s/test_scene0.png\n"
-              "Per-epoch metrics: %s/<assignment>/metrics.jsonl. Total time %.0f s.\n",
-              out.string().c_str(), out.string().c_str(), total);
+  std::string notes = "Detection on " + std::to_string(test_set.size()) + " synthetic test scenes (" +
+                      std::to_string(rows.at(0).m.at("ground_truths").get<int64_t>()) +
+                      " people), CrowdHuman protocol, ignore regions honoured. AP50 and recall: higher is better; mMR"
+                      " (log-average miss rate): lower is better.";
+  if (quick) notes += " --quick: a smoke run, its numbers mean nothing.";
+  const std::string md = ex::write_results(out, quick ? "crowdloss-detect demo --quick" : "crowdloss-detect demo", table, notes, json);
+  std::printf("\n%s\nAlso in %s/results.md and results.json. Test scene 0, ground truth | fcos | poto | poto-3dmf-aux | lla\n"
+              "(scores > 0.3): %s/test_scene0.png\nPer-epoch metrics: %s/<assignment>/metrics.jsonl. Total time %.0f s.\n",
+              md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), total);
   if (quick) std::printf("%s", kQuickNote);
   return 0;
 }
@@ -133,6 +143,8 @@ int main(int argc, char** argv) {
   auto* demo_cmd = app.add_subcommand("demo", "train the same detector with each assignment on synthetic pedestrians, compare");
   demo_cmd->add_option("--out", out, "results folder");
   demo_cmd->add_flag("--quick", quick, "a smoke run on a tiny budget (for tests): its numbers mean nothing");
+  int64_t threads = at::get_num_threads();
+  demo_cmd->add_option("--threads", threads, "LibTorch's threads (the results depend on it; default: the cores)");
 
   auto* train_cmd = app.add_subcommand("train", "train a detector");
   const auto formats = "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) +
@@ -185,7 +197,11 @@ int main(int argc, char** argv) {
   try {
     const ex::PedestrianOptions syn;
     ex::BadSamples bad(skip_bad);
-    if (*demo_cmd) return demo(out, quick);
+    if (*demo_cmd) {
+      ex::check_value(threads >= 1, "--threads", threads, ">= 1");
+      at::set_num_threads(static_cast<int>(threads));
+      return demo(out, quick);
+    }
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);

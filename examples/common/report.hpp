@@ -1,0 +1,135 @@
+#pragma once
+// The demos' result files: `results.md` (the table in Markdown, then the run's provenance: date,
+// machine, threads, LibTorch, crowdloss and the commit built) and `results.json` (the same numbers
+// at full precision, with the provenance), written into the demo's output folder. docs/results/
+// holds the committed copies that docs/results.md includes and that CI compares a fresh run with
+// (examples/tests/demo_table.cmake): every column but the last (a time) must match.
+#include <crowdloss/detail/simd.hpp>
+#include <crowdloss/version.hpp>
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace crowdloss_examples {
+
+/// The commit the programs were built from ("unknown" outside a git checkout; "-dirty" appended
+/// when tracked files differed from it), defined in build_info.cpp, which the build regenerates.
+const char* build_commit();
+
+/// Where and how a result was made.
+struct Provenance {
+  std::string date;      // UTC, YYYY-MM-DD
+  std::string machine;   // CPU model, cores, the crowdloss kernels' instruction set
+  std::string software;  // crowdloss, LibTorch
+  std::string commit;
+  int threads = 0;
+
+  nlohmann::json to_json() const {
+    return {{"date", date}, {"machine", machine}, {"software", software}, {"commit", commit}, {"threads", threads}};
+  }
+};
+
+/// The CPU's model name from /proc/cpuinfo ("unknown CPU" where there is none).
+inline std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) break;
+    const auto begin = line.find_first_not_of(" \t", colon + 1);
+    return begin == std::string::npos ? "unknown CPU" : line.substr(begin);
+  }
+  return "unknown CPU";
+}
+
+/// This run's provenance (today's date, this machine, LibTorch's thread count now).
+inline Provenance provenance() {
+  Provenance p;
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char date[16];
+  std::strftime(date, sizeof date, "%Y-%m-%d", &utc);
+  p.date = date;
+  const bool avx2 = crowdloss::detail::cpu_capability() == crowdloss::detail::CpuCapability::avx2;
+  p.machine = cpu_model() + ", " + std::to_string(std::thread::hardware_concurrency()) + " cores, crowdloss kernels " +
+              (avx2 ? "AVX2" : "baseline");
+  p.software = std::string("crowdloss ") + CROWDLOSS_VERSION_STRING + ", LibTorch " + TORCH_VERSION;
+  p.commit = build_commit();
+  p.threads = at::get_num_threads();
+  return p;
+}
+
+/// `value` with `decimals` decimals ("nan" and "inf" as such).
+inline std::string fixed(double value, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+/// Mean and sample standard deviation (n − 1; 0 for one value) of `values`.
+inline std::pair<double, double> mean_std(const std::vector<double>& values) {
+  double mean = 0;
+  for (const double v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  double ss = 0;
+  for (const double v : values) ss += (v - mean) * (v - mean);
+  return {mean, values.size() > 1 ? std::sqrt(ss / static_cast<double>(values.size() - 1)) : 0.0};
+}
+
+/// A result table: a header and rows of cells; the first column is left-aligned, the others
+/// right-aligned.
+struct Table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+
+  std::string markdown() const {
+    const auto line = [](const std::vector<std::string>& cells) {
+      std::string s = "|";
+      for (const auto& c : cells) s += " " + c + " |";
+      return s + "\n";
+    };
+    std::vector<std::string> rule(header.size(), "---:");
+    rule.at(0) = "---";
+    std::string s = line(header) + line(rule);
+    for (const auto& r : rows) {
+      if (r.size() != header.size()) throw std::logic_error("result table: a row of " + std::to_string(r.size()) + " cells");
+      s += line(r);
+    }
+    return s;
+  }
+};
+
+/// Writes `out`/results.md (`table`, then `notes` and the provenance) and `out`/results.json
+/// (`json` with the provenance added as "provenance"); returns the Markdown.
+inline std::string write_results(const std::filesystem::path& out, const std::string& command, const Table& table,
+                                 const std::string& notes, nlohmann::json json) {
+  const Provenance p = provenance();
+  std::string md = table.markdown() + "\n";
+  if (!notes.empty()) md += notes + "\n\n";
+  md += "Made by `" + command + "` on " + p.date + ": " + p.machine + ", " + std::to_string(p.threads) + " threads; " +
+        p.software + "; commit " + p.commit + ".\n";
+  json["command"] = command;
+  json["provenance"] = p.to_json();
+  const auto write = [](const std::filesystem::path& path, const std::string& text) {
+    std::ofstream f(path, std::ios::binary);
+    if (!(f << text) || !f.flush()) throw std::runtime_error("cannot write " + path.string());
+  };
+  std::filesystem::create_directories(out);
+  write(out / "results.md", md);
+  write(out / "results.json", json.dump(2) + "\n");
+  return md;
+}
+
+}  // namespace crowdloss_examples
