@@ -4,6 +4,7 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <cmath>
+#include <type_traits>
 
 using crowdloss_test::check_error;
 using crowdloss_test::scaled_error;
@@ -123,6 +124,34 @@ TEST_CASE("pml_loss: the one-pass paths (CPU kernel, ATen ops) equal the referen
       DOCTEST_CHECK(scaled_error(grads[1], ref_grads[1]) <= 1e-12);
     }
   }
+}
+
+TEST_CASE("pml_loss: the CPU kernel's vector rows give a scalar loop's bits at every width, and write nothing past it") {
+  // pml_add_error_row and pml_fill step through a row in vectors, the last step partial: each
+  // element must be the lone IEEE subtraction, addition or copy (ATen's elementwise ops here),
+  // and the elements after the row must stay as they were.
+  const auto check = [](auto zero) {
+    using T = decltype(zero);
+    const auto dtype = std::is_same_v<T, float> ? torch::kFloat32 : torch::kFloat64;
+    torch::manual_seed(6);
+    for (int64_t W = 1; W <= 40; ++W) {
+      INFO(dtype << ", width " << W);
+      const at::Tensor a = torch::randn({W}, dtype), b = torch::randn({W}, dtype), start = torch::randn({W}, dtype);
+      const at::Tensor sentinel = torch::full({16}, 7.0, dtype);
+      at::Tensor row = torch::cat({start, sentinel});
+      crowdloss::detail::pml_add_error_row(a.data_ptr<T>(), b.data_ptr<T>(), W, /*first=*/false, row.data_ptr<T>());
+      DOCTEST_CHECK(torch::equal(row.narrow(0, 0, W), start + (a - b)));
+      DOCTEST_CHECK(torch::equal(row.narrow(0, W, 16), sentinel));
+      crowdloss::detail::pml_add_error_row(a.data_ptr<T>(), b.data_ptr<T>(), W, /*first=*/true, row.data_ptr<T>());
+      DOCTEST_CHECK(torch::equal(row.narrow(0, 0, W), a - b));
+      DOCTEST_CHECK(torch::equal(row.narrow(0, W, 16), sentinel));
+      crowdloss::detail::pml_fill(row.data_ptr<T>(), W, static_cast<T>(-0.25));
+      DOCTEST_CHECK(torch::equal(row.narrow(0, 0, W), torch::full({W}, -0.25, dtype)));
+      DOCTEST_CHECK(torch::equal(row.narrow(0, W, 16), sentinel));
+    }
+  };
+  check(0.0f);
+  check(0.0);
 }
 
 TEST_CASE("pml_loss: hand-derived two-level case") {

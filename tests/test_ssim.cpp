@@ -4,6 +4,8 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 using crowdloss_test::check_error;
 using crowdloss_test::tensor_from_list;
@@ -312,6 +314,59 @@ TEST_CASE("ssim: the CPU kernel gives the same sums and gradient maps however it
           }
         }
       }
+    }
+  });
+}
+
+TEST_CASE("ssim: the backward's scaling is s·g + e·(own − other) at every width, and writes nothing past it") {
+  // The scaling steps through a range in vectors, the last step partial.
+  crowdloss_test::for_each_cpu_capability([] {
+    const auto check = [](auto zero) {
+      using T = decltype(zero);
+      const auto dtype = std::is_same_v<T, float> ? torch::kFloat32 : torch::kFloat64;
+      const auto scale = crowdloss::detail::ssim_kernels<T>().scale_gradient;
+      torch::manual_seed(9);
+      for (int64_t n = 1; n <= 40; ++n) {
+        const at::Tensor g = torch::randn({n}, dtype), own = torch::randn({n}, dtype), other = torch::randn({n}, dtype);
+        const at::Tensor sentinel = torch::full({16}, 7.0, dtype);
+        for (const double e : {0.0, 0.3}) {
+          INFO(dtype << ", width " << n << ", e = " << e);
+          at::Tensor out = torch::cat({torch::zeros({n}, dtype), sentinel});
+          scale(g.data_ptr<T>(), own.data_ptr<T>(), other.data_ptr<T>(), T(-1.7), static_cast<T>(e), n, out.data_ptr<T>());
+          DOCTEST_CHECK(torch::equal(out.narrow(0, n, 16), sentinel));
+          const at::Tensor expected = g * T(-1.7) + (own - other) * static_cast<T>(e);
+          if (e == 0)
+            DOCTEST_CHECK(torch::equal(out.narrow(0, 0, n), g * T(-1.7)));  // one rounding: exact
+          else  // a fused multiply–add may round once less
+            DOCTEST_CHECK((out.narrow(0, 0, n) - expected).abs().max().item<double>() <=
+                          4 * std::numeric_limits<T>::epsilon() * expected.abs().max().item<double>());
+        }
+      }
+    };
+    check(0.0f);
+    check(0.0);
+  });
+}
+
+TEST_CASE("sanet_loss: the CPU kernel's gradients are the same bits with 1, 2 and 3 threads") {
+  // Planes of 6,300 pixels: the backward's scaling splits them into blocks, the forward's rows
+  // into ranges; neither may change which arithmetic an element gets.
+  crowdloss_test::for_each_cpu_capability([] {
+    const int threads = at::get_num_threads();
+    torch::manual_seed(12);
+    for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
+      const auto y = torch::rand({2, 2, 70, 90}, dtype), x0 = y + 0.2 * torch::randn_like(y);
+      std::vector<at::Tensor> grads;
+      for (const int n : {1, 2, 3}) {
+        at::set_num_threads(n);
+        auto x = x0.clone().requires_grad_(true), t = y.clone().requires_grad_(true);
+        crowdloss::sanet_loss(x, t).backward();
+        grads.push_back(torch::cat({x.grad().flatten(), t.grad().flatten()}));
+      }
+      at::set_num_threads(threads);
+      INFO(dtype);
+      DOCTEST_CHECK(torch::equal(grads[0], grads[1]));
+      DOCTEST_CHECK(torch::equal(grads[0], grads[2]));
     }
   });
 }

@@ -48,6 +48,17 @@
 #endif
 #endif
 
+// Before a loop of a few iterations, known at compile time, over vectors (a filter's taps, a
+// block's accumulators): unroll it in full, so that its vectors stay in registers. GCC unrolls
+// such loops by itself at -O3 but not at -O2, which leaves them in memory (SSIM 1.6× slower).
+#if defined(__clang__)
+#define CROWDLOSS_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define CROWDLOSS_UNROLL _Pragma("GCC unroll 16")
+#else
+#define CROWDLOSS_UNROLL
+#endif
+
 namespace crowdloss {
 namespace detail {
 

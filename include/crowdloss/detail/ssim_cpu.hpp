@@ -76,15 +76,19 @@ struct SSIMKernels {
   void (*gradient_rows)(const SSIMForwardArgs<T>&, int64_t begin, int64_t end);
   /// Per-row sums of the squared error (x − y)².
   void (*squared_error_rows)(const T* x, const T* y, int64_t W, int64_t begin, int64_t end, double* sums);
+  /// The backward's scaling: out = s·g + e·(own − other) over n values.
+  void (*scale_gradient)(const T* g, const T* own, const T* other, T s, T e, int64_t n, T* out);
 };
 
 template <typename T>
 SSIMKernels<T> ssim_kernels() {
 #if defined(CROWDLOSS_SIMD_AVX2)
   if (cpu_capability() == CpuCapability::avx2)
-    return {&ssim_avx2::ssim_rows<T>, &ssim_avx2::ssim_gradient_rows<T>, &ssim_avx2::squared_error_rows<T>};
+    return {&ssim_avx2::ssim_rows<T>, &ssim_avx2::ssim_gradient_rows<T>, &ssim_avx2::squared_error_rows<T>,
+            &ssim_avx2::scale_gradient<T>};
 #endif
-  return {&ssim_baseline::ssim_rows<T>, &ssim_baseline::ssim_gradient_rows<T>, &ssim_baseline::squared_error_rows<T>};
+  return {&ssim_baseline::ssim_rows<T>, &ssim_baseline::ssim_gradient_rows<T>, &ssim_baseline::squared_error_rows<T>,
+          &ssim_baseline::scale_gradient<T>};
 }
 
 /// On B×C×H×W CPU tensors x, y of one floating dtype: SSIM's per-channel mean over the map (the
@@ -159,15 +163,18 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
         scalar_t* out = grad.data_ptr<scalar_t>();
         const double* sc = ssim_coef.data_ptr<double>();
         const double* ec = mse_coef.data_ptr<double>();
-        at::parallel_for(0, P * HW, 4096, [&](int64_t begin, int64_t end) {
-          for (int64_t start = begin; start < end;) {
-            const int64_t plane = start / HW, stop = std::min(end, (plane + 1) * HW);
-            const auto s = static_cast<scalar_t>(sc[plane]), e = static_cast<scalar_t>(ec[plane]);
-            if (e == 0)
-              for (int64_t j = start; j < stop; ++j) out[j] = s * g[j];
-            else
-              for (int64_t j = start; j < stop; ++j) out[j] = s * g[j] + e * (a[j] - b[j]);
-            start = stop;
+        const auto scale = ssim_kernels<scalar_t>().scale_gradient;
+        // Threads take whole blocks of a plane, each starting a multiple of kBlock elements from
+        // the plane's start, so that which vector step computes an element (a full one or a
+        // plane's partial last one, which a compiler may fuse differently) depends on its
+        // position alone, not on the thread count.
+        constexpr int64_t kBlock = 4096;
+        const int64_t blocks = (HW + kBlock - 1) / kBlock;
+        at::parallel_for(0, P * blocks, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t k = begin; k < end; ++k) {
+            const int64_t plane = k / blocks, first = plane * HW + k % blocks * kBlock;
+            scale(g + first, a + first, b + first, static_cast<scalar_t>(sc[plane]), static_cast<scalar_t>(ec[plane]),
+                  std::min(kBlock, (plane + 1) * HW - first), out + first);
           }
         });
       });

@@ -29,8 +29,18 @@ struct ShiftTaps {
   const T* operator()(int64_t k) const { return row + k; }
 };
 
+/// acc[i] += w·(p + q) for the Count vectors from p and q, two taps that the symmetric window
+/// weighs alike.
+template <int Count, typename T>
+CROWDLOSS_SIMD_TARGET inline void add_mirrored_taps(typename Simd<T>::V* acc, T w, const T* p, const T* q) {
+  constexpr int64_t v = Simd<T>::size;
+  const auto wk = broadcast(w);
+  CROWDLOSS_UNROLL
+  for (int i = 0; i < Count; ++i) acc[i] += wk * (load(p + i * v) + load(q + i * v));
+}
+
 /// Count vectors of outputs from position j: out[j…] = Σ_k w[k]·tap(k)[j…] over the symmetric
-/// window of 2h + 1 taps (Half ≥ 0: h = Half, known at compile time).
+/// window of 2h + 1 taps (Half ≥ 0: h = Half, known at compile time, the taps unrolled).
 template <int Half, int Count, typename T, typename Taps>
 CROWDLOSS_SIMD_TARGET inline void filter_block(const Taps& tap, const T* w, int64_t h, int64_t j, T* out) {
   using V = typename Simd<T>::V;
@@ -39,13 +49,15 @@ CROWDLOSS_SIMD_TARGET inline void filter_block(const Taps& tap, const T* w, int6
   V acc[Count];
   const V wc = broadcast(w[half]);
   const T* c = tap(half) + j;
+  CROWDLOSS_UNROLL
   for (int i = 0; i < Count; ++i) acc[i] = wc * load(c + i * v);
-  for (int64_t k = 0; k < half; ++k) {
-    const V wk = broadcast(w[k]);
-    const T* p = tap(k) + j;
-    const T* q = tap(2 * half - k) + j;
-    for (int i = 0; i < Count; ++i) acc[i] += wk * (load(p + i * v) + load(q + i * v));
+  if constexpr (Half >= 0) {
+    CROWDLOSS_UNROLL
+    for (int k = 0; k < Half; ++k) add_mirrored_taps<Count>(acc, w[k], tap(k) + j, tap(2 * Half - k) + j);
+  } else {
+    for (int64_t k = 0; k < h; ++k) add_mirrored_taps<Count>(acc, w[k], tap(k) + j, tap(2 * h - k) + j);
   }
+  CROWDLOSS_UNROLL
   for (int i = 0; i < Count; ++i) store(out + j + i * v, acc[i]);
 }
 
@@ -118,10 +130,12 @@ CROWDLOSS_SIMD_TARGET inline void filter_along(const T* base, const T* w, int64_
   using V = typename Simd<T>::V;
   if (taps == 2 * Half + 1 && n >= v) {
     V wv[Half + 1];
+    CROWDLOSS_UNROLL
     for (int k = 0; k <= Half; ++k) wv[k] = broadcast(w[k]);
     int64_t j = 0;
     for (; j + v <= n; j += v) {
       V b[blocks];
+      CROWDLOSS_UNROLL
       for (int i = 0; i < blocks; ++i) b[i] = load(base + j + i * v);
       store(out + j, along_vector<Half, T>(b, wv, std::make_integer_sequence<int, Half>{}));
     }
@@ -140,10 +154,13 @@ CROWDLOSS_SIMD_TARGET inline void filter_pair_block(const T* const* rows, const 
   using V = typename Simd<T>::V;
   constexpr int64_t v = Simd<T>::size;
   const V wc = broadcast(w[Half]);
+  CROWDLOSS_UNROLL
   for (int i = 0; i < Count; ++i) {
     V x[2 * Half + 2];
+    CROWDLOSS_UNROLL
     for (int k = 0; k < 2 * Half + 2; ++k) x[k] = load(rows[k] + j + i * v);
     V a0 = wc * x[Half], a1 = wc * x[Half + 1];
+    CROWDLOSS_UNROLL
     for (int k = 0; k < Half; ++k) {
       const V wk = broadcast(w[k]);
       a0 += wk * (x[k] + x[2 * Half - k]);
@@ -181,11 +198,21 @@ inline void tap_rows(const T* plane, int64_t H, int64_t W, int64_t r0, const T* 
   }
 }
 
+// The element-wise rows below step through their row in vectors, the last step partial
+// (load_n), rather than leave the loops to the compiler's vectoriser: a header-only library runs
+// at its user's -O level, and GCC 12 vectorises none of them at -O2.
+
 /// The products one input row contributes to the moments: sq = a² + b², xy = a·b.
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline void products(const T* __restrict a, const T* __restrict b, int64_t W,
                                            T* __restrict sq, T* __restrict xy) {
-  for (int64_t c = 0; c < W; ++c) sq[c] = a[c] * a[c] + b[c] * b[c], xy[c] = a[c] * b[c];
+  constexpr int64_t v = Simd<T>::size;
+  for (int64_t c = 0; c < W; c += v) {
+    const int64_t m = std::min(v, W - c);
+    const auto x = load_n(a + c, m), y = load_n(b + c, m);
+    store_n(sq + c, x * x + y * y, m);
+    store_n(xy + c, x * y, m);
+  }
 }
 
 /// SSIM from the four filtered moments at n positions, and with `grad` its derivatives with
@@ -195,17 +222,21 @@ CROWDLOSS_SIMD_TARGET inline void pointwise(const T* __restrict mx, const T* __r
                                             const T* __restrict mxy, int64_t n, T C1, T C2, T* __restrict out,
                                             T* __restrict d_mx, T* __restrict d_my, T* __restrict d_m2,
                                             T* __restrict d_mxy) {
-  for (int64_t j = 0; j < n; ++j) {
-    const T a1 = 2 * mx[j] * my[j] + C1, b1 = mx[j] * mx[j] + my[j] * my[j] + C1;
-    const T a2 = 2 * (mxy[j] - mx[j] * my[j]) + C2, b2 = m2[j] - (mx[j] * mx[j] + my[j] * my[j]) + C2;
-    const T inv_d = 1 / (b1 * b2), s = a1 * a2 * inv_d;
-    out[j] = s;
-    if (grad) {
-      const T p = 2 * (a2 - a1) * inv_d, q = 2 * s * (b1 - b2) * inv_d;  // 1/B2 − 1/B1 = (B1 − B2)/D
-      d_mx[j] = my[j] * p + mx[j] * q;
-      d_my[j] = mx[j] * p + my[j] * q;
-      d_m2[j] = -s * b1 * inv_d;
-      d_mxy[j] = 2 * a1 * inv_d;
+  using V = typename Simd<T>::V;
+  constexpr int64_t v = Simd<T>::size;
+  for (int64_t j = 0; j < n; j += v) {
+    const int64_t m = std::min(v, n - j);
+    const V x = load_n(mx + j, m), y = load_n(my + j, m), sq = load_n(m2 + j, m), xy = load_n(mxy + j, m);
+    const V a1 = T(2) * x * y + C1, b1 = x * x + y * y + C1;
+    const V a2 = T(2) * (xy - x * y) + C2, b2 = sq - (x * x + y * y) + C2;
+    const V inv_d = T(1) / (b1 * b2), s = a1 * a2 * inv_d;
+    store_n(out + j, s, m);
+    if constexpr (grad) {
+      const V p = T(2) * (a2 - a1) * inv_d, q = T(2) * s * (b1 - b2) * inv_d;  // 1/B2 − 1/B1 = (B1 − B2)/D
+      store_n(d_mx + j, y * p + x * q, m);
+      store_n(d_my + j, x * p + y * q, m);
+      store_n(d_m2 + j, -s * b1 * inv_d, m);
+      store_n(d_mxy + j, T(2) * a1 * inv_d, m);
     }
   }
 }
@@ -266,7 +297,27 @@ template <typename T>
 CROWDLOSS_SIMD_TARGET inline void gradient_row(const T* __restrict f_mu, const T* __restrict f_m2,
                                                const T* __restrict f_mxy, const T* __restrict own,
                                                const T* __restrict other, int64_t W, T* __restrict out) {
-  for (int64_t c = 0; c < W; ++c) out[c] = f_mu[c] + 2 * own[c] * f_m2[c] + other[c] * f_mxy[c];
+  constexpr int64_t v = Simd<T>::size;
+  for (int64_t c = 0; c < W; c += v) {
+    const int64_t m = std::min(v, W - c);
+    store_n(out + c, load_n(f_mu + c, m) + T(2) * load_n(own + c, m) * load_n(f_m2 + c, m) + load_n(other + c, m) * load_n(f_mxy + c, m), m);
+  }
+}
+
+/// The backward's scaling of n values of an input's unscaled gradient map g: out = s·g + e·(own −
+/// other), or s·g where e = 0 (no squared-error term).
+template <typename T>
+CROWDLOSS_SIMD_TARGET inline void scale_gradient(const T* __restrict g, const T* __restrict own,
+                                                 const T* __restrict other, T s, T e, int64_t n, T* __restrict out) {
+  constexpr int64_t v = Simd<T>::size;
+  const auto sv = broadcast(s), ev = broadcast(e);
+  for (int64_t j = 0; j < n; j += v) {
+    const int64_t m = std::min(v, n - j);
+    if (e == 0)
+      store_n(out + j, sv * load_n(g + j, m), m);
+    else
+      store_n(out + j, sv * load_n(g + j, m) + ev * (load_n(own + j, m) - load_n(other + j, m)), m);
+  }
 }
 
 /// The kernel's row pipeline over one thread's rows: input rows → their products (each computed
