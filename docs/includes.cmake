@@ -3,6 +3,7 @@
 # (paths relative to docs/). `cmake -DDOC=docs/results.md -P docs/includes.cmake` fails when a
 # copy differs from its file (a test); with -DUPDATE=ON it rewrites the copies instead
 # (scripts/update-results.sh).
+cmake_minimum_required(VERSION 3.19)
 if(NOT DOC)
   message(FATAL_ERROR "usage: cmake -DDOC=FILE.md [-DUPDATE=ON] -P includes.cmake")
 endif()

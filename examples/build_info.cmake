@@ -2,6 +2,7 @@
 # of the git checkout at SOURCE_DIR, "-dirty" appended when tracked files differ from it,
 # "unknown" outside a checkout. Run at every build; the file is rewritten only when its text
 # changes, so a build after no new commit recompiles nothing.
+cmake_minimum_required(VERSION 3.19)
 execute_process(COMMAND git -C "${SOURCE_DIR}" rev-parse --short=12 HEAD
                 OUTPUT_VARIABLE commit OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc ERROR_QUIET)
 if(NOT rc EQUAL 0 OR commit STREQUAL "")

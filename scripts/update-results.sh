@@ -9,6 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${CROWDLOSS_BUILD_DIR:-$root/build}
+mkdir -p "$root/docs/results"
 copy() {
   if [ -f "$build/$1/results.md" ]; then
     cp "$build/$1/results.md" "$root/docs/results/$2.md"

@@ -6,6 +6,7 @@
 # their code by CPU, and a different summation order changes the training trajectory): where one
 # of those differs from the committed run's, the test says so and is skipped (the test's
 # SKIP_REGULAR_EXPRESSION matches "machine differs").
+cmake_minimum_required(VERSION 3.19)
 set(demo "${PROGRAM}" demo --threads "${THREADS}" --out "${OUT}")
 execute_process(COMMAND ${demo} RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
