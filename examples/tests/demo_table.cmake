@@ -29,7 +29,8 @@ endfunction()
 
 # "CPU model|kernels|threads|LibTorch version" of a results.md's provenance line.
 function(machine_key file out)
-  file(STRINGS "${file}" made REGEX "^Made by " ENCODING UTF-8)
+  file(READ "${file}" text)  # not file(STRINGS): that escapes the line's semicolons
+  string(REGEX MATCH "Made by [^\n]*" made "${text}")
   if(NOT made MATCHES "on [0-9-]+: (.*), [0-9]+ cores, crowdloss kernels ([^,]+), ([0-9]+) threads; .*LibTorch ([^;]+);")
     message(FATAL_ERROR "${file}: no provenance line ('Made by ... on DATE: CPU, N cores, crowdloss kernels ISA, N threads; ... LibTorch V; commit C.')")
   endif()
