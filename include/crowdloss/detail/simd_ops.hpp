@@ -30,10 +30,11 @@ CROWDLOSS_SIMD_TARGET inline void store(T* p, typename Simd<T>::V v) {
 }
 
 /// The `count` elements at p (0 < count ≤ a vector's lanes), zeros in the lanes after them. A
-/// loop over a row in steps of a vector loads its last, partial step this way, so that every
-/// element goes through the same vector arithmetic (a remainder in scalars might round
-/// differently where the compiler fuses multiply–adds in one and not the other), and so that
-/// compilers need not vectorise a remainder loop: GCC 12 does not at -O2.
+/// loop over a row in steps of a vector loads its last, partial step this way, so that the
+/// remainder is vector code too (GCC 12 vectorises no remainder loop at -O2). The compiler may
+/// still fuse multiply–adds differently in the full and the partial step, so a kernel whose
+/// results must not depend on the thread count fixes which step computes an element by the
+/// element's position (ssim_cpu.hpp's backward: blocks at fixed offsets of a plane).
 template <typename T>
 CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V load_n(const T* p, int64_t count) {
   if (count == Simd<T>::size) return load(p);
