@@ -4,6 +4,8 @@
 // at full precision, with the provenance), written into the demo's output folder. docs/results/
 // holds the committed copies that docs/results.md includes and that CI compares a fresh run with
 // (examples/tests/demo_table.cmake): every column but the last (a time) must match.
+#include "cli.hpp"
+
 #include <crowdloss/detail/simd.hpp>
 #include <crowdloss/version.hpp>
 
@@ -69,6 +71,13 @@ inline Provenance provenance() {
   p.commit = build_commit();
   p.threads = at::get_num_threads();
   return p;
+}
+
+/// Sets LibTorch's threads for a demo run (`--threads`, at least 1): its results depend on the
+/// count, which the provenance records.
+inline void set_demo_threads(int64_t threads) {
+  check_value(threads >= 1, "--threads", threads, ">= 1");
+  at::set_num_threads(static_cast<int>(threads));
 }
 
 /// `value` with `decimals` decimals ("nan" and "inf" as such).

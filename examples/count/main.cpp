@@ -272,8 +272,7 @@ int main(int argc, char** argv) {
     ex::BadSamples bad(skip_bad);
     if (*demo_cmd) {
       ex::check_value(seeds >= 1, "--seeds", seeds, ">= 1");
-      ex::check_value(threads >= 1, "--threads", threads, ">= 1");
-      at::set_num_threads(static_cast<int>(threads));
+      ex::set_demo_threads(threads);
       return demo(out, quick, seeds);
     }
     if (*train_cmd) {

@@ -198,8 +198,7 @@ int main(int argc, char** argv) {
     const ex::PedestrianOptions syn;
     ex::BadSamples bad(skip_bad);
     if (*demo_cmd) {
-      ex::check_value(threads >= 1, "--threads", threads, ">= 1");
-      at::set_num_threads(static_cast<int>(threads));
+      ex::set_demo_threads(threads);
       return demo(out, quick);
     }
     if (*train_cmd) {
