@@ -254,6 +254,15 @@ TEST_CASE("nms and batched_nms: every bad input throws c10::Error naming the fun
   check_error([&] { crowdloss::batched_nms(boxes, scores, at::Tensor(), 0.5); }, {"batched_nms", "idxs", "defined"});
   check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(at::kMeta), 0.5); }, {"batched_nms", "idxs", "meta"});
   check_error([&] { crowdloss::batched_nms(boxes.slice(0, 0, 4), scores, idxs, 0.5); }, {"batched_nms", "scores", "(4)"});
+  // Thresholds outside [0, 1]: NaN and +inf would keep every box, −1 would keep only the first.
+  check_error([&] { crowdloss::nms(boxes, scores, NAN); }, {"nms", "iou_threshold", "[0, 1]", "nan"});
+  check_error([&] { crowdloss::nms(boxes, scores, INFINITY); }, {"nms", "iou_threshold", "inf"});
+  check_error([&] { crowdloss::nms(boxes, scores, -1); }, {"nms", "iou_threshold", "-1"});
+  check_error([&] { crowdloss::nms(boxes, scores, 1.5); }, {"nms", "iou_threshold", "1.5"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs, -INFINITY); }, {"batched_nms", "iou_threshold", "-inf"});
+  // The ends of [0, 1] are thresholds: 1 keeps every distinct box, and an empty set needs none.
+  DOCTEST_CHECK(crowdloss::nms(boxes, scores, 1.0).numel() == 5);
+  DOCTEST_CHECK(crowdloss::nms(boxes.slice(0, 0, 0), scores.slice(0, 0, 0), 0.0).numel() == 0);
 }
 
 TEST_CASE("nms and batched_nms: CPU/CUDA parity") {

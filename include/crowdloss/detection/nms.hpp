@@ -86,6 +86,7 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
               ": expected scores of shape (", boxes.size(0), "), got ", scores.defined() ? scores.sizes() : at::IntArrayRef{});
   TORCH_CHECK(scores.is_floating_point(), fn, ": expected floating-point scores, got ", scores.scalar_type());
   check_same_device(fn, boxes, "boxes", scores, "scores");
+  TORCH_CHECK(iou_threshold >= 0 && iou_threshold <= 1, fn, ": iou_threshold must lie in [0, 1], got ", iou_threshold);
   if (classes.defined()) {
     TORCH_CHECK(classes.dim() == 1 && classes.size(0) == boxes.size(0), fn, ": expected idxs of shape (", boxes.size(0),
                 "), got ", classes.sizes());
@@ -122,8 +123,8 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
 /// about (kept boxes) × (boxes) IoUs: on the CPU a vectorised scan over the boxes still alive, on
 /// CUDA a tile of the live rows' IoUs at a time; filter by score / top-k first, as detectors do.
 ///
-/// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes or
-/// mixed devices.
+/// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes,
+/// mixed devices, or an `iou_threshold` outside [0, 1] (NaN included: it would keep every box).
 ///
 /// Example:
 ///   auto keep = crowdloss::nms(boxes, scores, 0.6);
@@ -138,8 +139,8 @@ inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double 
 /// merging the kept indices by decreasing score.
 ///
 /// boxes: N×4, scores: N floating; idxs: N integer; one device. Returns the kept indices (int64,
-/// highest score first). Throws c10::Error naming `batched_nms` for the shape, dtype and device
-/// errors of `nms` and for idxs that are not an integer tensor of shape (N).
+/// highest score first). Throws c10::Error naming `batched_nms` for the shape, dtype, device and
+/// threshold errors of `nms` and for idxs that are not an integer tensor of shape (N).
 ///
 /// Example:
 ///   auto keep = crowdloss::batched_nms(boxes, scores, labels, 0.5);
