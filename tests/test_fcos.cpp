@@ -106,6 +106,8 @@ TEST_CASE("fcos_assign: every bad input throws c10::Error naming the function an
   check_error([&] { crowdloss::fcos_assign(points, gt, two_level_options(1.5).strides({8})); }, {"fcos_assign", "stride", "1"});
   check_error([&] { crowdloss::fcos_assign(points, gt, two_level_options(1.5).size_bounds({16, 32})); },
               {"fcos_assign", "size_bounds", "2"});
+  check_error([&] { crowdloss::fcos_assign(points, boxes({0, 0, 14, 14, 2, NAN, 9, 9}), two_level_options(1.5)); },
+              {"fcos_assign", "gt_boxes[1] is not finite", "nan"});
 }
 
 TEST_CASE("fcos_assign: CPU/CUDA parity") {

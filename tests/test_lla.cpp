@@ -179,4 +179,14 @@ TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the v
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().outside_penalty(-5)); }, {"lla_assign", "outside_penalty", "-5"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_alpha(1.2)); }, {"lla_assign", "alpha", "1.2"});
   check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_gamma(-2)); }, {"lla_assign", "gamma", "-2"});
+  // A gt box with a NaN or infinite coordinate is an error naming it, as in every assigner (it
+  // used to take every anchor, however far).
+  for (const double bad : {static_cast<double>(NAN), static_cast<double>(INFINITY), -static_cast<double>(INFINITY)}) {
+    auto nan_box = b.clone();
+    nan_box[1][0] = bad;
+    check_error([&] { crowdloss::lla_assign(l, d, p, nan_box, c); }, {"lla_assign", "gt_boxes[1] is not finite"});
+    check_error([&] { crowdloss::lla_assign(l.to(torch::kDouble), d.to(torch::kDouble), p.to(torch::kDouble),
+                                            nan_box.to(torch::kDouble), c); },
+                {"lla_assign", "gt_boxes[1]"});
+  }
 }

@@ -280,4 +280,15 @@ TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Err
   check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).topk(0)); }, {"poto_aux_assign", "topk", "0"});
   check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).alpha(2)); }, {"poto_aux_assign", "alpha", "2"});
   check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions().level_sizes({100})); }, {"poto_aux_assign", "100", "240"});
+  // A gt box with a NaN or infinite coordinate: an error naming the function the user called
+  // (it used to surface as linear_sum_assignment's) and the gt.
+  auto nan_box = gb.clone();
+  nan_box[2][3] = NAN;
+  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc); }, {"poto_assign", "gt_boxes[2] is not finite", "nan"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc, crowdloss::POTOOptions().matcher(crowdloss::kArgmax)); },
+              {"poto_assign", "gt_boxes[2]"});
+  check_error([&] { crowdloss::poto_quality(p, b, pts, nan_box, gc); }, {"poto_quality", "gt_boxes[2]"});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, nan_box, gc, aux); }, {"poto_aux_assign", "gt_boxes[2]"});
+  nan_box[2][3] = -INFINITY;
+  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc); }, {"poto_assign", "gt_boxes[2]", "-inf"});
 }

@@ -44,9 +44,10 @@ struct FCOSAssignOptions {
 /// first one on ties). 0 gts: all −1.
 ///
 /// points: A×2 (anchor points, e.g. from `anchor_points`); gt_boxes: G×4 xyxy; floating, one
-/// device. Throws c10::Error naming `fcos_assign` for other shapes, integer dtypes, mixed
-/// devices, a negative radius, missing or inconsistent `strides` / `level_sizes`, or a number of
-/// size bounds other than levels − 1.
+/// device. Throws c10::Error naming `fcos_assign` for other shapes, a gt box with a NaN or
+/// infinite coordinate (naming its index), integer dtypes, mixed devices, a negative radius,
+/// missing or inconsistent `strides` / `level_sizes`, or a number of size bounds other than
+/// levels − 1.
 ///
 /// Example:
 ///   auto gt_of_anchor = crowdloss::fcos_assign(points, gt_boxes, opts);
@@ -56,6 +57,7 @@ inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_box
   detail::check_points(fn, points);
   detail::check_boxes(fn, "gt_boxes", gt_boxes);
   detail::check_same_device(fn, points, "points", gt_boxes, "gt_boxes");
+  detail::check_finite_boxes(fn, "gt_boxes", gt_boxes);
   const int64_t A = points.size(0), G = gt_boxes.size(0);
   const auto& sizes = options.level_sizes();
   detail::check_levels(fn, sizes, A, &options.strides());

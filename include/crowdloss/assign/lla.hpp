@@ -117,7 +117,8 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
 ///
 /// cls_logits: A×K; box_ltrb: A×4 predicted distances; points: A×2; gt_boxes: G×4 xyxy;
 /// gt_classes: G int64 in [−1, K). Throws c10::Error naming `lla_assign` and the value for shapes
-/// that disagree, non-floating inputs, classes outside [−1, K), mixed devices, topk < 1,
+/// that disagree, a gt box with a NaN or infinite coordinate (naming its index), non-floating
+/// inputs, classes outside [−1, K), mixed devices, topk < 1,
 /// negative reg_cost / outside_penalty / focal_gamma, or focal_alpha outside [0, 1].
 ///
 /// Example:

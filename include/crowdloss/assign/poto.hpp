@@ -55,7 +55,7 @@ struct AuxAssignOptions {
 namespace detail {
 
 /// Validates one image's detection inputs: cls_prob A×K, pred_boxes A×4, points A×2 (floating),
-/// gt_boxes G×4 (floating), gt_classes G int64 in [min_class, K), all on one device.
+/// gt_boxes G×4 (floating, finite), gt_classes G int64 in [min_class, K), all on one device.
 inline void check_detection_inputs(const char* fn, const at::Tensor& cls, const char* cls_name, const at::Tensor& boxes,
                                    const char* boxes_name, const at::Tensor& points, const at::Tensor& gt_boxes,
                                    const at::Tensor& gt_classes, int64_t min_class) {
@@ -78,6 +78,7 @@ inline void check_detection_inputs(const char* fn, const at::Tensor& cls, const 
   check_same_device(fn, cls, cls_name, points, "points");
   check_same_device(fn, cls, cls_name, gt_boxes, "gt_boxes");
   check_same_device(fn, cls, cls_name, gt_classes, "gt_classes");
+  check_finite_boxes(fn, "gt_boxes", gt_boxes);
   if (gt_classes.numel() > 0) {
     const auto lo = gt_classes.min().item<int64_t>(), hi = gt_classes.max().item<int64_t>();
     TORCH_CHECK(lo >= min_class && hi < K, fn, ": gt_classes must lie in [", min_class, ", ", K, "), got values from ", lo,
@@ -263,6 +264,7 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 /// - 0 gts: an empty result.
 ///
 /// Throws c10::Error naming `poto_assign` and the value for: shapes that disagree (A, G, 4, 2),
+/// a gt box with a NaN or infinite coordinate (naming its index, as every assigner does),
 /// non-int64 classes or classes outside [0, K), non-floating tensors, mixed devices, alpha
 /// outside [0, 1], a negative radius, and — with centre sampling — missing or inconsistent
 /// `strides` / `level_sizes`.

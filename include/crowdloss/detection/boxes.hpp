@@ -24,6 +24,19 @@ inline void check_boxes(const char* fn, const char* name, const at::Tensor& boxe
   TORCH_CHECK(boxes.is_floating_point(), fn, ": expected floating-point ", name, ", got ", boxes.scalar_type());
 }
 
+/// Throws c10::Error naming `fn`, `name` and the first box of `boxes` (N×4, checked by
+/// `check_boxes`, on the inputs' device) that has a NaN or infinite coordinate: the rule of every assigner for its
+/// ground-truth boxes, whose cost or prior means nothing for such a box.
+inline void check_finite_boxes(const char* fn, const char* name, const at::Tensor& boxes) {
+  if (boxes.numel() == 0 || boxes.is_meta()) return;  // meta tensors hold no values
+  const auto bad = boxes.isfinite().all(1).logical_not();
+  if (!bad.any().item<bool>()) return;
+  const int64_t g = bad.nonzero()[0][0].item<int64_t>();
+  const auto box = boxes[g].to(at::kDouble).cpu();
+  const double* b = box.data_ptr<double>();
+  TORCH_CHECK(false, fn, ": ", name, "[", g, "] is not finite: (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ")");
+}
+
 inline void check_points(const char* fn, const at::Tensor& points) {
   TORCH_CHECK(points.defined() && points.dim() == 2 && points.size(1) == 2, fn,
               ": expected points of shape (A, 2), got ", points.defined() ? points.sizes() : at::IntArrayRef{});
