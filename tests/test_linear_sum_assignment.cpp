@@ -208,6 +208,24 @@ TEST_CASE("linear_sum_assignment: forbidden pairs, infeasibility, invalid entrie
   DOCTEST_CHECK(crowdloss::linear_sum_assignment(Eigen::MatrixXd(0, 3)).rows.empty());
 }
 
+TEST_CASE("linear_sum_assignment: an expanded matrix is read in place, and one too big for this machine fails at once") {
+  // A stride-0 row of 2^20 columns: solved without materialising the expansion.
+  const auto wide = torch::full({1, 1}, 2.0, torch::kFloat64).expand({1, int64_t{1} << 20});
+  const auto a = crowdloss::detail::solve_lsap_tensor("linear_sum_assignment", wide, false);
+  DOCTEST_CHECK(a.rows == std::vector<int64_t>{0});
+  DOCTEST_CHECK(a.cost == 2.0);
+  // 2^36 columns need 4.4 TB of working memory (64 bytes per column), more than any machine
+  // running this test: an error naming the size, not a process that grows until it is killed.
+  const int64_t huge = int64_t{1} << 36;
+  for (const auto& shape : {std::vector<int64_t>{1, huge}, std::vector<int64_t>{huge, 1}}) {
+    const auto cost = torch::zeros({1, 1}, torch::kFloat32).expand(shape);
+    check_error([&] { crowdloss::linear_sum_assignment(cost); },
+                {"linear_sum_assignment", "1×68719476736 assignment", "GB of working memory, more than this machine's"});
+    check_error([&] { crowdloss::linear_sum_assignment(std::vector<at::Tensor>{cost}, /*maximize=*/true); },
+                {"costs[0]", "working memory"});
+  }
+}
+
 TEST_CASE("linear_sum_assignment: float32, maximize, tall matrices and Eigen views") {
   torch::manual_seed(7);
   const auto cost = torch::rand({9, 5}, torch::kFloat64);

@@ -115,8 +115,11 @@ inline Assignment solve_lsap_tensor(const char* fn, const at::Tensor& cost, bool
 /// so the same indices, not merely the same total: rows ascending; +inf marks a forbidden pair.
 ///
 /// Throws c10::Error containing "invalid numeric entries" for NaN or −inf entries (+inf when
-/// maximizing) and "infeasible" when no complete assignment avoids the +inf entries. A 0×n or
-/// n×0 matrix gives an empty assignment. The matrix is read in place. When its rows (or, for a
+/// maximizing), "infeasible" when no complete assignment avoids the +inf entries, and "working
+/// memory" at once, before allocating, when the solve needs more than this machine's physical
+/// memory (64 bytes per column of the longer side, plus a float64 copy of the matrix where the
+/// dense search cannot read it in place). A 0×n or n×0 matrix gives an empty assignment. The
+/// matrix is read in place (an expanded, stride-0 matrix is not materialised). When its rows (or, for a
 /// tall matrix, its columns) are mostly one value each — POTO's quality is −1 outside the box
 /// priors — a search that visits only the other entries finds the same answer in a fraction of
 /// the time (see docs/performance.md).

@@ -31,6 +31,10 @@
 #include <type_traits>
 #include <vector>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 namespace crowdloss {
 namespace detail {
 
@@ -111,6 +115,28 @@ struct LsapState {
     }
   }
 };
+
+/// This machine's physical memory in bytes (+inf where the system does not say).
+inline double physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return static_cast<double>(pages) * static_cast<double>(page);
+#endif
+  return std::numeric_limits<double>::infinity();
+}
+
+/// Throws c10::Error naming `fn` when the nr×nc working problem (nr ≤ nc) needs more memory than
+/// this machine has: 64 bytes per column (LsapState's four column arrays, a search's column
+/// order and its per-column distances and duals or tracks), 16 per row, and `extra_bytes` (the
+/// dense search's copy of the matrix). So a matrix that cannot be solved here — say a 1×2³⁶
+/// expanded (stride-0) one, which takes no memory itself — fails at once, before anything is
+/// allocated, instead of growing until the system kills the process.
+inline void check_lsap_memory(const char* fn, int64_t nr, int64_t nc, double extra_bytes) {
+  const double need = 64.0 * static_cast<double>(nc) + 16.0 * static_cast<double>(nr) + extra_bytes;
+  const double have = physical_memory_bytes();
+  TORCH_CHECK(need <= have, fn, ": a ", nr, "×", nc, " assignment (the shorter side first) needs ", need / 1e9,
+              " GB of working memory, more than this machine's ", have / 1e9, " GB");
+}
 
 inline void check_lsap_entry(double x, const char* fn) {
   TORCH_CHECK(!std::isnan(x) && x != -std::numeric_limits<double>::infinity(), fn,
@@ -484,6 +510,7 @@ std::vector<int64_t> solve_paths(Search& search, LsapState& s, int64_t nr, const
 /// checked (NaN, −inf), by the sparse search: for callers that know their matrix's sparsity and
 /// never build it (poto_assign); SciPy's answer for the matrix the rows describe.
 inline std::vector<int64_t> sparse_matching(const SparseRows& rows, int64_t nr, int64_t nc, const char* fn) {
+  check_lsap_memory(fn, nr, nc, 0);
   LsapState s(nr, nc);
   SparseSearch search(rows, nc);
   return solve_paths(search, s, nr, fn);
@@ -495,6 +522,7 @@ inline std::vector<int64_t> sparse_matching(const SparseRows& rows, int64_t nr, 
 template <typename T>
 std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, LsapSearch search) {
   const int64_t nr = w.nr, nc = w.nc;
+  check_lsap_memory(fn, nr, nc, 0);
   SparseRows sparse;
   const bool use_sparse =
       search == LsapSearch::sparse ||
@@ -508,6 +536,7 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
   std::vector<double> copy;
   const double* cost = reinterpret_cast<const double*>(w.data);
   if (!std::is_same<T, double>::value || w.sign < 0 || w.inner != 1 || w.outer != nc) {
+    check_lsap_memory(fn, nr, nc, 8.0 * static_cast<double>(nr) * static_cast<double>(nc));
     copy.resize(static_cast<size_t>(nr * nc));
     for (int64_t i = 0; i < nr; ++i)
       for (int64_t j = 0; j < nc; ++j) copy[static_cast<size_t>(i * nc + j)] = w(i, j);
