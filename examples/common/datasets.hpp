@@ -9,6 +9,7 @@
 
 #ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
 #include <matio.h>
+#include <zlib.h>
 #endif
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -226,9 +228,157 @@ inline matvar_t* mat_field(const matvar_t* s, const char* name) {
   return nullptr;
 }
 
+/// A structural check of MAT-file version 5 (and 7, its compressed form) before libmatio reads
+/// it (7.3 files are HDF5, read through libhdf5; version 4 files, which no crowd data set uses,
+/// are refused). libmatio trusts the sizes a file declares and allocates for them before reading: a damaged
+/// or hostile file of a few hundred bytes can declare a 1×1,761,607,681 cell array, for which it
+/// allocates 14 GB of element pointers. Here every data element must fit in its parent, and every
+/// array must have room for what its dimensions declare (8 bytes per cell or struct element, the
+/// smallest element tag; 1 byte per numeric element, the narrowest type MATLAB stores; a sparse
+/// array's nzmax likewise), recursively, through the compressed elements too (inflated up to a
+/// cap). Only the sizes are checked; the rest is libmatio's.
+class MatCheck {
+ public:
+  /// Checks the file `path`; throws std::runtime_error naming it and the fault.
+  static void file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open MATLAB file " + path.string());
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.size() < 128) throw std::runtime_error(path.string() + ": not a MATLAB 5 file (shorter than its 128-byte header)");
+    const auto version = bytes.substr(124, 4);
+    if (version == std::string("\0\2IM", 4) || version == std::string("\2\0MI", 4)) return;  // 7.3: HDF5, read by libhdf5
+    if (version != std::string("\0\1IM", 4) && version != std::string("\1\0MI", 4))
+      throw std::runtime_error(path.string() + ": not a MATLAB 5, 7 or 7.3 file");
+    MatCheck check(path.string(), bytes[126] == 'M');
+    check.elements(reinterpret_cast<const unsigned char*>(bytes.data()), 128, bytes.size(), 0);
+  }
+
+ private:
+  static constexpr uint32_t kInt32 = 5, kUInt32 = 6, kMatrix = 14, kCompressed = 15;
+  static constexpr uint32_t kCell = 1, kStruct = 2, kObject = 3, kSparse = 5, kLastClass = 15;
+  static constexpr size_t kMaxInflated = size_t{256} << 20;  // bytes of one compressed element
+  static constexpr int kMaxDepth = 32;
+
+  struct Element {
+    uint32_t type;
+    size_t payload, bytes, next;  // [payload, payload + bytes); the next element at `next`
+  };
+
+  MatCheck(std::string what, bool swap) : what_(std::move(what)), swap_(swap) {}
+
+  [[noreturn]] void fail(const std::string& fault) const {
+    throw std::runtime_error(what_ + ": a damaged MATLAB file (" + fault + ")");
+  }
+
+  uint32_t u32(const unsigned char* data, size_t at) const {
+    uint32_t v;
+    std::memcpy(&v, data + at, 4);
+    return swap_ ? __builtin_bswap32(v) : v;
+  }
+
+  /// The data element at `at`, which must end by `end`.
+  Element element(const unsigned char* data, size_t at, size_t end) const {
+    if (end - at < 8) fail("a data element is cut short");
+    const uint32_t first = u32(data, at);
+    if (first >> 16 != 0) {  // the small format: the size in the tag's upper half, the data after it
+      if (first >> 16 > 4) fail("a small data element declares more than 4 bytes");
+      return {first & 0xffff, at + 4, first >> 16, at + 8};
+    }
+    const size_t bytes = u32(data, at + 4);
+    if (bytes > end - at - 8) fail("a data element declares " + std::to_string(bytes) + " bytes, more than it has room for");
+    const size_t padded = first == kCompressed ? bytes : (bytes + 7) / 8 * 8;  // compressed ones are not padded
+    return {first, at + 8, bytes, std::min(end, at + 8 + padded)};
+  }
+
+  /// The data elements in [at, end), as at the top level of a file.
+  void elements(const unsigned char* data, size_t at, size_t end, int depth) const {
+    while (at < end) {
+      const auto e = element(data, at, end);
+      if (e.type == kMatrix) matrix(data, e.payload, e.payload + e.bytes, depth);
+      if (e.type == kCompressed) {
+        const auto inflated = inflate(data + e.payload, e.bytes);
+        elements(reinterpret_cast<const unsigned char*>(inflated.data()), 0, inflated.size(), depth + 1);
+      }
+      at = e.next;
+    }
+  }
+
+  std::string inflate(const unsigned char* data, size_t bytes) const {
+    z_stream z{};
+    if (inflateInit(&z) != Z_OK) fail("zlib cannot start");
+    z.next_in = const_cast<unsigned char*>(data);
+    z.avail_in = static_cast<uInt>(bytes);
+    std::string out;
+    int status = Z_OK;
+    while (status == Z_OK && out.size() < kMaxInflated) {
+      const size_t done = out.size();
+      out.resize(std::min(kMaxInflated, done + (size_t{1} << 16)));
+      z.next_out = reinterpret_cast<unsigned char*>(&out[done]);
+      z.avail_out = static_cast<uInt>(out.size() - done);
+      status = ::inflate(&z, Z_NO_FLUSH);
+      out.resize(out.size() - z.avail_out);
+    }
+    inflateEnd(&z);
+    if (status != Z_STREAM_END) fail(out.size() >= kMaxInflated ? "a compressed element inflates beyond 256 MB" : "corrupt compressed data");
+    return out;
+  }
+
+  /// A matrix element's payload [at, end): array flags, dimensions, name, then its contents.
+  void matrix(const unsigned char* data, size_t at, size_t end, int depth) const {
+    if (at == end) return;  // an empty matrix
+    if (depth > kMaxDepth) fail("arrays nested deeper than " + std::to_string(kMaxDepth));
+    const auto flags = element(data, at, end);
+    if (flags.type != kUInt32 || flags.bytes != 8) fail("array flags are not two uint32");
+    const uint32_t type = u32(data, flags.payload) & 0xff, nzmax = u32(data, flags.payload + 4);
+    if (type > kLastClass) return;  // function handles, opaque objects: another layout, left to libmatio
+    const auto dims = element(data, flags.next, end);
+    // int32 as the format says; some writers store uint32, which libmatio reads too.
+    if ((dims.type != kInt32 && dims.type != kUInt32) || dims.bytes < 8 || dims.bytes % 4 != 0)
+      fail("array dimensions are not two or more int32");
+    double elements = 1;  // exact up to 2^53, far beyond any size that passes
+    for (size_t k = 0; k < dims.bytes; k += 4) {
+      const uint32_t d = u32(data, dims.payload + k);
+      if (dims.type == kInt32 && static_cast<int32_t>(d) < 0) fail("a negative array dimension");
+      elements *= d;
+    }
+    const auto name = element(data, dims.next, end);
+    size_t at_content = name.next;
+    const double room = static_cast<double>(end - at_content);
+    if (type == kCell || type == kStruct || type == kObject) {
+      double fields = 1;
+      if (type != kCell) {
+        if (type == kObject) at_content = element(data, at_content, end).next;  // the class name
+        const auto length = element(data, at_content, end);
+        const auto names = element(data, length.next, end);
+        const uint32_t name_length = length.bytes == 4 ? u32(data, length.payload) : 0;
+        fields = name_length == 0 ? 0 : static_cast<double>(names.bytes / name_length);
+        at_content = names.next;
+      }
+      const double parts = elements * fields;
+      if (parts * 8 > static_cast<double>(end - at_content))
+        fail("an array declares " + std::to_string(static_cast<int64_t>(parts)) + " elements in " +
+             std::to_string(end - at_content) + " bytes");
+      for (int64_t k = 0; k < static_cast<int64_t>(parts); ++k) {
+        const auto part = element(data, at_content, end);
+        if (part.type != kMatrix) fail("a cell or field is not an array");
+        matrix(data, part.payload, part.payload + part.bytes, depth + 1);
+        at_content = part.next;
+      }
+    } else if ((type == kSparse ? static_cast<double>(nzmax) : elements) > room) {
+      fail("an array declares " + std::to_string(static_cast<int64_t>(type == kSparse ? nzmax : elements)) + " elements in " +
+           std::to_string(end - at_content) + " bytes");
+    }
+  }
+
+  std::string what_;
+  bool swap_;
+};
+
 /// Reads variable `name` of a .mat file and passes it to `extract`; closes and frees everything.
+/// The file is checked first (MatCheck): libmatio would allocate whatever a damaged file declares.
 template <typename Fn>
 at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
+  MatCheck::file(path);
   mat_t* mat = Mat_Open(path.string().c_str(), MAT_ACC_RDONLY);
   if (mat == nullptr) throw std::runtime_error("cannot open MATLAB file " + path.string());
   matvar_t* var = Mat_VarRead(mat, name);

@@ -5,11 +5,13 @@
 #include "datasets.hpp"
 #include "image_io.hpp"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
+using crowdloss_examples_test::read_text;
 using crowdloss_examples_test::fixture_dir;
 using crowdloss_examples_test::write_image;
 using crowdloss_examples_test::write_text;
@@ -21,7 +23,9 @@ at::Tensor pts(std::vector<float> xy) { return torch::tensor(xy).view({-1, 2}); 
 #ifdef CROWDLOSS_EXAMPLES_HAVE_MATIO
 // A MATLAB v5 file with one N×2 double array `name`, optionally wrapped as ShanghaiTech does:
 // image_info = {struct('location', points, 'number', N)}.
-void write_mat(const fs::path& path, const std::string& name, const std::vector<double>& xy, bool shanghaitech) {
+void write_mat(const fs::path& path, const std::string& name, const std::vector<double>& xy, bool shanghaitech,
+               bool compress = false) {
+  const auto compression = compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE;
   fs::create_directories(path.parent_path());
   const size_t n = xy.size() / 2;
   std::vector<double> column_major(xy.size());
@@ -37,10 +41,10 @@ void write_mat(const fs::path& path, const std::string& name, const std::vector<
     Mat_VarSetStructFieldByName(info, "location", 0, points);
     matvar_t* cell = Mat_VarCreate(name.c_str(), MAT_C_CELL, MAT_T_CELL, 2, one, nullptr, 0);
     Mat_VarSetCell(cell, 0, info);
-    Mat_VarWrite(mat, cell, MAT_COMPRESSION_NONE);
+    Mat_VarWrite(mat, cell, compression);
     Mat_VarFree(cell);
   } else {
-    Mat_VarWrite(mat, points, MAT_COMPRESSION_NONE);
+    Mat_VarWrite(mat, points, compression);
     Mat_VarFree(points);
   }
   Mat_Close(mat);
@@ -126,6 +130,32 @@ TEST_CASE("read_shanghaitech and read_ucf_qnrf: MATLAB annotations") {
   DOCTEST_CHECK_THROWS_WITH_AS(ex::read_ucf_qnrf(dir / "qnrf"), doctest::Contains("annPoints"), std::runtime_error);
   write_text(dir / "sha" / "ground-truth" / "GT_IMG_1.mat", "garbage");
   DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("GT_IMG_1.mat"), std::runtime_error);
+  // Compressed (MATLAB 7) files: checked through their inflated contents.
+  write_mat(dir / "sha" / "ground-truth" / "GT_IMG_1.mat", "image_info", {5, 6, 7.25, 8}, true, /*compress=*/true);
+  DOCTEST_CHECK(torch::equal(ex::read_shanghaitech(dir / "sha").at(0).points, pts({5, 6, 7.25, 8})));
+  write_mat(dir / "qnrf" / "img_0001_ann.mat", "annPoints", {1, 2, 3, 4}, false, /*compress=*/true);
+  DOCTEST_CHECK(torch::equal(ex::read_ucf_qnrf(dir / "qnrf").at(0).points, pts({1, 2, 3, 4})));
+  // Sizes a file cannot hold are refused before libmatio allocates for them (a fuzzer's 448-byte
+  // file declared a 1×1,761,607,681 cell array: 14 GB of element pointers). The image_info cell's
+  // second dimension is at byte 164 of an uncompressed little-endian file.
+  const auto mat = dir / "sha" / "ground-truth" / "GT_IMG_1.mat";
+  write_mat(mat, "image_info", {5, 6, 7.25, 8}, true);
+  auto bytes = read_text(mat);
+  REQUIRE(bytes.substr(126, 2) == "IM");
+  const uint32_t huge = 1761607681;
+  std::memcpy(&bytes[164], &huge, 4);
+  write_text(mat, bytes);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"),
+                               doctest::Contains((mat.string() + ": a damaged MATLAB file (an array declares 1761607681 elements in").c_str()),
+                               std::runtime_error);
+  // A data element longer than the file, and a file too short for the header.
+  bytes = read_text(mat);
+  const uint32_t long_element = 1u << 30;
+  std::memcpy(&bytes[132], &long_element, 4);
+  write_text(mat, bytes);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("more than it has room for"), std::runtime_error);
+  write_text(mat, "MATLAB 5.0");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("shorter than its 128-byte header"), std::runtime_error);
 #else
   MESSAGE("built without libmatio: checking that the .mat readers say so");
   write_image(dir / "sha" / "images" / "IMG_1.jpg");
