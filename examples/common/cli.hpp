@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,16 @@ void check_common_config(const Config& c) {
   check_value(c.crop >= 0, "--crop", c.crop, ">= 0");
   check_value(c.longest_side >= 0, "--longest-side", c.longest_side, ">= 0");
   check_value(c.workers >= 1, "--workers", c.workers, ">= 1");
+}
+
+/// The option of `app` (a CLI11 subcommand) that sets configuration key `key` ("weight_decay":
+/// "--weight-decay", "cosine_t_max": "--t-max") when the command line gave it, else "".
+template <class App>
+std::string given_option(const App& app, const std::string& key) {
+  std::string name = "--" + (key == "cosine_t_max" ? std::string("t-max") : key);
+  std::replace(name.begin(), name.end(), '_', '-');
+  const auto* option = app.get_option_no_throw(name);
+  return option != nullptr && option->count() > 0 ? name : "";
 }
 
 /// A data set named on the command line as FORMAT:PATH.

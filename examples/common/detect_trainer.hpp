@@ -280,11 +280,12 @@ inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const 
 }
 
 /// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
-/// kept as best.pt); the shared loop of training.hpp. Images that cannot be read go to `bad`
-/// (without one: an error). Returns the best validation's metrics.
+/// kept as best.pt); the shared loop of training.hpp, a run already in `out` refused, resumed or
+/// replaced as `existing` says. Images that cannot be read go to `bad` (without one: an error).
+/// Returns the best validation's metrics.
 inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
-                                     const std::vector<DetectionSample>& val, const fs::path& out, bool resume, bool quiet = false,
-                                     BadSamples* bad = nullptr) {
+                                     const std::vector<DetectionSample>& val, const fs::path& out, ExistingRun existing,
+                                     bool quiet = false, BadSamples* bad = nullptr) {
   check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
@@ -322,13 +323,13 @@ inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<De
     return Validation{m, -m.at("ap50").get<double>()};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.resume = resume, s.quiet = quiet, s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c.to_json();
   return fit(*net, *opt, train_loader, hooks, s);
 }
 
 /// A detector from a checkpoint written by `train_detector`, on `device`, in eval mode.
 inline std::pair<FCOS, DetectConfig> load_detector(const fs::path& checkpoint, const std::string& device) {
-  auto c = DetectConfig::from_json(checkpoint_json(checkpoint));
+  auto c = checkpoint_config_of<DetectConfig>(checkpoint, "crowdloss-detect");
   c.device = device, c.backbone_weights.clear();
   auto net = make_detector(c);
   load_weights(checkpoint, *net);

@@ -170,14 +170,15 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
   return {abs_sum / n, std::sqrt(sq_sum / n)};
 }
 
-inline TrainConfig checkpoint_config(const fs::path& path) { return TrainConfig::from_json(checkpoint_json(path)); }
+inline TrainConfig checkpoint_config(const fs::path& path) { return checkpoint_config_of<TrainConfig>(path, "crowdloss-count"); }
 
 /// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
 /// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
-/// exact `resume`. Images that cannot be read go to `bad` (without one: an error). Returns the
-/// best validation's metrics and epoch.
+/// a run already in `out` refused, resumed exactly or replaced as `existing` says. Images that
+/// cannot be read go to `bad` (without one: an error). Returns the best validation's metrics and
+/// epoch.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
-                     const fs::path& out, bool resume, bool quiet = false, BadSamples* bad = nullptr) {
+                     const fs::path& out, ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr) {
   check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
@@ -205,7 +206,7 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
     return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.resume = resume, s.quiet = quiet, s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c.to_json();
   const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
   return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0), best.value("epoch", int64_t{0})};
 }

@@ -1,20 +1,25 @@
 #pragma once
 // The training loop both example trainers (counting, detection) share: learning-rate schedule,
 // mixed precision with loss scaling, gradient clipping, a progress bar, per-epoch validation,
-// JSON-lines metrics, atomic checkpoints (last and best) and an exact --resume, also after a
-// run killed at any moment (SIGKILL, a crash): see `fit`.
+// JSON-lines metrics, atomic checkpoints (last and best) in a locked output folder and an exact
+// --resume, also after a run killed at any moment (SIGKILL, a crash) or stopped by a full disk:
+// see `fit`.
 #include "amp.hpp"
 
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -29,11 +34,14 @@ namespace fs = std::filesystem;
 /// What the trainers' `train --help` says about interruptions and bad data (docs/examples.md,
 /// "Faults and bad data").
 inline constexpr const char* kFaultsHelp =
-    "Checkpoints (OUT/last.pt, OUT/best.pt) are written atomically after each epoch: a run killed at\n"
-    "any moment (even with SIGKILL) keeps its completed epochs, and --resume continues it with the\n"
-    "same results as an uninterrupted run. A non-finite loss stops training with an error; the last\n"
-    "good checkpoint stays. An image or annotation that cannot be read stops the run with an error\n"
-    "naming the file, unless --skip-bad is given.";
+    "After each epoch OUT/best.pt, OUT/last.pt and then OUT/metrics.jsonl are written atomically: a run\n"
+    "killed at any moment (even with SIGKILL) or stopped by a full disk keeps its completed epochs, and\n"
+    "--resume continues it with the same results as an uninterrupted run (its settings are the\n"
+    "checkpoint's; only --epochs, --device and --workers may change). OUT is locked while a run writes\n"
+    "there, and a run already in OUT is continued only with --resume, replaced only with --overwrite.\n"
+    "A non-finite loss stops training with an error; the last good checkpoint stays. An image or\n"
+    "annotation that cannot be read, or that lies outside its data set's folder, stops the run with\n"
+    "an error naming the file, unless --skip-bad is given (--allow-outside-paths accepts such paths).";
 
 /// "adamw" | "adam" | "sgd" (with `momentum`) over `params`.
 inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const std::vector<at::Tensor>& params,
@@ -52,45 +60,216 @@ inline double cosine_lr(double lr, double min_lr, int64_t t_max, double epoch) {
   return min_lr + (lr - min_lr) * (1 + std::cos(3.141592653589793 * t)) / 2;
 }
 
-/// Writes `archive` to `path` atomically: a temporary file in the same directory, then rename.
-inline void save_atomically(torch::serialize::OutputArchive& archive, const fs::path& path) {
-  const auto tmp = path.string() + ".tmp";
-  archive.save_to(tmp);
-  fs::rename(tmp, path);
-}
+/// A file written in full or not at all. The content goes to a temporary file beside `path`
+/// (`path`.tmp); `commit` flushes it to the disk and renames it over `path`. A failed write (a full
+/// disk, an I/O error) is remembered and reported by `commit`; an object destroyed without a
+/// successful `commit` (an error, an exception while producing the content) removes the temporary
+/// file. So `path` holds either its former content or the whole new one, and nothing is left
+/// behind. Errors are std::runtime_error naming `path` and the cause.
+class AtomicFile {
+ public:
+  explicit AtomicFile(fs::path path) : path_(std::move(path)), tmp_(path_.string() + ".tmp") {
+    file_ = std::fopen(tmp_.c_str(), "wb");
+    if (file_ == nullptr) fail(errno);
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() {
+    if (file_ != nullptr) std::fclose(file_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
 
-/// The configuration JSON stored in a checkpoint written by `fit`.
-inline nlohmann::json checkpoint_json(const fs::path& path) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(path.string());
-  c10::IValue config;
-  archive.read("config", config);
-  return nlohmann::json::parse(config.toStringRef());
-}
+  /// Appends `n` bytes and returns `n`: a failure is reported by `commit` (a writer that stops
+  /// short would make LibTorch's archive writer throw from its destructor, which aborts).
+  size_t write(const void* data, size_t n) {
+    if (error_ == 0 && n > 0 && std::fwrite(data, 1, n, file_) != n) error_ = errno != 0 ? errno : EIO;
+    return n;
+  }
 
-/// Keeps the lines of the metrics log `path` for epochs 1..`epochs` and drops the rest (an epoch
-/// logged by a run killed before its checkpoint was written, a line cut short), rewritten
-/// atomically.
-inline void keep_logged_epochs(const fs::path& path, int64_t epochs) {
-  std::string kept, line;
-  std::ifstream in(path);
-  while (std::getline(in, line)) {
-    try {
-      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= epochs) kept += line + "\n";
-    } catch (const nlohmann::json::exception&) {  // a line cut short: dropped
+  void commit() {
+    if (error_ == 0 && std::fflush(file_) != 0) error_ = errno;
+    if (error_ == 0 && ::fsync(::fileno(file_)) != 0 && errno != EINVAL) error_ = errno;  // EINVAL: cannot sync, e.g. a pipe
+    const int closed = std::fclose(file_);
+    file_ = nullptr;
+    if (error_ == 0 && closed != 0) error_ = errno;
+    if (error_ == 0 && std::rename(tmp_.c_str(), path_.c_str()) != 0) error_ = errno;
+    if (error_ != 0) fail(error_);
+    committed_ = true;
+    // The rename itself reaches the disk with the folder's entry (best effort).
+    const int dir = ::open(path_.has_parent_path() ? path_.parent_path().c_str() : ".", O_RDONLY | O_CLOEXEC);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
     }
   }
-  in.close();
-  const auto tmp = path.string() + ".tmp";
-  if (!(std::ofstream(tmp) << kept)) throw std::runtime_error("cannot write " + tmp);
-  fs::rename(tmp, path);
+
+ private:
+  [[noreturn]] void fail(int error) const { throw std::runtime_error("cannot write " + path_.string() + ": " + std::strerror(error)); }
+
+  fs::path path_;
+  std::string tmp_;
+  std::FILE* file_ = nullptr;
+  int error_ = 0;
+  bool committed_ = false;
+};
+
+/// Writes `archive` to `path` atomically (AtomicFile).
+inline void save_atomically(torch::serialize::OutputArchive& archive, const fs::path& path) {
+  AtomicFile file(path);
+  archive.save_to([&](const void* data, size_t n) { return file.write(data, n); });
+  file.commit();
 }
 
-/// Loads a checkpoint's weights into `model` (best.pt or last.pt of `fit`).
-inline void load_weights(const fs::path& path, torch::nn::Module& model) {
+/// Writes `text` to `path` atomically (AtomicFile).
+inline void write_text_atomically(const fs::path& path, const std::string& text) {
+  AtomicFile file(path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+/// The first line of `text` (LibTorch's messages go on with a C++ backtrace).
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// Opens the checkpoint `path`. Throws std::runtime_error, one line naming the file, when it is
+/// missing or is not a LibTorch archive (empty, truncated, corrupt, another kind of file).
+inline torch::serialize::InputArchive open_checkpoint(const fs::path& path) {
+  if (!fs::is_regular_file(path)) throw std::runtime_error("no checkpoint " + path.string());
   torch::serialize::InputArchive archive;
-  archive.load_from(path.string());
-  model.load(archive);
+  try {
+    archive.load_from(path.string());
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path.string() + " is not a checkpoint: not a LibTorch archive, or a damaged one (" +
+                             first_line(e.what_without_backtrace()) + ")");
+  }
+  return archive;
+}
+
+/// Value `key` of a checkpoint written by `fit`; a one-line error naming the file when it has none.
+inline c10::IValue checkpoint_value(torch::serialize::InputArchive& archive, const fs::path& path, const std::string& key) {
+  c10::IValue value;
+  if (!archive.try_read(key, value))
+    throw std::runtime_error(path.string() + " is not a checkpoint of the crowdloss trainers (it holds no '" + key + "')");
+  return value;
+}
+
+/// The configuration JSON stored in a checkpoint written by `fit` (errors as checkpoint_value).
+inline nlohmann::json checkpoint_json(const fs::path& path) {
+  auto archive = open_checkpoint(path);
+  const auto config = checkpoint_value(archive, path, "config");
+  try {
+    return nlohmann::json::parse(config.toStringRef());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path.string() + " is not a checkpoint of the crowdloss trainers (its 'config' is not JSON: " +
+                             first_line(e.what()) + ")");
+  }
+}
+
+/// A checkpoint's configuration as `Config` (TrainConfig, DetectConfig); `program` names the
+/// program whose checkpoints hold one, for the one-line error about any other file.
+template <class Config>
+Config checkpoint_config_of(const fs::path& path, const std::string& program) {
+  const auto j = checkpoint_json(path);
+  try {
+    return Config::from_json(j);
+  } catch (const nlohmann::json::exception& e) {
+    const std::string what = e.what();
+    throw std::runtime_error(path.string() + " is not a " + program + " checkpoint (its configuration: " +
+                             what.substr(what.find("] ") == std::string::npos ? 0 : what.find("] ") + 2) + ")");
+  }
+}
+
+/// Loads a checkpoint's weights into `model` (best.pt or last.pt of `fit`); a one-line error
+/// naming the file when they are not that model's.
+inline void load_weights(const fs::path& path, torch::nn::Module& model) {
+  auto archive = open_checkpoint(path);
+  try {
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path.string() + " does not hold this model's weights (" + first_line(e.what_without_backtrace()) + ")");
+  }
+}
+
+/// An exclusive lock on a run's output folder (`dir`/.lock, flock), held while the object lives.
+/// The system releases it when the process ends in any way, SIGKILL included, so a killed run
+/// never leaves the folder locked. The file records the holder (pid, host, start time) and stays.
+/// Throws std::runtime_error naming the folder and the holder when another run holds it.
+class FolderLock {
+ public:
+  explicit FolderLock(const fs::path& dir) {
+    const auto path = dir / ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error("cannot create " + path.string() + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      char holder[256] = {};
+      const auto n = ::pread(fd_, holder, sizeof holder - 1, 0);
+      ::close(fd_);
+      std::string who(holder, static_cast<size_t>(std::max<ssize_t>(0, n)));
+      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+      if (error == EWOULDBLOCK)
+        throw std::runtime_error(dir.string() + " is in use by another run (" + (who.empty() ? "unknown" : who) +
+                                 "): wait for it to end, or choose another --out");
+      throw std::runtime_error("cannot lock " + path.string() + ": " + std::strerror(error));
+    }
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    char since[32] = {};
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    std::strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", ::gmtime_r(&now, &utc));
+    const std::string me = "pid " + std::to_string(::getpid()) + " on " + host + " since " + since + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+      // The lock holds without the note; only the message of a second run is poorer.
+    }
+  }
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+  ~FolderLock() { ::close(fd_); }
+
+ private:
+  int fd_ = -1;
+};
+
+/// What `fit` does with a run already in its output folder (last.pt, best.pt or metrics.jsonl).
+enum class ExistingRun {
+  kRefuse,     ///< stop with an error naming the folder (the trainers' default)
+  kResume,     ///< continue it from last.pt (`--resume`; without last.pt, start afresh)
+  kOverwrite,  ///< delete it and start afresh (`--overwrite`; the demos, whose folders are their own)
+};
+
+/// Whether a --resume run may change configuration key `key`: how many epochs in all, on which
+/// device, with how many loader threads. Every other setting stays the checkpoint's.
+inline bool resumable_setting(const std::string& key) { return key == "epochs" || key == "device" || key == "workers"; }
+
+/// The configuration (as checkpoints store it) a --resume run continues with: the checkpoint's,
+/// `saved`, but for the resumable settings given on the command line, taken from `given`.
+/// `option_given(key)` names the option that sets `key` when the command line gave it, else "".
+/// Throws std::runtime_error naming `checkpoint`, the option and both values when a given option
+/// contradicts the checkpoint on a setting that may not change.
+inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann::json& saved, const nlohmann::json& given,
+                                     const std::function<std::string(const std::string&)>& option_given) {
+  auto config = saved;
+  for (const auto& [key, value] : given.items()) {
+    if (!config.contains(key)) config[key] = value;  // a setting newer than the checkpoint
+    const auto option = option_given(key);
+    if (option.empty() || config[key] == value) continue;
+    if (!resumable_setting(key))
+      throw std::runtime_error("--resume: " + checkpoint.string() + " was trained with " + option + " " +
+                               config[key].dump() + ", not " + value.dump() +
+                               "; a resumed run keeps its settings (but --epochs, --device, --workers): leave " + option +
+                               " out, or train afresh in another --out");
+    config[key] = value;
+  }
+  return config;
+}
+
+/// The configuration `given` becomes as a --resume run in `out` (resumed_config); `given` itself
+/// when `out` holds no last.pt yet (the run starts afresh).
+template <class Config>
+Config resumed(const Config& given, const fs::path& out, const std::function<std::string(const std::string&)>& option_given) {
+  const auto last = out / "last.pt";
+  if (!fs::exists(last)) return given;
+  return Config::from_json(resumed_config(last, checkpoint_json(last), given.to_json(), option_given));
 }
 
 /// "epoch 3/10 [######......] 45/100 loss 0.1234 12.3 img/s ETA 00:12": on a terminal redrawn in
@@ -130,7 +309,7 @@ struct FitSettings {
   double clip = 0;                         // gradient-norm clip (0: off)
   std::optional<at::ScalarType> amp;       // autocast dtype; fp16 also scales the loss
   fs::path out;                            // last.pt, best.pt, metrics.jsonl
-  bool resume = false;                     // continue from out/last.pt
+  ExistingRun existing = ExistingRun::kRefuse;  // a run already in `out`
   bool quiet = false;
   nlohmann::json config;                   // stored in the checkpoints
 };
@@ -152,44 +331,62 @@ struct FitHooks {
 };
 
 /// Trains `model` with `opt` over `loader` (anything with batches() and run_epoch(epoch, fn))
-/// for `s.epochs` epochs, validating after each; appends one JSON line per epoch to
-/// `out`/metrics.jsonl, then writes `out`/best.pt and `out`/last.pt atomically (temporary file +
-/// rename), in that order, so that a run killed at any moment leaves a complete last.pt. With
-/// `resume`, continues from `out`/last.pt (model, optimiser, loss scale, epoch, best score) so
-/// that the result equals an uninterrupted run, and drops the log lines of epochs after it (logged
-/// by a run killed before their checkpoint); without a last.pt it starts afresh. A non-finite
-/// loss stops training with an error naming the epoch, the batch and the last good checkpoint,
-/// which stays as it was. Returns the best validation's metrics, with its epoch (from 1) as "epoch".
+/// for `s.epochs` epochs, validating after each, with its output folder `out` locked
+/// (FolderLock). After each epoch it writes `out`/best.pt (when the epoch is the best so far),
+/// then `out`/last.pt, then `out`/metrics.jsonl (one JSON line per epoch), each atomically
+/// (AtomicFile): a run killed at any moment leaves a complete last.pt, and the log is never ahead
+/// of it (last.pt holds the log too). A run already in `out` is refused, resumed or replaced as
+/// `s.existing` says. Resuming continues from `out`/last.pt (model, optimiser, loss scale,
+/// epoch, best score, log) so that the result equals an uninterrupted run; its configuration
+/// must equal the checkpoint's but for the resumable settings (resumable_setting); without a
+/// last.pt it starts afresh. A non-finite loss stops training with an error naming the epoch, the
+/// batch and the last good checkpoint, which stays as it was; a file that cannot be written (a
+/// full disk) stops it with an error naming the file and the cause, leaving the last complete
+/// checkpoint. Returns the best validation's metrics, with its epoch (from 1) as "epoch".
 template <class Loader, class Batch>
 nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader, const FitHooks<Batch>& hooks,
                    const FitSettings& s) {
   fs::create_directories(s.out);
+  const FolderLock lock(s.out);
   const auto params = model.parameters();
   LossScaler scaler(s.amp == at::kHalf);
   int64_t first_epoch = 0;
   double best_score = std::numeric_limits<double>::infinity();
   nlohmann::json best_metrics;
+  std::string log_text;  // metrics.jsonl as last.pt holds it
   const auto last = s.out / "last.pt", best = s.out / "best.pt", log = s.out / "metrics.jsonl";
-  if (s.resume && fs::exists(last)) {
-    torch::serialize::InputArchive archive, opt_archive;
-    archive.load_from(last.string());
-    model.load(archive);
-    archive.read("optimizer", opt_archive);
+  std::string found;
+  for (const auto& f : {last, best, log})
+    if (fs::exists(f)) found += (found.empty() ? "" : ", ") + f.filename().string();
+  if (!found.empty() && s.existing == ExistingRun::kRefuse)
+    throw std::runtime_error(s.out.string() + " already holds a run (" + found +
+                             "): --resume continues it, --overwrite replaces it, or choose another --out");
+  if (s.existing == ExistingRun::kResume && fs::exists(last)) {
+    auto archive = open_checkpoint(last);
+    const auto saved = checkpoint_json(last);
+    for (const auto& [key, value] : s.config.items())
+      if (!resumable_setting(key) && saved.value(key, nlohmann::json()) != value)
+        throw std::runtime_error("cannot resume " + last.string() + ": it was trained with " + key + " " +
+                                 saved.value(key, nlohmann::json()).dump() + ", this run asks for " + value.dump());
+    try {
+      model.load(archive);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(last.string() + " does not hold this model's weights (" + first_line(e.what_without_backtrace()) + ")");
+    }
+    torch::serialize::InputArchive opt_archive;
+    if (!archive.try_read("optimizer", opt_archive))
+      throw std::runtime_error(last.string() + " holds no optimiser state: it is not a last.pt to resume from");
     opt.load(opt_archive);
-    c10::IValue epoch, score, scale, good, metrics;
-    archive.read("next_epoch", epoch);
-    archive.read("best_score", score);
-    archive.read("loss_scale", scale);
-    archive.read("loss_scale_good_steps", good);
-    archive.read("best_metrics", metrics);
-    first_epoch = epoch.toInt(), best_score = score.toDouble();
-    best_metrics = nlohmann::json::parse(metrics.toStringRef());
-    scaler.restore(scale.toDouble(), good.toInt());
-    keep_logged_epochs(log, first_epoch);
+    first_epoch = checkpoint_value(archive, last, "next_epoch").toInt();
+    best_score = checkpoint_value(archive, last, "best_score").toDouble();
+    best_metrics = nlohmann::json::parse(checkpoint_value(archive, last, "best_metrics").toStringRef());
+    scaler.restore(checkpoint_value(archive, last, "loss_scale").toDouble(), checkpoint_value(archive, last, "loss_scale_good_steps").toInt());
+    log_text = checkpoint_value(archive, last, "log").toStringRef();
+    write_text_atomically(log, log_text);  // drops what a run killed after its last checkpoint logged
     if (!s.quiet) std::cerr << "resuming " << last << " at epoch " << first_epoch + 1 << "\n";
   } else {
-    if (s.resume && !s.quiet) std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
-    fs::remove(log);
+    if (s.existing == ExistingRun::kResume && !s.quiet) std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
+    for (const auto& f : {last, best, log}) fs::remove(f);
   }
   int64_t saved_epochs = first_epoch;  // the epochs in last.pt, when it is this run's
   const auto save = [&](const fs::path& path, bool full, int64_t next_epoch) {
@@ -205,10 +402,12 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
       archive.write("best_metrics", c10::IValue(best_metrics.dump()));
       archive.write("loss_scale", c10::IValue(scaler.current_scale()));
       archive.write("loss_scale_good_steps", c10::IValue(scaler.good_steps()));
+      archive.write("log", c10::IValue(log_text));
     }
     save_atomically(archive, path);
   };
   const int64_t batches = loader.batches();
+  if (batches == 0) throw std::runtime_error("no training data: the training set has no images");
   for (int64_t epoch = first_epoch; epoch < s.epochs; ++epoch) {
     model.train();
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(s.epochs), batches);
@@ -244,10 +443,10 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
                            {"images_per_s", images / seconds}, {"seconds", seconds}};
     line.update(v.metrics);
     if (s.amp) line["amp"] = {{"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
-    // The log line first, the checkpoints after: a kill in between repeats the epoch on resume,
-    // and keep_logged_epochs drops its first line.
-    if (!(std::ofstream(log, std::ios::app) << line.dump() << "\n")) throw std::runtime_error("cannot write " + log.string());
     if (!s.quiet) std::cerr << line.dump() << "\n";
+    // The checkpoints first, the log after: last.pt holds the log with this epoch's line, so a
+    // kill or a full disk in between loses nothing that --resume does not restore.
+    log_text += line.dump() + "\n";
     if (v.score < best_score) {
       best_score = v.score, best_metrics = v.metrics;
       best_metrics["epoch"] = epoch + 1;
@@ -255,6 +454,7 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     }
     save(last, true, epoch + 1);
     saved_epochs = epoch + 1;
+    write_text_atomically(log, log_text);
   }
   return best_metrics;
 }

@@ -99,7 +99,7 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
       std::cout << "training with " << losses[i].second << (seeds > 1 ? ", seed " + std::to_string(seed) : std::string())
                 << "\n";
       const auto t0 = std::chrono::steady_clock::now();
-      const auto best = ex::train(c, train_set, val_set, dir, /*resume=*/false);
+      const auto best = ex::train(c, train_set, val_set, dir, ex::ExistingRun::kOverwrite);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       auto model = ex::load_model(dir / "best.pt", "cpu");
       runs[i].push_back({ex::evaluate(model, test_loader, torch::kCPU), best.epoch, seconds});
@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu", amp = "off";
-  bool quick = false, resume = false, skip_bad = false;
+  bool quick = false, resume = false, overwrite = false, skip_bad = false;
   // A recipe sets the defaults that explicit options then override, so find it first.
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -248,7 +248,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
   train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
-  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt (exactly; also after a kill)");
+  auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
+  train_cmd->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
+      ->excludes(resume_flag);
   train_cmd->add_flag("--skip-bad", skip_bad,
                       "leave out images and annotations that cannot be read, with a warning naming each, and count them");
   train_cmd->footer(ex::kFaultsHelp);
@@ -278,12 +280,14 @@ int main(int argc, char** argv) {
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);
+      if (resume) c = ex::resumed(c, out, [&](const std::string& key) { return ex::given_option(*train_cmd, key); });
       const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
       const auto train_set = load_data(train_spec, synthetic_count, syn, bad);
       const auto val_set = load_data(val_spec, synthetic_count / 4, val_syn, bad);
-      const auto best = ex::train(c, train_set, val_set, out, resume, /*quiet=*/false, &bad);
+      const auto existing = resume ? ex::ExistingRun::kResume : overwrite ? ex::ExistingRun::kOverwrite : ex::ExistingRun::kRefuse;
+      const auto best = ex::train(c, train_set, val_set, out, existing, /*quiet=*/false, &bad);
       std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, out.c_str());
     } else if (*eval_cmd) {
       const auto spec = ex::parse_data_spec("--data", data, kFormats);

@@ -92,7 +92,7 @@ int demo(const fs::path& out, bool quick) {
     c.assign = mode;
     std::cout << "training with --assign " << mode << "\n";
     const auto t0 = std::chrono::steady_clock::now();
-    const auto best = ex::train_detector(c, train_set, val_set, out / mode, /*resume=*/false);
+    const auto best = ex::train_detector(c, train_set, val_set, out / mode, ex::ExistingRun::kOverwrite);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto [net, config] = ex::load_detector(out / mode / "best.pt", "cpu");
     auto m = ex::evaluate_detector(config, net, test_loader);
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::string out = "crowdloss-detect-results", data, val, checkpoint, device = "cpu", amp = "off";
-  bool quick = false, resume = false, skip_bad = false;
+  bool quick = false, resume = false, overwrite = false, skip_bad = false;
   int64_t synthetic_count = 400;
   std::vector<std::string> images;
   ex::DetectConfig c;
@@ -175,7 +175,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
   train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
-  train_cmd->add_flag("--resume", resume, "continue from OUT/last.pt (exactly; also after a kill)");
+  auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
+  train_cmd->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
+      ->excludes(resume_flag);
   train_cmd->add_flag("--skip-bad", skip_bad,
                       "leave out images and annotations that cannot be read, with a warning naming each, and count them");
   train_cmd->footer(ex::kFaultsHelp);
@@ -204,12 +206,14 @@ int main(int argc, char** argv) {
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);
+      if (resume) c = ex::resumed(c, out, [&](const std::string& key) { return ex::given_option(*train_cmd, key); });
       const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
       const auto train_set = load_data(train_spec, synthetic_count, syn, bad);
       const auto val_set = load_data(val_spec, synthetic_count / 4, val_syn, bad);
-      const auto best = ex::train_detector(c, train_set, val_set, out, resume, /*quiet=*/false, &bad);
+      const auto existing = resume ? ex::ExistingRun::kResume : overwrite ? ex::ExistingRun::kOverwrite : ex::ExistingRun::kRefuse;
+      const auto best = ex::train_detector(c, train_set, val_set, out, existing, /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
                   best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
     } else if (*eval_cmd) {

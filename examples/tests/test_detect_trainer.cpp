@@ -137,7 +137,7 @@ TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, 
   };
   torch::manual_seed(c.seed);  // the initial weights train_detector starts from
   auto initial = ex::make_detector(c);
-  const auto best = ex::train_detector(c, train, val, dir / "out", false, /*quiet=*/true);
+  const auto best = ex::train_detector(c, train, val, dir / "out", ex::ExistingRun::kRefuse, /*quiet=*/true);
   auto [trained, config] = ex::load_detector(dir / "out" / "last.pt", "cpu");
   const double before = loss_of(initial), after = loss_of(trained);
   MESSAGE("POTO loss on the training images: " << before << " -> " << after << " after " << c.epochs << " epochs");

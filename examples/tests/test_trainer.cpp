@@ -45,7 +45,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
 
     torch::manual_seed(c.seed);  // the initial weights train() starts from
     auto initial = ex::make_model(c);
-    const auto result = ex::train(c, train, val, out, false, /*quiet=*/true);
+    const auto result = ex::train(c, train, val, out, ex::ExistingRun::kRefuse, /*quiet=*/true);
     auto trained = ex::load_model(out / "last.pt", "cpu");
     const double before = loss_of(initial), after = loss_of(trained);
     MESSAGE(loss << " loss on the training images: " << before << " -> " << after << " after 8 epochs");
@@ -75,11 +75,11 @@ TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted r
   const auto train = tiny_set(dir / "train", 8, 3), val = tiny_set(dir / "val", 3, 4);
   auto c = tiny_config("pml");
   c.epochs = 3, c.cosine_t_max = 3;
-  ex::train(c, train, val, dir / "straight", false, true);
+  ex::train(c, train, val, dir / "straight", ex::ExistingRun::kRefuse, true);
   auto first = c;
   first.epochs = 1;  // "killed" after epoch 1: only its checkpoint survives
-  ex::train(first, train, val, dir / "resumed", false, true);
-  ex::train(c, train, val, dir / "resumed", /*resume=*/true, true);
+  ex::train(first, train, val, dir / "resumed", ex::ExistingRun::kRefuse, true);
+  ex::train(c, train, val, dir / "resumed", ex::ExistingRun::kResume, true);
   auto a = ex::load_model(dir / "straight" / "last.pt", "cpu"), b = ex::load_model(dir / "resumed" / "last.pt", "cpu");
   DOCTEST_CHECK(crowdloss_examples_test::different_tensors(*a.ptr, *b.ptr).empty());
   const auto ma = read_metrics(dir / "straight"), mb = read_metrics(dir / "resumed");
@@ -198,7 +198,7 @@ TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers t
     ex::AmpScope scope(torch::kCPU, at::kBFloat16);
     DOCTEST_CHECK((m.module.forward(torch::rand({1, 3, 32, 32})).scalar_type() == at::kBFloat16));
   }
-  ex::train(c, train, val, dir / "out", false, true);
+  ex::train(c, train, val, dir / "out", ex::ExistingRun::kRefuse, true);
   const auto lines = read_metrics(dir / "out");
   REQUIRE(lines.size() == 4);
   DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "BFloat16");
