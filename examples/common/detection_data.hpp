@@ -377,9 +377,12 @@ inline PedestrianScene render_pedestrian_scene(int64_t index, const PedestrianOp
 }
 
 /// Writes `count` pedestrian scenes in the CrowdHuman layout: `dir`/Images/<index>.png and
-/// `dir`/annotation.odgt, with the options in `dir`/synthetic.json; an existing set whose
-/// synthetic.json matches is reused as it is. Returns the samples as read_odgt gives them.
-inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& dir, int64_t count, const PedestrianOptions& o) {
+/// `dir`/annotation.odgt, with the options in `dir`/synthetic.json (written last). A complete set
+/// already there is used as it is when its synthetic.json matches, and otherwise as `existing`
+/// says (reuse_synthetic_set); a set without a readable synthetic.json (interrupted while being
+/// written) is written again. Returns the samples as read_odgt gives them.
+inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& dir, int64_t count, const PedestrianOptions& o,
+                                                                ExistingSet existing = ExistingSet::kError) {
   if (count < 0) throw std::invalid_argument("write_synthetic_pedestrians: count must be >= 0");
   pedestrian_detail::check(o);
   const auto odgt = dir / "annotation.odgt", meta_path = dir / "synthetic.json", images = dir / "Images";
@@ -399,12 +402,12 @@ inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& 
                                {"distractors", o.distractors},
                                {"seed", o.seed}};
   if (fs::exists(meta_path) && fs::exists(odgt)) {
-    bool same = false;
+    std::optional<nlohmann::json> written;
     try {
-      same = data_detail::read_json(meta_path) == meta;
-    } catch (const std::runtime_error&) {  // an unreadable sidecar: write the set again
+      written = data_detail::read_json(meta_path);
+    } catch (const std::runtime_error&) {  // an unreadable sidecar: an interrupted set, written again
     }
-    if (same) return read_odgt(odgt, images);
+    if (written && reuse_synthetic_set(dir, *written, meta, existing)) return read_odgt(odgt, images);
   }
   fs::remove(meta_path);  // written last: a set interrupted while being written is not reused
   fs::create_directories(images);

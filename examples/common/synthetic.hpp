@@ -195,18 +195,47 @@ inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptio
   return scene;
 }
 
+/// What a synthetic-set writer does when its folder already holds a complete set that differs
+/// from the set asked for.
+enum class ExistingSet {
+  kUseExisting,  ///< use it as it is, whatever its settings (the caller asked for none explicitly)
+  kError,        ///< any difference is an error
+  kReplace,      ///< write the asked-for set over it (the demos, whose folders are their own)
+};
+
+/// Whether a writer asked for the set `wanted` (its settings, as written beside a set) uses the
+/// set `existing` in `dir` as it is (true) or writes `wanted` (false), per `policy`. Throws
+/// std::runtime_error naming `dir` and each differing setting when the policy allows neither,
+/// and always for annotations that are not a synthetic set's (`existing` not an object of
+/// settings): nothing in `dir` is touched then.
+inline bool reuse_synthetic_set(const fs::path& dir, const nlohmann::json& existing, const nlohmann::json& wanted, ExistingSet policy) {
+  if (existing == wanted) return true;
+  if (!existing.is_object() || existing.empty())
+    throw std::runtime_error(dir.string() + " already holds annotations that are not a synthetic set: name another folder");
+  if (policy == ExistingSet::kReplace) return false;
+  if (policy == ExistingSet::kUseExisting) return true;
+  std::string differences;
+  for (const auto& [key, value] : wanted.items()) {
+    const auto have = existing.value(key, nlohmann::json());
+    if (have != value) differences += (differences.empty() ? "" : ", ") + key + " " + have.dump() + " where " + value.dump() + " was asked for";
+  }
+  throw std::runtime_error(dir.string() + " already holds another synthetic set (" + differences +
+                           "): name another folder, remove this one, or leave out --synthetic-count to use it as it is");
+}
+
 /// Writes `count` scenes to `dir`/images/<index>.png and `dir`/annotations.json (COCO-style,
-/// one head box per point), unless `dir`/annotations.json already lists exactly that set.
-/// Returns the samples as `read_coco_points` gives them.
-inline std::vector<CrowdSample> write_synthetic_dataset(const fs::path& dir, int64_t count, const SyntheticOptions& o) {
+/// one head box per point, the generator's settings under "synthetic"). A folder that already
+/// holds annotations.json is used as it is when it lists exactly that set, and otherwise as
+/// `existing` says (reuse_synthetic_set). Returns the samples as `read_coco_points` gives them.
+inline std::vector<CrowdSample> write_synthetic_dataset(const fs::path& dir, int64_t count, const SyntheticOptions& o,
+                                                        ExistingSet existing = ExistingSet::kError) {
   const auto json_path = dir / "annotations.json";
   const nlohmann::json meta = {{"count", count},   {"height", o.height}, {"width", o.width},  {"max_count", o.max_count},
                                {"min_head", o.min_head}, {"head_range", o.head_range}, {"distractors", o.distractors},
                                {"seed", o.seed}};
-  if (fs::exists(json_path)) {
-    const auto existing = data_detail::read_json(json_path);
-    if (existing.value("synthetic", nlohmann::json()) == meta) return read_coco_points(json_path, dir);
-  }
+  if (fs::exists(json_path) &&
+      reuse_synthetic_set(dir, data_detail::read_json(json_path).value("synthetic", nlohmann::json()), meta, existing))
+    return read_coco_points(json_path, dir);
   fs::create_directories(dir / "images");
   nlohmann::json images = nlohmann::json::array(), annotations = nlohmann::json::array();
   int64_t ann = 1;

@@ -12,6 +12,7 @@
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
 using crowdloss_examples_test::fixture_dir;
+using crowdloss_examples_test::write_text;
 
 namespace {
 
@@ -101,6 +102,26 @@ TEST_CASE("synthetic: the written dataset reads back through the COCO reader, an
   const auto stamp = fs::last_write_time(dir / "annotations.json");
   crowdloss_examples_test::small_synthetic_set(dir, 6, 64, 96, 300);  // same set: nothing rewritten
   DOCTEST_CHECK(fs::last_write_time(dir / "annotations.json") == stamp);
+  // Another set asked for: an error naming each difference (nothing rewritten), unless none was
+  // asked for explicitly (kUseExisting: the set as it is) or the caller owns the folder (kReplace).
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, o), doctest::Contains("count 6 where 400 was asked for"),
+                               std::runtime_error);
+  auto other = o;
+  other.seed = 7;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, other), doctest::Contains("seed 1 where 7 was asked for"),
+                               std::runtime_error);
+  const auto kept = ex::write_synthetic_dataset(dir, 400, other, ex::ExistingSet::kUseExisting);
+  REQUIRE(kept.size() == 6);
+  DOCTEST_CHECK(torch::equal(kept[0].points, samples[0].points));
+  DOCTEST_CHECK(fs::last_write_time(dir / "annotations.json") == stamp);
+  DOCTEST_CHECK(ex::write_synthetic_dataset(dir, 3, o, ex::ExistingSet::kReplace).size() == 3);
+  // A folder with other annotations (not a synthetic set) is never written over.
+  const auto real = fixture_dir("synthetic_real");
+  write_text(real / "annotations.json", R"({"images": [], "annotations": []})");
+  for (const auto policy : {ex::ExistingSet::kUseExisting, ex::ExistingSet::kError, ex::ExistingSet::kReplace})
+    DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(real, 6, o, policy),
+                                 doctest::Contains((real.string() + " already holds annotations that are not a synthetic set").c_str()),
+                                 std::runtime_error);
 }
 
 TEST_CASE("Loader: batches, density sums equal counts, determinism across workers, errors name the file") {

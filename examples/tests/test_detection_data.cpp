@@ -213,8 +213,17 @@ TEST_CASE("detection data: the synthetic set is written in the CrowdHuman layout
   DOCTEST_REQUIRE(again.size() == 4);
   DOCTEST_CHECK(torch::equal(again[1].boxes, samples[1].boxes));
   DOCTEST_CHECK(ex::read_detection_dataset("crowdhuman", dir / "annotation.odgt").size() == 4);
-  o.seed = 2;  // other options: written again
-  const auto other = ex::write_synthetic_pedestrians(dir, 3, o);
+  // Another set asked for: an error naming the folder and each difference (nothing rewritten),
+  // unless none was asked for explicitly (the set as it is) or the caller owns the folder.
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_pedestrians(dir, 5, o), doctest::Contains("count 4 where 5 was asked for"),
+                               std::runtime_error);
+  o.seed = 2;
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_pedestrians(dir, 3, o),
+                               doctest::Contains((dir.string() + " already holds another synthetic set (count 4 where 3 was asked for, seed 1 where 2").c_str()),
+                               std::runtime_error);
+  DOCTEST_CHECK(ex::write_synthetic_pedestrians(dir, 3, o, ex::ExistingSet::kUseExisting).size() == 4);
+  DOCTEST_CHECK(fs::last_write_time(dir / "annotation.odgt") == stamp);
+  const auto other = ex::write_synthetic_pedestrians(dir, 3, o, ex::ExistingSet::kReplace);
   DOCTEST_REQUIRE(other.size() == 3);
   DOCTEST_CHECK(torch::equal(other[0].boxes, ex::render_pedestrian_scene(0, o).boxes));
   DOCTEST_CHECK_FALSE(torch::equal(ex::load_image(other[0].image), first_image));
