@@ -3,11 +3,13 @@
 // checked before any file is read or written, with messages that name the option, the value and
 // what it may be.
 #include "amp.hpp"
+#include "image_io.hpp"
 
 #include <torch/cuda.h>
 #include <torch/types.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -66,6 +68,12 @@ void check_common_config(const Config& c) {
   check_value(c.workers >= 1, "--workers", c.workers, ">= 1");
 }
 
+/// Sets the largest image the program decodes (`--max-megapixels`, > 0; see max_image_pixels).
+inline void set_max_megapixels(double megapixels) {
+  check_value(megapixels > 0 && megapixels < 1e12, "--max-megapixels", megapixels, "> 0");
+  max_image_pixels() = std::llround(megapixels * 1e6);
+}
+
 /// The option of `app` (a CLI11 subcommand) that sets configuration key `key` ("weight_decay":
 /// "--weight-decay", "cosine_t_max": "--t-max") when the command line gave it, else "".
 template <class App>
@@ -74,6 +82,12 @@ std::string given_option(const App& app, const std::string& key) {
   std::replace(name.begin(), name.end(), '_', '-');
   const auto* option = app.get_option_no_throw(name);
   return option != nullptr && option->count() > 0 ? name : "";
+}
+
+/// Throws unless the data set given as `option` `spec` has at least one image: "--val
+/// coco:x.json: the data set has no images".
+inline void check_not_empty(const std::string& option, const std::string& spec, size_t images) {
+  if (images == 0) throw std::runtime_error(option + " " + spec + ": the data set has no images");
 }
 
 /// A data set named on the command line as FORMAT:PATH.

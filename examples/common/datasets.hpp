@@ -133,13 +133,30 @@ inline void sort_samples(std::vector<CrowdSample>& samples) {
   std::sort(samples.begin(), samples.end(), [](const CrowdSample& a, const CrowdSample& b) { return a.image < b.image; });
 }
 
-/// The images of a COCO-style JSON, {id: file_name}; `invalid(what)` makes the error naming the
-/// file for a missing or malformed `images` array or a missing `annotations` array.
+/// `root`/`name` (lexically normalised) for an image file that an annotation names. An absolute
+/// `name`, or one that climbs out of `root` ("../x", "a/../../x"), is an error naming it and
+/// `root` unless `allow_outside`: annotation files are data, and may come from anywhere.
+inline fs::path file_in(const fs::path& root, const std::string& name, bool allow_outside) {
+  const fs::path relative(name);
+  const auto normal = relative.lexically_normal();
+  const bool outside = relative.has_root_name() || relative.has_root_directory() || (!normal.empty() && *normal.begin() == "..");
+  if (outside && !allow_outside)
+    throw std::runtime_error("the image '" + name + "' lies outside the data set's folder " + root.string() +
+                             " (--allow-outside-paths allows it)");
+  return (root / relative).lexically_normal();
+}
+
+/// The images of a COCO-style JSON, {id: path} with each file_name resolved in `image_root`
+/// (file_in); `invalid(what)` makes the error naming the file for a missing or malformed `images`
+/// array, a file_name outside `image_root` (unless `allow_outside`) or a missing `annotations`
+/// array.
 template <typename Invalid>
-std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const Invalid& invalid) {
+std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const fs::path& image_root, bool allow_outside,
+                                          const Invalid& invalid) {
   std::map<int64_t, std::string> files;
   try {
-    for (const auto& im : j.at("images")) files[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
+    for (const auto& im : j.at("images"))
+      files[im.at("id").get<int64_t>()] = file_in(image_root, im.at("file_name").get<std::string>(), allow_outside).string();
     if (!j.at("annotations").is_array()) throw std::runtime_error("'annotations' is not an array");
   } catch (const std::exception& e) {
     throw invalid(e.what());
@@ -148,20 +165,20 @@ std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const Invalid
 }
 
 /// Runs `read(annotation, image_id)` for each annotation of a COCO-style JSON `j` whose images are
-/// `files` (see coco_files, relative to `image_root`). An annotation that names no listed image,
+/// `files` (see coco_files). An annotation that names no listed image,
 /// or whose `read` throws, is a bad sample (see BadSamples): of its image when it names one, else
 /// of `json_path` and its index; `invalid(what)` makes the error naming the file. Returns the ids
 /// of the images left out.
 template <typename Invalid, typename Read>
 std::set<int64_t> read_coco_annotations(const nlohmann::json& j, const std::map<int64_t, std::string>& files, const fs::path& json_path,
-                                        const fs::path& image_root, BadSamples* bad, const Invalid& invalid, Read&& read) {
+                                        BadSamples* bad, const Invalid& invalid, Read&& read) {
   std::set<int64_t> dropped;
   const auto& annotations = j.at("annotations");
   for (size_t k = 0; k < annotations.size(); ++k) {
     const auto& a = annotations[k];
     const auto id = a.is_object() && a.contains("image_id") && a.at("image_id").is_number_integer() ? a.at("image_id").get<int64_t>() : -1;
     const bool known = files.count(id) > 0;
-    const auto sample = known ? (image_root / files.at(id)).string() : json_path.string() + ": annotation " + std::to_string(k);
+    const auto sample = known ? files.at(id) : json_path.string() + ": annotation " + std::to_string(k);
     const bool valid = read_sample(bad, sample, [&] {
       try {
         if (!known) throw std::runtime_error("no image_id of a listed image");
@@ -404,17 +421,18 @@ at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
 
 /// COCO-style JSON (the PML authors' format): `images` [{id, file_name}], `annotations`
 /// [{image_id, bbox: [x, y, w, h]}]; each head's point is its bbox centre. Images without
-/// annotations are kept with no points. `image_root` is prepended to file_name. An invalid
-/// annotation is a bad sample (its image, see BadSamples); a file without valid `images` is an
-/// error either way.
-inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr) {
+/// annotations are kept with no points. file_name is relative to `image_root` and must stay in it
+/// unless `allow_outside` (see file_in). An invalid annotation is a bad sample (its image, see
+/// BadSamples); a file without valid `images` is an error either way.
+inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr,
+                                                 bool allow_outside = false) {
   const auto j = data_detail::read_json(json_path);
   const auto invalid = [&](const std::string& what) {
     return std::runtime_error("invalid COCO-style annotations in " + json_path.string() + ": " + what);
   };
-  const auto files = data_detail::coco_files(j, invalid);
+  const auto files = data_detail::coco_files(j, image_root, allow_outside, invalid);
   std::map<int64_t, std::vector<float>> points;
-  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, image_root, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
     const auto box = a.at("bbox").get<std::vector<float>>();
     if (box.size() != 4) throw std::runtime_error("bbox is not [x, y, w, h]");
     points[id].push_back(box[0] + box[2] / 2);
@@ -422,7 +440,7 @@ inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, cons
   });
   std::vector<CrowdSample> out;
   for (const auto& [id, file] : files)
-    if (!dropped.count(id)) out.push_back({(image_root / file).string(), data_detail::points_tensor(points[id])});
+    if (!dropped.count(id)) out.push_back({file, data_detail::points_tensor(points[id])});
   data_detail::sort_samples(out);
   return out;
 }
@@ -523,10 +541,11 @@ inline std::vector<CrowdSample> read_ucf_qnrf(const fs::path& root, BadSamples* 
 }
 
 /// Any supported layout by name: "coco" (root = the JSON file, images beside it unless
-/// `image_root` is given), "shanghaitech", "qnrf", "nwpu", "jhu"; bad samples go to `bad`.
+/// `image_root` is given, and inside that folder unless `allow_outside`), "shanghaitech", "qnrf",
+/// "nwpu", "jhu" (images listed from their folders); bad samples go to `bad`.
 inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root, const fs::path& image_root = {},
-                                             BadSamples* bad = nullptr) {
-  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root, bad);
+                                             BadSamples* bad = nullptr, bool allow_outside = false) {
+  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root, bad, allow_outside);
   if (format == "shanghaitech") return read_shanghaitech(root, bad);
   if (format == "qnrf") return read_ucf_qnrf(root, bad);
   if (format == "nwpu") return read_nwpu(root, bad);

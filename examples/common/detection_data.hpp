@@ -64,10 +64,12 @@ inline bool flag(const nlohmann::json& j, const char* key) {
 /// CrowdHuman `.odgt`: one JSON object per line, {"ID": ..., "gtboxes": [{"tag", "fbox": [x, y,
 /// w, h], "extra": {"ignore"}, ...}]}. People are the full-body boxes (fbox) of the entries tagged
 /// "person" whose extra.ignore is not 1; every other entry (tag "mask", extra.ignore 1, ...) is an
-/// ignore region. Images are `image_dir`/<ID>.jpg, else <ID>.png. Samples in file order; errors
-/// name the file and line, or the missing image. An invalid line or a missing image is a bad
-/// sample (see BadSamples).
-inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir, BadSamples* bad = nullptr) {
+/// ignore region. Images are `image_dir`/<ID>.jpg, else <ID>.png, inside `image_dir` unless
+/// `allow_outside` (an ID such as "../x" is an invalid line, see file_in). Samples in file order;
+/// errors name the file and line, or the missing image. An invalid line or a missing image is a
+/// bad sample (see BadSamples).
+inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir, BadSamples* bad = nullptr,
+                                              bool allow_outside = false) {
   std::ifstream in(odgt);
   if (!in) throw std::runtime_error("cannot open " + odgt.string());
   std::vector<DetectionSample> out;
@@ -75,12 +77,12 @@ inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::pa
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = odgt.string() + ":" + std::to_string(line_no);
-    std::string id;
+    fs::path image;
     std::vector<float> people, ignore;
     const bool valid = data_detail::read_sample(bad, where, [&] {
       try {
         const auto j = nlohmann::json::parse(line);
-        id = j.at("ID").get<std::string>();
+        image = data_detail::file_in(image_dir, j.at("ID").get<std::string>() + ".jpg", allow_outside);
         for (const auto& g : j.at("gtboxes")) {
           const bool person = g.at("tag").get<std::string>() == "person" &&
                               !(g.contains("extra") && detection_detail::flag(g.at("extra"), "ignore"));
@@ -91,10 +93,9 @@ inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::pa
       }
     });
     if (!valid) continue;
-    auto image = image_dir / (id + ".jpg");
     data_detail::read_sample(bad, image.string(), [&] {
       if (!fs::exists(image)) {
-        const auto png = image_dir / (id + ".png");
+        const auto png = fs::path(image).replace_extension(".png");
         if (!fs::exists(png)) throw std::runtime_error("missing image " + image.string() + " (nor .png), listed at " + where);
         image = png;
       }
@@ -130,9 +131,11 @@ inline void write_odgt(const fs::path& odgt, const std::vector<DetectionSample>&
 /// [{image_id, category_id, bbox: [x, y, w, h], iscrowd, ignore}]. Only the category named
 /// "person" when there is one (annotations without category_id count as people), all otherwise;
 /// iscrowd = 1 or ignore = 1 makes an ignore region. Images without annotations are kept. Sorted
-/// by image path; errors name the file. An invalid annotation is a bad sample (its image, see
+/// by image path; errors name the file. file_name must stay in `image_root` unless
+/// `allow_outside` (see file_in). An invalid annotation is a bad sample (its image, see
 /// BadSamples); a file without valid `images` and `categories` is an error either way.
-inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr) {
+inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr,
+                                                    bool allow_outside = false) {
   const auto j = data_detail::read_json(json_path);
   const auto invalid = [&](const std::string& what) {
     return std::runtime_error("invalid COCO detection annotations in " + json_path.string() + ": " + what);
@@ -144,9 +147,9 @@ inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, c
   } catch (const std::exception& e) {
     throw invalid(e.what());
   }
-  const auto files = data_detail::coco_files(j, invalid);
+  const auto files = data_detail::coco_files(j, image_root, allow_outside, invalid);
   std::map<int64_t, std::array<std::vector<float>, 2>> boxes;  // people, ignore regions
-  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, image_root, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
     if (person && a.value("category_id", *person) != *person) return;
     const bool ignore = detection_detail::flag(a, "iscrowd") || detection_detail::flag(a, "ignore");
     detection_detail::append_xywh(a.at("bbox"), boxes[id][ignore ? 1 : 0]);
@@ -154,7 +157,7 @@ inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, c
   std::vector<DetectionSample> out;
   for (const auto& [id, file] : files)
     if (!dropped.count(id))
-      out.push_back({(image_root / file).string(), detection_detail::boxes_tensor(boxes[id][0]),
+      out.push_back({file, detection_detail::boxes_tensor(boxes[id][0]),
                      detection_detail::boxes_tensor(boxes[id][1])});
   std::sort(out.begin(), out.end(), [](const DetectionSample& a, const DetectionSample& b) { return a.image < b.image; });
   return out;
@@ -162,10 +165,12 @@ inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, c
 
 /// A detection dataset by name: "crowdhuman" (`path` = an .odgt file, images in `<its
 /// folder>/Images/`; synthetic sets use this layout too) or "coco" (`path` = the JSON, images
-/// relative to its folder); bad samples go to `bad`.
-inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path, BadSamples* bad = nullptr) {
-  if (format == "crowdhuman") return read_odgt(path, path.parent_path() / "Images", bad);
-  if (format == "coco") return read_coco_boxes(path, path.parent_path(), bad);
+/// relative to its folder), each image inside that folder unless `allow_outside`; bad samples go
+/// to `bad`.
+inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path, BadSamples* bad = nullptr,
+                                                           bool allow_outside = false) {
+  if (format == "crowdhuman") return read_odgt(path, path.parent_path() / "Images", bad, allow_outside);
+  if (format == "coco") return read_coco_boxes(path, path.parent_path(), bad, allow_outside);
   throw std::runtime_error("unknown detection dataset format '" + format + "' (crowdhuman, coco)");
 }
 

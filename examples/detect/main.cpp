@@ -26,10 +26,14 @@ namespace {
 
 const std::vector<std::string> kFormats = {"synthetic", "crowdhuman", "coco"};
 
-std::vector<ex::DetectionSample> load_data(const ex::DataSpec& spec, int64_t synthetic_count,
-                                           const ex::PedestrianOptions& synthetic, ex::BadSamples& bad) {
-  if (spec.format == "synthetic") return ex::write_synthetic_pedestrians(spec.path, synthetic_count, synthetic);
-  return ex::read_detection_dataset(spec.format, spec.path, &bad);
+/// The data set `spec`: a synthetic one is generated with `synthetic_count` images unless its
+/// folder holds one, which is used as it is (another count is an error when `count_given`).
+std::vector<ex::DetectionSample> load_data(const ex::DataSpec& spec, int64_t synthetic_count, bool count_given,
+                                           const ex::PedestrianOptions& synthetic, ex::BadSamples& bad, bool allow_outside) {
+  if (spec.format == "synthetic")
+    return ex::write_synthetic_pedestrians(spec.path, synthetic_count, synthetic,
+                                           count_given ? ex::ExistingSet::kError : ex::ExistingSet::kUseExisting);
+  return ex::read_detection_dataset(spec.format, spec.path, &bad, allow_outside);
 }
 
 /// The detections scoring above `threshold` (for drawing).
@@ -63,7 +67,7 @@ int demo(const fs::path& out, bool quick) {
   const auto split = [&](const char* name, int64_t count, uint64_t seed) {
     auto o = syn;
     o.seed = seed;
-    return ex::write_synthetic_pedestrians(out / "data" / name, count, o);
+    return ex::write_synthetic_pedestrians(out / "data" / name, count, o, ex::ExistingSet::kReplace);
   };
   const auto train_set = split("train", n_train, 1), val_set = split("val", n_val, 1001), test_set = split("test", n_test, 2001);
 
@@ -135,7 +139,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::string out = "crowdloss-detect-results", data, val, checkpoint, device = "cpu", amp = "off";
-  bool quick = false, resume = false, overwrite = false, skip_bad = false;
+  bool quick = false, resume = false, overwrite = false, skip_bad = false, allow_outside = false;
+  double max_megapixels = static_cast<double>(ex::max_image_pixels()) / 1e6;
   int64_t synthetic_count = 400;
   std::vector<std::string> images;
   ex::DetectConfig c;
@@ -174,12 +179,15 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--device", c.device, "cpu | cuda");
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
-  train_cmd->add_option("--synthetic-count", synthetic_count, "images to generate for synthetic:DIR sets");
+  train_cmd->add_option("--synthetic-count", synthetic_count,
+                        "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in DIR is used as it is");
   auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
   train_cmd->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
       ->excludes(resume_flag);
   train_cmd->add_flag("--skip-bad", skip_bad,
                       "leave out images and annotations that cannot be read, with a warning naming each, and count them");
+  train_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
+  train_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "AP50, mMR and recall of a checkpoint on a dataset");
@@ -188,17 +196,21 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
   eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
+  eval_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
+  eval_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
 
   auto* predict_cmd = app.add_subcommand("predict", "detect people in images and draw the boxes");
   predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the drawn PNGs");
   predict_cmd->add_option("--device", device, "cpu | cuda");
+  predict_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
   try {
     const ex::PedestrianOptions syn;
     ex::BadSamples bad(skip_bad);
+    ex::set_max_megapixels(max_megapixels);
     if (*demo_cmd) {
       ex::set_demo_threads(threads);
       return demo(out, quick);
@@ -210,8 +222,11 @@ int main(int argc, char** argv) {
       const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
       auto val_syn = syn;
       val_syn.seed = syn.seed + 1000;
-      const auto train_set = load_data(train_spec, synthetic_count, syn, bad);
-      const auto val_set = load_data(val_spec, synthetic_count / 4, val_syn, bad);
+      const bool count_given = train_cmd->count("--synthetic-count") > 0;
+      const auto train_set = load_data(train_spec, synthetic_count, count_given, syn, bad, allow_outside);
+      const auto val_set = load_data(val_spec, synthetic_count / 4, count_given, val_syn, bad, allow_outside);
+      ex::check_not_empty("--data", data, train_set.size());
+      ex::check_not_empty("--val", val, val_set.size());
       const auto existing = resume ? ex::ExistingRun::kResume : overwrite ? ex::ExistingRun::kOverwrite : ex::ExistingRun::kRefuse;
       const auto best = ex::train_detector(c, train_set, val_set, out, existing, /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
@@ -223,8 +238,9 @@ int main(int argc, char** argv) {
       auto [net, config] = ex::load_detector(checkpoint, device);
       ex::DetectionLoaderOptions lo;
       lo.batch = config.batch, lo.longest_side = config.longest_side, lo.bad = &bad;
-      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(load_data(spec, synthetic_count, syn, bad), lo),
-                                           ex::amp_dtype(amp, torch::Device(device)));
+      const auto set = load_data(spec, synthetic_count, /*count_given=*/false, syn, bad, allow_outside);
+      ex::check_not_empty("--data", data, set.size());
+      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(set, lo), ex::amp_dtype(amp, torch::Device(device)));
       std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.at("ap50").get<double>(),
                   m.at("mmr").get<double>(), m.at("recall").get<double>(), static_cast<long long>(m.at("ground_truths").get<int64_t>()),
                   static_cast<long long>(m.at("detections").get<int64_t>()));

@@ -289,3 +289,131 @@ TEST_CASE("faults: crowdloss-detect train and eval stop at a bad image or annota
                  [&](const std::string& set) { return "crowdhuman:" + (dir / set / "annotation.odgt").string(); }, truncated,
                  odgt.string() + ":2: invalid CrowdHuman annotation", "AP50 ");
 }
+
+TEST_CASE("faults: annotation files name images inside their data set's folder, unless outside paths are allowed") {
+  const auto dir = fixture_dir("faults_paths");
+  write_image(dir / "set" / "a.png", 64, 64);
+  write_image(dir / "outside.png", 64, 64);
+  const auto coco = [&](const std::string& file_name) {
+    write_text(dir / "set" / "annotations.json", R"({"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": )" +
+                                                     nlohmann::json(file_name).dump() + R"(}], "annotations": []})");
+    return dir / "set" / "annotations.json";
+  };
+  for (const std::string& escape :
+       std::vector<std::string>{"../outside.png", "sub/../../outside.png", (dir / "outside.png").string(), "/etc/passwd"}) {
+    INFO(escape);
+    const auto json = coco(escape);
+    const auto message = "the image '" + escape + "' lies outside the data set's folder " + (dir / "set").string() +
+                         " (--allow-outside-paths allows it)";
+    DOCTEST_CHECK(contains(error_of([&] { ex::read_coco_points(json, dir / "set"); }), message));
+    DOCTEST_CHECK(contains(error_of([&] { ex::read_coco_boxes(json, dir / "set"); }), message));
+    DOCTEST_CHECK(contains(error_of([&] { ex::read_dataset("coco", json); }), json.string()));  // the file is named too
+  }
+  // Allowed on request; inside paths always.
+  const auto allowed = ex::read_coco_points(coco("../outside.png"), dir / "set", nullptr, /*allow_outside=*/true);
+  REQUIRE(allowed.size() == 2);
+  DOCTEST_CHECK(fs::equivalent(allowed[0].image, dir / "outside.png"));
+  DOCTEST_CHECK(ex::read_coco_points(coco("sub/../a.png"), dir / "set").size() == 2);
+  // CrowdHuman: the ID names the image in Images/.
+  write_text(dir / "set" / "ann.odgt", R"({"ID": "../../outside", "gtboxes": []})" "\n");
+  DOCTEST_CHECK(contains(error_of([&] { ex::read_odgt(dir / "set" / "ann.odgt", dir / "set" / "Images"); }),
+                         "ann.odgt:1: invalid CrowdHuman annotation: the image '../../outside.jpg' lies outside"));
+  DOCTEST_CHECK(ex::read_detection_dataset("crowdhuman", dir / "set" / "ann.odgt", nullptr, /*allow_outside=*/true).size() == 1);
+  // The programs: refused, or read with --allow-outside-paths.
+  coco("../outside.png");
+  const auto t = run_program(command(CROWDLOSS_COUNT_EXE, count_train(dir / "set", dir / "set", 1), {"--out", (dir / "out").string()}),
+                             dir / "train.log");
+  DOCTEST_CHECK(t.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(t.output, "lies outside the data set's folder"), t.output);
+  DOCTEST_CHECK_FALSE(fs::exists(dir / "out"));
+  const auto allowed_run = run_program(command(CROWDLOSS_COUNT_EXE, count_train(dir / "set", dir / "set", 1),
+                                               {"--out", (dir / "out").string(), "--allow-outside-paths"}),
+                                       dir / "allowed.log");
+  DOCTEST_CHECK_MESSAGE(allowed_run.code == 0, allowed_run.output);
+}
+
+TEST_CASE("faults: an image larger than --max-megapixels is refused from its header, naming the file and the limit") {
+  const auto dir = fixture_dir("faults_pixels");
+  write_image(dir / "big.png", 20, 30);
+  const int64_t saved = ex::max_image_pixels();
+  ex::max_image_pixels() = 599;
+  const auto error = error_of([&] { ex::load_image((dir / "big.png").string()); });
+  ex::max_image_pixels() = 600;
+  DOCTEST_CHECK(ex::load_image((dir / "big.png").string()).size(0) == 20);  // the limit itself is allowed
+  ex::max_image_pixels() = saved;
+  DOCTEST_CHECK(error == "image " + (dir / "big.png").string() +
+                             " is 30×20 pixels (0.0006 Mpx), above the limit of 0.000599 Mpx (--max-megapixels raises it)");
+  DOCTEST_CHECK(saved == 64'000'000);
+  // The programs: train, eval and predict take --max-megapixels; 64×64 images are 0.004 Mpx.
+  small_synthetic_set(dir / "set", 2, 64, 64, 20, 1);
+  const auto train = run_program(command(CROWDLOSS_COUNT_EXE, count_train(dir / "set", dir / "set", 1),
+                                         {"--out", (dir / "out").string(), "--max-megapixels", "0.001"}),
+                                 dir / "train.log");
+  DOCTEST_CHECK(train.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(train.output, "is 64×64 pixels (0.0041 Mpx), above the limit of 0.001 Mpx"), train.output);
+  const auto predict = run_program({CROWDLOSS_DETECT_EXE, "predict", "--checkpoint", (dir / "none.pt").string(), "--max-megapixels", "0",
+                                    (dir / "set" / "images" / "000000.png").string()},
+                                   dir / "predict.log");
+  DOCTEST_CHECK(predict.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(predict.output, "--max-megapixels must be > 0, got 0"), predict.output);
+}
+
+TEST_CASE("faults: an empty data set is an error naming it, in train and eval of both programs") {
+  const auto dir = fixture_dir("faults_empty");
+  small_synthetic_set(dir / "set", 2, 64, 64, 20, 1);
+  write_text(dir / "empty.json", R"({"images": [], "annotations": []})");
+  const auto empty = "coco:" + (dir / "empty.json").string();
+  auto args = count_train(dir / "set", dir / "set", 1);
+  args[4] = empty;  // --val
+  const auto no_val = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "a").string()}), dir / "a.log");
+  DOCTEST_CHECK(no_val.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(no_val.output, "crowdloss-count: --val " + empty + ": the data set has no images"), no_val.output);
+  DOCTEST_CHECK_FALSE(fs::exists(dir / "a"));
+  args[2] = empty, args[4] = "coco:" + (dir / "set" / "annotations.json").string();  // --data empty
+  const auto no_data = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "b").string()}), dir / "b.log");
+  DOCTEST_CHECK(no_data.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(no_data.output, "--data " + empty + ": the data set has no images"), no_data.output);
+  // eval needs a checkpoint: train one on the real set.
+  args[2] = args[4];
+  REQUIRE(run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "run").string()}), dir / "run.log").code == 0);
+  const auto eval = run_program({CROWDLOSS_COUNT_EXE, "eval", "--checkpoint", (dir / "run" / "best.pt").string(), "--data", empty},
+                                dir / "eval.log");
+  DOCTEST_CHECK(eval.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(eval.output, "--data " + empty + ": the data set has no images"), eval.output);
+  DOCTEST_CHECK_FALSE(contains(eval.output, "MAE"));
+  // crowdloss-detect: an .odgt without lines.
+  small_pedestrian_set(dir / "peds", 2, 96, 96, 8, 1);
+  write_text(dir / "empty" / "annotation.odgt", "");
+  auto dargs = detect_train(dir / "peds", dir / "empty", 1);
+  const auto detect = run_program(command(CROWDLOSS_DETECT_EXE, dargs, {"--out", (dir / "d").string()}), dir / "d.log");
+  DOCTEST_CHECK(detect.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(detect.output, "crowdloss-detect: --val crowdhuman:" + (dir / "empty" / "annotation.odgt").string() +
+                                                    ": the data set has no images"),
+                        detect.output);
+  // fit itself: no batches.
+  ex::FitHooks<XY> hooks;
+  torch::nn::Linear model(1, 1);
+  torch::optim::SGD opt(model->parameters(), 0.1);
+  ex::FitSettings s;
+  s.out = dir / "fit", s.quiet = true;
+  DOCTEST_CHECK(error_of([&] { ex::fit(*model, opt, FixedBatches{}, hooks, s); }) == "no training data: the training set has no images");
+}
+
+TEST_CASE("faults: synthetic:DIR uses the set already in DIR as it is, and --synthetic-count must match it") {
+  const auto dir = fixture_dir("faults_synthetic");
+  small_synthetic_set(dir / "set", 4, 64, 64, 20, 1);  // not the program's settings (256x256, 400 images)
+  const auto stamp = fs::last_write_time(dir / "set" / "annotations.json");
+  const auto spec = "synthetic:" + (dir / "set").string();
+  const std::vector<std::string> args = {"train", "--data", spec, "--val", spec, "--width", "0.125", "--crop", "64", "--longest-side", "0", "--batch", "2",
+                                         "--workers", "2", "--epochs", "1"};
+  const auto used = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "a").string()}), dir / "a.log");
+  DOCTEST_CHECK_MESSAGE(used.code == 0, used.output);
+  DOCTEST_CHECK(fs::last_write_time(dir / "set" / "annotations.json") == stamp);
+  const auto refused = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "b").string(), "--synthetic-count", "400"}),
+                                   dir / "b.log");
+  DOCTEST_CHECK(refused.code == 1);
+  DOCTEST_CHECK_MESSAGE(contains(refused.output, (dir / "set").string() + " already holds another synthetic set (count 4 where 400 was asked for"),
+                        refused.output);
+  DOCTEST_CHECK(fs::last_write_time(dir / "set" / "annotations.json") == stamp);
+  DOCTEST_CHECK_FALSE(fs::exists(dir / "b"));
+}
