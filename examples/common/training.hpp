@@ -237,6 +237,11 @@ enum class ExistingRun {
   kOverwrite,  ///< delete it and start afresh (`--overwrite`; the demos, whose folders are their own)
 };
 
+/// The ExistingRun of the trainers' `--resume` and `--overwrite` flags (refuse without either).
+inline ExistingRun existing_run(bool resume, bool overwrite) {
+  return resume ? ExistingRun::kResume : overwrite ? ExistingRun::kOverwrite : ExistingRun::kRefuse;
+}
+
 /// Whether a --resume run may change configuration key `key`: how many epochs in all, on which
 /// device, with how many loader threads. Every other setting stays the checkpoint's.
 inline bool resumable_setting(const std::string& key) { return key == "epochs" || key == "device" || key == "workers"; }

@@ -301,8 +301,7 @@ int main(int argc, char** argv) {
       const auto val_set = load_data(val_spec, synthetic_count / 4, count_given, val_syn, bad, allow_outside);
       ex::check_not_empty("--data", data, train_set.size());
       ex::check_not_empty("--val", val, val_set.size());
-      const auto existing = resume ? ex::ExistingRun::kResume : overwrite ? ex::ExistingRun::kOverwrite : ex::ExistingRun::kRefuse;
-      const auto best = ex::train(c, train_set, val_set, out, existing, /*quiet=*/false, &bad);
+      const auto best = ex::train(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
       std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, out.c_str());
     } else if (*eval_cmd) {
       const auto spec = ex::parse_data_spec("--data", data, kFormats);
