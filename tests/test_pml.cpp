@@ -4,6 +4,7 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <cmath>
+#include <limits>
 #include <type_traits>
 
 using crowdloss_test::check_error;
@@ -239,6 +240,38 @@ TEST_CASE("pml_loss: NaN in the input propagates") {
   pred[0][0][3][3] = std::nan("");
   DOCTEST_CHECK(std::isnan(crowdloss::pml_loss(pred, torch::rand({1, 1, 8, 8}),
                                                crowdloss::PMLLossOptions().grids({1, 2})).item<double>()));
+}
+
+TEST_CASE("pml_loss: finite for every finite input, at float32's extremes") {
+  torch::manual_seed(15);
+  // The reported case: 3e38 against 0 overflows float32's block sums; the loss and its gradient
+  // are finite and agree with float64.
+  const auto pred = 3e38 * (0.5 + 0.5 * torch::rand({2, 1, 64, 64})), target = torch::zeros({2, 1, 64, 64});
+  for (const bool reference_order : {false, true}) {
+    INFO("reference_order " << reference_order);
+    const auto opts = crowdloss::PMLLossOptions().reference_order(reference_order);
+    auto p = pred.clone().requires_grad_(true);
+    auto pd = pred.to(torch::kFloat64).requires_grad_(true);
+    const auto f32 = crowdloss::pml_loss(p, target, opts), f64 = crowdloss::pml_loss(pd, target.to(torch::kFloat64), opts);
+    DOCTEST_CHECK((f32.scalar_type() == torch::kFloat));
+    DOCTEST_CHECK(std::isfinite(f32.item<double>()));
+    DOCTEST_CHECK(rel_error(f32.item<double>(), f64.item<double>()) < 1e-6);
+    const auto terms = crowdloss::pml_loss_terms(pred, target, opts);
+    DOCTEST_CHECK(at::isfinite(terms).all().item<bool>());
+    f32.backward();
+    f64.backward();
+    DOCTEST_CHECK(at::isfinite(p.grad()).all().item<bool>());
+    DOCTEST_CHECK((p.grad().to(torch::kFloat64) - pd.grad()).abs().max().item<double>() <
+                  1e-5 * pd.grad().abs().max().item<double>());
+  }
+  // float64 cannot widen: squared block sums beyond its range throw, naming the function.
+  const auto huge = 1e200 * torch::rand({1, 1, 32, 32}, torch::kFloat64);
+  check_error([&] { crowdloss::pml_loss(huge, torch::zeros_like(huge)); }, {"pml_loss: pred and target overflow float64"});
+  check_error([&] { crowdloss::pml_loss_terms(huge, -huge); }, {"pml_loss_terms: pred and target overflow float64"});
+  // An infinite input is not an overflow: it propagates.
+  auto inf = torch::rand({1, 1, 32, 32});
+  inf[0][0][1][1] = std::numeric_limits<float>::infinity();
+  DOCTEST_CHECK(!std::isfinite(crowdloss::pml_loss(inf, torch::zeros_like(inf)).item<double>()));
 }
 
 TEST_CASE("PMLLoss module equals the functional form") {

@@ -158,6 +158,53 @@ TEST_CASE("ssim: NaN in the input propagates") {
   DOCTEST_CHECK(std::isnan(crowdloss::sanet_loss(x, torch::rand({1, 1, 16, 16})).item<double>()));
 }
 
+TEST_CASE("ssim: an infinite input gives NaN, not an error") {
+  auto x = torch::rand({1, 1, 16, 16});
+  x[0][0][8][8] = std::numeric_limits<float>::infinity();
+  DOCTEST_CHECK(std::isnan(crowdloss::ssim(x, torch::rand({1, 1, 16, 16})).item<double>()));
+  DOCTEST_CHECK(std::isnan(crowdloss::ssim_map(x, torch::rand({1, 1, 16, 16})).sum().item<double>()));
+}
+
+TEST_CASE("ssim, ssim_map and sanet_loss: finite wherever the exact value is, at float32's extremes") {
+  crowdloss_test::for_each_cpu_capability([] {
+    torch::manual_seed(14);
+    const auto u = torch::rand({2, 2, 24, 24});
+    // The reported cases: a map against itself at 1e20 (squares beyond float32) and at 1e38,
+    // constant and varying; SSIM is 1 and the SANet loss 0.
+    for (const auto& p : {torch::full({1, 1, 16, 16}, 1e20), 1e20 * (1 + u), 1e38 * (1 + u)}) {
+      DOCTEST_CHECK(crowdloss::ssim(p, p).item<double>() == doctest::Approx(1.0).epsilon(1e-6));
+      DOCTEST_CHECK(crowdloss::sanet_loss(p, p).item<double>() == doctest::Approx(0.0));
+      DOCTEST_CHECK((crowdloss::ssim_map(p, p) - 1).abs().max().item<double>() < 1e-6);
+    }
+    // 2^32 < |x| < 2^63: B1·B2 leaves float32's range, each B does not. And beyond 2^63, with y
+    // small enough that A1 stays finite: a quotient over an infinite B would read 0 where SSIM
+    // is about 0.04. Both agree with float64, values and gradients.
+    for (const auto& [x0, y0] : {std::pair{1e12 * (1 + u), 1e12 * (1 + 0.5 * u + 0.2 * torch::rand_like(u))},
+                                 std::pair{1e19 * (2 + u), 1e18 * (2 + u)}}) {
+      auto x = x0.clone().requires_grad_(true), y = y0.clone().requires_grad_(true);
+      auto xd = x0.to(torch::kFloat64).requires_grad_(true), yd = y0.to(torch::kFloat64).requires_grad_(true);
+      const auto f32 = crowdloss::ssim(x, y, crowdloss::SSIMOptions().reduction(torch::kNone));
+      const auto f64 = crowdloss::ssim(xd, yd, crowdloss::SSIMOptions().reduction(torch::kNone));
+      INFO("float32 " << f32 << " float64 " << f64);
+      DOCTEST_CHECK(f64.min().item<double>() > 0.01);
+      DOCTEST_CHECK((f32.to(torch::kFloat64) - f64).abs().max().item<double>() < 1e-5 * f64.abs().max().item<double>());
+      f32.sum().backward();
+      f64.sum().backward();
+      for (const auto& [g, gd] : {std::pair{x.grad(), xd.grad()}, std::pair{y.grad(), yd.grad()}}) {
+        DOCTEST_CHECK(at::isfinite(g).all().item<bool>());
+        DOCTEST_CHECK((g.to(torch::kFloat64) - gd).abs().max().item<double>() < 1e-4 * gd.abs().max().item<double>());
+      }
+      const auto map32 = crowdloss::ssim_map(x0, y0), map64 = crowdloss::ssim_map(x0.to(torch::kFloat64), y0.to(torch::kFloat64));
+      DOCTEST_CHECK((map32.to(torch::kFloat64) - map64).abs().max().item<double>() < 1e-4);  // σ² cancels per pixel
+    }
+    // float64 cannot widen: squares beyond its range throw, naming the function and the value.
+    const auto huge = 1e200 * (1 + u.to(torch::kFloat64));
+    check_error([&] { crowdloss::ssim(huge, huge); }, {"ssim: x and y overflow float64", "e+200"});
+    check_error([&] { crowdloss::sanet_loss(huge, huge); }, {"sanet_loss: x and y overflow float64"});
+    check_error([&] { crowdloss::ssim_map(huge, huge); }, {"ssim_map: x and y overflow float64"});
+  });
+}
+
 TEST_CASE("SSIMLoss and SANetLoss modules equal the functional forms") {
   torch::manual_seed(5);
   const auto x = torch::rand({2, 1, 24, 24}), y = torch::rand({2, 1, 24, 24});

@@ -32,8 +32,8 @@ struct PMLLossOptions {
   /// any block sum, but it does move the block boundaries.
   TORCH_ARG(bool, pad_to_multiple) = false;
   /// Compute op for op as the authors' code does — block sums of pred and target at every level,
-  /// subtracted there — which reproduces their float32 results to the last bit but reads the maps
-  /// once per level. The default (false) block-sums the difference once at the finest grid and
+  /// subtracted there — which reproduces their float32 results to the last bit (where those are
+  /// finite) but reads the maps once per level. The default (false) block-sums the difference once at the finest grid and
   /// derives every coarser grid from it (block sums are linear), so forward and backward each
   /// touch the pixels once; the results agree to rounding (tested in float64 to 1e-12).
   TORCH_ARG(bool, reference_order) = false;
@@ -100,8 +100,8 @@ inline at::Tensor pml_terms_aten(const at::Tensor& p, const at::Tensor& t, const
 /// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
 /// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
 /// (summed in grid order one addition at a time with `reference_order`, as the authors do).
-inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                  const PMLLossOptions& options, bool summed = false) {
+inline at::Tensor pml_level_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                           const PMLLossOptions& options, bool summed) {
   check_map_pair(fn, pred, target);
   check_pml_options(fn, options);
   const auto dtype = compute_dtype(pred);
@@ -124,6 +124,15 @@ inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const 
   return loss;
 }
 
+/// The PML terms' dispatch: `pml_level_terms_as_given`, on the CPU redone in float64 where
+/// float32 overflowed (`needs_float64`).
+inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                  const PMLLossOptions& options, bool summed = false) {
+  const auto terms = pml_level_terms_as_given(fn, pred, target, options, summed);
+  if (!pred.is_cpu() || !needs_float64(fn, {terms}, pred, "pred", target, "target")) return terms;
+  return pml_level_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
+}
+
 }  // namespace detail
 
 /// The per-level PML terms as a 1-D tensor of `grids().size()` values (their sum is the PML):
@@ -141,6 +150,11 @@ inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const 
 /// shape/dtype/device, an integer dtype, an empty batch or map, invalid grids, a negative
 /// pixel_mse_weight, or (without pad_to_multiple) a map size the finest grid does not divide.
 /// NaN in the inputs propagates to the result.
+///
+/// Range: finite for every finite input. On the CPU a float32 computation whose block sums
+/// overflow (values near float32's largest) is redone in float64 and returned in the input
+/// dtype, while float64 inputs whose squared block sums overflow (beyond about ±10¹⁵⁰) throw
+/// c10::Error. On CUDA such float32 inputs give inf or NaN.
 ///
 /// Example:
 ///   at::Tensor terms = crowdloss::pml_loss_terms(pred, target);   // 6 values for the default grids

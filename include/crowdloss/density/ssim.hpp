@@ -111,8 +111,17 @@ inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
   const auto sigma1_sq = moments.narrow(1, 2 * C, C) - mu1_sq;
   const auto sigma2_sq = moments.narrow(1, 3 * C, C) - mu2_sq;
   const auto sigma12 = moments.narrow(1, 4 * C, C) - mu1_mu2;
-  const auto cs = (2 * sigma12 + s.c2) / (sigma1_sq + sigma2_sq + s.c2);
-  return ((2 * mu1_mu2 + s.c1) / (mu1_sq + mu2_sq + s.c1)) * cs;
+  const auto b1 = mu1_sq + mu2_sq + s.c1, b2 = sigma1_sq + sigma2_sq + s.c2;
+  const auto map = ((2 * mu1_mu2 + s.c1) / b1) * ((2 * sigma12 + s.c2) / b2);
+  // + 0, or NaN where a denominator overflowed (as the CPU kernel does): a quotient over an
+  // infinite denominator would be a finite wrong value.
+  const auto guard = b1 + b2;
+  return map + (guard - guard);
+}
+
+/// Inputs widened to float64 (the constants and the window's float32-rounded taps are the same).
+inline SSIMSetup widened(const SSIMSetup& s) {
+  return {s.x.to(at::kDouble), s.y.to(at::kDouble), s.window.to(at::kDouble), s.pad, s.c1, s.c2};
 }
 
 /// Per image and channel (B×C, compute dtype): SSIM (the map's mean over positions) and, when
@@ -121,17 +130,33 @@ struct SSIMPerChannel {
   at::Tensor ssim, mse;
 };
 
-/// The CPU kernel of ssim_cpu.hpp on the CPU, the ATen map elsewhere.
+/// The CPU kernel of ssim_cpu.hpp.
+inline SSIMPerChannel ssim_per_channel_cpu(const SSIMSetup& s, bool with_mse) {
+  const bool grad = at::GradMode::is_enabled();
+  const auto out = SSIMCpuFunction::apply(s.x, s.y, s.window, s.pad, s.c1, s.c2, with_mse, grad && s.x.requires_grad(),
+                                          grad && s.y.requires_grad());
+  return {out[0], out[1]};
+}
+
+/// The CPU kernel of ssim_cpu.hpp on the CPU (redone in float64 where float32 overflowed:
+/// `needs_float64`), the ATen map elsewhere.
 inline SSIMPerChannel ssim_per_channel(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o,
                                        bool with_mse = false) {
   const auto s = ssim_setup(fn, x, y, o);
   if (s.x.is_cpu()) {
-    const bool grad = at::GradMode::is_enabled();
-    const auto out = SSIMCpuFunction::apply(s.x, s.y, s.window, s.pad, s.c1, s.c2, with_mse, grad && s.x.requires_grad(),
-                                            grad && s.y.requires_grad());
-    return {out[0], out[1]};
+    const auto out = ssim_per_channel_cpu(s, with_mse);
+    if (!needs_float64(fn, {out.ssim, out.mse}, s.x, "x", s.y, "y")) return out;
+    return ssim_per_channel_cpu(widened(s), with_mse);
   }
   return {ssim_map_aten(s).flatten(2).mean(-1), with_mse ? (s.x - s.y).square().flatten(2).mean(-1) : at::Tensor()};
+}
+
+/// ssim_map's dispatch: the ATen map, on the CPU redone in float64 where float32 overflowed.
+inline at::Tensor ssim_map_checked(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+  const auto s = ssim_setup(fn, x, y, o);
+  const auto map = ssim_map_aten(s);
+  if (!s.x.is_cpu() || !needs_float64(fn, {map}, s.x, "x", s.y, "y")) return map;
+  return ssim_map_aten(widened(s));
 }
 
 }  // namespace detail
@@ -154,10 +179,15 @@ inline SSIMPerChannel ssim_per_channel(const char* fn, const at::Tensor& x, cons
 /// window_size, sigma ≤ 0, k1 or k2 < 0, data_range ≤ 0, or — with valid padding — a map smaller
 /// than the window. NaN in the inputs propagates.
 ///
+/// Range: finite wherever the exact value is. Float32 squares overflow beyond about ±9·10¹⁸ (or
+/// with a data_range beyond about 10²⁰); on the CPU such inputs are recomputed in float64 and
+/// the result returned in their dtype, while float64 inputs whose squares overflow (beyond about
+/// ±10¹⁵⁴) throw c10::Error. On CUDA they give NaN, never a finite wrong value.
+///
 /// Example:
 ///   at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
 inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
-  return detail::ssim_map_aten(detail::ssim_setup("ssim_map", x, y, options)).to(x.scalar_type());
+  return detail::ssim_map_checked("ssim_map", x, y, options).to(x.scalar_type());
 }
 
 /// SSIM of x against y: the mean of `ssim_map(x, y)` over positions, then over channels and

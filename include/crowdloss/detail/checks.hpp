@@ -4,6 +4,8 @@
 
 #include <torch/types.h>
 
+#include <initializer_list>
+
 namespace crowdloss {
 namespace detail {
 
@@ -38,6 +40,23 @@ inline void check_map_pair(const char* fn, const at::Tensor& pred, const at::Ten
 inline at::ScalarType compute_dtype(const at::Tensor& t) {
   const auto s = t.scalar_type();
   return (s == at::kHalf || s == at::kBFloat16) ? at::kFloat : s;
+}
+
+/// The density losses' rule for overflow, at their dispatch points on the CPU: whether a
+/// computation on a, b (CPU tensors) overflowed its compute dtype — a value of `results` is not
+/// finite although every value of a and b is (non-finite inputs propagate, as they should). In
+/// float32 the caller then recomputes in float64, whose range the squares of any float32 value
+/// fit; a float64 computation cannot widen, so it throws c10::Error naming `fn` and the largest
+/// magnitude instead.
+inline bool needs_float64(const char* fn, std::initializer_list<at::Tensor> results, const at::Tensor& a,
+                          const char* a_name, const at::Tensor& b, const char* b_name) {
+  bool overflowed = false;
+  for (const auto& r : results) overflowed = overflowed || (r.defined() && !at::isfinite(r).all().item<bool>());
+  if (!overflowed || !at::isfinite(a).all().item<bool>() || !at::isfinite(b).all().item<bool>()) return false;
+  TORCH_CHECK(a.scalar_type() != at::kDouble, fn, ": ", a_name, " and ", b_name,
+              " overflow float64 in the squared terms (largest magnitude ",
+              at::maximum(a.abs().max(), b.abs().max()).item<double>(), "); scale them down");
+  return true;
 }
 
 }  // namespace detail

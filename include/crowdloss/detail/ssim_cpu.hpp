@@ -13,7 +13,9 @@
 ///   A1 = 2μxμy + C1, B1 = μx² + μy² + C1, A2 = 2(mxy − μxμy) + C2, B2 = m2 − μx² − μy² + C2,
 /// SSIM = A1·A2 / (B1·B2) = S, and with D = B1·B2:
 ///   ∂S/∂μx = μy·P + μx·Q, ∂S/∂μy = μx·P + μy·Q, P = 2(A2 − A1)/D, Q = 2S(1/B2 − 1/B1),
-///   ∂S/∂m2 = −S/B2, ∂S/∂mxy = 2A1/D.
+///   ∂S/∂m2 = −S/B2, ∂S/∂mxy = 2A1/D,
+/// each evaluated from l = A1/B1, c = A2/B2 (|l|, |c| ≤ 1), 1/B1 and 1/B2 (P = 2(c/B1 − l/B2)), so
+/// that no intermediate is larger than a B: D itself would overflow float32 beyond ±2^32.
 /// So ∂ΣS/∂x = Fᵀ(∂S/∂μx) + 2x·Fᵀ(∂S/∂m2) + y·Fᵀ(∂S/∂mxy), and symmetrically for y. The Gaussian
 /// window is symmetric, so Fᵀ is F with the padding of the adjoint (n − 1 − pad zeros a side).
 

@@ -229,14 +229,17 @@ CROWDLOSS_SIMD_TARGET inline void pointwise(const T* __restrict mx, const T* __r
     const V x = load_n(mx + j, m), y = load_n(my + j, m), sq = load_n(m2 + j, m), xy = load_n(mxy + j, m);
     const V a1 = T(2) * x * y + C1, b1 = x * x + y * y + C1;
     const V a2 = T(2) * (xy - x * y) + C2, b2 = sq - (x * x + y * y) + C2;
-    const V inv_d = T(1) / (b1 * b2), s = a1 * a2 * inv_d;
+    // Each quotient on its own (|A1/B1|, |A2/B2| ≤ 1): B1·B2 would overflow float32 for values
+    // beyond ±2^32. An overflowed B turns the value into NaN, never into a finite wrong one.
+    const V r1 = T(1) / b1, r2 = T(1) / b2, l = a1 * r1, c = a2 * r2;
+    const V guard = b1 + b2, s = l * c + (guard - guard);  // + 0, or NaN where a B is inf or NaN
     store_n(out + j, s, m);
     if constexpr (grad) {
-      const V p = T(2) * (a2 - a1) * inv_d, q = T(2) * s * (b1 - b2) * inv_d;  // 1/B2 − 1/B1 = (B1 − B2)/D
+      const V p = T(2) * (c * r1 - l * r2), q = T(2) * s * (r2 - r1);  // P = 2(A2 − A1)/D
       store_n(d_mx + j, y * p + x * q, m);
       store_n(d_my + j, x * p + y * q, m);
-      store_n(d_m2 + j, -s * b1 * inv_d, m);
-      store_n(d_mxy + j, T(2) * a1 * inv_d, m);
+      store_n(d_m2 + j, -s * r2, m);
+      store_n(d_mxy + j, T(2) * l * r2, m);
     }
   }
 }
