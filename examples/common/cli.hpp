@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crowdloss_examples {
@@ -104,6 +105,24 @@ inline DataSpec parse_data_spec(const std::string& option, const std::string& sp
   DataSpec d{spec.substr(0, colon), spec.substr(colon + 1)};
   check_choice(option + " format", d.format, formats);
   return d;
+}
+
+/// The training and validation sets of a `train` command, as `load(spec, synthetic_count,
+/// synthetic)` reads each: --data `data` with `synthetic_count` synthetic images, --val `val` with
+/// a quarter as many and the seed 1000 further on (other scenes; `Synthetic` is a program's scene
+/// options, with a `seed`). Each FORMAT is checked against `formats` before any file is read; a
+/// set without images is an error naming it.
+template <typename Synthetic, typename Load>
+auto load_train_and_val(const std::string& data, const std::string& val, const std::vector<std::string>& formats,
+                        int64_t synthetic_count, const Synthetic& synthetic, Load load) {
+  const auto train_spec = parse_data_spec("--data", data, formats), val_spec = parse_data_spec("--val", val, formats);
+  auto val_synthetic = synthetic;
+  val_synthetic.seed = synthetic.seed + 1000;
+  auto train_set = load(train_spec, synthetic_count, synthetic);
+  auto val_set = load(val_spec, synthetic_count / 4, val_synthetic);
+  check_not_empty("--data", data, train_set.size());
+  check_not_empty("--val", val, val_set.size());
+  return std::make_pair(std::move(train_set), std::move(val_set));
 }
 
 }  // namespace crowdloss_examples

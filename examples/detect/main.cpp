@@ -219,14 +219,11 @@ int main(int argc, char** argv) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);
       if (resume) c = ex::resumed(c, out, [&](const std::string& key) { return ex::given_option(*train_cmd, key); });
-      const auto train_spec = ex::parse_data_spec("--data", data, kFormats), val_spec = ex::parse_data_spec("--val", val, kFormats);
-      auto val_syn = syn;
-      val_syn.seed = syn.seed + 1000;
       const bool count_given = train_cmd->count("--synthetic-count") > 0;
-      const auto train_set = load_data(train_spec, synthetic_count, count_given, syn, bad, allow_outside);
-      const auto val_set = load_data(val_spec, synthetic_count / 4, count_given, val_syn, bad, allow_outside);
-      ex::check_not_empty("--data", data, train_set.size());
-      ex::check_not_empty("--val", val, val_set.size());
+      const auto [train_set, val_set] = ex::load_train_and_val(
+          data, val, kFormats, synthetic_count, syn, [&](const ex::DataSpec& spec, int64_t count, const auto& o) {
+            return load_data(spec, count, count_given, o, bad, allow_outside);
+          });
       const auto best = ex::train_detector(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
                   best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
