@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -340,6 +341,14 @@ class MatCheck {
     return out;
   }
 
+  /// A declared element count as digits: a double that a hostile header can make far larger than
+  /// any integer type (casting it would be undefined behaviour).
+  static std::string count_text(double n) {
+    char text[400];
+    std::snprintf(text, sizeof text, "%.0f", n);
+    return text;
+  }
+
   /// A matrix element's payload [at, end): array flags, dimensions, name, then its contents.
   void matrix(const unsigned char* data, size_t at, size_t end, int depth) const {
     if (at == end) return;  // an empty matrix
@@ -373,7 +382,7 @@ class MatCheck {
       }
       const double parts = elements * fields;
       if (parts * 8 > static_cast<double>(end - at_content))
-        fail("an array declares " + std::to_string(static_cast<int64_t>(parts)) + " elements in " +
+        fail("an array declares " + count_text(parts) + " elements in " +
              std::to_string(end - at_content) + " bytes");
       for (int64_t k = 0; k < static_cast<int64_t>(parts); ++k) {
         const auto part = element(data, at_content, end);
@@ -382,7 +391,7 @@ class MatCheck {
         at_content = part.next;
       }
     } else if ((type == kSparse ? static_cast<double>(nzmax) : elements) > room) {
-      fail("an array declares " + std::to_string(static_cast<int64_t>(type == kSparse ? nzmax : elements)) + " elements in " +
+      fail("an array declares " + count_text(type == kSparse ? nzmax : elements) + " elements in " +
            std::to_string(end - at_content) + " bytes");
     }
   }
