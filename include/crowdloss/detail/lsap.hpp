@@ -16,6 +16,9 @@
 /// Both compute every reduced cost with SciPy's expression and rounding,
 /// `min_val + cost − u[i] − v[j]`, and break ties as SciPy does: by the position of a column in
 /// SciPy's `remaining` order (RemainingOrder), so they agree with SciPy on ties as well.
+///
+/// A port of SciPy's code: Copyright (c) 2001-2002 Enthought, Inc. 2003-2022, SciPy Developers;
+/// BSD-3-Clause (notice in THIRD_PARTY_NOTICES.md), which covers this file and lsap_scan.hpp.
 
 #include <crowdloss/detail/simd.hpp>
 

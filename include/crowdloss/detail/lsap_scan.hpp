@@ -2,6 +2,7 @@
 // per instruction set (simd.hpp), each time into its own namespace with CROWDLOSS_SIMD_TARGET and
 // CROWDLOSS_SIMD_BYTES defined. Hence no include guard and no library includes here (but
 // simd_ops.hpp, written the same way): lsap.hpp includes what this needs before it.
+// Part of the port of SciPy's solver: BSD-3-Clause, SciPy's notice in THIRD_PARTY_NOTICES.md.
 
 #include <crowdloss/detail/simd_ops.hpp>
 
