@@ -253,8 +253,8 @@ inline matvar_t* mat_field(const matvar_t* s, const char* name) {
 /// allocates 14 GB of element pointers. Here every data element must fit in its parent, and every
 /// array must have room for what its dimensions declare (8 bytes per cell or struct element, the
 /// smallest element tag; 1 byte per numeric element, the narrowest type MATLAB stores; a sparse
-/// array's nzmax likewise), recursively, through the compressed elements too (inflated up to a
-/// cap). Only the sizes are checked; the rest is libmatio's.
+/// array's nzmax likewise) and for each of its parts, recursively, through the compressed elements
+/// too (inflated up to a cap). Only the sizes are checked; the rest is libmatio's.
 class MatCheck {
  public:
   /// Checks the file `path`; throws std::runtime_error naming it and the fault.
@@ -390,9 +390,13 @@ class MatCheck {
         matrix(data, part.payload, part.payload + part.bytes, depth + 1);
         at_content = part.next;
       }
-    } else if ((type == kSparse ? static_cast<double>(nzmax) : elements) > room) {
-      fail("an array declares " + count_text(type == kSparse ? nzmax : elements) + " elements in " +
-           std::to_string(end - at_content) + " bytes");
+    } else {
+      if ((type == kSparse ? static_cast<double>(nzmax) : elements) > room)
+        fail("an array declares " + count_text(type == kSparse ? nzmax : elements) + " elements in " +
+             std::to_string(end - at_content) + " bytes");
+      // The parts (real, imaginary; a sparse array's indices too) must fit as well: libmatio sizes
+      // its buffer from a part's own declared byte count, read as a signed int.
+      for (size_t at_part = at_content; at_part < end;) at_part = element(data, at_part, end).next;
     }
   }
 
