@@ -83,18 +83,22 @@ void BM_poto_assign_batch(benchmark::State& state) {
   for (auto _ : state) {
     for (size_t i = 0; i < b.logits.size(); ++i) {
       const auto pred = crowdloss::ltrb_to_boxes(b.points, b.ltrb[i]);
-      benchmark::DoNotOptimize(crowdloss::poto_assign(b.logits[i].sigmoid(), pred, b.points, b.boxes[i], b.classes[i]).data_ptr());
+      benchmark::DoNotOptimize(
+          crowdloss::poto_assign(b.logits[i].sigmoid(), pred, b.points, b.boxes[i], b.classes[i]).data_ptr());
     }
   }
-  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) + " anchors");
+  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) +
+                 " anchors");
 }
 
 void BM_lla_assign_batch(benchmark::State& state) {
   const auto b = detection_batch(state.range(0));
   for (auto _ : state)
     for (size_t i = 0; i < b.logits.size(); ++i)
-      benchmark::DoNotOptimize(crowdloss::lla_assign(b.logits[i], b.ltrb[i], b.points, b.boxes[i], b.classes[i]).data_ptr());
-  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) + " anchors");
+      benchmark::DoNotOptimize(
+          crowdloss::lla_assign(b.logits[i], b.ltrb[i], b.points, b.boxes[i], b.classes[i]).data_ptr());
+  state.SetLabel("8 images x " + std::to_string(state.range(0)) + " gts x " + std::to_string(b.points.size(0)) +
+                 " anchors");
 }
 
 BENCHMARK(BM_poto_assign_batch)->Arg(100)->Unit(benchmark::kMillisecond);

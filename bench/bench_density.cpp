@@ -121,7 +121,8 @@ void register_all() {
   for (const auto& device : devices) {
     for (const auto& [name, fn] : losses) {
       const std::string full = name + "/" + (device.is_cuda() ? "cuda" : "cpu");
-      benchmark::RegisterBenchmark(full.c_str(), [fn = fn, device](benchmark::State& s) { forward_backward(s, fn, device); })
+      benchmark::RegisterBenchmark(full.c_str(),
+                                   [fn = fn, device](benchmark::State& s) { forward_backward(s, fn, device); })
           ->Arg(128)
           ->Arg(512)
           ->UseManualTime()
@@ -133,7 +134,8 @@ void register_all() {
 // Ground-truth maps: N uniformly scattered points on a 768×1024 map, adaptive kernels (CPU).
 void BM_points_to_density_adaptive(benchmark::State& state) {
   torch::manual_seed(0);
-  const auto points = torch::rand({state.range(0), 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
+  const auto points =
+      torch::rand({state.range(0), 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
   const auto opts = crowdloss::DensityOptions().adaptive(true);
   for (auto _ : state) benchmark::DoNotOptimize(crowdloss::points_to_density(points, 768, 1024, opts).data_ptr());
   state.SetItemsProcessed(state.iterations() * state.range(0));

@@ -66,8 +66,8 @@ void write_raw(const std::string& path, const at::Tensor& t) {
 
 // Every case of BM_nms, and crowdloss's kept indices.
 void dump_boxes(const std::string& dir) {
-  const int64_t cases[][3] = {{1000, 1, 32},  {5000, 1, 32},  {20000, 1, 32},  {1000, 1, 64},
-                              {5000, 1, 64},  {20000, 1, 64}, {20000, 80, 32}, {20000, 5000, 32}};
+  const int64_t cases[][3] = {{1000, 1, 32}, {5000, 1, 32},  {20000, 1, 32},  {1000, 1, 64},
+                              {5000, 1, 64}, {20000, 1, 64}, {20000, 80, 32}, {20000, 5000, 32}};
   for (const auto& c : cases) {
     const auto b = dense_boxes(c[0], c[1], dtype_of(c[2]));
     const auto stem = dir + "/nms_" + std::to_string(c[0]) + "_" + std::to_string(c[1]) + "_f" + std::to_string(c[2]);

@@ -28,7 +28,8 @@ void require(bool ok, const char* what, double a, double b) {
 
 /// Both tensors agree to a relative 1e-9 of the larger magnitude (or are both non-finite).
 void agree(const at::Tensor& fast, const at::Tensor& reference, const char* what) {
-  const double a = fast.abs().max().item<double>(), scale = std::max(1.0, std::max(a, reference.abs().max().item<double>()));
+  const double a = fast.abs().max().item<double>(),
+               scale = std::max(1.0, std::max(a, reference.abs().max().item<double>()));
   const double diff = (fast - reference).abs().max().item<double>();
   require(!std::isfinite(a) || diff <= 1e-9 * scale, what, diff, scale);
 }
@@ -70,7 +71,9 @@ void fuzz_ssim(Input& in, const at::Tensor& p, const at::Tensor& t, bool finite)
   try {
     auto pred = p.clone().requires_grad_(true), target = t.clone().requires_grad_(in.flag());
     const auto per_channel = crowdloss::ssim(pred, target, crowdloss::SSIMOptions(opts).reduction(torch::kNone));
-    (per_channel * torch::arange(1, per_channel.numel() + 1, per_channel.options()).view_as(per_channel)).sum().backward();
+    (per_channel * torch::arange(1, per_channel.numel() + 1, per_channel.options()).view_as(per_channel))
+        .sum()
+        .backward();
     crowdloss::ssim_map(p, t, opts);
     auto sanet_pred = p.clone().requires_grad_(true);
     crowdloss::sanet_loss(sanet_pred, t, crowdloss::SANetLossOptions().alpha(in.number()).ssim(opts)).backward();
@@ -98,12 +101,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto p = map(in, B, C, H, W, finite, dtype);
   auto t = map(in, B, C, H, W, finite, dtype);
   switch (in.integer(0, 7)) {
-    case 0: t = t.flatten(2); break;                     // wrong rank
-    case 1: t = t.to(torch::kFloat16); break;            // mismatched dtype
-    case 2: if (W > 1) t = t.narrow(3, 0, W - 1); break; // mismatched shape
-    case 3: t = t.transpose(2, 3).contiguous().transpose(2, 3); break;  // non-contiguous, same values
-    default: break;
+    case 0:
+      t = t.flatten(2);
+      break;  // wrong rank
+    case 1:
+      t = t.to(torch::kFloat16);
+      break;  // mismatched dtype
+    case 2:
+      if (W > 1) t = t.narrow(3, 0, W - 1);
+      break;  // mismatched shape
+    case 3:
+      t = t.transpose(2, 3).contiguous().transpose(2, 3);
+      break;  // non-contiguous, same values
+    default:
+      break;
   }
-  if (in.flag()) fuzz_pml(in, p, t, finite); else fuzz_ssim(in, p, t, finite);
+  if (in.flag())
+    fuzz_pml(in, p, t, finite);
+  else
+    fuzz_ssim(in, p, t, finite);
   return 0;
 }

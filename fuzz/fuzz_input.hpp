@@ -27,18 +27,30 @@ class Input {
   /// float, or else a value in [−scale, scale] or any bit pattern.
   double number(double scale = 1.0) {
     switch (byte() % 16) {
-      case 0: return std::numeric_limits<double>::quiet_NaN();
-      case 1: return std::numeric_limits<double>::infinity();
-      case 2: return -std::numeric_limits<double>::infinity();
-      case 3: return 0.0;
-      case 4: return -0.0;
-      case 5: return 1e300;
-      case 6: return -1e300;
-      case 7: return 1e-300;
-      case 8: return std::numeric_limits<float>::max();
-      case 9: return std::numeric_limits<double>::denorm_min();
-      case 10: return raw<double>();
-      default: return scale * (2.0 * raw<uint32_t>() / 4294967295.0 - 1.0);
+      case 0:
+        return std::numeric_limits<double>::quiet_NaN();
+      case 1:
+        return std::numeric_limits<double>::infinity();
+      case 2:
+        return -std::numeric_limits<double>::infinity();
+      case 3:
+        return 0.0;
+      case 4:
+        return -0.0;
+      case 5:
+        return 1e300;
+      case 6:
+        return -1e300;
+      case 7:
+        return 1e-300;
+      case 8:
+        return std::numeric_limits<float>::max();
+      case 9:
+        return std::numeric_limits<double>::denorm_min();
+      case 10:
+        return raw<double>();
+      default:
+        return scale * (2.0 * raw<uint32_t>() / 4294967295.0 - 1.0);
     }
   }
 

@@ -27,8 +27,10 @@ constexpr std::string_view kReader = CROWDLOSS_FUZZ_READER;
 /// image where the layout wants it.
 const fs::path& root() {
   static const fs::path dir = [] {
-    const auto d = fs::temp_directory_path() / ("crowdloss-fuzz-" + std::string(kReader) + "-" + std::to_string(::getpid()));
-    for (const auto* sub : {"nwpu/jsons", "jhu/gt", "sht/ground-truth", "qnrf", "images"}) fs::create_directories(d / sub);
+    const auto d =
+        fs::temp_directory_path() / ("crowdloss-fuzz-" + std::string(kReader) + "-" + std::to_string(::getpid()));
+    for (const auto* sub : {"nwpu/jsons", "jhu/gt", "sht/ground-truth", "qnrf", "images"})
+      fs::create_directories(d / sub);
     for (const auto* image : {"nwpu/images/1.jpg", "jhu/images/1.jpg", "sht/images/IMG_1.jpg", "qnrf/img_1.jpg"}) {
       fs::create_directories((d / image).parent_path());
       std::ofstream(d / image).put('\0');

@@ -48,7 +48,8 @@ TEST_CASE("points_to_density: raw counts equal the PML authors' rasteriser (orac
 }
 
 TEST_CASE("points_to_density: raw counts, clamping at the border, no points") {
-  const auto pts = torch::tensor({0.0, 0.0, 7.9, 3.99, 8.0, 4.0, 100.0, 100.0, 31.99, 0.5}, torch::kFloat64).view({5, 2});
+  const auto pts =
+      torch::tensor({0.0, 0.0, 7.9, 3.99, 8.0, 4.0, 100.0, 100.0, 31.99, 0.5}, torch::kFloat64).view({5, 2});
   const auto map = crowdloss::points_to_density(pts, 4, 4, crowdloss::DensityOptions().stride(8));
   DOCTEST_CHECK((map.scalar_type() == at::kDouble));
   DOCTEST_CHECK(map[0][0].item<double>() == 2.0);  // (0, 0) and (7.9, 3.99)
@@ -56,7 +57,8 @@ TEST_CASE("points_to_density: raw counts, clamping at the border, no points") {
   DOCTEST_CHECK(map[3][3].item<double>() == 1.0);  // (100, 100) clamped to the last pixel
   DOCTEST_CHECK(map[0][3].item<double>() == 1.0);  // x = 31.99 → column 3
   DOCTEST_CHECK(map.sum().item<double>() == 5.0);
-  const auto none = crowdloss::points_to_density(torch::zeros({0, 2}), 6, 5, crowdloss::DensityOptions().adaptive(true));
+  const auto none =
+      crowdloss::points_to_density(torch::zeros({0, 2}), 6, 5, crowdloss::DensityOptions().adaptive(true));
   DOCTEST_CHECK(none.sizes() == at::IntArrayRef({6, 5}));
   DOCTEST_CHECK(none.abs().sum().item<double>() == 0.0);
   // Integer coordinates are accepted and give a float32 map.
@@ -67,7 +69,8 @@ TEST_CASE("points_to_density: a fixed Gaussian kernel, truncated at 4 sigma") {
   // One point in the middle of a 21×21 map, σ = 1 (stride 1): the kernel is exp(−d²/2) on a
   // 9×9 support normalised to sum 1 — SciPy's gaussian_filter of a unit impulse.
   const auto pts = torch::tensor({{10.5, 10.5}}, torch::kFloat64);
-  const auto map = crowdloss::points_to_density(pts, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false));
+  const auto map =
+      crowdloss::points_to_density(pts, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false));
   double z = 0;
   for (int d = -4; d <= 4; ++d) z += std::exp(-d * d / 2.0);
   DOCTEST_CHECK(map[10][10].item<double>() == doctest::Approx(1 / (z * z)).epsilon(1e-14));
@@ -77,22 +80,28 @@ TEST_CASE("points_to_density: a fixed Gaussian kernel, truncated at 4 sigma") {
   DOCTEST_CHECK(map.sum().item<double>() == doctest::Approx(1.0).epsilon(1e-14));
   DOCTEST_CHECK(torch::allclose(map, map.t()));
   // σ is in input pixels: stride 4 and σ = 4 is σ = 1 on the output grid.
-  const auto strided = crowdloss::points_to_density(pts * 4, 21, 21, crowdloss::DensityOptions().sigma(4.0).stride(4).preserve_count(false));
+  const auto strided = crowdloss::points_to_density(
+      pts * 4, 21, 21, crowdloss::DensityOptions().sigma(4.0).stride(4).preserve_count(false));
   DOCTEST_CHECK(torch::allclose(strided, map, 0, 1e-15));
   // A point in the corner loses three quarters of its kernel unless the count is preserved.
   const auto corner = torch::tensor({{0.0, 0.0}}, torch::kFloat64);
-  const double lost = crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false)).sum().item<double>();
+  const double lost =
+      crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false))
+          .sum()
+          .item<double>();
   DOCTEST_CHECK(lost < 0.5);
   DOCTEST_CHECK(lost > 0.25);
-  DOCTEST_CHECK(crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0)).sum().item<double>() ==
-                doctest::Approx(1.0).epsilon(1e-14));
+  DOCTEST_CHECK(
+      crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0)).sum().item<double>() ==
+      doctest::Approx(1.0).epsilon(1e-14));
 }
 
 TEST_CASE("points_to_density: preserve_count makes the map sum to N") {
   torch::manual_seed(1);
   const auto pts = torch::rand({300, 2}, torch::kFloat64) * torch::tensor({640.0, 480.0}, torch::kFloat64);
-  for (const auto& opts : {crowdloss::DensityOptions().sigma(15.0).stride(4), crowdloss::DensityOptions().adaptive(true).stride(4),
-                           crowdloss::DensityOptions().sigma(3.0)}) {
+  for (const auto& opts :
+       {crowdloss::DensityOptions().sigma(15.0).stride(4), crowdloss::DensityOptions().adaptive(true).stride(4),
+        crowdloss::DensityOptions().sigma(3.0)}) {
     const auto map = crowdloss::points_to_density(pts, 120, 160, opts);
     DOCTEST_CHECK(map.sum().item<double>() == doctest::Approx(300.0).epsilon(1e-12));
     DOCTEST_CHECK(map.min().item<double>() >= 0);
@@ -112,32 +121,41 @@ TEST_CASE("points_to_density: geometry-adaptive kernels (CSRNet)") {
   for (int64_t i = 0; i < lattice.size(0); ++i) {
     const bool corner = (i == 0 || i == 5 || i == 42 || i == 47);
     const double sigma = 0.3 * (corner ? (20 + 10 * std::sqrt(2.0)) / 3 : 10.0);
-    expected += crowdloss::points_to_density(lattice.narrow(0, i, 1), 100, 120, crowdloss::DensityOptions().sigma(sigma));
+    expected +=
+        crowdloss::points_to_density(lattice.narrow(0, i, 1), 100, 120, crowdloss::DensityOptions().sigma(sigma));
   }
   DOCTEST_CHECK(torch::allclose(adaptive, expected, 0, 1e-12));
   const auto fixed = crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().sigma(3.0));
   DOCTEST_CHECK_FALSE(torch::allclose(adaptive, fixed, 0, 1e-6));  // the corners really differ
-  const auto beta = crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().adaptive(true).beta(0.5).k(1));
-  DOCTEST_CHECK(torch::allclose(beta, crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().sigma(5.0)), 0, 1e-12));
+  const auto beta =
+      crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().adaptive(true).beta(0.5).k(1));
+  DOCTEST_CHECK(torch::allclose(
+      beta, crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().sigma(5.0)), 0, 1e-12));
   // A lone point: CSRNet's fallback (height + width)·stride/4, or `sigma` when given.
   const auto one = torch::tensor({{30.0, 40.0}}, torch::kFloat64);
   DOCTEST_CHECK(torch::allclose(crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().adaptive(true)),
-                                crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(40.0)), 0, 1e-14));
-  DOCTEST_CHECK(torch::allclose(crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().adaptive(true).sigma(2.0)),
-                                crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(2.0)), 0, 1e-14));
+                                crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(40.0)), 0,
+                                1e-14));
+  DOCTEST_CHECK(
+      torch::allclose(crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().adaptive(true).sigma(2.0)),
+                      crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(2.0)), 0, 1e-14));
   // Two points at the same place: zero distance, so raw counts.
   const auto twin = torch::tensor({{5.0, 5.0}, {5.0, 5.0}}, torch::kFloat64);
-  DOCTEST_CHECK(crowdloss::points_to_density(twin, 10, 10, crowdloss::DensityOptions().adaptive(true))[5][5].item<double>() == 2.0);
+  DOCTEST_CHECK(
+      crowdloss::points_to_density(twin, 10, 10, crowdloss::DensityOptions().adaptive(true))[5][5].item<double>() ==
+      2.0);
 }
 
 TEST_CASE("points_to_density: the grid neighbour search equals brute force") {
   torch::manual_seed(2);
   std::vector<at::Tensor> sets = {
-      torch::rand({500, 2}, torch::kFloat64) * 300,                                   // uniform
-      torch::cat({torch::rand({200, 2}, torch::kFloat64) * 5, torch::rand({50, 2}, torch::kFloat64) * 1000}),  // clustered
-      torch::stack({torch::rand({300}, torch::kFloat64) * 800, torch::full({300}, 7.0, torch::kFloat64)}, 1),  // collinear
-      torch::tensor({1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 2.0}, torch::kFloat64).view({4, 2}),             // duplicates
-      torch::tensor({3.0, 4.0, 0.0, 0.0}, torch::kFloat64).view({2, 2}),                                   // fewer than k others
+      torch::rand({500, 2}, torch::kFloat64) * 300,  // uniform
+      torch::cat(
+          {torch::rand({200, 2}, torch::kFloat64) * 5, torch::rand({50, 2}, torch::kFloat64) * 1000}),  // clustered
+      torch::stack({torch::rand({300}, torch::kFloat64) * 800, torch::full({300}, 7.0, torch::kFloat64)},
+                   1),                                                                        // collinear
+      torch::tensor({1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 2.0}, torch::kFloat64).view({4, 2}),  // duplicates
+      torch::tensor({3.0, 4.0, 0.0, 0.0}, torch::kFloat64).view({2, 2}),                      // fewer than k others
   };
   for (const auto& pts : sets) {
     for (const int64_t k : {1, 3, 8}) {
@@ -178,8 +196,16 @@ TEST_CASE("points_to_density: every bad input throws c10::Error naming the funct
   using O = crowdloss::DensityOptions;
   check_error([&] { crowdloss::points_to_density(torch::zeros({3, 3}), 8, 8); }, {"points_to_density", "[3, 3]"});
   check_error([&] { crowdloss::points_to_density(torch::zeros({4}), 8, 8); }, {"points_to_density", "[4]"});
-  check_error([&] { crowdloss::points_to_density(torch::tensor({{-1.0, 2.0}}), 8, 8); }, {"points_to_density", "negative", "-1"});
-  check_error([&] { crowdloss::points_to_density(torch::tensor({{1.0, std::nan("")}}), 8, 8); }, {"points_to_density", "not finite"});
+  check_error(
+      [&] {
+        crowdloss::points_to_density(torch::tensor({{-1.0, 2.0}}), 8, 8);
+      },
+      {"points_to_density", "negative", "-1"});
+  check_error(
+      [&] {
+        crowdloss::points_to_density(torch::tensor({{1.0, std::nan("")}}), 8, 8);
+      },
+      {"points_to_density", "not finite"});
   check_error([&] { crowdloss::points_to_density(ok, 0, 8); }, {"points_to_density", "0x8"});
   check_error([&] { crowdloss::points_to_density(ok, 8, -2); }, {"points_to_density", "8x-2"});
   check_error([&] { crowdloss::points_to_density(ok, 8, 8, O().stride(0)); }, {"points_to_density", "stride", "0"});

@@ -30,7 +30,8 @@ void check_repeatable(const std::string& what, const std::function<std::vector<a
 }
 
 /// A loss's value and its gradients with respect to both maps.
-std::vector<at::Tensor> loss_and_gradients(const std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>& loss) {
+std::vector<at::Tensor> loss_and_gradients(
+    const std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>& loss) {
   auto pred = torch::rand({4, 1, 96, 80}).requires_grad_(true);
   auto target = torch::rand({4, 1, 96, 80}).requires_grad_(true);
   const auto value = loss(pred, target);
@@ -68,7 +69,9 @@ void check_all() {
                                    crowdloss::AuxAssignOptions().level_sizes({40 * 48, 20 * 24, 10 * 12})),
         crowdloss::lla_assign(logits, ltrb, points, gt_boxes, gt_classes),
         crowdloss::fcos_assign(points, gt_boxes,
-                               crowdloss::FCOSAssignOptions().strides({8, 16, 32}).level_sizes({40 * 48, 20 * 24, 10 * 12})
+                               crowdloss::FCOSAssignOptions()
+                                   .strides({8, 16, 32})
+                                   .level_sizes({40 * 48, 20 * 24, 10 * 12})
                                    .size_bounds({64, 128})),
         crowdloss::nms(boxes, logits.select(1, 0).sigmoid(), 0.6),
         rows,

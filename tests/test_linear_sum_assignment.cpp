@@ -89,7 +89,7 @@ TEST_CASE("linear_sum_assignment: optimal on random matrices against brute force
         auto acc = cost.accessor<double, 2>();
         for (int64_t i = 0; i < r; ++i)
           for (int64_t j = 0; j < c; ++j) acc[i][j] = trial % 3 == 2 ? small(rng) : uniform(rng);  // some with ties
-        if (trial % 2 == 1) acc[0][0] = std::numeric_limits<double>::infinity();  // a forbidden pair
+        if (trial % 2 == 1) acc[0][0] = std::numeric_limits<double>::infinity();                   // a forbidden pair
         for (const bool maximize : {false, true}) {
           if (maximize && trial % 2 == 1) continue;  // +inf is invalid when maximizing
           INFO(r << "x" << c << ", trial " << trial << ", maximize " << maximize);
@@ -177,7 +177,8 @@ TEST_CASE("linear_sum_assignment: the sparse search and the dense search with ev
     const auto sparse = solve(m, maximize, LsapSearch::sparse);
     DOCTEST_CHECK(sparse.rows == dense.rows);
     DOCTEST_CHECK(sparse.cols == dense.cols);
-    crowdloss_test::for_each_cpu_capability([&] { DOCTEST_CHECK(solve(m, maximize, LsapSearch::dense).cols == dense.cols); });
+    crowdloss_test::for_each_cpu_capability(
+        [&] { DOCTEST_CHECK(solve(m, maximize, LsapSearch::dense).cols == dense.cols); });
     ++compared;
   }
   DOCTEST_CHECK(compared > 1200);
@@ -189,12 +190,21 @@ TEST_CASE("linear_sum_assignment: forbidden pairs, infeasibility, invalid entrie
   // The only finite assignment avoids both cheap-looking +inf pairs.
   const auto forced = torch::tensor({inf, 1.0, 2.0, inf}, torch::kFloat64).view({2, 2});
   DOCTEST_CHECK(to_vector(std::get<1>(crowdloss::linear_sum_assignment(forced))) == std::vector<int64_t>{1, 0});
-  check_error([&] { crowdloss::linear_sum_assignment(torch::tensor({inf, inf, 1.0, 2.0}, torch::kFloat64).view({2, 2})); },
-              {"linear_sum_assignment", "infeasible"});
-  check_error([&] { crowdloss::linear_sum_assignment(torch::tensor({1.0, std::nan(""), 1.0, 2.0}).view({2, 2})); },
-              {"linear_sum_assignment", "invalid numeric entries"});
-  check_error([&] { crowdloss::linear_sum_assignment(torch::tensor({1.0, -inf, 1.0, 2.0}).view({2, 2})); },
-              {"linear_sum_assignment", "invalid numeric entries"});
+  check_error(
+      [&] {
+        crowdloss::linear_sum_assignment(torch::tensor({inf, inf, 1.0, 2.0}, torch::kFloat64).view({2, 2}));
+      },
+      {"linear_sum_assignment", "infeasible"});
+  check_error(
+      [&] {
+        crowdloss::linear_sum_assignment(torch::tensor({1.0, std::nan(""), 1.0, 2.0}).view({2, 2}));
+      },
+      {"linear_sum_assignment", "invalid numeric entries"});
+  check_error(
+      [&] {
+        crowdloss::linear_sum_assignment(torch::tensor({1.0, -inf, 1.0, 2.0}).view({2, 2}));
+      },
+      {"linear_sum_assignment", "invalid numeric entries"});
   check_error([&] { crowdloss::linear_sum_assignment(forced, /*maximize=*/true); },
               {"linear_sum_assignment", "invalid numeric entries"});
   // −inf is valid when maximizing (it becomes +inf, a forbidden pair).
@@ -208,7 +218,8 @@ TEST_CASE("linear_sum_assignment: forbidden pairs, infeasibility, invalid entrie
   DOCTEST_CHECK(crowdloss::linear_sum_assignment(Eigen::MatrixXd(0, 3)).rows.empty());
 }
 
-TEST_CASE("linear_sum_assignment: an expanded matrix is read in place, and one too big for this machine fails at once") {
+TEST_CASE(
+    "linear_sum_assignment: an expanded matrix is read in place, and one too big for this machine fails at once") {
   // A stride-0 row of 2^20 columns: solved without materialising the expansion.
   const auto wide = torch::full({1, 1}, 2.0, torch::kFloat64).expand({1, int64_t{1} << 20});
   const auto a = crowdloss::detail::solve_lsap_tensor("linear_sum_assignment", wide, false);
@@ -219,8 +230,8 @@ TEST_CASE("linear_sum_assignment: an expanded matrix is read in place, and one t
   const int64_t huge = int64_t{1} << 36;
   for (const auto& shape : {std::vector<int64_t>{1, huge}, std::vector<int64_t>{huge, 1}}) {
     const auto cost = torch::zeros({1, 1}, torch::kFloat32).expand(shape);
-    check_error([&] { crowdloss::linear_sum_assignment(cost); },
-                {"linear_sum_assignment", "1×68719476736 assignment", "GB of working memory, more than this machine's"});
+    check_error([&] { crowdloss::linear_sum_assignment(cost); }, {"linear_sum_assignment", "1×68719476736 assignment",
+                                                                  "GB of working memory, more than this machine's"});
     check_error([&] { crowdloss::linear_sum_assignment(std::vector<at::Tensor>{cost}, /*maximize=*/true); },
                 {"costs[0]", "working memory"});
   }
@@ -255,9 +266,17 @@ TEST_CASE("linear_sum_assignment: CUDA cost matrices are solved on the CPU") {
 }
 
 TEST_CASE("linear_sum_assignment: bad inputs throw c10::Error naming the function and the value") {
-  check_error([] { crowdloss::linear_sum_assignment(torch::rand({2, 3, 4})); }, {"linear_sum_assignment", "2-D", "[2, 3, 4]"});
+  check_error(
+      [] {
+        crowdloss::linear_sum_assignment(torch::rand({2, 3, 4}));
+      },
+      {"linear_sum_assignment", "2-D", "[2, 3, 4]"});
   check_error([] { crowdloss::linear_sum_assignment(torch::rand({5})); }, {"linear_sum_assignment", "[5]"});
-  check_error([] { crowdloss::linear_sum_assignment(torch::ones({2, 2}, torch::kLong)); }, {"linear_sum_assignment", "Long"});
+  check_error(
+      [] {
+        crowdloss::linear_sum_assignment(torch::ones({2, 2}, torch::kLong));
+      },
+      {"linear_sum_assignment", "Long"});
   check_error([] { crowdloss::linear_sum_assignment(at::Tensor()); }, {"linear_sum_assignment", "2-D"});
   const std::vector<at::Tensor> batch = {torch::rand({2, 2}), torch::tensor({1.0, std::nan("")}).view({1, 2})};
   check_error([&] { crowdloss::linear_sum_assignment(batch); }, {"costs[1]", "invalid numeric entries"});

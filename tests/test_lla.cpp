@@ -33,14 +33,16 @@ double focal(double x, double t, double alpha, double gamma) {
 // LLA's cost and matching re-derived with scalar loops and sorting.
 std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAOptions& o) {
   const int64_t A = im.points.size(0), G = im.gt_boxes.size(0), K = im.logits.size(1);
-  const auto L = im.logits.accessor<double, 2>(), D = im.ltrb.accessor<double, 2>(), P = im.points.accessor<double, 2>();
+  const auto L = im.logits.accessor<double, 2>(), D = im.ltrb.accessor<double, 2>(),
+             P = im.points.accessor<double, 2>();
   const auto B = im.gt_boxes.accessor<double, 2>();
   const auto C = im.gt_classes.accessor<int64_t, 1>();
   std::vector<std::vector<double>> cost(static_cast<size_t>(G), std::vector<double>(static_cast<size_t>(A)));
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t a = 0; a < A; ++a) {
       double c = 0;
-      for (int64_t k = 0; k < K; ++k) c += focal(L[a][k], k == std::max<int64_t>(C[g], 0), o.focal_alpha(), o.focal_gamma());
+      for (int64_t k = 0; k < K; ++k)
+        c += focal(L[a][k], k == std::max<int64_t>(C[g], 0), o.focal_alpha(), o.focal_gamma());
       const double t[4] = {P[a][0] - B[g][0], P[a][1] - B[g][1], B[g][2] - P[a][0], B[g][3] - P[a][1]};
       const double pa = (D[a][0] + D[a][2]) * (D[a][1] + D[a][3]);
       const double ta = std::max(0.0, t[0] + t[2]) * std::max(0.0, t[1] + t[3]);
@@ -59,7 +61,8 @@ std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAOptions& o
     std::vector<int64_t> order(static_cast<size_t>(A));
     std::iota(order.begin(), order.end(), 0);
     const auto& row = cost[static_cast<size_t>(g)];
-    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return row[static_cast<size_t>(x)] < row[static_cast<size_t>(y)]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return row[static_cast<size_t>(x)] < row[static_cast<size_t>(y)]; });
     for (int64_t i = 0; i < std::min(o.topk(), A); ++i) {
       const auto a = static_cast<size_t>(order[static_cast<size_t>(i)]);
       if (row[a] < best[a]) best[a] = row[a], assigned[a] = g;
@@ -95,10 +98,12 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   // pairs. A gt's top k takes tied anchors in index order (as a stable sort), and the first copy
   // of each gt wins.
   const auto im = random_image(5, 2, 6);
-  const Image twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}), torch::cat({im.points, im.points}),
-                    torch::cat({im.gt_boxes, im.gt_boxes}), torch::cat({im.gt_classes, im.gt_classes})};
+  const Image twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}),
+                    torch::cat({im.points, im.points}), torch::cat({im.gt_boxes, im.gt_boxes}),
+                    torch::cat({im.gt_classes, im.gt_classes})};
   const auto opts = crowdloss::LLAOptions().topk(4);
-  const auto assigned = crowdloss::lla_assign(twice.logits, twice.ltrb, twice.points, twice.gt_boxes, twice.gt_classes, opts);
+  const auto assigned =
+      crowdloss::lla_assign(twice.logits, twice.ltrb, twice.points, twice.gt_boxes, twice.gt_classes, opts);
   const auto expected = lla_by_hand(twice, opts);
   DOCTEST_CHECK(torch::equal(assigned, torch::tensor(expected)));
   DOCTEST_CHECK((assigned < 5).all().item<bool>());
@@ -126,10 +131,10 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
     // (topk 1: most gts fill their top k inside the box and skip the outside anchors; a negative
     // inside_eps makes the kernel visit every anchor.)
     for (const auto& opts : {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(30).reg_cost(0.0),
-                             crowdloss::LLAOptions().outside_penalty(0.0).inside_eps(3.0), crowdloss::LLAOptions().topk(1),
-                             crowdloss::LLAOptions().inside_eps(-2.0)}) {
-      INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty " << opts.outside_penalty()
-                 << ", inside_eps " << opts.inside_eps());
+                             crowdloss::LLAOptions().outside_penalty(0.0).inside_eps(3.0),
+                             crowdloss::LLAOptions().topk(1), crowdloss::LLAOptions().inside_eps(-2.0)}) {
+      INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty "
+                 << opts.outside_penalty() << ", inside_eps " << opts.inside_eps());
       const auto l = logits.to(dtype), d = ltrb.to(dtype), p = points.to(dtype), b = gt_boxes.to(dtype);
       const auto kernel = crowdloss::detail::lla_assign_cpu(l, d, p, b, gt_classes, opts);
       const auto aten = crowdloss::detail::lla_assign_aten(l, d, p, b, gt_classes, opts);
@@ -156,8 +161,9 @@ TEST_CASE("lla_assign: ignore gts take part, topk is capped, no gts gives backgr
 TEST_CASE("lla_assign: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("lla_assign CPU/CUDA parity")) return;
   const auto im = random_image(10, 3, 5);
-  DOCTEST_CHECK(torch::equal(crowdloss::lla_assign(im.logits.cuda(), im.ltrb.cuda(), im.points.cuda(), im.gt_boxes.cuda(),
-                                                   im.gt_classes.cuda()).cpu(),
+  DOCTEST_CHECK(torch::equal(crowdloss::lla_assign(im.logits.cuda(), im.ltrb.cuda(), im.points.cuda(),
+                                                   im.gt_boxes.cuda(), im.gt_classes.cuda())
+                                 .cpu(),
                              crowdloss::lla_assign(im.logits, im.ltrb, im.points, im.gt_boxes, im.gt_classes)));
 }
 
@@ -174,19 +180,27 @@ TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the v
   // No classes at all (only ignore gts would pass the class range check).
   check_error([&] { crowdloss::lla_assign(l.narrow(1, 0, 0), d, p, b, torch::full({3}, -1, torch::kLong)); },
               {"lla_assign", "at least one class", "[240, 0]"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().topk(0)); }, {"lla_assign", "topk", "0"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().reg_cost(-1)); }, {"lla_assign", "reg_cost", "-1"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().outside_penalty(-5)); }, {"lla_assign", "outside_penalty", "-5"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_alpha(1.2)); }, {"lla_assign", "alpha", "1.2"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_gamma(-2)); }, {"lla_assign", "gamma", "-2"});
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().topk(0)); },
+              {"lla_assign", "topk", "0"});
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().reg_cost(-1)); },
+              {"lla_assign", "reg_cost", "-1"});
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().outside_penalty(-5)); },
+              {"lla_assign", "outside_penalty", "-5"});
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_alpha(1.2)); },
+              {"lla_assign", "alpha", "1.2"});
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_gamma(-2)); },
+              {"lla_assign", "gamma", "-2"});
   // A gt box with a NaN or infinite coordinate is an error naming it, as in every assigner (it
   // used to take every anchor, however far).
   for (const double bad : {static_cast<double>(NAN), static_cast<double>(INFINITY), -static_cast<double>(INFINITY)}) {
     auto nan_box = b.clone();
     nan_box[1][0] = bad;
     check_error([&] { crowdloss::lla_assign(l, d, p, nan_box, c); }, {"lla_assign", "gt_boxes[1] is not finite"});
-    check_error([&] { crowdloss::lla_assign(l.to(torch::kDouble), d.to(torch::kDouble), p.to(torch::kDouble),
-                                            nan_box.to(torch::kDouble), c); },
-                {"lla_assign", "gt_boxes[1]"});
+    check_error(
+        [&] {
+          crowdloss::lla_assign(l.to(torch::kDouble), d.to(torch::kDouble), p.to(torch::kDouble),
+                                nan_box.to(torch::kDouble), c);
+        },
+        {"lla_assign", "gt_boxes[1]"});
   }
 }

@@ -18,14 +18,17 @@ TEST_CASE("sigmoid_focal_loss: hand-derived values and reductions") {
     return (target ? alpha : 1 - alpha) * std::pow(1 - pt, gamma) * -std::log(pt);
   };
   for (int64_t i = 0; i < 3; ++i)
-    DOCTEST_CHECK(loss[i].item<double>() == doctest::Approx(fl(x[i].item<double>(), t[i].item<double>(), 0.25, 2)).epsilon(1e-12));
+    DOCTEST_CHECK(loss[i].item<double>() ==
+                  doctest::Approx(fl(x[i].item<double>(), t[i].item<double>(), 0.25, 2)).epsilon(1e-12));
   // γ = 0 and no α weighting is plain binary cross-entropy.
   const auto bce = crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().gamma(0).alpha(std::nullopt));
   DOCTEST_CHECK(torch::allclose(bce, torch::binary_cross_entropy_with_logits(x, t, {}, {}, at::Reduction::None)));
-  DOCTEST_CHECK(crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kSum)).item<double>() ==
-                doctest::Approx(loss.sum().item<double>()));
-  DOCTEST_CHECK(crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kMean)).item<double>() ==
-                doctest::Approx(loss.mean().item<double>()));
+  DOCTEST_CHECK(
+      crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kSum)).item<double>() ==
+      doctest::Approx(loss.sum().item<double>()));
+  DOCTEST_CHECK(
+      crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kMean)).item<double>() ==
+      doctest::Approx(loss.mean().item<double>()));
   torch::manual_seed(1);
   const auto targets = (torch::rand({6, 3}, torch::kFloat64) > 0.5).to(torch::kFloat64);
   DOCTEST_CHECK(crowdloss_test::gradcheck_max_error(
@@ -39,8 +42,10 @@ TEST_CASE("iou_loss: hand-derived values for IoU, linear IoU and GIoU") {
   const auto target = torch::tensor({1.0, 1.0, 3.0, 1.0}, torch::kFloat64).view({1, 4});
   using O = crowdloss::IoULossOptions;
   DOCTEST_CHECK(crowdloss::iou_loss(pred, target)[0].item<double>() == doctest::Approx(-std::log(0.5)));
-  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kLinearIoU))[0].item<double>() == doctest::Approx(0.5));
-  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kGIoU))[0].item<double>() == doctest::Approx(0.5));
+  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kLinearIoU))[0].item<double>() ==
+                doctest::Approx(0.5));
+  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kGIoU))[0].item<double>() ==
+                doctest::Approx(0.5));
   // Crossed boxes: pred 2 wide × 6 tall (1, 3, 1, 3), target 6 × 2 (3, 1, 3, 1): inter 4, union 20,
   // enclosing 36 → IoU 0.2, GIoU 0.2 − 16/36.
   const auto tall = torch::tensor({1.0, 3.0, 1.0, 3.0}, torch::kFloat64).view({1, 4});
@@ -54,10 +59,13 @@ TEST_CASE("iou_loss: hand-derived values for IoU, linear IoU and GIoU") {
   DOCTEST_CHECK(crowdloss::iou_loss(target, target)[0].item<double>() == doctest::Approx(0.0));
   torch::manual_seed(2);
   const auto tgt = torch::rand({5, 4}, torch::kFloat64) * 10 + 1;
-  for (const crowdloss::IoULossType type : {crowdloss::IoULossType(crowdloss::kIoU), crowdloss::IoULossType(crowdloss::kLinearIoU),
-                                            crowdloss::IoULossType(crowdloss::kGIoU)})
+  for (const crowdloss::IoULossType type :
+       {crowdloss::IoULossType(crowdloss::kIoU), crowdloss::IoULossType(crowdloss::kLinearIoU),
+        crowdloss::IoULossType(crowdloss::kGIoU)})
     DOCTEST_CHECK(crowdloss_test::gradcheck_max_error(
-                      [&](const at::Tensor& p) { return crowdloss::iou_loss(p, tgt, O().loss_type(type).reduction(torch::kSum)); },
+                      [&](const at::Tensor& p) {
+                        return crowdloss::iou_loss(p, tgt, O().loss_type(type).reduction(torch::kSum));
+                      },
                       torch::rand({5, 4}, torch::kFloat64) * 10 + 1) < 1e-6);
 }
 
@@ -74,11 +82,17 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (
   const auto fg = classes.ne(1);  // class 1 = background (num_classes)
   const double num_fg = std::max<double>(1.0, fg.sum().item<double>());
   const auto onehot = fg.to(torch::kFloat).unsqueeze(1);
-  const auto loss_cls = crowdloss::sigmoid_focal_loss(logits, onehot, crowdloss::FocalLossOptions().reduction(torch::kSum)) / num_fg;
-  const auto loss_reg = 2.0 * crowdloss::iou_loss(deltas.index({fg}), gt_deltas.index({fg}),
-                                                  crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum)) / num_fg;
-  DOCTEST_CHECK(loss_cls.item<double>() == doctest::Approx(ref.at("losses").at("loss_cls").get<double>()).epsilon(1e-5));
-  DOCTEST_CHECK(loss_reg.item<double>() == doctest::Approx(ref.at("losses").at("loss_box_reg").get<double>()).epsilon(1e-5));
+  const auto loss_cls =
+      crowdloss::sigmoid_focal_loss(logits, onehot, crowdloss::FocalLossOptions().reduction(torch::kSum)) / num_fg;
+  const auto loss_reg =
+      2.0 *
+      crowdloss::iou_loss(deltas.index({fg}), gt_deltas.index({fg}),
+                          crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum)) /
+      num_fg;
+  DOCTEST_CHECK(loss_cls.item<double>() ==
+                doctest::Approx(ref.at("losses").at("loss_cls").get<double>()).epsilon(1e-5));
+  DOCTEST_CHECK(loss_reg.item<double>() ==
+                doctest::Approx(ref.at("losses").at("loss_box_reg").get<double>()).epsilon(1e-5));
 }
 
 TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
@@ -93,14 +107,17 @@ TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
   DOCTEST_CHECK(torch::equal(iou(a, b), crowdloss::iou_loss(a, b, iopts)));
   auto copy = std::dynamic_pointer_cast<crowdloss::IoULossImpl>(iou->clone());
   DOCTEST_CHECK(torch::equal(copy->forward(a, b), iou(a, b)));
-  check_error([] { crowdloss::SigmoidFocalLoss(crowdloss::FocalLossOptions().gamma(-1)); }, {"SigmoidFocalLoss", "gamma", "-1"});
+  check_error([] { crowdloss::SigmoidFocalLoss(crowdloss::FocalLossOptions().gamma(-1)); },
+              {"SigmoidFocalLoss", "gamma", "-1"});
 }
 
 TEST_CASE("sigmoid_focal_loss and iou_loss: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("detection losses CPU/CUDA parity")) return;
   torch::manual_seed(3);
-  const auto x = torch::randn({50, 4}, torch::kFloat64), t = (torch::rand({50, 4}, torch::kFloat64) > 0.7).to(torch::kFloat64);
-  DOCTEST_CHECK(torch::allclose(crowdloss::sigmoid_focal_loss(x.cuda(), t.cuda()).cpu(), crowdloss::sigmoid_focal_loss(x, t)));
+  const auto x = torch::randn({50, 4}, torch::kFloat64),
+             t = (torch::rand({50, 4}, torch::kFloat64) > 0.7).to(torch::kFloat64);
+  DOCTEST_CHECK(
+      torch::allclose(crowdloss::sigmoid_focal_loss(x.cuda(), t.cuda()).cpu(), crowdloss::sigmoid_focal_loss(x, t)));
   const auto a = torch::rand({50, 4}, torch::kFloat64) * 9 + 1, b = torch::rand({50, 4}, torch::kFloat64) * 9 + 1;
   const auto g = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU);
   DOCTEST_CHECK(torch::allclose(crowdloss::iou_loss(a.cuda(), b.cuda(), g).cpu(), crowdloss::iou_loss(a, b, g)));
@@ -112,8 +129,10 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: bad inputs throw c10::Error naming t
   check_error([&] { crowdloss::sigmoid_focal_loss(x, t.to(at::kDouble)); }, {"sigmoid_focal_loss", "Double"});
   check_error([&] { crowdloss::sigmoid_focal_loss(x.to(at::kLong), t.to(at::kLong)); }, {"sigmoid_focal_loss", "Long"});
   check_error([&] { crowdloss::sigmoid_focal_loss(x, t.to(at::kMeta)); }, {"sigmoid_focal_loss", "meta"});
-  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().alpha(1.5)); }, {"sigmoid_focal_loss", "alpha", "1.5"});
-  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().gamma(-1)); }, {"sigmoid_focal_loss", "gamma", "-1"});
+  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().alpha(1.5)); },
+              {"sigmoid_focal_loss", "alpha", "1.5"});
+  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().gamma(-1)); },
+              {"sigmoid_focal_loss", "gamma", "-1"});
   const auto ltrb = torch::rand({5, 4});
   check_error([&] { crowdloss::iou_loss(ltrb, ltrb.narrow(0, 0, 3)); }, {"iou_loss", "[3, 4]"});
   check_error([&] { crowdloss::iou_loss(ltrb.view({10, 2}), ltrb.view({10, 2})); }, {"iou_loss", "[10, 2]"});

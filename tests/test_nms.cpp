@@ -20,7 +20,8 @@ std::vector<int64_t> reference_nms_in(const at::Tensor& boxes, const at::Tensor&
                                       double thr) {
   const auto b = boxes.to(c10::CppTypeToScalarType<T>::value).contiguous();
   const auto s = scores.to(torch::kDouble).contiguous();
-  const auto c = classes.defined() ? classes.to(torch::kLong).contiguous() : torch::zeros({boxes.size(0)}, torch::kLong);
+  const auto c =
+      classes.defined() ? classes.to(torch::kLong).contiguous() : torch::zeros({boxes.size(0)}, torch::kLong);
   const int64_t n = b.size(0);
   const auto B = b.template accessor<T, 2>();
   const auto S = s.accessor<double, 1>();
@@ -50,7 +51,8 @@ std::vector<int64_t> reference_nms_in(const at::Tensor& boxes, const at::Tensor&
   return keep;
 }
 
-std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
+std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                                   double thr) {
   return boxes.scalar_type() == torch::kDouble ? reference_nms_in<double>(boxes, scores, classes, thr)
                                                : reference_nms_in<float>(boxes, scores, classes, thr);
 }
@@ -73,11 +75,13 @@ at::Tensor grid_boxes(int64_t n, at::ScalarType dtype) {
 }
 
 // nms by the ATen path (nms_aten) on CPU tensors, as nms_impl calls it on CUDA.
-std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr) {
+std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                              double thr) {
   const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   const auto sorted = boxes.index_select(0, order).to(crowdloss::detail::compute_dtype(boxes));
-  const auto keep = crowdloss::detail::nms_aten(sorted, classes.defined() ? classes.index_select(0, order) : at::Tensor(),
-                                                crowdloss::detail::threshold_below(thr, sorted.scalar_type()));
+  const auto keep =
+      crowdloss::detail::nms_aten(sorted, classes.defined() ? classes.index_select(0, order) : at::Tensor(),
+                                  crowdloss::detail::threshold_below(thr, sorted.scalar_type()));
   return to_vector(order.index_select(0, keep));
 }
 
@@ -99,7 +103,8 @@ TEST_CASE("nms: hand-derived suppression, threshold is strict, order by score") 
   const auto scores = torch::tensor({0.9, 0.95, 0.1, 0.5}, torch::kFloat64);
   // Visit 1 (0.95): keep. 0: IoU 0.8 > 0.5 → gone. 3: IoU(1, 3) = 50/(80 + 100 − 50) = 5/13 ≈ 0.385 → kept. 2 kept.
   DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.5)) == std::vector<int64_t>({1, 3, 2}));
-  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.8)) == std::vector<int64_t>({1, 0, 3, 2}));  // 0.8 is not > 0.8
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.8)) ==
+                std::vector<int64_t>({1, 0, 3, 2}));  // 0.8 is not > 0.8
   DOCTEST_CHECK(to_vector(crowdloss::nms(boxes, scores, 0.3)) == std::vector<int64_t>({1, 2}));
   // Same score: input order decides.
   DOCTEST_CHECK(to_vector(crowdloss::nms(boxes.slice(0, 0, 2), torch::ones({2}, torch::kFloat64), 0.5)) ==
@@ -167,7 +172,8 @@ TEST_CASE("nms: the threshold is compared as a double, never rounded to the boxe
   DOCTEST_CHECK(threshold_below(-0.6, torch::kFloat) == static_cast<double>(-0.6f));  // float32(−0.6) < −0.6
 }
 
-TEST_CASE("nms and batched_nms: the CPU kernel equals torchvision's arithmetic and the ATen path, per instruction set") {
+TEST_CASE(
+    "nms and batched_nms: the CPU kernel equals torchvision's arithmetic and the ATen path, per instruction set") {
   const double thresholds[] = {0.0, 0.2, 0.3, 1.0 / 3, 0.5, 0.6, 0.7, 1.0};
   crowdloss_test::for_each_cpu_capability([&] {
     torch::manual_seed(5);
@@ -223,7 +229,8 @@ TEST_CASE("batched_nms: classes never suppress each other, and it equals per-cla
     for (const auto i : to_vector(crowdloss::nms(many.index_select(0, members), s.index_select(0, members), 0.4)))
       merged.push_back(members[i].item<int64_t>());
   }
-  std::stable_sort(merged.begin(), merged.end(), [&](int64_t a, int64_t b) { return s[a].item<double>() > s[b].item<double>(); });
+  std::stable_sort(merged.begin(), merged.end(),
+                   [&](int64_t a, int64_t b) { return s[a].item<double>() > s[b].item<double>(); });
   DOCTEST_CHECK(to_vector(crowdloss::batched_nms(many, s, c, 0.4)) == merged);
 }
 
@@ -249,17 +256,20 @@ TEST_CASE("nms and batched_nms: every bad input throws c10::Error naming the fun
   check_error([&] { crowdloss::nms(boxes, scores.to(torch::kLong), 0.5); }, {"nms", "scores", "Long"});
   check_error([&] { crowdloss::nms(boxes, scores.to(at::kMeta), 0.5); }, {"nms", "scores", "meta"});
   const auto idxs = torch::zeros({5}, torch::kLong);
-  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(torch::kFloat), 0.5); }, {"batched_nms", "idxs", "Float"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(torch::kFloat), 0.5); },
+              {"batched_nms", "idxs", "Float"});
   check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.slice(0, 0, 3), 0.5); }, {"batched_nms", "idxs", "[3]"});
   check_error([&] { crowdloss::batched_nms(boxes, scores, at::Tensor(), 0.5); }, {"batched_nms", "idxs", "defined"});
   check_error([&] { crowdloss::batched_nms(boxes, scores, idxs.to(at::kMeta), 0.5); }, {"batched_nms", "idxs", "meta"});
-  check_error([&] { crowdloss::batched_nms(boxes.slice(0, 0, 4), scores, idxs, 0.5); }, {"batched_nms", "scores", "(4)"});
+  check_error([&] { crowdloss::batched_nms(boxes.slice(0, 0, 4), scores, idxs, 0.5); },
+              {"batched_nms", "scores", "(4)"});
   // Thresholds outside [0, 1]: NaN and +inf would keep every box, −1 would keep only the first.
   check_error([&] { crowdloss::nms(boxes, scores, NAN); }, {"nms", "iou_threshold", "[0, 1]", "nan"});
   check_error([&] { crowdloss::nms(boxes, scores, INFINITY); }, {"nms", "iou_threshold", "inf"});
   check_error([&] { crowdloss::nms(boxes, scores, -1); }, {"nms", "iou_threshold", "-1"});
   check_error([&] { crowdloss::nms(boxes, scores, 1.5); }, {"nms", "iou_threshold", "1.5"});
-  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs, -INFINITY); }, {"batched_nms", "iou_threshold", "-inf"});
+  check_error([&] { crowdloss::batched_nms(boxes, scores, idxs, -INFINITY); },
+              {"batched_nms", "iou_threshold", "-inf"});
   // The ends of [0, 1] are thresholds: 1 keeps every distinct box, and an empty set needs none.
   DOCTEST_CHECK(crowdloss::nms(boxes, scores, 1.0).numel() == 5);
   DOCTEST_CHECK(crowdloss::nms(boxes.slice(0, 0, 0), scores.slice(0, 0, 0), 0.0).numel() == 0);

@@ -31,37 +31,39 @@ TEST_CASE("pml_loss: matches the authors' Cascade_MSE_Loss (values, per-level te
   int checked = 0;
   for (const auto& c : oracle.at("cases")) {
     for (const auto dtype : {at::kFloat, at::kDouble}) {
-     for (const bool reference : {false, true}) {
-      // The authors' float32 results carry the rounding of their op order, which only the
-      // reference order reproduces; the one-pass path (block sums of the error, less cancellation)
-      // is held to their float64 results where the oracle has them.
-      const char* key = dtype == at::kFloat && (reference || !c.contains("cascade_mse_loss_f64")) ? "cascade_mse_loss_f32"
-                                                                                                 : "cascade_mse_loss_f64";
-      if (!c.contains(key)) continue;
-      const auto& ref = c.at(key);
-      ++checked;
-      INFO("case " << c.at("name").get<std::string>() << ", " << dtype << (reference ? ", reference order" : ", fast path"));
-      const auto opts =
-          crowdloss::PMLLossOptions().grids(ref.at("scales").get<std::vector<int64_t>>()).reference_order(reference);
-      auto pred = tensor_from_json(c.at("pred")).to(dtype).requires_grad_(true);
-      const auto gt = gt_of(c).to(dtype);
+      for (const bool reference : {false, true}) {
+        // The authors' float32 results carry the rounding of their op order, which only the
+        // reference order reproduces; the one-pass path (block sums of the error, less cancellation)
+        // is held to their float64 results where the oracle has them.
+        const char* key = dtype == at::kFloat && (reference || !c.contains("cascade_mse_loss_f64"))
+                              ? "cascade_mse_loss_f32"
+                              : "cascade_mse_loss_f64";
+        if (!c.contains(key)) continue;
+        const auto& ref = c.at(key);
+        ++checked;
+        INFO("case " << c.at("name").get<std::string>() << ", " << dtype
+                     << (reference ? ", reference order" : ", fast path"));
+        const auto opts =
+            crowdloss::PMLLossOptions().grids(ref.at("scales").get<std::vector<int64_t>>()).reference_order(reference);
+        auto pred = tensor_from_json(c.at("pred")).to(dtype).requires_grad_(true);
+        const auto gt = gt_of(c).to(dtype);
 
-      const auto loss = crowdloss::pml_loss(pred, gt, opts);
-      DOCTEST_CHECK((loss.scalar_type() == dtype));
-      DOCTEST_CHECK(rel_error(loss.item<double>(), ref.at("loss").get<double>()) <= tolerance(dtype));
+        const auto loss = crowdloss::pml_loss(pred, gt, opts);
+        DOCTEST_CHECK((loss.scalar_type() == dtype));
+        DOCTEST_CHECK(rel_error(loss.item<double>(), ref.at("loss").get<double>()) <= tolerance(dtype));
 
-      const auto terms = crowdloss::pml_loss_terms(pred, gt, opts);
-      const auto expected_terms = ref.at("term_per_level").get<std::vector<double>>();
-      REQUIRE(terms.numel() == static_cast<int64_t>(expected_terms.size()));
-      for (size_t i = 0; i < expected_terms.size(); ++i)
-        DOCTEST_CHECK(rel_error(terms[i].item<double>(), expected_terms[i]) <= tolerance(dtype));
+        const auto terms = crowdloss::pml_loss_terms(pred, gt, opts);
+        const auto expected_terms = ref.at("term_per_level").get<std::vector<double>>();
+        REQUIRE(terms.numel() == static_cast<int64_t>(expected_terms.size()));
+        for (size_t i = 0; i < expected_terms.size(); ++i)
+          DOCTEST_CHECK(rel_error(terms[i].item<double>(), expected_terms[i]) <= tolerance(dtype));
 
-      loss.backward();
-      const auto expected_grad = tensor_from_json(ref.at("grad_pred"));
-      DOCTEST_CHECK(scaled_error(pred.grad(), expected_grad) <= tolerance(dtype));
-      if (reference && dtype == at::kFloat)  // op for op as the authors: their float32 value to the last bit
-        DOCTEST_CHECK(loss.item<float>() == static_cast<float>(ref.at("loss").get<double>()));
-     }
+        loss.backward();
+        const auto expected_grad = tensor_from_json(ref.at("grad_pred"));
+        DOCTEST_CHECK(scaled_error(pred.grad(), expected_grad) <= tolerance(dtype));
+        if (reference && dtype == at::kFloat)  // op for op as the authors: their float32 value to the last bit
+          DOCTEST_CHECK(loss.item<float>() == static_cast<float>(ref.at("loss").get<double>()));
+      }
     }
   }
   DOCTEST_CHECK(checked >= 10);
@@ -97,13 +99,16 @@ TEST_CASE("pml_loss: the one-pass paths (CPU kernel, ATen ops) equal the referen
   for (const auto& c : cases) {
     INFO("shape " << at::IntArrayRef(c.shape) << " grids " << at::IntArrayRef(c.grids));
     const auto make = [&](bool reference) {
-      auto opts = crowdloss::PMLLossOptions().grids(c.grids).pad_to_multiple(c.pad).pixel_mse_weight(0.5).reference_order(reference);
+      auto opts =
+          crowdloss::PMLLossOptions().grids(c.grids).pad_to_multiple(c.pad).pixel_mse_weight(0.5).reference_order(
+              reference);
       torch::manual_seed(11);
       auto pred = torch::rand(c.shape, torch::kFloat64).requires_grad_(true);
       auto target = (torch::rand(c.shape, torch::kFloat64) * 1.2).requires_grad_(true);
       auto loss = crowdloss::pml_loss(pred, target, opts);
       loss.backward();
-      return std::make_tuple(loss.detach(), crowdloss::pml_loss_terms(pred, target, opts).detach(), pred.grad(), target.grad());
+      return std::make_tuple(loss.detach(), crowdloss::pml_loss_terms(pred, target, opts).detach(), pred.grad(),
+                             target.grad());
     };
     const auto [fast_loss, fast_terms, fast_gp, fast_gt] = make(false);
     const auto [ref_loss, ref_terms, ref_gp, ref_gt] = make(true);
@@ -127,7 +132,8 @@ TEST_CASE("pml_loss: the one-pass paths (CPU kernel, ATen ops) equal the referen
   }
 }
 
-TEST_CASE("pml_loss: the CPU kernel's vector rows give a scalar loop's bits at every width, and write nothing past it") {
+TEST_CASE(
+    "pml_loss: the CPU kernel's vector rows give a scalar loop's bits at every width, and write nothing past it") {
   // pml_add_error_row and pml_fill step through a row in vectors, the last step partial: each
   // element must be the lone IEEE subtraction, addition or copy (ATen's elementwise ops here),
   // and the elements after the row must stay as they were.
@@ -175,14 +181,16 @@ TEST_CASE("pml_loss: hand-derived two-level case") {
 TEST_CASE("pml_loss: an error that cancels inside coarse blocks only shows at the fine level") {
   // +1 and −1 in the same 2×2 block: coarse sums agree, the fine level sees the error.
   const auto pred = torch::tensor({1.0, -1.0, 0.0, 0.0}, torch::kFloat64).reshape({1, 1, 2, 2});
-  const auto terms = crowdloss::pml_loss_terms(pred, torch::zeros_like(pred), crowdloss::PMLLossOptions().grids({1, 2}));
+  const auto terms =
+      crowdloss::pml_loss_terms(pred, torch::zeros_like(pred), crowdloss::PMLLossOptions().grids({1, 2}));
   DOCTEST_CHECK(terms[0].item<double>() == 0.0);
   DOCTEST_CHECK(terms[1].item<double>() == doctest::Approx(std::log(3.0)).epsilon(1e-15));
 }
 
 TEST_CASE("pml_loss: a perfect prediction gives loss 0 and gradient 0") {
   auto pred = torch::rand({3, 2, 16, 16}, torch::kFloat64).requires_grad_(true);
-  const auto loss = crowdloss::pml_loss(pred, pred.detach().clone(), crowdloss::PMLLossOptions().grids({1, 2, 4, 8, 16}));
+  const auto loss =
+      crowdloss::pml_loss(pred, pred.detach().clone(), crowdloss::PMLLossOptions().grids({1, 2, 4, 8, 16}));
   DOCTEST_CHECK(loss.item<double>() == 0.0);
   loss.backward();
   DOCTEST_CHECK(pred.grad().abs().max().item<double>() == 0.0);
@@ -193,14 +201,15 @@ TEST_CASE("pml_loss: gradient check in float64 against finite differences") {
   const auto target = torch::rand({2, 1, 16, 16}, torch::kFloat64);
   const auto x = target + 0.2 * torch::randn({2, 1, 16, 16}, torch::kFloat64);
   const auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(0.5);
-  const double err = crowdloss_test::gradcheck_max_error(
-      [&](const at::Tensor& p) { return crowdloss::pml_loss(p, target, opts); }, x);
+  const double err =
+      crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::pml_loss(p, target, opts); }, x);
   DOCTEST_CHECK(err < 1e-6);
-  const double err_target = crowdloss_test::gradcheck_max_error(
-      [&](const at::Tensor& t) { return crowdloss::pml_loss(x, t, opts); }, target);
+  const double err_target =
+      crowdloss_test::gradcheck_max_error([&](const at::Tensor& t) { return crowdloss::pml_loss(x, t, opts); }, target);
   DOCTEST_CHECK(err_target < 1e-6);
   // The terms with a different upstream gradient for each level (the kernel's per-term chain).
-  const auto weights = torch::tensor({0.5, -1.0, 2.0, 0.25, 3.0, -0.75}, torch::kFloat64).slice(0, 0, static_cast<int64_t>(opts.grids().size()));
+  const auto weights = torch::tensor({0.5, -1.0, 2.0, 0.25, 3.0, -0.75}, torch::kFloat64)
+                           .slice(0, 0, static_cast<int64_t>(opts.grids().size()));
   const double err_terms = crowdloss_test::gradcheck_max_error(
       [&](const at::Tensor& p) { return (crowdloss::pml_loss_terms(p, target, opts) * weights).sum(); }, x);
   DOCTEST_CHECK(err_terms < 1e-6);
@@ -213,7 +222,8 @@ TEST_CASE("pml_loss: pad_to_multiple zero-pads bottom/right") {
   const auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8});
   check_error([&] { crowdloss::pml_loss(pred, target, opts); }, {"pml_loss", "30x27", "grid 8"});
   const auto padded = crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions(opts).pad_to_multiple(true));
-  const auto manual = crowdloss::pml_loss(at::constant_pad_nd(pred, {0, 5, 0, 2}), at::constant_pad_nd(target, {0, 5, 0, 2}), opts);
+  const auto manual =
+      crowdloss::pml_loss(at::constant_pad_nd(pred, {0, 5, 0, 2}), at::constant_pad_nd(target, {0, 5, 0, 2}), opts);
   DOCTEST_CHECK(padded.item<double>() == manual.item<double>());
   // The coarsest block sums are the whole-map counts, unchanged by padding.
   const auto count_term = crowdloss::pml_loss_terms(pred, target, crowdloss::PMLLossOptions().grids({1}));
@@ -238,8 +248,8 @@ TEST_CASE("pml_loss: half precision is computed in float32 and returned in the i
 TEST_CASE("pml_loss: NaN in the input propagates") {
   auto pred = torch::rand({1, 1, 8, 8});
   pred[0][0][3][3] = std::nan("");
-  DOCTEST_CHECK(std::isnan(crowdloss::pml_loss(pred, torch::rand({1, 1, 8, 8}),
-                                               crowdloss::PMLLossOptions().grids({1, 2})).item<double>()));
+  DOCTEST_CHECK(std::isnan(
+      crowdloss::pml_loss(pred, torch::rand({1, 1, 8, 8}), crowdloss::PMLLossOptions().grids({1, 2})).item<double>()));
 }
 
 TEST_CASE("pml_loss: finite for every finite input, at float32's extremes") {
@@ -252,7 +262,8 @@ TEST_CASE("pml_loss: finite for every finite input, at float32's extremes") {
     const auto opts = crowdloss::PMLLossOptions().reference_order(reference_order);
     auto p = pred.clone().requires_grad_(true);
     auto pd = pred.to(torch::kFloat64).requires_grad_(true);
-    const auto f32 = crowdloss::pml_loss(p, target, opts), f64 = crowdloss::pml_loss(pd, target.to(torch::kFloat64), opts);
+    const auto f32 = crowdloss::pml_loss(p, target, opts),
+               f64 = crowdloss::pml_loss(pd, target.to(torch::kFloat64), opts);
     DOCTEST_CHECK((f32.scalar_type() == torch::kFloat));
     DOCTEST_CHECK(std::isfinite(f32.item<double>()));
     DOCTEST_CHECK(rel_error(f32.item<double>(), f64.item<double>()) < 1e-6);
@@ -266,7 +277,8 @@ TEST_CASE("pml_loss: finite for every finite input, at float32's extremes") {
   }
   // float64 cannot widen: squared block sums beyond its range throw, naming the function.
   const auto huge = 1e200 * torch::rand({1, 1, 32, 32}, torch::kFloat64);
-  check_error([&] { crowdloss::pml_loss(huge, torch::zeros_like(huge)); }, {"pml_loss: pred and target overflow float64"});
+  check_error([&] { crowdloss::pml_loss(huge, torch::zeros_like(huge)); },
+              {"pml_loss: pred and target overflow float64"});
   check_error([&] { crowdloss::pml_loss_terms(huge, -huge); }, {"pml_loss_terms: pred and target overflow float64"});
   // An infinite input is not an overflow: it propagates.
   auto inf = torch::rand({1, 1, 32, 32});
@@ -311,16 +323,39 @@ TEST_CASE("pml_loss: every bad input throws c10::Error naming the function and t
   check_error([&] { crowdloss::pml_loss(ok, ok.narrow(3, 0, 4), grids); }, {"pml_loss", "[2, 1, 8, 4]"});
   check_error([&] { crowdloss::pml_loss(ok.to(at::kLong), ok.to(at::kLong), grids); }, {"pml_loss", "Long"});
   check_error([&] { crowdloss::pml_loss(ok, ok.to(at::kDouble), grids); }, {"pml_loss", "Double"});
-  check_error([&] { crowdloss::pml_loss(ok.narrow(0, 0, 0), ok.narrow(0, 0, 0), grids); }, {"pml_loss", "[0, 1, 8, 8]"});
-  check_error([&] { crowdloss::pml_loss(ok.narrow(2, 0, 0), ok.narrow(2, 0, 0), grids); }, {"pml_loss", "[2, 1, 0, 8]"});
+  check_error([&] { crowdloss::pml_loss(ok.narrow(0, 0, 0), ok.narrow(0, 0, 0), grids); },
+              {"pml_loss", "[0, 1, 8, 8]"});
+  check_error([&] { crowdloss::pml_loss(ok.narrow(2, 0, 0), ok.narrow(2, 0, 0), grids); },
+              {"pml_loss", "[2, 1, 0, 8]"});
   check_error([&] { crowdloss::pml_loss(ok, at::Tensor(), grids); }, {"pml_loss", "defined"});
   check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({})); }, {"pml_loss", "empty"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({0, 2})); }, {"pml_loss", "grids[0] = 0"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({2, 2})); }, {"pml_loss", "strictly increasing", "grids[1] = 2"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 2, 4, 3})); }, {"pml_loss", "grids[3] = 3"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({4, 6})); }, {"pml_loss", "divide", "grids[1] = 6"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().pixel_mse_weight(-1)); }, {"pml_loss", "pixel_mse_weight", "-1"});
-  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 16})); }, {"pml_loss", "8x8", "grid 16"});
+  check_error(
+      [&] {
+        crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({0, 2}));
+      },
+      {"pml_loss", "grids[0] = 0"});
+  check_error(
+      [&] {
+        crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({2, 2}));
+      },
+      {"pml_loss", "strictly increasing", "grids[1] = 2"});
+  check_error(
+      [&] {
+        crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 2, 4, 3}));
+      },
+      {"pml_loss", "grids[3] = 3"});
+  check_error(
+      [&] {
+        crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({4, 6}));
+      },
+      {"pml_loss", "divide", "grids[1] = 6"});
+  check_error([&] { crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().pixel_mse_weight(-1)); },
+              {"pml_loss", "pixel_mse_weight", "-1"});
+  check_error(
+      [&] {
+        crowdloss::pml_loss(ok, ok, crowdloss::PMLLossOptions().grids({1, 16}));
+      },
+      {"pml_loss", "8x8", "grid 16"});
   check_error([&] { crowdloss::pml_loss_terms(ok, ok.narrow(2, 0, 4), grids); }, {"pml_loss_terms", "[2, 1, 4, 8]"});
   // Mixed devices, testable without a GPU through the meta device.
   check_error([&] { crowdloss::pml_loss(ok, ok.to(at::kMeta), grids); }, {"pml_loss", "meta", "cpu"});

@@ -21,8 +21,8 @@ struct Image {
 Image oracle_image(const crowdloss_test::json& in, int64_t i) {
   const auto points = tensor_from_json(in.at("shifts_all"));
   const auto ltrb = tensor_from_json(in.at("box_delta_flat_NR4"))[i];
-  return {tensor_from_json(in.at("box_cls_logits_flat_NRK"))[i].sigmoid(), crowdloss::ltrb_to_boxes(points, ltrb), points,
-          tensor_from_json(in.at("gt_boxes_xyxy").at(static_cast<size_t>(i))),
+  return {tensor_from_json(in.at("box_cls_logits_flat_NRK"))[i].sigmoid(), crowdloss::ltrb_to_boxes(points, ltrb),
+          points, tensor_from_json(in.at("gt_boxes_xyxy").at(static_cast<size_t>(i))),
           tensor_from_json(in.at("gt_classes").at(static_cast<size_t>(i)))};
 }
 
@@ -48,14 +48,17 @@ TEST_CASE("poto_assign: DeFCN's quality matrix and matches (CrowdHuman POTO conf
     INFO("image " << i);
     const auto img = oracle_image(in, i);
     const auto opts = crowdloss::POTOOptions().alpha(ref.at("alpha").get<double>());
-    const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto quality =
+        crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
     const auto expected = tensor_from_json(per_image.at("lsap_input_quality_masked"));
     REQUIRE(quality.sizes() == expected.sizes());
     if (quality.numel() > 0) DOCTEST_CHECK((quality - expected).abs().max().item<double>() <= 1e-6);
-    const auto matched = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto matched =
+        crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
     const auto expected_matches = per_image.at("matched_anchor_per_gt").get<std::vector<int64_t>>();
     REQUIRE(matched.numel() == static_cast<int64_t>(expected_matches.size()));
-    for (size_t g = 0; g < expected_matches.size(); ++g) DOCTEST_CHECK(matched[static_cast<int64_t>(g)].item<int64_t>() == expected_matches[g]);
+    for (size_t g = 0; g < expected_matches.size(); ++g)
+      DOCTEST_CHECK(matched[static_cast<int64_t>(g)].item<int64_t>() == expected_matches[g]);
     if (matched.numel() > 0)
       DOCTEST_CHECK(quality.gather(1, matched.unsqueeze(1)).sum().item<double>() ==
                     doctest::Approx(per_image.at("lsap_total_quality").get<double>()).epsilon(1e-6));
@@ -67,7 +70,8 @@ TEST_CASE("poto_assign: the argmax matcher, and a gt without anchors in its prio
   const auto img = oracle_image(oracle.at("inputs"), 0);
   const auto opts = crowdloss::POTOOptions().matcher(crowdloss::kArgmax);
   const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes);
-  const auto matched = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+  const auto matched =
+      crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
   for (int64_t g = 0; g < 5; ++g) {
     const bool has_anchor = (quality[g] >= 0).any().item<bool>();
     const int64_t expected = has_anchor ? quality[g].argmax().item<int64_t>() : -1;
@@ -82,7 +86,8 @@ TEST_CASE("poto_quality: centre sampling restricts the prior per level") {
   const std::vector<int64_t> sizes{192, 48};
   const double radius = 1.5;
   const auto opts = crowdloss::POTOOptions().center_sampling_radius(radius).strides(strides).level_sizes(sizes);
-  const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+  const auto quality =
+      crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
   const auto plain = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes);
   // Re-derived with scalar loops: inside the box and within radius·stride of its centre, per axis.
   const auto b = img.gt_boxes.accessor<float, 2>();
@@ -165,8 +170,10 @@ TEST_CASE("poto_assign: its matching without the quality matrix is linear_sum_as
       img.gt_boxes = img.gt_boxes.to(at::kDouble);
     }
     INFO("seed " << seed);
-    const auto matched = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
-    const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto matched =
+        crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+    const auto quality =
+        crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
     const auto [rows, cols] = crowdloss::linear_sum_assignment(quality, /*maximize=*/true);
     REQUIRE(rows.numel() == matched.numel());
     DOCTEST_CHECK(at::equal(matched, cols));
@@ -179,8 +186,9 @@ TEST_CASE("poto_assign: one-to-one, and more gts than anchors") {
   const auto unique = std::get<0>(at::_unique(matched));
   DOCTEST_CHECK(unique.numel() == 25);  // no anchor serves two gts
   // Three anchors, five gts: three matched, two get −1.
-  const auto few = crowdloss::poto_assign(img.cls_prob.narrow(0, 0, 3), img.pred_boxes.narrow(0, 0, 3),
-                                          img.points.narrow(0, 0, 3), img.gt_boxes.narrow(0, 0, 5), img.gt_classes.narrow(0, 0, 5));
+  const auto few =
+      crowdloss::poto_assign(img.cls_prob.narrow(0, 0, 3), img.pred_boxes.narrow(0, 0, 3), img.points.narrow(0, 0, 3),
+                             img.gt_boxes.narrow(0, 0, 5), img.gt_classes.narrow(0, 0, 5));
   DOCTEST_CHECK((few >= 0).sum().item<int64_t>() == 3);
   DOCTEST_CHECK((few == -1).sum().item<int64_t>() == 2);
   const auto none = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, torch::zeros({0, 4}),
@@ -194,7 +202,8 @@ TEST_CASE("poto_aux_assign: top-k per level, mean + std threshold, inside the bo
   const int64_t topk = 9;
   const double alpha = 0.8;
   const auto opts = crowdloss::AuxAssignOptions().alpha(alpha).topk(topk).level_sizes(sizes);
-  const auto assigned = crowdloss::poto_aux_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
+  const auto assigned =
+      crowdloss::poto_aux_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
   REQUIRE(assigned.sizes() == at::IntArrayRef({240}));
   // Re-derived per gt with sorting and scalar arithmetic.
   const int64_t G = img.gt_boxes.size(0), A = img.points.size(0);
@@ -205,14 +214,16 @@ TEST_CASE("poto_aux_assign: top-k per level, mean + std threshold, inside the bo
   for (int64_t g = 0; g < G; ++g) {
     std::vector<double> q(static_cast<size_t>(A));
     for (int64_t a = 0; a < A; ++a)
-      q[static_cast<size_t>(a)] = std::pow(img.cls_prob[a][img.gt_classes[g].item<int64_t>()].item<double>(), 1 - alpha) *
-                                  std::pow(iou[g][a].item<double>(), alpha);
+      q[static_cast<size_t>(a)] =
+          std::pow(img.cls_prob[a][img.gt_classes[g].item<int64_t>()].item<double>(), 1 - alpha) *
+          std::pow(iou[g][a].item<double>(), alpha);
     std::vector<int64_t> cand;
     int64_t start = 0;
     for (const int64_t n : sizes) {
       std::vector<int64_t> idx(static_cast<size_t>(n));
       std::iota(idx.begin(), idx.end(), start);
-      std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return q[static_cast<size_t>(x)] > q[static_cast<size_t>(y)]; });
+      std::stable_sort(idx.begin(), idx.end(),
+                       [&](int64_t x, int64_t y) { return q[static_cast<size_t>(x)] > q[static_cast<size_t>(y)]; });
       cand.insert(cand.end(), idx.begin(), idx.begin() + std::min(topk, n));
       start += n;
     }
@@ -247,9 +258,11 @@ TEST_CASE("poto_assign and poto_aux_assign: CPU and CUDA agree") {
                                            img.gt_boxes.cuda(), img.gt_classes.cuda());
   DOCTEST_CHECK(cuda.device().is_cuda());
   DOCTEST_CHECK(torch::equal(cuda.cpu(), cpu));
-  DOCTEST_CHECK(torch::equal(crowdloss::poto_aux_assign(img.cls_prob.cuda(), img.pred_boxes.cuda(), img.points.cuda(),
-                                                        img.gt_boxes.cuda(), img.gt_classes.cuda(), aux).cpu(),
-                             crowdloss::poto_aux_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, aux)));
+  DOCTEST_CHECK(torch::equal(
+      crowdloss::poto_aux_assign(img.cls_prob.cuda(), img.pred_boxes.cuda(), img.points.cuda(), img.gt_boxes.cuda(),
+                                 img.gt_classes.cuda(), aux)
+          .cpu(),
+      crowdloss::poto_aux_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, aux)));
 }
 
 TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Error naming the function and the value") {
@@ -257,36 +270,60 @@ TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Err
   // Named references, not a structured binding: lambdas cannot capture those before C++20.
   const auto &p = img.cls_prob, &b = img.pred_boxes, &pts = img.points, &gb = img.gt_boxes, &gc = img.gt_classes;
   check_error([&] { crowdloss::poto_assign(p.view({-1}), b, pts, gb, gc); }, {"poto_assign", "cls_prob", "[720]"});
-  check_error([&] { crowdloss::poto_assign(p, b.narrow(0, 0, 10), pts, gb, gc); }, {"poto_assign", "pred_boxes", "(240, 4)", "[10, 4]"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts.narrow(0, 0, 7), gb, gc); }, {"poto_assign", "points has 7 anchors"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb.narrow(1, 0, 3), gc); }, {"poto_assign", "gt_boxes", "[4, 3]"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc.narrow(0, 0, 2)); }, {"poto_assign", "gt_classes", "(4)", "[2]"});
+  check_error([&] { crowdloss::poto_assign(p, b.narrow(0, 0, 10), pts, gb, gc); },
+              {"poto_assign", "pred_boxes", "(240, 4)", "[10, 4]"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts.narrow(0, 0, 7), gb, gc); },
+              {"poto_assign", "points has 7 anchors"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb.narrow(1, 0, 3), gc); },
+              {"poto_assign", "gt_boxes", "[4, 3]"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc.narrow(0, 0, 2)); },
+              {"poto_assign", "gt_classes", "(4)", "[2]"});
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc.to(at::kInt)); }, {"poto_assign", "int64", "Int"});
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc + 3); }, {"poto_assign", "[0, 3)"});
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc - 1 - gc); }, {"poto_assign", "-1"});
   check_error([&] { crowdloss::poto_assign(p.to(at::kInt), b, pts, gb, gc); }, {"poto_assign", "cls_prob", "Int"});
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb.to(at::kMeta), gc); }, {"poto_assign", "gt_boxes", "meta"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(1.5)); }, {"poto_assign", "alpha", "1.5"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(-0.1)); }, {"poto_assign", "alpha", "-0.1"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(-1)); }, {"poto_assign", "radius", "-1"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(1.5)); }, {"poto_assign", "level_sizes"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 48}).strides({8})); },
-              {"poto_assign", "1 strides for 2 levels"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 40}).strides({8, 16})); },
-              {"poto_assign", "232", "240"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(1.5)); },
+              {"poto_assign", "alpha", "1.5"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(-0.1)); },
+              {"poto_assign", "alpha", "-0.1"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(-1)); },
+              {"poto_assign", "radius", "-1"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(1.5)); },
+              {"poto_assign", "level_sizes"});
+  check_error(
+      [&] {
+        crowdloss::poto_assign(
+            p, b, pts, gb, gc,
+            crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 48}).strides({8}));
+      },
+      {"poto_assign", "1 strides for 2 levels"});
+  check_error(
+      [&] {
+        crowdloss::poto_assign(
+            p, b, pts, gb, gc,
+            crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 40}).strides({8, 16}));
+      },
+      {"poto_assign", "232", "240"});
   check_error([&] { crowdloss::poto_quality(p, b, pts, gb, gc + 5); }, {"poto_quality", "[0, 3)"});
   const auto aux = crowdloss::AuxAssignOptions().level_sizes({192, 48});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions()); }, {"poto_aux_assign", "level_sizes"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).topk(0)); }, {"poto_aux_assign", "topk", "0"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).alpha(2)); }, {"poto_aux_assign", "alpha", "2"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions().level_sizes({100})); }, {"poto_aux_assign", "100", "240"});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions()); },
+              {"poto_aux_assign", "level_sizes"});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).topk(0)); },
+              {"poto_aux_assign", "topk", "0"});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).alpha(2)); },
+              {"poto_aux_assign", "alpha", "2"});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions().level_sizes({100})); },
+              {"poto_aux_assign", "100", "240"});
   // A gt box with a NaN or infinite coordinate: an error naming the function the user called
   // (it used to surface as linear_sum_assignment's) and the gt.
   auto nan_box = gb.clone();
   nan_box[2][3] = NAN;
-  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc); }, {"poto_assign", "gt_boxes[2] is not finite", "nan"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc, crowdloss::POTOOptions().matcher(crowdloss::kArgmax)); },
-              {"poto_assign", "gt_boxes[2]"});
+  check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc); },
+              {"poto_assign", "gt_boxes[2] is not finite", "nan"});
+  check_error(
+      [&] { crowdloss::poto_assign(p, b, pts, nan_box, gc, crowdloss::POTOOptions().matcher(crowdloss::kArgmax)); },
+      {"poto_assign", "gt_boxes[2]"});
   check_error([&] { crowdloss::poto_quality(p, b, pts, nan_box, gc); }, {"poto_quality", "gt_boxes[2]"});
   check_error([&] { crowdloss::poto_aux_assign(p, b, pts, nan_box, gc, aux); }, {"poto_aux_assign", "gt_boxes[2]"});
   nan_box[2][3] = -INFINITY;

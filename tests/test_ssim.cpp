@@ -51,7 +51,8 @@ TEST_CASE("ssim and sanet_loss: match pytorch-msssim (SSIM, per image, map, loss
     INFO("case " << c.name);
     const auto& ref = *c.json;
     const auto opts = crowdloss::SSIMOptions().data_range(c.data_range);
-    DOCTEST_CHECK(rel_error(crowdloss::ssim(c.pred, c.gt, opts).item<double>(), ref.at("ssim_mean").get<double>()) <= 1e-6);
+    DOCTEST_CHECK(rel_error(crowdloss::ssim(c.pred, c.gt, opts).item<double>(), ref.at("ssim_mean").get<double>()) <=
+                  1e-6);
 
     const auto per_image = crowdloss::ssim(c.pred, c.gt, crowdloss::SSIMOptions(opts).reduction(torch::kNone)).mean(1);
     const auto expected_per_image = ref.at("ssim_per_image").get<std::vector<double>>();
@@ -73,7 +74,8 @@ TEST_CASE("ssim and sanet_loss: match pytorch-msssim (SSIM, per image, map, loss
 
     auto pred2 = c.pred.clone().requires_grad_(true);
     crowdloss::ssim(pred2, c.gt, opts).backward();
-    const auto expected_ssim_grad = tensor_from_list(ref.at("grad_ssim_mean_wrt_pred"), c.pred.sizes().vec(), at::kDouble);
+    const auto expected_ssim_grad =
+        tensor_from_list(ref.at("grad_ssim_mean_wrt_pred"), c.pred.sizes().vec(), at::kDouble);
     DOCTEST_CHECK((pred2.grad() - expected_ssim_grad).abs().max().item<double>() <= 1e-9);
   }
 }
@@ -97,8 +99,9 @@ TEST_CASE("ssim: hand-derived cases") {
   // Constant maps a and b: the variances vanish (up to the float32 window's rounding), leaving
   // the luminance term (2ab + C1) / (a² + b² + C1).
   const double a = 0.5, b = 0.2, c1 = 1e-4;
-  const auto value = crowdloss::ssim(torch::full({1, 1, 16, 16}, a, torch::kFloat64),
-                                     torch::full({1, 1, 16, 16}, b, torch::kFloat64)).item<double>();
+  const auto value =
+      crowdloss::ssim(torch::full({1, 1, 16, 16}, a, torch::kFloat64), torch::full({1, 1, 16, 16}, b, torch::kFloat64))
+          .item<double>();
   DOCTEST_CHECK(value == doctest::Approx((2 * a * b + c1) / (a * a + b * b + c1)).epsilon(1e-4));
   // Contrast reversal around a common mean: y = 2m − x has μy = μx, σxy = −σx², so SSIM < 0.
   const auto z = torch::rand({1, 1, 32, 32}, torch::kFloat64);
@@ -110,17 +113,22 @@ TEST_CASE("ssim: reductions and map shapes") {
   const auto x = torch::rand({3, 2, 16, 20}), y = torch::rand({3, 2, 16, 20});
   const auto per_channel = crowdloss::ssim(x, y, crowdloss::SSIMOptions().reduction(torch::kNone));
   DOCTEST_CHECK(per_channel.sizes() == at::IntArrayRef({3, 2}));
-  DOCTEST_CHECK(crowdloss::ssim(x, y).item<double>() == doctest::Approx(per_channel.mean().item<double>()).epsilon(1e-6));
+  DOCTEST_CHECK(crowdloss::ssim(x, y).item<double>() ==
+                doctest::Approx(per_channel.mean().item<double>()).epsilon(1e-6));
   DOCTEST_CHECK(crowdloss::ssim_map(x, y).sizes() == at::IntArrayRef({3, 2, 6, 10}));
-  DOCTEST_CHECK(crowdloss::ssim_map(x, y, crowdloss::SSIMOptions().window_size(5)).sizes() == at::IntArrayRef({3, 2, 12, 16}));
+  DOCTEST_CHECK(crowdloss::ssim_map(x, y, crowdloss::SSIMOptions().window_size(5)).sizes() ==
+                at::IntArrayRef({3, 2, 12, 16}));
   DOCTEST_CHECK(crowdloss::ssim_map(x, y, crowdloss::SSIMOptions().padding(crowdloss::kSame)).sizes() == x.sizes());
   // With "same" padding a map smaller than the window is fine.
-  DOCTEST_CHECK(crowdloss::ssim(x.narrow(2, 0, 5), y.narrow(2, 0, 5), crowdloss::SSIMOptions().padding(crowdloss::kSame)).dim() == 0);
+  DOCTEST_CHECK(
+      crowdloss::ssim(x.narrow(2, 0, 5), y.narrow(2, 0, 5), crowdloss::SSIMOptions().padding(crowdloss::kSame)).dim() ==
+      0);
   const auto sanet = crowdloss::sanet_loss(x, y, crowdloss::SANetLossOptions().reduction(torch::kNone));
   DOCTEST_CHECK(sanet.sizes() == at::IntArrayRef({3}));
   const auto mean = crowdloss::sanet_loss(x, y);
-  DOCTEST_CHECK(mean.item<double>() ==
-                doctest::Approx((torch::mse_loss(x, y) + 0.001 * (1 - crowdloss::ssim(x, y))).item<double>()).epsilon(1e-6));
+  DOCTEST_CHECK(
+      mean.item<double>() ==
+      doctest::Approx((torch::mse_loss(x, y) + 0.001 * (1 - crowdloss::ssim(x, y))).item<double>()).epsilon(1e-6));
   DOCTEST_CHECK(crowdloss::sanet_loss(x, y, crowdloss::SANetLossOptions().reduction(torch::kSum)).item<double>() ==
                 doctest::Approx(sanet.sum().item<double>()).epsilon(1e-6));
 }
@@ -129,12 +137,16 @@ TEST_CASE("ssim and sanet_loss: gradient check in float64 against finite differe
   torch::manual_seed(3);
   const auto y = torch::rand({2, 2, 14, 13}, torch::kFloat64);
   const auto x = (y + 0.2 * torch::randn({2, 2, 14, 13}, torch::kFloat64)).clamp(0, 1);
-  for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+  for (const crowdloss::SSIMPadding padding :
+       {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
     const auto opts = crowdloss::SSIMOptions().window_size(7).sigma(1.2).padding(padding);
-    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::ssim(p, y, opts); }, x) < 1e-7);
-    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& t) { return crowdloss::ssim(x, t, opts); }, y) < 1e-7);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::ssim(p, y, opts); },
+                                                      x) < 1e-7);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& t) { return crowdloss::ssim(x, t, opts); },
+                                                      y) < 1e-7);
     const auto sopts = crowdloss::SANetLossOptions().alpha(0.5).ssim(opts);
-    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error([&](const at::Tensor& p) { return crowdloss::sanet_loss(p, y, sopts); }, x) < 1e-7);
+    DOCTEST_CHECK(crowdloss_test::gradcheck_max_error(
+                      [&](const at::Tensor& p) { return crowdloss::sanet_loss(p, y, sopts); }, x) < 1e-7);
   }
 }
 
@@ -194,7 +206,8 @@ TEST_CASE("ssim, ssim_map and sanet_loss: finite wherever the exact value is, at
         DOCTEST_CHECK(at::isfinite(g).all().item<bool>());
         DOCTEST_CHECK((g.to(torch::kFloat64) - gd).abs().max().item<double>() < 1e-4 * gd.abs().max().item<double>());
       }
-      const auto map32 = crowdloss::ssim_map(x0, y0), map64 = crowdloss::ssim_map(x0.to(torch::kFloat64), y0.to(torch::kFloat64));
+      const auto map32 = crowdloss::ssim_map(x0, y0),
+                 map64 = crowdloss::ssim_map(x0.to(torch::kFloat64), y0.to(torch::kFloat64));
       DOCTEST_CHECK((map32.to(torch::kFloat64) - map64).abs().max().item<double>() < 1e-4);  // σ² cancels per pixel
     }
     // float64 cannot widen: squares beyond its range throw, naming the function and the value.
@@ -224,7 +237,8 @@ TEST_CASE("ssim and sanet_loss: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("ssim CPU/CUDA parity")) return;
   torch::manual_seed(6);
   const auto x = torch::rand({2, 3, 40, 36}, torch::kFloat64), y = torch::rand({2, 3, 40, 36}, torch::kFloat64);
-  for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+  for (const crowdloss::SSIMPadding padding :
+       {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
     const auto opts = crowdloss::SANetLossOptions().alpha(0.3).ssim(crowdloss::SSIMOptions().padding(padding));
     auto xc = x.clone().requires_grad_(true), xg = x.cuda().requires_grad_(true);
     const auto cpu = crowdloss::sanet_loss(xc, y, opts), cuda = crowdloss::sanet_loss(xg, y.cuda(), opts);
@@ -245,7 +259,8 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::ssim(ok.to(at::kInt), ok.to(at::kInt)); }, {"ssim", "Int"});
   check_error([&] { crowdloss::ssim(ok, ok.to(at::kDouble)); }, {"ssim", "Double"});
   check_error([&] { crowdloss::ssim(ok.narrow(0, 0, 0), ok.narrow(0, 0, 0)); }, {"ssim", "[0, 1, 16, 16]"});
-  check_error([&] { crowdloss::ssim(ok.narrow(3, 0, 0), ok.narrow(3, 0, 0), O().padding(crowdloss::kSame)); }, {"ssim", "[2, 1, 16, 0]"});
+  check_error([&] { crowdloss::ssim(ok.narrow(3, 0, 0), ok.narrow(3, 0, 0), O().padding(crowdloss::kSame)); },
+              {"ssim", "[2, 1, 16, 0]"});
   check_error([&] { crowdloss::ssim(ok, ok, O().window_size(10)); }, {"ssim", "window_size", "10"});
   check_error([&] { crowdloss::ssim(ok, ok, O().window_size(0)); }, {"ssim", "window_size", "0"});
   check_error([&] { crowdloss::ssim(ok, ok, O().window_size(-3)); }, {"ssim", "window_size", "-3"});
@@ -258,8 +273,10 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::ssim(ok, ok, O().reduction(torch::kSum)); }, {"ssim", "kSum"});
   check_error([&] { crowdloss::ssim(ok, ok, O().window_size(17)); }, {"ssim", "16x16", "window_size 17"});
   check_error([&] { crowdloss::ssim_map(ok, ok.narrow(2, 0, 3)); }, {"ssim_map", "[2, 1, 3, 16]"});
-  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().alpha(-0.5)); }, {"sanet_loss", "alpha", "-0.5"});
-  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().ssim(O().data_range(0))); }, {"sanet_loss", "data_range"});
+  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().alpha(-0.5)); },
+              {"sanet_loss", "alpha", "-0.5"});
+  check_error([&] { crowdloss::sanet_loss(ok, ok, crowdloss::SANetLossOptions().ssim(O().data_range(0))); },
+              {"sanet_loss", "data_range"});
   check_error([&] { crowdloss::sanet_loss(ok, ok.to(at::kLong)); }, {"sanet_loss", "Long"});
   check_error([&] { crowdloss::ssim(ok, ok.to(at::kMeta)); }, {"ssim", "meta", "cpu"});
   check_error([&] { crowdloss::sanet_loss(ok.to(at::kMeta), ok); }, {"sanet_loss", "cpu", "meta"});
@@ -275,10 +292,12 @@ TEST_CASE("ssim: the CPU kernel equals the ATen reference in float64 (values and
     torch::manual_seed(5);
     for (const auto shape : {Shape{2, 3, 20, 24, 11}, Shape{1, 1, 11, 11, 11}, Shape{3, 2, 9, 17, 3},
                              Shape{1, 2, 13, 7, 5}, Shape{2, 1, 6, 33, 1}, Shape{2, 1, 23, 75, 11}}) {
-      for (const crowdloss::SSIMPadding padding : {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
+      for (const crowdloss::SSIMPadding padding :
+           {crowdloss::SSIMPadding(crowdloss::kValid), crowdloss::SSIMPadding(crowdloss::kSame)}) {
         INFO("shape " << shape.b << "x" << shape.c << "x" << shape.h << "x" << shape.w << " window " << shape.window
                       << (std::holds_alternative<torch::enumtype::kSame>(padding) ? " same" : " valid"));
-        const auto opts = crowdloss::SSIMOptions().window_size(shape.window).sigma(1.3).padding(padding).data_range(2.0);
+        const auto opts =
+            crowdloss::SSIMOptions().window_size(shape.window).sigma(1.3).padding(padding).data_range(2.0);
         const auto y = torch::rand({shape.b, shape.c, shape.h, shape.w}, torch::kFloat64);
         const auto x0 = (y + 0.3 * torch::randn_like(y)).detach();
         const auto weights = torch::rand({shape.b, shape.c}, torch::kFloat64);  // a non-uniform upstream gradient
@@ -315,10 +334,20 @@ std::vector<torch::Tensor> ssim_kernel_split(const crowdloss::detail::SSIMSetup&
   const int64_t Ho = H + 2 * s.pad - n + 1, Wo = W + 2 * s.pad - n + 1, rows = gradients ? P * H : P * Ho;
   auto sums = torch::full({P, Ho}, -1.0, torch::kFloat64);
   auto gx = torch::zeros_like(s.x), gy = torch::zeros_like(s.y);
-  const crowdloss::detail::SSIMForwardArgs<T> args{
-      s.x.data_ptr<T>(), s.y.data_ptr<T>(), s.window.data_ptr<T>(), n, s.pad, H, W, Ho, Wo, static_cast<T>(s.c1),
-      static_cast<T>(s.c2), sums.data_ptr<double>(), gradients ? gx.data_ptr<T>() : nullptr,
-      gradients ? gy.data_ptr<T>() : nullptr};
+  const crowdloss::detail::SSIMForwardArgs<T> args{s.x.data_ptr<T>(),
+                                                   s.y.data_ptr<T>(),
+                                                   s.window.data_ptr<T>(),
+                                                   n,
+                                                   s.pad,
+                                                   H,
+                                                   W,
+                                                   Ho,
+                                                   Wo,
+                                                   static_cast<T>(s.c1),
+                                                   static_cast<T>(s.c2),
+                                                   sums.data_ptr<double>(),
+                                                   gradients ? gx.data_ptr<T>() : nullptr,
+                                                   gradients ? gy.data_ptr<T>() : nullptr};
   const auto kernels = crowdloss::detail::ssim_kernels<T>();
   int64_t begin = 0;
   for (int64_t end : cuts) {
@@ -379,7 +408,8 @@ TEST_CASE("ssim: the backward's scaling is s·g + e·(own − other) at every wi
         for (const double e : {0.0, 0.3}) {
           INFO(dtype << ", width " << n << ", e = " << e);
           at::Tensor out = torch::cat({torch::zeros({n}, dtype), sentinel});
-          scale(g.data_ptr<T>(), own.data_ptr<T>(), other.data_ptr<T>(), T(-1.7), static_cast<T>(e), n, out.data_ptr<T>());
+          scale(g.data_ptr<T>(), own.data_ptr<T>(), other.data_ptr<T>(), T(-1.7), static_cast<T>(e), n,
+                out.data_ptr<T>());
           DOCTEST_CHECK(torch::equal(out.narrow(0, n, 16), sentinel));
           const at::Tensor expected = g * T(-1.7) + (own - other) * static_cast<T>(e);
           if (e == 0)

@@ -22,8 +22,8 @@ TEST_CASE("compat: the LibTorch version check agrees with torch's own version") 
 }
 
 TEST_CASE("compat: AutocastGuard turns autocast on for its scope, nests, and restores the previous state") {
-  using crowdloss::detail::AutocastGuard;
   using crowdloss::detail::autocast_enabled;
+  using crowdloss::detail::AutocastGuard;
   for (const auto device : {c10::kCPU, c10::kCUDA}) {  // only thread-local flags: no CUDA needed
     INFO("device " << device);
     const auto dtype_before = crowdloss::detail::autocast_dtype(device);

@@ -45,7 +45,8 @@ void check_value(bool ok, const std::string& option, const T& value, const std::
 inline void check_device(const std::string& device) {
   try {
     const torch::Device d(device);
-    if (d.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device " + device + ": no CUDA device here");
+    if (d.is_cuda() && !torch::cuda::is_available())
+      throw std::runtime_error("--device " + device + ": no CUDA device here");
     if (!d.is_cpu() && !d.is_cuda()) throw std::runtime_error("unknown --device '" + device + "' (cpu, cuda, cuda:N)");
   } catch (const c10::Error&) {
     throw std::runtime_error("unknown --device '" + device + "' (cpu, cuda, cuda:N)");
@@ -98,10 +99,12 @@ struct DataSpec {
 
 /// Splits `spec`, the value of `option`, into FORMAT and PATH, and checks FORMAT against
 /// `formats`; touches no file.
-inline DataSpec parse_data_spec(const std::string& option, const std::string& spec, const std::vector<std::string>& formats) {
+inline DataSpec parse_data_spec(const std::string& option, const std::string& spec,
+                                const std::vector<std::string>& formats) {
   const auto colon = spec.find(':');
   if (colon == std::string::npos || colon + 1 == spec.size())
-    throw std::runtime_error(option + ": expected FORMAT:PATH with FORMAT one of " + join(formats) + ", got '" + spec + "'");
+    throw std::runtime_error(option + ": expected FORMAT:PATH with FORMAT one of " + join(formats) + ", got '" + spec +
+                             "'");
   DataSpec d{spec.substr(0, colon), spec.substr(colon + 1)};
   check_choice(option + " format", d.format, formats);
   return d;

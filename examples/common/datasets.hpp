@@ -123,7 +123,8 @@ inline std::vector<fs::path> images_in(const fs::path& dir) {
   std::vector<fs::path> out;
   for (const auto& e : fs::directory_iterator(dir)) {
     auto ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (e.is_regular_file() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png")) out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
@@ -131,7 +132,8 @@ inline std::vector<fs::path> images_in(const fs::path& dir) {
 }
 
 inline void sort_samples(std::vector<CrowdSample>& samples) {
-  std::sort(samples.begin(), samples.end(), [](const CrowdSample& a, const CrowdSample& b) { return a.image < b.image; });
+  std::sort(samples.begin(), samples.end(),
+            [](const CrowdSample& a, const CrowdSample& b) { return a.image < b.image; });
 }
 
 /// `root`/`name` (lexically normalised) for an image file that an annotation names. An absolute
@@ -140,7 +142,8 @@ inline void sort_samples(std::vector<CrowdSample>& samples) {
 inline fs::path file_in(const fs::path& root, const std::string& name, bool allow_outside) {
   const fs::path relative(name);
   const auto normal = relative.lexically_normal();
-  const bool outside = relative.has_root_name() || relative.has_root_directory() || (!normal.empty() && *normal.begin() == "..");
+  const bool outside =
+      relative.has_root_name() || relative.has_root_directory() || (!normal.empty() && *normal.begin() == "..");
   if (outside && !allow_outside)
     throw std::runtime_error("the image '" + name + "' lies outside the data set's folder " + root.string() +
                              " (--allow-outside-paths allows it)");
@@ -157,7 +160,8 @@ std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const fs::pat
   std::map<int64_t, std::string> files;
   try {
     for (const auto& im : j.at("images"))
-      files[im.at("id").get<int64_t>()] = file_in(image_root, im.at("file_name").get<std::string>(), allow_outside).string();
+      files[im.at("id").get<int64_t>()] =
+          file_in(image_root, im.at("file_name").get<std::string>(), allow_outside).string();
     if (!j.at("annotations").is_array()) throw std::runtime_error("'annotations' is not an array");
   } catch (const std::exception& e) {
     throw invalid(e.what());
@@ -171,13 +175,16 @@ std::map<int64_t, std::string> coco_files(const nlohmann::json& j, const fs::pat
 /// of `json_path` and its index; `invalid(what)` makes the error naming the file. Returns the ids
 /// of the images left out.
 template <typename Invalid, typename Read>
-std::set<int64_t> read_coco_annotations(const nlohmann::json& j, const std::map<int64_t, std::string>& files, const fs::path& json_path,
-                                        BadSamples* bad, const Invalid& invalid, Read&& read) {
+std::set<int64_t> read_coco_annotations(const nlohmann::json& j, const std::map<int64_t, std::string>& files,
+                                        const fs::path& json_path, BadSamples* bad, const Invalid& invalid,
+                                        Read&& read) {
   std::set<int64_t> dropped;
   const auto& annotations = j.at("annotations");
   for (size_t k = 0; k < annotations.size(); ++k) {
     const auto& a = annotations[k];
-    const auto id = a.is_object() && a.contains("image_id") && a.at("image_id").is_number_integer() ? a.at("image_id").get<int64_t>() : -1;
+    const auto id = a.is_object() && a.contains("image_id") && a.at("image_id").is_number_integer()
+                        ? a.at("image_id").get<int64_t>()
+                        : -1;
     const bool known = files.count(id) > 0;
     const auto sample = known ? files.at(id) : json_path.string() + ": annotation " + std::to_string(k);
     const bool valid = read_sample(bad, sample, [&] {
@@ -210,9 +217,14 @@ inline at::Tensor mat_points(matvar_t* v, const std::string& what) {
       const size_t k = static_cast<size_t>(i + n * j);  // MATLAB arrays are column-major
       double value = 0;
       switch (v->class_type) {
-        case MAT_C_DOUBLE: value = static_cast<const double*>(v->data)[k]; break;
-        case MAT_C_SINGLE: value = static_cast<const float*>(v->data)[k]; break;
-        default: throw std::runtime_error(what + ": points are not a double or single array");
+        case MAT_C_DOUBLE:
+          value = static_cast<const double*>(v->data)[k];
+          break;
+        case MAT_C_SINGLE:
+          value = static_cast<const float*>(v->data)[k];
+          break;
+        default:
+          throw std::runtime_error(what + ": points are not a double or single array");
       }
       xy[static_cast<size_t>(2 * i + j)] = static_cast<float>(value);
     }
@@ -262,9 +274,11 @@ class MatCheck {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot open MATLAB file " + path.string());
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.size() < 128) throw std::runtime_error(path.string() + ": not a MATLAB 5 file (shorter than its 128-byte header)");
+    if (bytes.size() < 128)
+      throw std::runtime_error(path.string() + ": not a MATLAB 5 file (shorter than its 128-byte header)");
     const auto version = bytes.substr(124, 4);
-    if (version == std::string("\0\2IM", 4) || version == std::string("\2\0MI", 4)) return;  // 7.3: HDF5, read by libhdf5
+    if (version == std::string("\0\2IM", 4) || version == std::string("\2\0MI", 4))
+      return;  // 7.3: HDF5, read by libhdf5
     if (version != std::string("\0\1IM", 4) && version != std::string("\1\0MI", 4))
       throw std::runtime_error(path.string() + ": not a MATLAB 5, 7 or 7.3 file");
     MatCheck check(path.string(), bytes[126] == 'M');
@@ -303,7 +317,8 @@ class MatCheck {
       return {first & 0xffff, at + 4, first >> 16, at + 8};
     }
     const size_t bytes = u32(data, at + 4);
-    if (bytes > end - at - 8) fail("a data element declares " + std::to_string(bytes) + " bytes, more than it has room for");
+    if (bytes > end - at - 8)
+      fail("a data element declares " + std::to_string(bytes) + " bytes, more than it has room for");
     const size_t padded = first == kCompressed ? bytes : (bytes + 7) / 8 * 8;  // compressed ones are not padded
     return {first, at + 8, bytes, std::min(end, at + 8 + padded)};
   }
@@ -337,7 +352,8 @@ class MatCheck {
       out.resize(out.size() - z.avail_out);
     }
     inflateEnd(&z);
-    if (status != Z_STREAM_END) fail(out.size() >= kMaxInflated ? "a compressed element inflates beyond 256 MB" : "corrupt compressed data");
+    if (status != Z_STREAM_END)
+      fail(out.size() >= kMaxInflated ? "a compressed element inflates beyond 256 MB" : "corrupt compressed data");
     return out;
   }
 
@@ -382,8 +398,7 @@ class MatCheck {
       }
       const double parts = elements * fields;
       if (parts * 8 > static_cast<double>(end - at_content))
-        fail("an array declares " + count_text(parts) + " elements in " +
-             std::to_string(end - at_content) + " bytes");
+        fail("an array declares " + count_text(parts) + " elements in " + std::to_string(end - at_content) + " bytes");
       for (int64_t k = 0; k < static_cast<int64_t>(parts); ++k) {
         const auto part = element(data, at_content, end);
         if (part.type != kMatrix) fail("a cell or field is not an array");
@@ -425,7 +440,8 @@ at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
 }
 #else
 [[noreturn]] inline void no_matio(const std::string& dataset) {
-  throw std::runtime_error(dataset + " annotations are MATLAB files, and this build has no libmatio support "
+  throw std::runtime_error(dataset +
+                           " annotations are MATLAB files, and this build has no libmatio support "
                            "(install libmatio-dev and reconfigure)");
 }
 #endif
@@ -437,20 +453,21 @@ at::Tensor read_mat(const fs::path& path, const char* name, Fn extract) {
 /// annotations are kept with no points. file_name is relative to `image_root` and must stay in it
 /// unless `allow_outside` (see file_in). An invalid annotation is a bad sample (its image, see
 /// BadSamples); a file without valid `images` is an error either way.
-inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr,
-                                                 bool allow_outside = false) {
+inline std::vector<CrowdSample> read_coco_points(const fs::path& json_path, const fs::path& image_root,
+                                                 BadSamples* bad = nullptr, bool allow_outside = false) {
   const auto j = data_detail::read_json(json_path);
   const auto invalid = [&](const std::string& what) {
     return std::runtime_error("invalid COCO-style annotations in " + json_path.string() + ": " + what);
   };
   const auto files = data_detail::coco_files(j, image_root, allow_outside, invalid);
   std::map<int64_t, std::vector<float>> points;
-  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
-    const auto box = a.at("bbox").get<std::vector<float>>();
-    if (box.size() != 4) throw std::runtime_error("bbox is not [x, y, w, h]");
-    points[id].push_back(box[0] + box[2] / 2);
-    points[id].push_back(box[1] + box[3] / 2);
-  });
+  const auto dropped =
+      data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+        const auto box = a.at("bbox").get<std::vector<float>>();
+        if (box.size() != 4) throw std::runtime_error("bbox is not [x, y, w, h]");
+        points[id].push_back(box[0] + box[2] / 2);
+        points[id].push_back(box[1] + box[3] / 2);
+      });
   std::vector<CrowdSample> out;
   for (const auto& [id, file] : files)
     if (!dropped.count(id)) out.push_back({file, data_detail::points_tensor(points[id])});
@@ -556,9 +573,11 @@ inline std::vector<CrowdSample> read_ucf_qnrf(const fs::path& root, BadSamples* 
 /// Any supported layout by name: "coco" (root = the JSON file, images beside it unless
 /// `image_root` is given, and inside that folder unless `allow_outside`), "shanghaitech", "qnrf",
 /// "nwpu", "jhu" (images listed from their folders); bad samples go to `bad`.
-inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root, const fs::path& image_root = {},
-                                             BadSamples* bad = nullptr, bool allow_outside = false) {
-  if (format == "coco") return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root, bad, allow_outside);
+inline std::vector<CrowdSample> read_dataset(const std::string& format, const fs::path& root,
+                                             const fs::path& image_root = {}, BadSamples* bad = nullptr,
+                                             bool allow_outside = false) {
+  if (format == "coco")
+    return read_coco_points(root, image_root.empty() ? root.parent_path() : image_root, bad, allow_outside);
   if (format == "shanghaitech") return read_shanghaitech(root, bad);
   if (format == "qnrf") return read_ucf_qnrf(root, bad);
   if (format == "nwpu") return read_nwpu(root, bad);
@@ -580,7 +599,10 @@ inline nlohmann::json to_coco(const std::vector<CrowdSample>& samples, const std
                       {"width", sizes[i][1]}});
     const auto p = samples[i].points.contiguous();
     for (int64_t k = 0; k < p.size(0); ++k)
-      annotations.push_back({{"id", ann_id++}, {"image_id", id}, {"category_id", 1}, {"bbox", {p[k][0].item<float>(), p[k][1].item<float>(), 0.0, 0.0}}});
+      annotations.push_back({{"id", ann_id++},
+                             {"image_id", id},
+                             {"category_id", 1},
+                             {"bbox", {p[k][0].item<float>(), p[k][1].item<float>(), 0.0, 0.0}}});
   }
   return {{"images", images}, {"annotations", annotations}, {"categories", {{{"id", 1}, {"name", "person"}}}}};
 }

@@ -23,7 +23,7 @@ namespace crowdloss_examples {
 struct DetectConfig {
   std::string assign = "poto";  // fcos | poto | poto-3dmf-aux | lla
   std::string backbone = "resnet50";
-  double width = 1.0;           // backbone channel multiplier (1 = torchvision's)
+  double width = 1.0;  // backbone channel multiplier (1 = torchvision's)
   int64_t fpn_channels = 256;
   std::string backbone_weights;  // torchvision ResNet state dict (optional)
   bool freeze_bn = false;
@@ -40,21 +40,43 @@ struct DetectConfig {
   std::string nms = "auto";
 
   nlohmann::json to_json() const {
-    return {{"assign", assign}, {"backbone", backbone}, {"width", width}, {"fpn_channels", fpn_channels},
-            {"freeze_bn", freeze_bn}, {"optimizer", optimizer}, {"lr", lr}, {"weight_decay", weight_decay},
-            {"momentum", momentum}, {"min_lr", min_lr}, {"clip", clip}, {"warmup", warmup}, {"epochs", epochs},
-            {"batch", batch}, {"longest_side", longest_side}, {"crop", crop}, {"workers", workers}, {"seed", seed},
-            {"device", device}, {"amp", amp}, {"score_threshold", score_threshold}, {"nms_threshold", nms_threshold},
-            {"pre_nms_topk", pre_nms_topk}, {"max_detections", max_detections}, {"nms", nms}};
+    return {{"assign", assign},
+            {"backbone", backbone},
+            {"width", width},
+            {"fpn_channels", fpn_channels},
+            {"freeze_bn", freeze_bn},
+            {"optimizer", optimizer},
+            {"lr", lr},
+            {"weight_decay", weight_decay},
+            {"momentum", momentum},
+            {"min_lr", min_lr},
+            {"clip", clip},
+            {"warmup", warmup},
+            {"epochs", epochs},
+            {"batch", batch},
+            {"longest_side", longest_side},
+            {"crop", crop},
+            {"workers", workers},
+            {"seed", seed},
+            {"device", device},
+            {"amp", amp},
+            {"score_threshold", score_threshold},
+            {"nms_threshold", nms_threshold},
+            {"pre_nms_topk", pre_nms_topk},
+            {"max_detections", max_detections},
+            {"nms", nms}};
   }
   static DetectConfig from_json(const nlohmann::json& j) {
     DetectConfig c;
-    c.assign = j.at("assign"), c.backbone = j.at("backbone"), c.width = j.at("width"), c.fpn_channels = j.at("fpn_channels");
-    c.freeze_bn = j.at("freeze_bn"), c.optimizer = j.at("optimizer"), c.lr = j.at("lr"), c.weight_decay = j.at("weight_decay");
+    c.assign = j.at("assign"), c.backbone = j.at("backbone"), c.width = j.at("width"),
+    c.fpn_channels = j.at("fpn_channels");
+    c.freeze_bn = j.at("freeze_bn"), c.optimizer = j.at("optimizer"), c.lr = j.at("lr"),
+    c.weight_decay = j.at("weight_decay");
     c.momentum = j.at("momentum"), c.min_lr = j.at("min_lr"), c.clip = j.at("clip"), c.warmup = j.at("warmup");
     c.epochs = j.at("epochs"), c.batch = j.at("batch"), c.longest_side = j.at("longest_side"), c.crop = j.at("crop");
     c.workers = j.at("workers"), c.seed = j.at("seed"), c.device = j.at("device"), c.amp = j.at("amp");
-    c.score_threshold = j.at("score_threshold"), c.nms_threshold = j.at("nms_threshold"), c.pre_nms_topk = j.at("pre_nms_topk");
+    c.score_threshold = j.at("score_threshold"), c.nms_threshold = j.at("nms_threshold"),
+    c.pre_nms_topk = j.at("pre_nms_topk");
     c.max_detections = j.at("max_detections"), c.nms = j.at("nms");
     return c;
   }
@@ -73,7 +95,8 @@ inline void check_config(const DetectConfig& c) {
   check_choice("--optimizer", c.optimizer, {"sgd", "adamw", "adam"});
   check_choice("--nms", c.nms, {"auto", "on", "off"});
   check_common_config(c);
-  check_value(c.fpn_channels > 0 && c.fpn_channels % 32 == 0, "--fpn-channels", c.fpn_channels, "a positive multiple of 32");
+  check_value(c.fpn_channels > 0 && c.fpn_channels % 32 == 0, "--fpn-channels", c.fpn_channels,
+              "a positive multiple of 32");
   check_value(c.momentum >= 0, "--momentum", c.momentum, ">= 0");
   check_value(c.warmup >= 0, "--warmup", c.warmup, ">= 0");
 }
@@ -141,19 +164,25 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
       torch::NoGradGuard no_grad;
       const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
       if (mode == "fcos") {
-        assigned = crowdloss::fcos_assign(points, gt, crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
+        assigned = crowdloss::fcos_assign(points, gt,
+                                          crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
       } else if (mode == "lla") {
         // Ignore regions join the matching as class −1 and claim the anchors there.
-        const auto all = torch::cat({gt, ign}), classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
+        const auto all = torch::cat({gt, ign}),
+                   classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
         const auto gt_of_anchor = crowdloss::lla_assign(cls, ltrb, points, all, classes);
         const auto on_ignore = gt_of_anchor >= G;
         assigned = gt_of_anchor.masked_fill(on_ignore, -1);
         valid = on_ignore.logical_not();
       } else {
-        const auto prob = mode == "poto" ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
-        const auto matched = crowdloss::poto_assign(
-            prob, pred_boxes, points, gt, gt_classes,
-            crowdloss::POTOOptions().alpha(0.8).center_sampling_radius(1.5).strides(out.strides).level_sizes(level_sizes));
+        const auto prob =
+            mode == "poto" ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
+        const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
+                                                    crowdloss::POTOOptions()
+                                                        .alpha(0.8)
+                                                        .center_sampling_radius(1.5)
+                                                        .strides(out.strides)
+                                                        .level_sizes(level_sizes));
         assigned = torch::full({A}, -1, gt_classes.options());
         const auto ok = matched >= 0;
         assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
@@ -171,30 +200,33 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
     const auto pos = positive.nonzero().squeeze(1);
     foreground += pos.numel();
     if (pos.numel() > 0) {
-      const auto target_ltrb = paired_ltrb(points.index_select(0, pos), gt.index_select(0, assigned.index_select(0, pos)));
+      const auto target_ltrb =
+          paired_ltrb(points.index_select(0, pos), gt.index_select(0, assigned.index_select(0, pos)));
       const auto pred = ltrb.index_select(0, pos);
       reg_sum = reg_sum + crowdloss::iou_loss(pred, target_ltrb, giou);
       if (mode == "lla") {
-        const auto iou_target =
-            1 - crowdloss::iou_loss(pred.detach(), target_ltrb, crowdloss::IoULossOptions().loss_type(crowdloss::kLinearIoU));
+        const auto iou_target = 1 - crowdloss::iou_loss(pred.detach(), target_ltrb,
+                                                        crowdloss::IoULossOptions().loss_type(crowdloss::kLinearIoU));
         iou_sum = iou_sum + torch::binary_cross_entropy_with_logits(
-                                out.iou_logits[bi].to(torch::kFloat).index_select(0, pos).squeeze(1), iou_target, {}, {},
-                                at::Reduction::Sum);
+                                out.iou_logits[bi].to(torch::kFloat).index_select(0, pos).squeeze(1), iou_target, {},
+                                {}, at::Reduction::Sum);
       }
     }
     if (aux_assigned.defined()) {
       const auto aux_positive = aux_assigned >= 0;
       const auto aux_valid = aux_positive.logical_or(in_ignore.logical_not());
       aux_foreground += aux_positive.sum().item<int64_t>();
-      aux_sum = aux_sum + crowdloss::sigmoid_focal_loss(cls.index({aux_valid}),
-                                                        aux_positive.to(torch::kFloat).unsqueeze(1).expand_as(cls).index({aux_valid}),
-                                                        focal);
+      aux_sum = aux_sum + crowdloss::sigmoid_focal_loss(
+                              cls.index({aux_valid}),
+                              aux_positive.to(torch::kFloat).unsqueeze(1).expand_as(cls).index({aux_valid}), focal);
     }
   }
   const double n = static_cast<double>(std::max<int64_t>(1, foreground));
   const auto cls_loss = cls_sum / n, reg_loss = 2.0 * reg_sum / n;
   auto total = cls_loss + reg_loss;
-  nlohmann::json parts = {{"cls", cls_loss.item<double>()}, {"reg", reg_loss.item<double>()}, {"foreground", foreground},
+  nlohmann::json parts = {{"cls", cls_loss.item<double>()},
+                          {"reg", reg_loss.item<double>()},
+                          {"foreground", foreground},
                           {"assign_ms", assign_ms}};
   if (mode == "poto-3dmf-aux") {
     const auto aux_loss = aux_sum / static_cast<double>(std::max<int64_t>(1, aux_foreground));
@@ -238,11 +270,12 @@ inline std::vector<Detections> detect(const DetectConfig& c, const FCOSOutput& o
       candidates = candidates.index_select(0, top), cand_scores = cand_scores.index_select(0, top);
     }
     const auto anchor = candidates.div(K, "floor"), cls = candidates.remainder(K);
-    auto boxes = crowdloss::ltrb_to_boxes(points.index_select(0, anchor),
-                                          out.box_ltrb[static_cast<int64_t>(b)].to(torch::kFloat).index_select(0, anchor));
+    auto boxes =
+        crowdloss::ltrb_to_boxes(points.index_select(0, anchor),
+                                 out.box_ltrb[static_cast<int64_t>(b)].to(torch::kFloat).index_select(0, anchor));
     const double h = static_cast<double>(sizes[b][0]), w = static_cast<double>(sizes[b][1]);
-    boxes = torch::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h), boxes.select(1, 2).clamp(0, w),
-                          boxes.select(1, 3).clamp(0, h)},
+    boxes = torch::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h),
+                          boxes.select(1, 2).clamp(0, w), boxes.select(1, 3).clamp(0, h)},
                          1);
     auto keep = uses_nms(c) ? crowdloss::batched_nms(boxes, cand_scores, cls, c.nms_threshold)
                             : std::get<1>(cand_scores.sort(/*stable=*/true, 0, /*descending=*/true));
@@ -275,8 +308,12 @@ inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const 
     ignores.insert(ignores.end(), b.ignore.begin(), b.ignore.end());
   });
   const auto m = evaluate_detections(dets, gts, ignores);
-  return {{"ap50", m.ap50}, {"mmr", m.mmr}, {"recall", m.recall}, {"ground_truths", m.ground_truths},
-          {"detections", m.detections}, {"eval_images_per_s", static_cast<double>(dets.size()) / std::max(seconds, 1e-9)}};
+  return {{"ap50", m.ap50},
+          {"mmr", m.mmr},
+          {"recall", m.recall},
+          {"ground_truths", m.ground_truths},
+          {"detections", m.detections},
+          {"eval_images_per_s", static_cast<double>(dets.size()) / std::max(seconds, 1e-9)}};
 }
 
 /// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
@@ -323,7 +360,8 @@ inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<De
     return Validation{m, -m.at("ap50").get<double>()};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet,
+  s.config = c.to_json();
   return fit(*net, *opt, train_loader, hooks, s);
 }
 
@@ -343,8 +381,10 @@ inline at::Tensor draw_detections(const at::Tensor& image, const Detections& d, 
   auto out = image.clone();
   const int64_t H = out.size(0), W = out.size(1);
   const auto rect = [&](const float* b, const std::array<uint8_t, 3>& rgb) {
-    const int64_t x0 = std::clamp<int64_t>(std::lround(b[0]), 0, W - 1), y0 = std::clamp<int64_t>(std::lround(b[1]), 0, H - 1);
-    const int64_t x1 = std::clamp<int64_t>(std::lround(b[2]), 0, W - 1), y1 = std::clamp<int64_t>(std::lround(b[3]), 0, H - 1);
+    const int64_t x0 = std::clamp<int64_t>(std::lround(b[0]), 0, W - 1),
+                  y0 = std::clamp<int64_t>(std::lround(b[1]), 0, H - 1);
+    const int64_t x1 = std::clamp<int64_t>(std::lround(b[2]), 0, W - 1),
+                  y1 = std::clamp<int64_t>(std::lround(b[3]), 0, H - 1);
     const auto colour = torch::tensor({rgb[0], rgb[1], rgb[2]}, torch::kUInt8);
     for (int64_t t = 0; t < 2; ++t) {
       out.index_put_({std::min(y0 + t, H - 1), torch::indexing::Slice(x0, x1 + 1)}, colour);

@@ -68,8 +68,8 @@ inline bool flag(const nlohmann::json& j, const char* key) {
 /// `allow_outside` (an ID such as "../x" is an invalid line, see file_in). Samples in file order;
 /// errors name the file and line, or the missing image. An invalid line or a missing image is a
 /// bad sample (see BadSamples).
-inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir, BadSamples* bad = nullptr,
-                                              bool allow_outside = false) {
+inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::path& image_dir,
+                                              BadSamples* bad = nullptr, bool allow_outside = false) {
   std::ifstream in(odgt);
   if (!in) throw std::runtime_error("cannot open " + odgt.string());
   std::vector<DetectionSample> out;
@@ -96,7 +96,8 @@ inline std::vector<DetectionSample> read_odgt(const fs::path& odgt, const fs::pa
     data_detail::read_sample(bad, image.string(), [&] {
       if (!fs::exists(image)) {
         const auto png = fs::path(image).replace_extension(".png");
-        if (!fs::exists(png)) throw std::runtime_error("missing image " + image.string() + " (nor .png), listed at " + where);
+        if (!fs::exists(png))
+          throw std::runtime_error("missing image " + image.string() + " (nor .png), listed at " + where);
         image = png;
       }
       out.push_back({image.string(), detection_detail::boxes_tensor(people), detection_detail::boxes_tensor(ignore)});
@@ -134,8 +135,8 @@ inline void write_odgt(const fs::path& odgt, const std::vector<DetectionSample>&
 /// by image path; errors name the file. file_name must stay in `image_root` unless
 /// `allow_outside` (see file_in). An invalid annotation is a bad sample (its image, see
 /// BadSamples); a file without valid `images` and `categories` is an error either way.
-inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root, BadSamples* bad = nullptr,
-                                                    bool allow_outside = false) {
+inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, const fs::path& image_root,
+                                                    BadSamples* bad = nullptr, bool allow_outside = false) {
   const auto j = data_detail::read_json(json_path);
   const auto invalid = [&](const std::string& what) {
     return std::runtime_error("invalid COCO detection annotations in " + json_path.string() + ": " + what);
@@ -149,17 +150,18 @@ inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, c
   }
   const auto files = data_detail::coco_files(j, image_root, allow_outside, invalid);
   std::map<int64_t, std::array<std::vector<float>, 2>> boxes;  // people, ignore regions
-  const auto dropped = data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
-    if (person && a.value("category_id", *person) != *person) return;
-    const bool ignore = detection_detail::flag(a, "iscrowd") || detection_detail::flag(a, "ignore");
-    detection_detail::append_xywh(a.at("bbox"), boxes[id][ignore ? 1 : 0]);
-  });
+  const auto dropped =
+      data_detail::read_coco_annotations(j, files, json_path, bad, invalid, [&](const nlohmann::json& a, int64_t id) {
+        if (person && a.value("category_id", *person) != *person) return;
+        const bool ignore = detection_detail::flag(a, "iscrowd") || detection_detail::flag(a, "ignore");
+        detection_detail::append_xywh(a.at("bbox"), boxes[id][ignore ? 1 : 0]);
+      });
   std::vector<DetectionSample> out;
   for (const auto& [id, file] : files)
     if (!dropped.count(id))
-      out.push_back({file, detection_detail::boxes_tensor(boxes[id][0]),
-                     detection_detail::boxes_tensor(boxes[id][1])});
-  std::sort(out.begin(), out.end(), [](const DetectionSample& a, const DetectionSample& b) { return a.image < b.image; });
+      out.push_back({file, detection_detail::boxes_tensor(boxes[id][0]), detection_detail::boxes_tensor(boxes[id][1])});
+  std::sort(out.begin(), out.end(),
+            [](const DetectionSample& a, const DetectionSample& b) { return a.image < b.image; });
   return out;
 }
 
@@ -167,8 +169,8 @@ inline std::vector<DetectionSample> read_coco_boxes(const fs::path& json_path, c
 /// folder>/Images/`; synthetic sets use this layout too) or "coco" (`path` = the JSON, images
 /// relative to its folder), each image inside that folder unless `allow_outside`; bad samples go
 /// to `bad`.
-inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path, BadSamples* bad = nullptr,
-                                                           bool allow_outside = false) {
+inline std::vector<DetectionSample> read_detection_dataset(const std::string& format, const fs::path& path,
+                                                           BadSamples* bad = nullptr, bool allow_outside = false) {
   if (format == "crowdhuman") return read_odgt(path, path.parent_path() / "Images", bad, allow_outside);
   if (format == "coco") return read_coco_boxes(path, path.parent_path(), bad, allow_outside);
   throw std::runtime_error("unknown detection dataset format '" + format + "' (crowdhuman, coco)");
@@ -183,12 +185,12 @@ inline std::vector<DetectionSample> read_detection_dataset(const std::string& fo
 struct PedestrianOptions {
   int64_t height = 256;
   int64_t width = 256;
-  int64_t min_people = 2;      // people per image, drawn uniformly from [min_people, max_people]
-                               // (hidden ones are replaced, a few rounds at most)
+  int64_t min_people = 2;  // people per image, drawn uniformly from [min_people, max_people]
+                           // (hidden ones are replaced, a few rounds at most)
   int64_t max_people = 40;
-  double min_height = 0.1;     // height of the farthest people, as a fraction of the image height
-  double height_range = 5.0;   // nearest / farthest person height (≥ 4)
-  double min_aspect = 0.3;     // full-body box width / height, drawn uniformly per person
+  double min_height = 0.1;    // height of the farthest people, as a fraction of the image height
+  double height_range = 5.0;  // nearest / farthest person height (≥ 4)
+  double min_aspect = 0.3;    // full-body box width / height, drawn uniformly per person
   double max_aspect = 0.5;
   int64_t max_group = 5;       // people stand in groups of 1..max_group that overlap heavily
   double min_visible = 0.15;   // people whose silhouette is more hidden than this are left out
@@ -226,7 +228,8 @@ struct Figure {
 /// A person standing with the feet at (cx, foot), `h` tall and aspect × h wide: legs, torso,
 /// arms (reaching the sides of the box), head and hair, in random clothes and skin tone.
 inline Figure person(Random& r, double cx, double foot, double h, double aspect) {
-  static const Colour skins[] = {{0.87f, 0.72f, 0.6f}, {0.72f, 0.55f, 0.45f}, {0.5f, 0.36f, 0.27f}, {0.33f, 0.23f, 0.17f}};
+  static const Colour skins[] = {
+      {0.87f, 0.72f, 0.6f}, {0.72f, 0.55f, 0.45f}, {0.5f, 0.36f, 0.27f}, {0.33f, 0.23f, 0.17f}};
   const Colour skin = jitter(r, skins[static_cast<size_t>(r.uniform() * 4) % 4], 0.04);
   const Colour shirt = jitter(r, {0.5f, 0.5f, 0.5f}, 0.25), sleeve = jitter(r, shirt, 0.04);
   const Colour trousers = jitter(r, {0.25f, 0.25f, 0.3f}, 0.12), hair = jitter(r, {0.15f, 0.12f, 0.1f}, 0.08);
@@ -273,12 +276,14 @@ inline std::vector<Figure> visible_figures(std::vector<Figure> figures, int64_t 
     if (o >= 0) ++shown[static_cast<size_t>(o)];
   std::vector<Figure> kept;
   for (size_t i = 0; i < figures.size(); ++i)
-    if (area[i] > 0 && static_cast<double>(shown[i]) >= min_visible * static_cast<double>(area[i])) kept.push_back(std::move(figures[i]));
+    if (area[i] > 0 && static_cast<double>(shown[i]) >= min_visible * static_cast<double>(area[i]))
+      kept.push_back(std::move(figures[i]));
   return kept;
 }
 
 inline void sort_far_to_near(std::vector<Figure>& figures) {
-  std::stable_sort(figures.begin(), figures.end(), [](const Figure& a, const Figure& b) { return a.box[3] < b.box[3]; });
+  std::stable_sort(figures.begin(), figures.end(),
+                   [](const Figure& a, const Figure& b) { return a.box[3] < b.box[3]; });
 }
 
 /// The union of the figures' boxes, clipped to the W×H image.
@@ -286,7 +291,8 @@ inline std::array<double, 4> union_box(const std::vector<Figure>& figures, int64
   std::array<double, 4> u{static_cast<double>(W), static_cast<double>(H), 0.0, 0.0};
   for (const auto& f : figures)
     u = {std::max(0.0, std::min(u[0], f.box[0])), std::max(0.0, std::min(u[1], f.box[1])),
-         std::min(static_cast<double>(W), std::max(u[2], f.box[2])), std::min(static_cast<double>(H), std::max(u[3], f.box[3]))};
+         std::min(static_cast<double>(W), std::max(u[2], f.box[2])),
+         std::min(static_cast<double>(H), std::max(u[3], f.box[3]))};
   return u;
 }
 
@@ -299,11 +305,15 @@ inline at::Tensor boxes_of(const std::vector<std::array<double, 4>>& boxes) {
 
 inline void check(const PedestrianOptions& o) {
   if (o.height < 16 || o.width < 16) throw std::invalid_argument("PedestrianOptions: height and width must be >= 16");
-  if (o.min_people < 0 || o.max_people < o.min_people) throw std::invalid_argument("PedestrianOptions: need 0 <= min_people <= max_people");
+  if (o.min_people < 0 || o.max_people < o.min_people)
+    throw std::invalid_argument("PedestrianOptions: need 0 <= min_people <= max_people");
   if (!(o.min_height > 0) || !(o.height_range >= 1) || o.min_height * o.height_range > 0.8)
-    throw std::invalid_argument("PedestrianOptions: need min_height > 0, height_range >= 1, min_height * height_range <= 0.8");
-  if (!(o.min_aspect > 0) || o.max_aspect < o.min_aspect || o.max_group < 1 || o.ignore_regions < 0 || o.distractors < 0)
-    throw std::invalid_argument("PedestrianOptions: need 0 < min_aspect <= max_aspect, max_group >= 1, ignore_regions, distractors >= 0");
+    throw std::invalid_argument(
+        "PedestrianOptions: need min_height > 0, height_range >= 1, min_height * height_range <= 0.8");
+  if (!(o.min_aspect > 0) || o.max_aspect < o.min_aspect || o.max_group < 1 || o.ignore_regions < 0 ||
+      o.distractors < 0)
+    throw std::invalid_argument(
+        "PedestrianOptions: need 0 < min_aspect <= max_aspect, max_group >= 1, ignore_regions, distractors >= 0");
 }
 
 }  // namespace pedestrian_detail
@@ -328,18 +338,21 @@ inline PedestrianScene render_pedestrian_scene(int64_t index, const PedestrianOp
     return smallest * (1 + (o.height_range - 1) * std::clamp((foot - horizon) / (Hd - horizon), 0.0, 1.0));
   };
   for (int64_t d = 0; d < o.distractors; ++d) {
-    const double foot = horizon + (Hd - horizon) * r.uniform(), size = person_height(foot) * r.uniform(0.6, 1.4), x = r.uniform() * Wd;
+    const double foot = horizon + (Hd - horizon) * r.uniform(), size = person_height(foot) * r.uniform(0.6, 1.4),
+                 x = r.uniform() * Wd;
     if (r.uniform() < 0.5) {  // a pole with a lamp or a sign on top
       const double top = foot - size * r.uniform(1.0, 1.6), half = std::max(0.6, 0.025 * size);
       canvas.rect(x - half, top, x + half, foot, jitter(r, {0.35f, 0.35f, 0.38f}, 0.1));
       canvas.ellipse(x, top, 0.12 * size, 0.08 * size, jitter(r, {0.6f, 0.55f, 0.4f}, 0.2));
     } else {  // a bush, a bin, a bollard
-      canvas.ellipse(x, foot - 0.2 * size, r.uniform(0.08, 0.25) * size, 0.2 * size, jitter(r, {0.3f, 0.4f, 0.25f}, 0.15));
+      canvas.ellipse(x, foot - 0.2 * size, r.uniform(0.08, 0.25) * size, 0.2 * size,
+                     jitter(r, {0.3f, 0.4f, 0.25f}, 0.15));
     }
   }
   std::vector<std::array<double, 4>> ignore;
   for (int64_t g = 0, n = static_cast<int64_t>(r.uniform() * static_cast<double>(o.ignore_regions + 1)); g < n; ++g) {
-    const double foot = horizon + (Hd - horizon) * r.uniform(0.0, 0.35), size = person_height(foot) * r.uniform(0.35, 0.55);
+    const double foot = horizon + (Hd - horizon) * r.uniform(0.0, 0.35),
+                 size = person_height(foot) * r.uniform(0.35, 0.55);
     const double span = r.uniform(0.15, 0.35) * Wd, left = r.uniform() * (Wd - span);
     std::vector<Figure> crowd;
     for (int64_t k = 0, m = 12 + static_cast<int64_t>(r.uniform() * 20); k < m; ++k) {
@@ -349,13 +362,15 @@ inline PedestrianScene render_pedestrian_scene(int64_t index, const PedestrianOp
     sort_far_to_near(crowd);
     for (const auto& f : crowd) draw(canvas, f);
     const auto box = union_box(crowd, H, W);
-    canvas.blur(static_cast<int64_t>(box[0]) - 1, static_cast<int64_t>(box[1]) - 1, static_cast<int64_t>(std::ceil(box[2])) + 1,
-                static_cast<int64_t>(std::ceil(box[3])) + 1, size > 16 ? 2 : 1);
+    canvas.blur(static_cast<int64_t>(box[0]) - 1, static_cast<int64_t>(box[1]) - 1,
+                static_cast<int64_t>(std::ceil(box[2])) + 1, static_cast<int64_t>(std::ceil(box[3])) + 1,
+                size > 16 ? 2 : 1);
     ignore.push_back(box);
   }
   // People in groups: members share a depth and stand about 0.4 box widths apart, so boxes of a
   // group overlap heavily. Hidden people are left out and replaced (a few rounds at most).
-  const auto target = static_cast<size_t>(o.min_people + static_cast<int64_t>(r.uniform() * static_cast<double>(o.max_people - o.min_people + 1)));
+  const auto target = static_cast<size_t>(
+      o.min_people + static_cast<int64_t>(r.uniform() * static_cast<double>(o.max_people - o.min_people + 1)));
   std::vector<Figure> people;
   for (int round = 0; round < 4 && people.size() < target; ++round) {
     for (size_t missing = target - people.size(); missing > 0;) {
@@ -386,7 +401,8 @@ inline PedestrianScene render_pedestrian_scene(int64_t index, const PedestrianOp
 /// already there is used as it is when its synthetic.json matches, and otherwise as `existing`
 /// says (reuse_synthetic_set); a set without a readable synthetic.json (interrupted while being
 /// written) is written again. Returns the samples as read_odgt gives them.
-inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& dir, int64_t count, const PedestrianOptions& o,
+inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& dir, int64_t count,
+                                                                const PedestrianOptions& o,
                                                                 ExistingSet existing = ExistingSet::kError) {
   if (count < 0) throw std::invalid_argument("write_synthetic_pedestrians: count must be >= 0");
   pedestrian_detail::check(o);
@@ -481,13 +497,17 @@ inline BoxSample hflip(const BoxSample& s) {
 /// The h×w window at (y0, x0) (as `crop` of transforms.hpp). Boxes shift into the window and are
 /// clipped to it; a person stays if the clipped box keeps at least `min_kept` of its area and is
 /// at least `min_side` pixels wide and high, an ignore region if anything of it is left.
-inline BoxSample crop(const BoxSample& s, int64_t y0, int64_t x0, int64_t h, int64_t w, double min_kept = 0.25, double min_side = 2) {
+inline BoxSample crop(const BoxSample& s, int64_t y0, int64_t x0, int64_t h, int64_t w, double min_kept = 0.25,
+                      double min_side = 2) {
   const auto image = crop(Sample{s.image, torch::zeros({0, 2})}, y0, x0, h, w).image;
-  const auto shift = torch::tensor({static_cast<float>(x0), static_cast<float>(y0), static_cast<float>(x0), static_cast<float>(y0)});
-  const auto limit = torch::tensor({static_cast<float>(w), static_cast<float>(h), static_cast<float>(w), static_cast<float>(h)});
+  const auto shift =
+      torch::tensor({static_cast<float>(x0), static_cast<float>(y0), static_cast<float>(x0), static_cast<float>(y0)});
+  const auto limit =
+      torch::tensor({static_cast<float>(w), static_cast<float>(h), static_cast<float>(w), static_cast<float>(h)});
   const auto moved = s.boxes.reshape({-1, 4}) - shift, clipped = torch::minimum(moved.clamp_min(0), limit);
   const auto people = (detection_detail::box_area(clipped) >= min_kept * detection_detail::box_area(moved)) &
-                      (clipped.select(1, 2) - clipped.select(1, 0) >= min_side) & (clipped.select(1, 3) - clipped.select(1, 1) >= min_side);
+                      (clipped.select(1, 2) - clipped.select(1, 0) >= min_side) &
+                      (clipped.select(1, 3) - clipped.select(1, 1) >= min_side);
   const auto regions = torch::minimum((s.ignore.reshape({-1, 4}) - shift).clamp_min(0), limit);
   return {image, clipped.index({people}), regions.index({detection_detail::box_area(regions) > 0})};
 }
@@ -519,8 +539,8 @@ struct DetectionLoaderOptions {
 };
 
 struct DetectionBatch {
-  at::Tensor images;                           // B×3×H×W, normalised, zero-padded to the largest (a multiple)
-  std::vector<at::Tensor> boxes, ignore;       // per image: N×4 people, M×4 ignore regions, xyxy pixels
+  at::Tensor images;                      // B×3×H×W, normalised, zero-padded to the largest (a multiple)
+  std::vector<at::Tensor> boxes, ignore;  // per image: N×4 people, M×4 ignore regions, xyxy pixels
   std::vector<std::string> files;
   std::vector<std::array<int64_t, 2>> sizes;  // each image's {h, w} before padding
 };
@@ -566,7 +586,8 @@ class DetectionLoader {
     if (images.empty()) return b;
     H = (H + o_.multiple - 1) / o_.multiple * o_.multiple;
     W = (W + o_.multiple - 1) / o_.multiple * o_.multiple;
-    for (auto& image : images) image = normalize(torch::constant_pad_nd(image, {0, W - image.size(2), 0, H - image.size(1)}, 0));
+    for (auto& image : images)
+      image = normalize(torch::constant_pad_nd(image, {0, W - image.size(2), 0, H - image.size(1)}, 0));
     b.images = torch::stack(images);
     return b;
   }

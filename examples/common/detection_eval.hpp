@@ -22,9 +22,9 @@ struct Detections {
 };
 
 struct DetectionMetrics {
-  double ap50 = 0;    // average precision at the IoU threshold (0.5 by default)
-  double mmr = 1;     // log-average miss rate over FPPI in [1e-2, 1]
-  double recall = 0;  // TP / ground_truths, all detections counted
+  double ap50 = 0;            // average precision at the IoU threshold (0.5 by default)
+  double mmr = 1;             // log-average miss rate over FPPI in [1e-2, 1]
+  double recall = 0;          // TP / ground_truths, all detections counted
   int64_t ground_truths = 0;  // ground-truth boxes of all images (ignore regions not included)
   int64_t detections = 0;     // detections scored as TP or FP (those dropped on ignore regions not included)
 };
@@ -33,7 +33,7 @@ namespace eval_detail {
 
 /// The toolkit's CALTECH_-2 reference FPPIs: np.logspace(-2, 0, 9) rounded as in its source.
 inline constexpr std::array<double, 9> kMissRateReferenceFppi{0.0100, 0.0178, 0.0316, 0.0562, 0.1000,
-                                                               0.1778, 0.3162, 0.5623, 1.000};
+                                                              0.1778, 0.3162, 0.5623, 1.000};
 
 inline std::string shape_of(const at::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "an undefined tensor"; }
 
@@ -51,8 +51,8 @@ inline at::Tensor to_cpu_double(const at::Tensor& t) { return t.to(at::kCPU, at:
 /// Pairwise |a_i ∩ b_j| / |a_i| for N×4 and M×4 xyxy boxes (N×M); 0 where a_i has no area.
 inline at::Tensor intersection_over_first_area(const at::Tensor& a, const at::Tensor& b) {
   const auto inter = crowdloss::detail::intersection_union(a, b)[0];
-  const auto area = ((a.select(1, 2) - a.select(1, 0)).clamp_min(0) * (a.select(1, 3) - a.select(1, 1)).clamp_min(0))
-                        .unsqueeze(1);
+  const auto area =
+      ((a.select(1, 2) - a.select(1, 0)).clamp_min(0) * (a.select(1, 3) - a.select(1, 1)).clamp_min(0)).unsqueeze(1);
   return at::where(area > 0, inter / area, at::zeros({}, inter.options()));
 }
 
@@ -123,11 +123,14 @@ inline DetectionMetrics evaluate_detections(const std::vector<Detections>& detec
   using eval_detail::check_boxes;
   using eval_detail::to_cpu_double;
   if (gt_boxes.size() != detections.size() || ignore_regions.size() != detections.size())
-    throw std::invalid_argument("evaluate_detections: expected one entry per image in detections, gt_boxes and "
-                                "ignore_regions, got " + std::to_string(detections.size()) + ", " +
-                                std::to_string(gt_boxes.size()) + " and " + std::to_string(ignore_regions.size()));
+    throw std::invalid_argument(
+        "evaluate_detections: expected one entry per image in detections, gt_boxes and "
+        "ignore_regions, got " +
+        std::to_string(detections.size()) + ", " + std::to_string(gt_boxes.size()) + " and " +
+        std::to_string(ignore_regions.size()));
   if (!(iou_threshold > 0 && iou_threshold <= 1))
-    throw std::invalid_argument("evaluate_detections: iou_threshold must be in (0, 1], got " + std::to_string(iou_threshold));
+    throw std::invalid_argument("evaluate_detections: iou_threshold must be in (0, 1], got " +
+                                std::to_string(iou_threshold));
 
   DetectionMetrics m;
   std::vector<eval_detail::ScoredDetection> scored;
@@ -139,8 +142,10 @@ inline DetectionMetrics evaluate_detections(const std::vector<Detections>& detec
     const auto& s = detections[i].scores;
     const int64_t n = detections[i].boxes.size(0);
     if (!s.defined() || s.dim() != 1 || s.size(0) != n || !s.is_floating_point())
-      throw std::invalid_argument("evaluate_detections: expected detections" + idx + ".scores to be a floating 1-D tensor "
-                                  "of " + std::to_string(n) + " scores, one per box, got " +
+      throw std::invalid_argument("evaluate_detections: expected detections" + idx +
+                                  ".scores to be a floating 1-D tensor "
+                                  "of " +
+                                  std::to_string(n) + " scores, one per box, got " +
                                   (s.defined() ? std::string(c10::toString(s.scalar_type())) + " of shape " : "") +
                                   eval_detail::shape_of(s));
     const auto scores = to_cpu_double(s);
@@ -154,7 +159,8 @@ inline DetectionMetrics evaluate_detections(const std::vector<Detections>& detec
     if (n == 0) continue;
     // N×G IoU with the ground truths, N×M overlap (over the detection's area) with ignore regions.
     const auto iou = g > 0 ? crowdloss::box_iou(boxes, gts) : at::zeros({n, 0}, boxes.options());
-    const auto ioa = r > 0 ? eval_detail::intersection_over_first_area(boxes, ignores) : at::zeros({n, 0}, boxes.options());
+    const auto ioa =
+        r > 0 ? eval_detail::intersection_over_first_area(boxes, ignores) : at::zeros({n, 0}, boxes.options());
     const auto iou_a = iou.accessor<double, 2>();
     const auto ioa_a = ioa.accessor<double, 2>();
     const auto score_a = scores.accessor<double, 1>();
@@ -183,8 +189,9 @@ inline DetectionMetrics evaluate_detections(const std::vector<Detections>& detec
   m.detections = static_cast<int64_t>(scored.size());
   if (scored.empty() || m.ground_truths == 0) return m;
   // Pool: one stable sort by descending score keeps image order, then in-image order, on ties.
-  std::stable_sort(scored.begin(), scored.end(),
-                   [](const eval_detail::ScoredDetection& a, const eval_detail::ScoredDetection& b) { return a.score > b.score; });
+  std::stable_sort(
+      scored.begin(), scored.end(),
+      [](const eval_detail::ScoredDetection& a, const eval_detail::ScoredDetection& b) { return a.score > b.score; });
   const double gt_count = static_cast<double>(m.ground_truths), images = static_cast<double>(detections.size());
   std::vector<double> fppi, miss_rate;
   fppi.reserve(scored.size());

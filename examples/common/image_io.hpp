@@ -28,11 +28,13 @@ inline std::atomic<int64_t>& max_image_pixels() {
 /// `max_image_pixels()` (naming the size and the limit).
 inline at::Tensor load_image(const std::string& path) {
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &channels)) throw std::runtime_error("cannot read image " + path + ": " + stbi_failure_reason());
+  if (!stbi_info(path.c_str(), &w, &h, &channels))
+    throw std::runtime_error("cannot read image " + path + ": " + stbi_failure_reason());
   const int64_t pixels = static_cast<int64_t>(w) * h, limit = max_image_pixels();
   if (pixels > limit) {
     char text[160];
-    std::snprintf(text, sizeof text, " is %d×%d pixels (%.3g Mpx), above the limit of %.3g Mpx (--max-megapixels raises it)", w, h,
+    std::snprintf(text, sizeof text,
+                  " is %d×%d pixels (%.3g Mpx), above the limit of %.3g Mpx (--max-megapixels raises it)", w, h,
                   static_cast<double>(pixels) / 1e6, static_cast<double>(limit) / 1e6);
     throw std::runtime_error("image " + path + text);
   }

@@ -137,10 +137,10 @@ class BatchSchedule {
 
 struct LoaderOptions {
   int64_t batch = 8;
-  int64_t crop = 0;           // side of the random square crop when augmenting (0: no crop)
-  int64_t longest_side = 0;   // resize so that the longer side is this (0: keep the size)
-  int64_t stride = 8;         // the model's output stride; maps are padded to a multiple of it
-  bool augment = false;       // random crop, horizontal flip, colour jitter
+  int64_t crop = 0;          // side of the random square crop when augmenting (0: no crop)
+  int64_t longest_side = 0;  // resize so that the longer side is this (0: keep the size)
+  int64_t stride = 8;        // the model's output stride; maps are padded to a multiple of it
+  bool augment = false;      // random crop, horizontal flip, colour jitter
   bool shuffle = false;
   int64_t workers = 2;
   uint64_t seed = 0;
@@ -216,7 +216,8 @@ class Loader {
 
  private:
   static LoaderOptions checked(LoaderOptions o) {
-    if (o.batch < 1 || o.workers < 1 || o.stride < 1) throw std::invalid_argument("Loader: batch, workers and stride must be >= 1");
+    if (o.batch < 1 || o.workers < 1 || o.stride < 1)
+      throw std::invalid_argument("Loader: batch, workers and stride must be >= 1");
     return o;
   }
 

@@ -113,7 +113,8 @@ struct Table {
     rule.at(0) = "---";
     std::string s = line(header) + line(rule);
     for (const auto& r : rows) {
-      if (r.size() != header.size()) throw std::logic_error("result table: a row of " + std::to_string(r.size()) + " cells");
+      if (r.size() != header.size())
+        throw std::logic_error("result table: a row of " + std::to_string(r.size()) + " cells");
       s += line(r);
     }
     return s;

@@ -31,10 +31,10 @@ namespace crowdloss_examples {
 struct SyntheticOptions {
   int64_t height = 256;
   int64_t width = 256;
-  int64_t max_count = 2000;   // counts are drawn log-uniformly from [0, max_count]
-  double min_head = 2.0;      // head radius in pixels at the top of the frame
-  double head_range = 5.0;    // bottom-of-frame head radius / top-of-frame head radius (≥ 4)
-  int64_t distractors = 12;   // head-like round objects per image (not annotated)
+  int64_t max_count = 2000;  // counts are drawn log-uniformly from [0, max_count]
+  double min_head = 2.0;     // head radius in pixels at the top of the frame
+  double head_range = 5.0;   // bottom-of-frame head radius / top-of-frame head radius (≥ 4)
+  int64_t distractors = 12;  // head-like round objects per image (not annotated)
   uint64_t seed = 1;
 };
 
@@ -69,8 +69,10 @@ struct Canvas {
 
   // Alpha-blends a filled ellipse (centre cx, cy; radii rx, ry) with a soft one-pixel edge.
   void ellipse(double cx, double cy, double rx, double ry, const Colour& c, double opacity = 1.0) {
-    const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(cx - rx - 1)), x1 = std::min<int64_t>(w - 1, static_cast<int64_t>(cx + rx + 1));
-    const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(cy - ry - 1)), y1 = std::min<int64_t>(h - 1, static_cast<int64_t>(cy + ry + 1));
+    const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(cx - rx - 1)),
+                  x1 = std::min<int64_t>(w - 1, static_cast<int64_t>(cx + rx + 1));
+    const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(cy - ry - 1)),
+                  y1 = std::min<int64_t>(h - 1, static_cast<int64_t>(cy + ry + 1));
     for (int64_t y = y0; y <= y1; ++y) {
       for (int64_t x = x0; x <= x1; ++x) {
         const double dx = (x + 0.5 - cx) / rx, dy = (y + 0.5 - cy) / ry;
@@ -84,8 +86,10 @@ struct Canvas {
   }
 
   void rect(double x0, double y0, double x1, double y1, const Colour& c) {
-    for (int64_t y = std::max<int64_t>(0, static_cast<int64_t>(y0)); y < std::min<int64_t>(h, static_cast<int64_t>(y1)); ++y)
-      for (int64_t x = std::max<int64_t>(0, static_cast<int64_t>(x0)); x < std::min<int64_t>(w, static_cast<int64_t>(x1)); ++x)
+    for (int64_t y = std::max<int64_t>(0, static_cast<int64_t>(y0)); y < std::min<int64_t>(h, static_cast<int64_t>(y1));
+         ++y)
+      for (int64_t x = std::max<int64_t>(0, static_cast<int64_t>(x0));
+           x < std::min<int64_t>(w, static_cast<int64_t>(x1)); ++x)
         std::copy(c.begin(), c.end(), at(y, x));
   }
 
@@ -102,7 +106,8 @@ struct Canvas {
       for (int64_t i = 0; i < n; ++i)
         for (int64_t k = 0; k < 3; ++k) {
           double sum = 0;
-          for (int64_t j = i - radius; j <= i + radius; ++j) sum += line[static_cast<size_t>(std::clamp<int64_t>(j, 0, n - 1) * 3 + k)];
+          for (int64_t j = i - radius; j <= i + radius; ++j)
+            sum += line[static_cast<size_t>(std::clamp<int64_t>(j, 0, n - 1) * 3 + k)];
           first[i * step + k] = static_cast<float>(sum / static_cast<double>(2 * radius + 1));
         }
     };
@@ -167,14 +172,17 @@ inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptio
   const int64_t H = o.height, W = o.width;
   Canvas canvas(H, W);
   street_background(canvas, r);
-  const auto head_radius = [&](double y) { return o.min_head * (1 + (o.head_range - 1) * std::clamp(y / H, 0.0, 1.0)); };
+  const auto head_radius = [&](double y) {
+    return o.min_head * (1 + (o.head_range - 1) * std::clamp(y / H, 0.0, 1.0));
+  };
   // Head-like distractors: round, head-sized, head-coloured, not annotated.
   for (int64_t d = 0; d < o.distractors; ++d) {
     const double y = r.uniform() * H, rad = head_radius(y) * r.uniform(0.7, 1.3);
     canvas.ellipse(r.uniform() * W, y, rad, rad, jitter(r, {0.45f, 0.32f, 0.25f}, 0.12));
   }
   // People, log-uniform count, drawn far (top) to near (bottom).
-  const auto n = static_cast<int64_t>(std::floor(std::exp(r.uniform() * std::log(static_cast<double>(o.max_count) + 1)))) - 1;
+  const auto n =
+      static_cast<int64_t>(std::floor(std::exp(r.uniform() * std::log(static_cast<double>(o.max_count) + 1)))) - 1;
   std::vector<std::array<double, 2>> heads(static_cast<size_t>(std::max<int64_t>(n, 0)));
   for (auto& p : heads) p = {r.uniform() * W, (1 - std::sqrt(r.uniform())) * H};  // denser towards the top (far away)
   std::sort(heads.begin(), heads.end(), [](const auto& a, const auto& b) { return a[1] < b[1]; });
@@ -182,8 +190,8 @@ inline SyntheticScene render_synthetic_scene(int64_t index, const SyntheticOptio
   std::vector<float> xy;
   for (const auto& [x, y] : heads) {
     const double rad = head_radius(y);
-    canvas.ellipse(x, y + 2.6 * rad, 1.5 * rad, 2.2 * rad, jitter(r, {0.3f, 0.3f, 0.4f}, 0.2));     // shoulders / body
-    canvas.ellipse(x, y, rad, 1.1 * rad, jitter(r, {0.72f, 0.55f, 0.45f}, 0.12));                   // face
+    canvas.ellipse(x, y + 2.6 * rad, 1.5 * rad, 2.2 * rad, jitter(r, {0.3f, 0.3f, 0.4f}, 0.2));  // shoulders / body
+    canvas.ellipse(x, y, rad, 1.1 * rad, jitter(r, {0.72f, 0.55f, 0.45f}, 0.12));                // face
     canvas.ellipse(x, y - 0.45 * rad, 0.95 * rad, 0.6 * rad, jitter(r, {0.15f, 0.12f, 0.1f}, 0.08));  // hair
     xy.push_back(static_cast<float>(x));
     xy.push_back(static_cast<float>(y));
@@ -208,19 +216,24 @@ enum class ExistingSet {
 /// std::runtime_error naming `dir` and each differing setting when the policy allows neither,
 /// and always for annotations that are not a synthetic set's (`existing` not an object of
 /// settings): nothing in `dir` is touched then.
-inline bool reuse_synthetic_set(const fs::path& dir, const nlohmann::json& existing, const nlohmann::json& wanted, ExistingSet policy) {
+inline bool reuse_synthetic_set(const fs::path& dir, const nlohmann::json& existing, const nlohmann::json& wanted,
+                                ExistingSet policy) {
   if (existing == wanted) return true;
   if (!existing.is_object() || existing.empty())
-    throw std::runtime_error(dir.string() + " already holds annotations that are not a synthetic set: name another folder");
+    throw std::runtime_error(dir.string() +
+                             " already holds annotations that are not a synthetic set: name another folder");
   if (policy == ExistingSet::kReplace) return false;
   if (policy == ExistingSet::kUseExisting) return true;
   std::string differences;
   for (const auto& [key, value] : wanted.items()) {
     const auto have = existing.value(key, nlohmann::json());
-    if (have != value) differences += (differences.empty() ? "" : ", ") + key + " " + have.dump() + " where " + value.dump() + " was asked for";
+    if (have != value)
+      differences +=
+          (differences.empty() ? "" : ", ") + key + " " + have.dump() + " where " + value.dump() + " was asked for";
   }
-  throw std::runtime_error(dir.string() + " already holds another synthetic set (" + differences +
-                           "): name another folder, remove this one, or leave out --synthetic-count to use it as it is");
+  throw std::runtime_error(
+      dir.string() + " already holds another synthetic set (" + differences +
+      "): name another folder, remove this one, or leave out --synthetic-count to use it as it is");
 }
 
 /// Writes `count` scenes to `dir`/images/<index>.png and `dir`/annotations.json (COCO-style,
@@ -230,8 +243,13 @@ inline bool reuse_synthetic_set(const fs::path& dir, const nlohmann::json& exist
 inline std::vector<CrowdSample> write_synthetic_dataset(const fs::path& dir, int64_t count, const SyntheticOptions& o,
                                                         ExistingSet existing = ExistingSet::kError) {
   const auto json_path = dir / "annotations.json";
-  const nlohmann::json meta = {{"count", count},   {"height", o.height}, {"width", o.width},  {"max_count", o.max_count},
-                               {"min_head", o.min_head}, {"head_range", o.head_range}, {"distractors", o.distractors},
+  const nlohmann::json meta = {{"count", count},
+                               {"height", o.height},
+                               {"width", o.width},
+                               {"max_count", o.max_count},
+                               {"min_head", o.min_head},
+                               {"head_range", o.head_range},
+                               {"distractors", o.distractors},
                                {"seed", o.seed}};
   if (fs::exists(json_path) &&
       reuse_synthetic_set(dir, data_detail::read_json(json_path).value("synthetic", nlohmann::json()), meta, existing))
@@ -248,12 +266,17 @@ inline std::vector<CrowdSample> write_synthetic_dataset(const fs::path& dir, int
     const auto p = scene.points.accessor<float, 2>();
     for (int64_t k = 0; k < scene.points.size(0); ++k) {
       const float rad = scene.radii[static_cast<size_t>(k)];
-      annotations.push_back({{"id", ann++}, {"image_id", i + 1}, {"category_id", 1}, {"bbox", {p[k][0] - rad, p[k][1] - rad, 2 * rad, 2 * rad}}});
+      annotations.push_back({{"id", ann++},
+                             {"image_id", i + 1},
+                             {"category_id", 1},
+                             {"bbox", {p[k][0] - rad, p[k][1] - rad, 2 * rad, 2 * rad}}});
     }
   }
   std::ofstream out(json_path);
   if (!out) throw std::runtime_error("cannot write " + json_path.string());
-  out << nlohmann::json{{"synthetic", meta}, {"images", images}, {"annotations", annotations},
+  out << nlohmann::json{{"synthetic", meta},
+                        {"images", images},
+                        {"annotations", annotations},
                         {"categories", {{{"id", 1}, {"name", "person"}}}}}
              .dump();
   out.close();

@@ -41,10 +41,24 @@ struct TrainConfig {
   std::string vgg_weights;
 
   nlohmann::json to_json() const {
-    return {{"model", model}, {"width", width}, {"loss", loss}, {"optimizer", optimizer}, {"lr", lr},
-            {"weight_decay", weight_decay}, {"min_lr", min_lr}, {"clip", clip}, {"schedule", schedule},
-            {"cosine_t_max", cosine_t_max}, {"epochs", epochs}, {"batch", batch}, {"crop", crop},
-            {"longest_side", longest_side}, {"workers", workers}, {"seed", seed}, {"device", device}, {"amp", amp}};
+    return {{"model", model},
+            {"width", width},
+            {"loss", loss},
+            {"optimizer", optimizer},
+            {"lr", lr},
+            {"weight_decay", weight_decay},
+            {"min_lr", min_lr},
+            {"clip", clip},
+            {"schedule", schedule},
+            {"cosine_t_max", cosine_t_max},
+            {"epochs", epochs},
+            {"batch", batch},
+            {"crop", crop},
+            {"longest_side", longest_side},
+            {"workers", workers},
+            {"seed", seed},
+            {"device", device},
+            {"amp", amp}};
   }
   static TrainConfig from_json(const nlohmann::json& j) {
     TrainConfig c;
@@ -68,7 +82,8 @@ inline TrainConfig recipe(const std::string& name) {
     c.model = "csrnet", c.loss = "pml", c.optimizer = "adamw", c.lr = 1e-4, c.weight_decay = 1e-6;
     c.schedule = "cosine", c.cosine_t_max = 150, c.min_lr = 1e-7, c.clip = 10, c.batch = 8, c.longest_side = 1024;
   } else if (name == "csrnet") {
-    c.model = "csrnet", c.loss = "euclidean", c.optimizer = "sgd", c.lr = 1e-6, c.weight_decay = 5e-4, c.schedule = "constant";
+    c.model = "csrnet", c.loss = "euclidean", c.optimizer = "sgd", c.lr = 1e-6, c.weight_decay = 5e-4,
+    c.schedule = "constant";
     c.clip = 0, c.batch = 1, c.crop = 0;
   } else if (name == "sanet") {
     c.model = "sanet", c.loss = "sanet", c.optimizer = "adam", c.lr = 1e-5, c.weight_decay = 0, c.schedule = "constant";
@@ -126,13 +141,15 @@ inline at::Tensor count_loss(const std::string& name, const at::Tensor& pred, co
   }
   if (name == "sanet") {
     const double range = std::max(target.max().item<double>(), 1e-6);
-    return crowdloss::sanet_loss(pred, target, crowdloss::SANetLossOptions().ssim(
-        crowdloss::SSIMOptions().data_range(range).padding(crowdloss::kSame)));
+    return crowdloss::sanet_loss(
+        pred, target,
+        crowdloss::SANetLossOptions().ssim(crowdloss::SSIMOptions().data_range(range).padding(crowdloss::kSame)));
   }
   throw std::runtime_error("unknown loss '" + name + "' (l2, pml, sanet, euclidean)");
 }
 
-inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c, const std::vector<at::Tensor>& params) {
+inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c,
+                                                               const std::vector<at::Tensor>& params) {
   return make_optimizer(c.optimizer, params, c.lr, c.weight_decay, /*momentum (CSRNet's official code)=*/0.95);
 }
 
@@ -170,7 +187,9 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
   return {abs_sum / n, std::sqrt(sq_sum / n)};
 }
 
-inline TrainConfig checkpoint_config(const fs::path& path) { return checkpoint_config_of<TrainConfig>(path, "crowdloss-count"); }
+inline TrainConfig checkpoint_config(const fs::path& path) {
+  return checkpoint_config_of<TrainConfig>(path, "crowdloss-count");
+}
 
 /// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
 /// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
@@ -189,7 +208,8 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
   tl.batch = c.batch, tl.crop = c.crop, tl.longest_side = c.longest_side, tl.stride = m.stride, tl.augment = true;
   tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
   LoaderOptions vl;
-  vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers, vl.bad = bad;
+  vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers,
+  vl.bad = bad;
   const Loader train_loader(train, tl), val_loader(val, vl);
   FitHooks<Batch> hooks;
   hooks.learning_rate = [&](int64_t epoch, int64_t, int64_t) { return learning_rate(c, epoch); };
@@ -206,9 +226,11 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
     return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet,
+  s.config = c.to_json();
   const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
-  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0), best.value("epoch", int64_t{0})};
+  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0),
+          best.value("epoch", int64_t{0})};
 }
 
 /// A model from a checkpoint written by `train` (best.pt or last.pt).
@@ -247,11 +269,15 @@ inline at::Tensor label_image(const at::Tensor& image_hwc, const std::string& te
                                        "111101111101111", "111101111001111"};
   auto out = image_hwc.clone();
   const int64_t H = out.size(0), W = out.size(1), cell = 4 * scale, pad = scale;
-  const int64_t box_w = std::min<int64_t>(W, pad + cell * static_cast<int64_t>(text.size())), box_h = std::min<int64_t>(H, 7 * scale);
+  const int64_t box_w = std::min<int64_t>(W, pad + cell * static_cast<int64_t>(text.size())),
+                box_h = std::min<int64_t>(H, 7 * scale);
   out.slice(0, 0, box_h).slice(1, 0, box_w).zero_();
   for (size_t k = 0; k < text.size(); ++k) {
     const char ch = text[k];
-    const char* glyph = ch >= '0' && ch <= '9' ? glyphs[ch - '0'] : ch == '.' ? "000000000000010" : ch == '-' ? "000000111000000" : "";
+    const char* glyph = ch >= '0' && ch <= '9' ? glyphs[ch - '0']
+                        : ch == '.'            ? "000000000000010"
+                        : ch == '-'            ? "000000111000000"
+                                               : "";
     for (int64_t bit = 0; glyph[bit] != '\0'; ++bit) {
       if (glyph[bit] != '1') continue;
       const int64_t y = pad + bit / 3 * scale, x = pad + static_cast<int64_t>(k) * cell + bit % 3 * scale;
@@ -265,7 +291,8 @@ inline at::Tensor label_image(const at::Tensor& image_hwc, const std::string& te
 /// per pixel (density_per_pixel) divided by `scale` (default: its own overlay_scale; give the
 /// ground truth's to compare panels), coloured blue → green → red, and blended in proportion to
 /// its value.
-inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor& density, std::optional<double> scale = std::nullopt) {
+inline at::Tensor density_overlay(const at::Tensor& image_hwc, const at::Tensor& density,
+                                  std::optional<double> scale = std::nullopt) {
   const int64_t H = image_hwc.size(0), W = image_hwc.size(1);
   auto d = density_per_pixel(density, H, W);
   d = (d / std::max(scale ? *scale : d.flatten().quantile(0.99).item<double>(), 1e-12)).clamp_max(1);

@@ -44,13 +44,16 @@ inline constexpr const char* kFaultsHelp =
     "an error naming the file, unless --skip-bad is given (--allow-outside-paths accepts such paths).";
 
 /// "adamw" | "adam" | "sgd" (with `momentum`) over `params`.
-inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const std::vector<at::Tensor>& params,
-                                                               double lr, double weight_decay, double momentum) {
+inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
+                                                               const std::vector<at::Tensor>& params, double lr,
+                                                               double weight_decay, double momentum) {
   if (name == "adamw")
     return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
-  if (name == "adam") return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+  if (name == "adam")
+    return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
   if (name == "sgd")
-    return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
   throw std::runtime_error("unknown optimizer '" + name + "' (adamw, adam, sgd)");
 }
 
@@ -88,7 +91,8 @@ class AtomicFile {
 
   void commit() {
     if (error_ == 0 && std::fflush(file_) != 0) error_ = errno;
-    if (error_ == 0 && ::fsync(::fileno(file_)) != 0 && errno != EINVAL) error_ = errno;  // EINVAL: cannot sync, e.g. a pipe
+    if (error_ == 0 && ::fsync(::fileno(file_)) != 0 && errno != EINVAL)
+      error_ = errno;  // EINVAL: cannot sync, e.g. a pipe
     const int closed = std::fclose(file_);
     file_ = nullptr;
     if (error_ == 0 && closed != 0) error_ = errno;
@@ -104,7 +108,9 @@ class AtomicFile {
   }
 
  private:
-  [[noreturn]] void fail(int error) const { throw std::runtime_error("cannot write " + path_.string() + ": " + std::strerror(error)); }
+  [[noreturn]] void fail(int error) const {
+    throw std::runtime_error("cannot write " + path_.string() + ": " + std::strerror(error));
+  }
 
   fs::path path_;
   std::string tmp_;
@@ -145,10 +151,12 @@ inline torch::serialize::InputArchive open_checkpoint(const fs::path& path) {
 }
 
 /// Value `key` of a checkpoint written by `fit`; a one-line error naming the file when it has none.
-inline c10::IValue checkpoint_value(torch::serialize::InputArchive& archive, const fs::path& path, const std::string& key) {
+inline c10::IValue checkpoint_value(torch::serialize::InputArchive& archive, const fs::path& path,
+                                    const std::string& key) {
   c10::IValue value;
   if (!archive.try_read(key, value))
-    throw std::runtime_error(path.string() + " is not a checkpoint of the crowdloss trainers (it holds no '" + key + "')");
+    throw std::runtime_error(path.string() + " is not a checkpoint of the crowdloss trainers (it holds no '" + key +
+                             "')");
   return value;
 }
 
@@ -159,8 +167,9 @@ inline nlohmann::json checkpoint_json(const fs::path& path) {
   try {
     return nlohmann::json::parse(config.toStringRef());
   } catch (const std::exception& e) {
-    throw std::runtime_error(path.string() + " is not a checkpoint of the crowdloss trainers (its 'config' is not JSON: " +
-                             first_line(e.what()) + ")");
+    throw std::runtime_error(
+        path.string() +
+        " is not a checkpoint of the crowdloss trainers (its 'config' is not JSON: " + first_line(e.what()) + ")");
   }
 }
 
@@ -185,7 +194,8 @@ inline void load_weights(const fs::path& path, torch::nn::Module& model) {
   try {
     model.load(archive);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path.string() + " does not hold this model's weights (" + first_line(e.what_without_backtrace()) + ")");
+    throw std::runtime_error(path.string() + " does not hold this model's weights (" +
+                             first_line(e.what_without_backtrace()) + ")");
   }
 }
 
@@ -251,7 +261,8 @@ inline bool resumable_setting(const std::string& key) { return key == "epochs" |
 /// `option_given(key)` names the option that sets `key` when the command line gave it, else "".
 /// Throws std::runtime_error naming `checkpoint`, the option and both values when a given option
 /// contradicts the checkpoint on a setting that may not change.
-inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann::json& saved, const nlohmann::json& given,
+inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann::json& saved,
+                                     const nlohmann::json& given,
                                      const std::function<std::string(const std::string&)>& option_given) {
   auto config = saved;
   for (const auto& [key, value] : given.items()) {
@@ -261,8 +272,8 @@ inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann:
     if (!resumable_setting(key))
       throw std::runtime_error("--resume: " + checkpoint.string() + " was trained with " + option + " " +
                                config[key].dump() + ", not " + value.dump() +
-                               "; a resumed run keeps its settings (but --epochs, --device, --workers): leave " + option +
-                               " out, or train afresh in another --out");
+                               "; a resumed run keeps its settings (but --epochs, --device, --workers): leave " +
+                               option + " out, or train afresh in another --out");
     config[key] = value;
   }
   return config;
@@ -271,7 +282,8 @@ inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann:
 /// The configuration `given` becomes as a --resume run in `out` (resumed_config); `given` itself
 /// when `out` holds no last.pt yet (the run starts afresh).
 template <class Config>
-Config resumed(const Config& given, const fs::path& out, const std::function<std::string(const std::string&)>& option_given) {
+Config resumed(const Config& given, const fs::path& out,
+               const std::function<std::string(const std::string&)>& option_given) {
   const auto last = out / "last.pt";
   if (!fs::exists(last)) return given;
   return Config::from_json(resumed_config(last, checkpoint_json(last), given.to_json(), option_given));
@@ -283,7 +295,8 @@ Config resumed(const Config& given, const fs::path& out, const std::function<std
 class ProgressBar {
  public:
   ProgressBar(std::string title, int64_t total)
-      : title_(std::move(title)), total_(total), start_(clock::now()), printed_(start_), terminal_(isatty(STDERR_FILENO) == 1) {}
+      : title_(std::move(title)), total_(total), start_(clock::now()), printed_(start_),
+        terminal_(isatty(STDERR_FILENO) == 1) {}
   void update(int64_t done, double loss, int64_t images) {
     const auto now = clock::now();
     if (!terminal_ && done != total_ && now - printed_ < std::chrono::seconds(30)) return;
@@ -292,10 +305,10 @@ class ProgressBar {
     const double rate = images / std::max(seconds, 1e-9);
     const double eta = done > 0 ? seconds / done * (total_ - done) : 0;
     const int width = 24, filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
-    std::fprintf(stderr, "%s%s [%s%s] %lld/%lld loss %.4f %.1f img/s ETA %02d:%02d ", terminal_ ? "\r" : "", title_.c_str(),
-                 std::string(static_cast<size_t>(filled), '#').c_str(), std::string(static_cast<size_t>(width - filled), '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), loss, rate, static_cast<int>(eta) / 60,
-                 static_cast<int>(eta) % 60);
+    std::fprintf(stderr, "%s%s [%s%s] %lld/%lld loss %.4f %.1f img/s ETA %02d:%02d ", terminal_ ? "\r" : "",
+                 title_.c_str(), std::string(static_cast<size_t>(filled), '#').c_str(),
+                 std::string(static_cast<size_t>(width - filled), '.').c_str(), static_cast<long long>(done),
+                 static_cast<long long>(total_), loss, rate, static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
     if (!terminal_ || done == total_) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
@@ -311,12 +324,12 @@ class ProgressBar {
 /// What `fit` needs to know besides the hooks.
 struct FitSettings {
   int64_t epochs = 1;
-  double clip = 0;                         // gradient-norm clip (0: off)
-  std::optional<at::ScalarType> amp;       // autocast dtype; fp16 also scales the loss
-  fs::path out;                            // last.pt, best.pt, metrics.jsonl
+  double clip = 0;                              // gradient-norm clip (0: off)
+  std::optional<at::ScalarType> amp;            // autocast dtype; fp16 also scales the loss
+  fs::path out;                                 // last.pt, best.pt, metrics.jsonl
   ExistingRun existing = ExistingRun::kRefuse;  // a run already in `out`
   bool quiet = false;
-  nlohmann::json config;                   // stored in the checkpoints
+  nlohmann::json config;  // stored in the checkpoints
 };
 
 /// One epoch's validation: the metrics to log, and the number the best checkpoint is chosen
@@ -349,8 +362,8 @@ struct FitHooks {
 /// full disk) stops it with an error naming the file and the cause, leaving the last complete
 /// checkpoint. Returns the best validation's metrics, with its epoch (from 1) as "epoch".
 template <class Loader, class Batch>
-nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader, const FitHooks<Batch>& hooks,
-                   const FitSettings& s) {
+nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader,
+                   const FitHooks<Batch>& hooks, const FitSettings& s) {
   fs::create_directories(s.out);
   const FolderLock lock(s.out);
   const auto params = model.parameters();
@@ -376,7 +389,8 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     try {
       model.load(archive);
     } catch (const c10::Error& e) {
-      throw std::runtime_error(last.string() + " does not hold this model's weights (" + first_line(e.what_without_backtrace()) + ")");
+      throw std::runtime_error(last.string() + " does not hold this model's weights (" +
+                               first_line(e.what_without_backtrace()) + ")");
     }
     torch::serialize::InputArchive opt_archive;
     if (!archive.try_read("optimizer", opt_archive))
@@ -385,12 +399,14 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     first_epoch = checkpoint_value(archive, last, "next_epoch").toInt();
     best_score = checkpoint_value(archive, last, "best_score").toDouble();
     best_metrics = nlohmann::json::parse(checkpoint_value(archive, last, "best_metrics").toStringRef());
-    scaler.restore(checkpoint_value(archive, last, "loss_scale").toDouble(), checkpoint_value(archive, last, "loss_scale_good_steps").toInt());
+    scaler.restore(checkpoint_value(archive, last, "loss_scale").toDouble(),
+                   checkpoint_value(archive, last, "loss_scale_good_steps").toInt());
     log_text = checkpoint_value(archive, last, "log").toStringRef();
     write_text_atomically(log, log_text);  // drops what a run killed after its last checkpoint logged
     if (!s.quiet) std::cerr << "resuming " << last << " at epoch " << first_epoch + 1 << "\n";
   } else {
-    if (s.existing == ExistingRun::kResume && !s.quiet) std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
+    if (s.existing == ExistingRun::kResume && !s.quiet)
+      std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
     for (const auto& f : {last, best, log}) fs::remove(f);
   }
   int64_t saved_epochs = first_epoch;  // the epochs in last.pt, when it is this run's
@@ -425,8 +441,8 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
       const auto [loss, n] = hooks.loss(b);
       const double value = loss.template item<double>();
       if (!std::isfinite(value))
-        throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " + std::to_string(epoch + 1) +
-                                 ", batch " + std::to_string(i + 1) + "; " +
+        throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " +
+                                 std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + "; " +
                                  (saved_epochs > 0 ? "the last good checkpoint is " + last.string() + " (after epoch " +
                                                          std::to_string(saved_epochs) + ")"
                                                    : std::string("no checkpoint was written yet")));
@@ -444,10 +460,15 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto v = hooks.validate(epoch);
-    nlohmann::json line = {{"epoch", epoch + 1}, {"lr", lr}, {"train_loss", loss_sum / std::max<int64_t>(1, images)},
-                           {"images_per_s", images / seconds}, {"seconds", seconds}};
+    nlohmann::json line = {{"epoch", epoch + 1},
+                           {"lr", lr},
+                           {"train_loss", loss_sum / std::max<int64_t>(1, images)},
+                           {"images_per_s", images / seconds},
+                           {"seconds", seconds}};
     line.update(v.metrics);
-    if (s.amp) line["amp"] = {{"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
+    if (s.amp)
+      line["amp"] = {
+          {"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
     if (!s.quiet) std::cerr << line.dump() << "\n";
     // The checkpoints first, the log after: last.pt holds the log with this epoch's line, so a
     // kill or a full disk in between loses nothing that --resume does not restore.

@@ -26,9 +26,13 @@ inline Sample resize_longest(const Sample& s, int64_t side) {
   const double scale = static_cast<double>(side) / static_cast<double>(std::max(H, W));
   const int64_t h = std::max<int64_t>(1, std::llround(H * scale)), w = std::max<int64_t>(1, std::llround(W * scale));
   if (h == H && w == W) return s;
-  const auto image = torch::nn::functional::interpolate(
-      s.image.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
-  const auto factor = torch::tensor({static_cast<float>(w) / static_cast<float>(W), static_cast<float>(h) / static_cast<float>(H)});
+  const auto image =
+      torch::nn::functional::interpolate(s.image.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
+                                                                   .size(std::vector<int64_t>{h, w})
+                                                                   .mode(torch::kBilinear)
+                                                                   .align_corners(false));
+  const auto factor =
+      torch::tensor({static_cast<float>(w) / static_cast<float>(W), static_cast<float>(h) / static_cast<float>(H)});
   return {image[0], s.points * factor};
 }
 
@@ -52,7 +56,8 @@ inline std::array<int64_t, 2> random_window(int64_t H, int64_t W, int64_t h, int
 /// bottom/right where it is smaller); keeps the points inside the window, shifted into it.
 inline Sample crop(const Sample& s, int64_t y0, int64_t x0, int64_t h, int64_t w) {
   const int64_t H = s.image.size(1), W = s.image.size(2);
-  const auto padded = torch::constant_pad_nd(s.image, {0, std::max<int64_t>(0, x0 + w - W), 0, std::max<int64_t>(0, y0 + h - H)}, 0);
+  const auto padded =
+      torch::constant_pad_nd(s.image, {0, std::max<int64_t>(0, x0 + w - W), 0, std::max<int64_t>(0, y0 + h - H)}, 0);
   const auto shifted = s.points - torch::tensor({static_cast<float>(x0), static_cast<float>(y0)});
   const auto inside = (shifted.select(1, 0) >= 0) & (shifted.select(1, 0) < w) & (shifted.select(1, 1) >= 0) &
                       (shifted.select(1, 1) < h);

@@ -14,16 +14,20 @@ int main(int argc, char** argv) {
   namespace ex = crowdloss_examples;
   CLI::App app{"Convert a crowd-counting dataset to COCO-style point annotations"};
   std::string format, root, out, image_root;
-  app.add_option("--format", format, "shanghaitech | qnrf | nwpu | jhu | coco")->required()
+  app.add_option("--format", format, "shanghaitech | qnrf | nwpu | jhu | coco")
+      ->required()
       ->check(CLI::IsMember({"shanghaitech", "qnrf", "nwpu", "jhu", "coco"}));
   app.add_option("--root", root, "dataset split directory (for coco: the JSON file)")->required();
   app.add_option("--out", out, "output JSON file")->required();
-  app.add_option("--image-root", image_root, "directory that file_name is relative to (default: --root, or the JSON's directory)");
+  app.add_option("--image-root", image_root,
+                 "directory that file_name is relative to (default: --root, or the JSON's directory)");
   CLI11_PARSE(app, argc, argv);
   try {
     const auto samples = ex::read_dataset(format, root, image_root);
     namespace fs = std::filesystem;
-    const fs::path base = !image_root.empty() ? fs::path(image_root) : format == "coco" ? fs::path(root).parent_path() : fs::path(root);
+    const fs::path base = !image_root.empty() ? fs::path(image_root)
+                          : format == "coco"  ? fs::path(root).parent_path()
+                                              : fs::path(root);
     std::vector<std::array<int64_t, 2>> sizes;
     int64_t heads = 0;
     for (const auto& s : samples) {

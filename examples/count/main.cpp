@@ -53,15 +53,16 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
   const int64_t n_train = quick ? 16 : 320, n_val = quick ? 4 : 40, n_test = quick ? 4 : 80;
   std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " counting demo (LibTorch " << TORCH_VERSION << ", "
             << at::get_num_threads() << " threads)\n";
-  std::cout << "Synthetic crowds (" << syn.height << "x" << syn.width << ", 0-" << syn.max_count << " heads each): "
-            << n_train << " training, " << n_val << " validation and " << n_test << " test scenes in "
-            << (out / "data").string() << "\n";
+  std::cout << "Synthetic crowds (" << syn.height << "x" << syn.width << ", 0-" << syn.max_count
+            << " heads each): " << n_train << " training, " << n_val << " validation and " << n_test
+            << " test scenes in " << (out / "data").string() << "\n";
   const auto split = [&](const char* name, int64_t count, uint64_t seed) {
     auto o = syn;
     o.seed = seed;
     return ex::write_synthetic_dataset(out / "data" / name, count, o, ex::ExistingSet::kReplace);
   };
-  const auto train_set = split("train", n_train, 1), val_set = split("val", n_val, 1001), test_set = split("test", n_test, 2001);
+  const auto train_set = split("train", n_train, 1), val_set = split("val", n_val, 1001),
+             test_set = split("test", n_test, 2001);
 
   ex::TrainConfig c;
   c.model = "csrnet", c.width = 0.25, c.optimizer = "adamw", c.lr = 1e-3, c.weight_decay = 1e-6, c.schedule = "cosine";
@@ -71,7 +72,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
             << " CPU in minutes), from scratch, " << c.epochs << " epochs of 128x128 crops, batch " << c.batch
             << ", AdamW " << c.lr << " with cosine decay; the same budget and seed for both losses"
             << (seeds > 1 ? " (seeds 1-" + std::to_string(seeds) + ")" : std::string()) << "; the epoch with"
-            << " the best validation MAE is kept.\n" << (quick ? kQuickNote : "") << "\n";
+            << " the best validation MAE is kept.\n"
+            << (quick ? kQuickNote : "") << "\n";
   const auto mean_of = [](const std::vector<ex::CrowdSample>& set) {
     double s = 0;
     for (const auto& x : set) s += static_cast<double>(x.points.size(0));
@@ -100,8 +102,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
     for (size_t i = 0; i < losses.size(); ++i) {
       c.loss = losses[i].first, c.seed = static_cast<uint64_t>(seed);
       const auto dir = seeds == 1 ? out / c.loss : out / ("seed" + std::to_string(seed)) / c.loss;
-      std::cout << "training with " << losses[i].second << (seeds > 1 ? ", seed " + std::to_string(seed) : std::string())
-                << "\n";
+      std::cout << "training with " << losses[i].second
+                << (seeds > 1 ? ", seed " + std::to_string(seed) : std::string()) << "\n";
       const auto t0 = std::chrono::steady_clock::now();
       const auto best = ex::train(c, train_set, val_set, dir, ex::ExistingRun::kOverwrite);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -114,7 +116,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
     // Every panel on the ground truth's colour scale, so that a faint prediction looks faint.
     const auto image = ex::load_image(test_set[i].image);
     const int64_t H = image.size(0), W = image.size(1);
-    const auto truth = crowdloss::points_to_density(test_set[i].points, H, W, crowdloss::DensityOptions().adaptive(true));
+    const auto truth =
+        crowdloss::points_to_density(test_set[i].points, H, W, crowdloss::DensityOptions().adaptive(true));
     const double scale = ex::overlay_scale(truth, H, W);
     std::vector<at::Tensor> panels = {image, ex::density_overlay(image, truth, scale)};
     torch::NoGradGuard no_grad;
@@ -144,12 +147,17 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
   };
   if (seeds == 1) {
     table.header = {"method", "test MAE", "test RMSE", "best epoch", "train time"};
-    table.rows.push_back({"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–", "–"});
+    table.rows.push_back(
+        {"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–", "–"});
   } else {
-    table.header = {"method", "test MAE, mean ± std", "test RMSE, mean ± std", "test MAE per seed", "best epoch per seed",
+    table.header = {"method",
+                    "test MAE, mean ± std",
+                    "test RMSE, mean ± std",
+                    "test MAE per seed",
+                    "best epoch per seed",
                     "train time per seed"};
-    table.rows.push_back({"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–",
-                          "–", "–"});
+    table.rows.push_back(
+        {"predict the training mean", ex::fixed(base_abs / n, 1), ex::fixed(std::sqrt(base_sq / n), 1), "–", "–", "–"});
   }
   for (size_t i = 0; i < losses.size(); ++i) {
     const auto& rs = runs[i];
@@ -166,7 +174,10 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
     auto& j = json["losses"][losses[i].first];
     j["name"] = losses[i].second;
     for (const auto& r : rs)
-      j["runs"].push_back({{"test_mae", r.test.mae}, {"test_rmse", r.test.rmse}, {"best_epoch", r.epoch}, {"train_seconds", r.seconds}});
+      j["runs"].push_back({{"test_mae", r.test.mae},
+                           {"test_rmse", r.test.rmse},
+                           {"best_epoch", r.epoch},
+                           {"train_seconds", r.seconds}});
   }
   std::string notes = "Test counting error on " + std::to_string(test_set.size()) + " synthetic scenes (mean count " +
                       ex::fixed(mean_of(test_set), 1) + "); lower is better.";
@@ -176,9 +187,10 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
       mae_wins += runs[1][s].test.mae < runs[0][s].test.mae;
       rmse_wins += runs[1][s].test.rmse < runs[0][s].test.rmse;
     }
-    notes += " Seeds 1–" + std::to_string(seeds) + " (initial weights, data order and augmentation; the same scenes): PML + pixel L2 has" +
-             " the lower test MAE with " + std::to_string(mae_wins) + " of " + std::to_string(seeds) + " seeds and the lower RMSE with " +
-             std::to_string(rmse_wins) + ".";
+    notes += " Seeds 1–" + std::to_string(seeds) +
+             " (initial weights, data order and augmentation; the same scenes): PML + pixel L2 has" +
+             " the lower test MAE with " + std::to_string(mae_wins) + " of " + std::to_string(seeds) +
+             " seeds and the lower RMSE with " + std::to_string(rmse_wins) + ".";
   }
   if (quick) notes += " --quick: a smoke run, its numbers mean nothing.";
   std::string command = "crowdloss-count demo";
@@ -186,10 +198,11 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
   if (seeds > 1) command += " --seeds " + std::to_string(seeds);
   const std::string md = ex::write_results(out, command, table, notes, json);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\n%s\nAlso in %s/results.md and results.json. Test scenes as image | ground truth | L2 | PML (seed 1), each\n"
-              "panel labelled with its count and coloured on the ground truth's scale: %s/test_scene*.png\n"
-              "Per-epoch metrics: %s/%s{l2,pml}/metrics.jsonl. Total time %.0f s.\n",
-              md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), seeds > 1 ? "seed*/" : "", total);
+  std::printf(
+      "\n%s\nAlso in %s/results.md and results.json. Test scenes as image | ground truth | L2 | PML (seed 1), each\n"
+      "panel labelled with its count and coloured on the ground truth's scale: %s/test_scene*.png\n"
+      "Per-epoch metrics: %s/%s{l2,pml}/metrics.jsonl. Total time %.0f s.\n",
+      md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), seeds > 1 ? "seed*/" : "", total);
   if (quick) std::printf("%s", kQuickNote);
   return 0;
 }
@@ -228,8 +241,10 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--threads", threads, "LibTorch's threads (the results depend on it; default: the cores)");
 
   auto* train_cmd = app.add_subcommand("train", "train a counting model");
-  train_cmd->add_option("--recipe", recipe, "pml | csrnet | sanet: the papers' settings (applied before the other options)");
-  const auto formats = "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) + " (synthetic:DIR is generated there if absent)";
+  train_cmd->add_option("--recipe", recipe,
+                        "pml | csrnet | sanet: the papers' settings (applied before the other options)");
+  const auto formats =
+      "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) + " (synthetic:DIR is generated there if absent)";
   train_cmd->add_option("--data", data, "training set, " + formats)->required();
   train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
@@ -253,14 +268,20 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
   train_cmd->add_option("--synthetic-count", synthetic_count,
-                        "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in DIR is used as it is");
-  auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
-  train_cmd->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
+                        "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already "
+                        "in DIR is used as it is");
+  auto* resume_flag =
+      train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
+  train_cmd
+      ->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
       ->excludes(resume_flag);
-  train_cmd->add_flag("--skip-bad", skip_bad,
-                      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
-  train_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
-  train_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  train_cmd->add_flag(
+      "--skip-bad", skip_bad,
+      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
+  train_cmd->add_flag("--allow-outside-paths", allow_outside,
+                      "accept annotation files naming images outside their data set's folder");
+  train_cmd->add_option("--max-megapixels", max_megapixels,
+                        "refuse images larger than this (checked from the file header)");
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "MAE and RMSE of a checkpoint on a dataset");
@@ -268,15 +289,19 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data", data, formats)->required();
   eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
-  eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
-  eval_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
-  eval_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  eval_cmd->add_flag("--skip-bad", skip_bad,
+                     "leave out images and annotations that cannot be read, with a warning naming each");
+  eval_cmd->add_flag("--allow-outside-paths", allow_outside,
+                     "accept annotation files naming images outside their data set's folder");
+  eval_cmd->add_option("--max-megapixels", max_megapixels,
+                       "refuse images larger than this (checked from the file header)");
 
   auto* predict_cmd = app.add_subcommand("predict", "count images and write density overlays");
   predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the overlay PNGs");
   predict_cmd->add_option("--device", device, "cpu | cuda");
-  predict_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  predict_cmd->add_option("--max-megapixels", max_megapixels,
+                          "refuse images larger than this (checked from the file header)");
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -298,7 +323,8 @@ int main(int argc, char** argv) {
           data, val, kFormats, synthetic_count, syn, [&](const ex::DataSpec& spec, int64_t count, const auto& o) {
             return load_data(spec, count, count_given, o, bad, allow_outside);
           });
-      const auto best = ex::train(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
+      const auto best =
+          ex::train(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
       std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, out.c_str());
     } else if (*eval_cmd) {
       const auto spec = ex::parse_data_spec("--data", data, kFormats);
@@ -309,7 +335,8 @@ int main(int argc, char** argv) {
       lo.batch = 1, lo.stride = std::max<int64_t>(model.stride, 8), lo.bad = &bad;
       const auto set = load_data(spec, synthetic_count, /*count_given=*/false, syn, bad, allow_outside);
       ex::check_not_empty("--data", data, set.size());
-      const auto m = ex::evaluate(model, ex::Loader(set, lo), torch::Device(device), ex::amp_dtype(amp, torch::Device(device)));
+      const auto m =
+          ex::evaluate(model, ex::Loader(set, lo), torch::Device(device), ex::amp_dtype(amp, torch::Device(device)));
       std::printf("MAE %.2f RMSE %.2f\n", m.mae, m.rmse);
     } else if (*predict_cmd) {
       ex::check_device(device);

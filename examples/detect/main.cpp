@@ -29,7 +29,8 @@ const std::vector<std::string> kFormats = {"synthetic", "crowdhuman", "coco"};
 /// The data set `spec`: a synthetic one is generated with `synthetic_count` images unless its
 /// folder holds one, which is used as it is (another count is an error when `count_given`).
 std::vector<ex::DetectionSample> load_data(const ex::DataSpec& spec, int64_t synthetic_count, bool count_given,
-                                           const ex::PedestrianOptions& synthetic, ex::BadSamples& bad, bool allow_outside) {
+                                           const ex::PedestrianOptions& synthetic, ex::BadSamples& bad,
+                                           bool allow_outside) {
   if (spec.format == "synthetic")
     return ex::write_synthetic_pedestrians(spec.path, synthetic_count, synthetic,
                                            count_given ? ex::ExistingSet::kError : ex::ExistingSet::kUseExisting);
@@ -62,22 +63,27 @@ int demo(const fs::path& out, bool quick) {
   const int64_t n_train = quick ? 8 : 200, n_val = quick ? 4 : 40, n_test = quick ? 4 : 60;
   std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " detection demo (LibTorch " << TORCH_VERSION << ", "
             << at::get_num_threads() << " threads)\n";
-  std::cout << "Synthetic dense pedestrians (" << syn.height << "x" << syn.width << "): " << n_train << " training, " << n_val
-            << " validation and " << n_test << " test scenes in " << (out / "data").string() << "\n";
+  std::cout << "Synthetic dense pedestrians (" << syn.height << "x" << syn.width << "): " << n_train << " training, "
+            << n_val << " validation and " << n_test << " test scenes in " << (out / "data").string() << "\n";
   const auto split = [&](const char* name, int64_t count, uint64_t seed) {
     auto o = syn;
     o.seed = seed;
     return ex::write_synthetic_pedestrians(out / "data" / name, count, o, ex::ExistingSet::kReplace);
   };
-  const auto train_set = split("train", n_train, 1), val_set = split("val", n_val, 1001), test_set = split("test", n_test, 2001);
+  const auto train_set = split("train", n_train, 1), val_set = split("val", n_val, 1001),
+             test_set = split("test", n_test, 2001);
 
   ex::DetectConfig c;
-  c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = "adamw", c.lr = 1e-3, c.weight_decay = 1e-4;
-  c.epochs = quick ? 1 : 10, c.batch = 8, c.warmup = quick ? 1 : 50, c.min_lr = 1e-5, c.clip = 10, c.workers = 2, c.seed = 1;
+  c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = "adamw", c.lr = 1e-3,
+  c.weight_decay = 1e-4;
+  c.epochs = quick ? 1 : 10, c.batch = 8, c.warmup = quick ? 1 : 50, c.min_lr = 1e-5, c.clip = 10, c.workers = 2,
+  c.seed = 1;
   std::cout << "Model: FCOS with a ResNet-18 at width " << c.width << " and " << c.fpn_channels
-            << " FPN channels (a CPU-sized network), from scratch, " << c.epochs << " epochs, batch " << c.batch << ", AdamW "
-            << c.lr << " with warm-up and cosine decay; the same budget and seed for every assignment; the epoch with the"
-            << " best validation AP50 is kept.\n" << (quick ? kQuickNote : "") << "\n";
+            << " FPN channels (a CPU-sized network), from scratch, " << c.epochs << " epochs, batch " << c.batch
+            << ", AdamW " << c.lr
+            << " with warm-up and cosine decay; the same budget and seed for every assignment; the epoch with the"
+            << " best validation AP50 is kept.\n"
+            << (quick ? kQuickNote : "") << "\n";
   struct Row {
     std::string mode;
     nlohmann::json m;
@@ -111,10 +117,11 @@ int demo(const fs::path& out, bool quick) {
   nlohmann::json json = {{"demo", "detect"}, {"quick", quick}, {"test_scenes", test_set.size()}};
   for (const auto& r : rows) {
     c.assign = r.mode;
-    table.rows.push_back({"`" + r.mode + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
-                          ex::fixed(r.m.at("mmr").get<double>(), 3), ex::fixed(r.m.at("recall").get<double>(), 3),
-                          std::to_string(r.epoch),
-                          ex::fixed(r.m.at("assign_ms_per_batch").get<double>(), 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
+    table.rows.push_back(
+        {"`" + r.mode + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
+         ex::fixed(r.m.at("mmr").get<double>(), 3), ex::fixed(r.m.at("recall").get<double>(), 3),
+         std::to_string(r.epoch),
+         ex::fixed(r.m.at("assign_ms_per_batch").get<double>(), 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
     json["modes"][r.mode] = r.m;
     json["modes"][r.mode]["best_epoch"] = r.epoch, json["modes"][r.mode]["train_seconds"] = r.seconds;
   }
@@ -123,10 +130,12 @@ int demo(const fs::path& out, bool quick) {
                       " people), CrowdHuman protocol, ignore regions honoured. AP50 and recall: higher is better; mMR"
                       " (log-average miss rate): lower is better.";
   if (quick) notes += " --quick: a smoke run, its numbers mean nothing.";
-  const std::string md = ex::write_results(out, quick ? "crowdloss-detect demo --quick" : "crowdloss-detect demo", table, notes, json);
-  std::printf("\n%s\nAlso in %s/results.md and results.json. Test scene 0, ground truth | fcos | poto | poto-3dmf-aux | lla\n"
-              "(scores > 0.3): %s/test_scene0.png\nPer-epoch metrics: %s/<assignment>/metrics.jsonl. Total time %.0f s.\n",
-              md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), total);
+  const std::string md =
+      ex::write_results(out, quick ? "crowdloss-detect demo --quick" : "crowdloss-detect demo", table, notes, json);
+  std::printf(
+      "\n%s\nAlso in %s/results.md and results.json. Test scene 0, ground truth | fcos | poto | poto-3dmf-aux | lla\n"
+      "(scores > 0.3): %s/test_scene0.png\nPer-epoch metrics: %s/<assignment>/metrics.jsonl. Total time %.0f s.\n",
+      md.c_str(), out.string().c_str(), out.string().c_str(), out.string().c_str(), total);
   if (quick) std::printf("%s", kQuickNote);
   return 0;
 }
@@ -145,15 +154,17 @@ int main(int argc, char** argv) {
   std::vector<std::string> images;
   ex::DetectConfig c;
 
-  auto* demo_cmd = app.add_subcommand("demo", "train the same detector with each assignment on synthetic pedestrians, compare");
+  auto* demo_cmd =
+      app.add_subcommand("demo", "train the same detector with each assignment on synthetic pedestrians, compare");
   demo_cmd->add_option("--out", out, "results folder");
   demo_cmd->add_flag("--quick", quick, "a smoke run on a tiny budget (for tests): its numbers mean nothing");
   int64_t threads = at::get_num_threads();
   demo_cmd->add_option("--threads", threads, "LibTorch's threads (the results depend on it; default: the cores)");
 
   auto* train_cmd = app.add_subcommand("train", "train a detector");
-  const auto formats = "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) +
-                       " (synthetic:DIR is generated there if absent; crowdhuman:FILE.odgt reads images from Images/ beside it)";
+  const auto formats =
+      "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) +
+      " (synthetic:DIR is generated there if absent; crowdhuman:FILE.odgt reads images from Images/ beside it)";
   train_cmd->add_option("--data", data, "training set, " + formats)->required();
   train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
@@ -180,14 +191,20 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
   train_cmd->add_option("--synthetic-count", synthetic_count,
-                        "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in DIR is used as it is");
-  auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
-  train_cmd->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
+                        "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already "
+                        "in DIR is used as it is");
+  auto* resume_flag =
+      train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
+  train_cmd
+      ->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
       ->excludes(resume_flag);
-  train_cmd->add_flag("--skip-bad", skip_bad,
-                      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
-  train_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
-  train_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  train_cmd->add_flag(
+      "--skip-bad", skip_bad,
+      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
+  train_cmd->add_flag("--allow-outside-paths", allow_outside,
+                      "accept annotation files naming images outside their data set's folder");
+  train_cmd->add_option("--max-megapixels", max_megapixels,
+                        "refuse images larger than this (checked from the file header)");
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "AP50, mMR and recall of a checkpoint on a dataset");
@@ -195,15 +212,19 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data", data, formats)->required();
   eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
-  eval_cmd->add_flag("--skip-bad", skip_bad, "leave out images and annotations that cannot be read, with a warning naming each");
-  eval_cmd->add_flag("--allow-outside-paths", allow_outside, "accept annotation files naming images outside their data set's folder");
-  eval_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  eval_cmd->add_flag("--skip-bad", skip_bad,
+                     "leave out images and annotations that cannot be read, with a warning naming each");
+  eval_cmd->add_flag("--allow-outside-paths", allow_outside,
+                     "accept annotation files naming images outside their data set's folder");
+  eval_cmd->add_option("--max-megapixels", max_megapixels,
+                       "refuse images larger than this (checked from the file header)");
 
   auto* predict_cmd = app.add_subcommand("predict", "detect people in images and draw the boxes");
   predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the drawn PNGs");
   predict_cmd->add_option("--device", device, "cpu | cuda");
-  predict_cmd->add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+  predict_cmd->add_option("--max-megapixels", max_megapixels,
+                          "refuse images larger than this (checked from the file header)");
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -224,7 +245,8 @@ int main(int argc, char** argv) {
           data, val, kFormats, synthetic_count, syn, [&](const ex::DataSpec& spec, int64_t count, const auto& o) {
             return load_data(spec, count, count_given, o, bad, allow_outside);
           });
-      const auto best = ex::train_detector(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
+      const auto best =
+          ex::train_detector(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
       std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
                   best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
     } else if (*eval_cmd) {
@@ -236,9 +258,11 @@ int main(int argc, char** argv) {
       lo.batch = config.batch, lo.longest_side = config.longest_side, lo.bad = &bad;
       const auto set = load_data(spec, synthetic_count, /*count_given=*/false, syn, bad, allow_outside);
       ex::check_not_empty("--data", data, set.size());
-      const auto m = ex::evaluate_detector(config, net, ex::DetectionLoader(set, lo), ex::amp_dtype(amp, torch::Device(device)));
+      const auto m =
+          ex::evaluate_detector(config, net, ex::DetectionLoader(set, lo), ex::amp_dtype(amp, torch::Device(device)));
       std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.at("ap50").get<double>(),
-                  m.at("mmr").get<double>(), m.at("recall").get<double>(), static_cast<long long>(m.at("ground_truths").get<int64_t>()),
+                  m.at("mmr").get<double>(), m.at("recall").get<double>(),
+                  static_cast<long long>(m.at("ground_truths").get<int64_t>()),
                   static_cast<long long>(m.at("detections").get<int64_t>()));
     } else if (*predict_cmd) {
       ex::check_device(device);

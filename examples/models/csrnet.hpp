@@ -48,8 +48,10 @@ struct CSRNetImpl : torch::nn::Cloneable<CSRNetImpl> {
     register_module("output", output);
     torch::NoGradGuard no_grad;
     for (auto& p : named_parameters()) {
-      if (p.key().find("weight") != std::string::npos) p.value().normal_(0, 0.01);
-      else p.value().zero_();
+      if (p.key().find("weight") != std::string::npos)
+        p.value().normal_(0, 0.01);
+      else
+        p.value().zero_();
     }
   }
 
@@ -66,7 +68,9 @@ struct CSRNetImpl : torch::nn::Cloneable<CSRNetImpl> {
   torch::nn::Conv2d output{nullptr};
 
  private:
-  int64_t scaled(int64_t channels) const { return std::max<int64_t>(1, std::llround(static_cast<double>(channels) * width_)); }
+  int64_t scaled(int64_t channels) const {
+    return std::max<int64_t>(1, std::llround(static_cast<double>(channels) * width_));
+  }
   double width_;
 };
 TORCH_MODULE(CSRNet);

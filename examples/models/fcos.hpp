@@ -38,19 +38,19 @@ struct FCOSOptions {
   double width = 1.0;                 ///< backbone channel multiplier in (0, 1] (1: torchvision's)
   int64_t fpn_channels = 256;         ///< FPN and head channels, a multiple of 32 (GroupNorm(32))
   int64_t num_classes = 1;
-  int64_t head_convs = 4;             ///< conv-GN-ReLU layers in each tower
-  double prior_prob = 0.01;           ///< initial foreground probability of the classification logits
-  bool filter_3dmf = false;           ///< DeFCN's 3-D max filtering branch → filter_logits
-  bool iou_branch = false;            ///< IoU (quality) branch → iou_logits
-  bool freeze_bn = false;             ///< backbone BatchNorm frozen (see resnet.hpp)
+  int64_t head_convs = 4;    ///< conv-GN-ReLU layers in each tower
+  double prior_prob = 0.01;  ///< initial foreground probability of the classification logits
+  bool filter_3dmf = false;  ///< DeFCN's 3-D max filtering branch → filter_logits
+  bool iou_branch = false;   ///< IoU (quality) branch → iou_logits
+  bool freeze_bn = false;    ///< backbone BatchNorm frozen (see resnet.hpp)
 };
 
 /// What FCOS::forward returns; A = Σ_l h_l·w_l anchors, ordered as crowdloss::anchor_points.
 struct FCOSOutput {
-  at::Tensor cls_logits;     ///< B×A×K classification logits
-  at::Tensor box_ltrb;       ///< B×A×4 distances (left, top, right, bottom) in pixels, ≥ 0
-  at::Tensor filter_logits;  ///< B×A×1 3DMF filter logits; undefined unless filter_3dmf
-  at::Tensor iou_logits;     ///< B×A×1 IoU logits; undefined unless iou_branch
+  at::Tensor cls_logits;                         ///< B×A×K classification logits
+  at::Tensor box_ltrb;                           ///< B×A×4 distances (left, top, right, bottom) in pixels, ≥ 0
+  at::Tensor filter_logits;                      ///< B×A×1 3DMF filter logits; undefined unless filter_3dmf
+  at::Tensor iou_logits;                         ///< B×A×1 IoU logits; undefined unless iou_branch
   std::vector<std::array<int64_t, 2>> level_hw;  ///< {h, w} of P3..P7
   std::vector<double> strides;                   ///< 8, 16, 32, 64, 128
 };
@@ -69,13 +69,16 @@ inline torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1) {
 }
 
 /// B×C×H×W → B×(H·W)×C, row-major over the cells.
-inline at::Tensor flatten_level(const at::Tensor& x) { return x.permute({0, 2, 3, 1}).reshape({x.size(0), -1, x.size(1)}); }
+inline at::Tensor flatten_level(const at::Tensor& x) {
+  return x.permute({0, 2, 3, 1}).reshape({x.size(0), -1, x.size(1)});
+}
 
 }  // namespace fcos_detail
 
 /// FPN P3–P7 on C3–C5 (see the top of the file).
 struct FPNImpl : torch::nn::Cloneable<FPNImpl> {
-  FPNImpl(std::vector<int64_t> in_channels, int64_t channels) : in_channels_(std::move(in_channels)), channels_(channels) {
+  FPNImpl(std::vector<int64_t> in_channels, int64_t channels)
+      : in_channels_(std::move(in_channels)), channels_(channels) {
     reset();
   }
 
@@ -84,7 +87,8 @@ struct FPNImpl : torch::nn::Cloneable<FPNImpl> {
     output.clear();
     for (size_t i = 0; i < in_channels_.size(); ++i) {
       const auto name = std::to_string(i + 3);
-      lateral.push_back(register_module("lateral" + name, torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels_[i], channels_, 1))));
+      lateral.push_back(register_module("lateral" + name,
+                                        torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels_[i], channels_, 1))));
       output.push_back(register_module("output" + name, fcos_detail::conv3x3(channels_, channels_)));
     }
     p6 = register_module("p6", fcos_detail::conv3x3(channels_, channels_, 2));
@@ -100,16 +104,16 @@ struct FPNImpl : torch::nn::Cloneable<FPNImpl> {
 
   /// {C3, C4, C5} → {P3, P4, P5, P6, P7}.
   std::vector<at::Tensor> forward(const std::vector<at::Tensor>& features) {
-    TORCH_CHECK(features.size() == lateral.size(), "FPN: expected ", lateral.size(), " feature maps, got ", features.size());
+    TORCH_CHECK(features.size() == lateral.size(), "FPN: expected ", lateral.size(), " feature maps, got ",
+                features.size());
     std::vector<at::Tensor> outs(features.size());
     at::Tensor top;
     for (size_t i = features.size(); i-- > 0;) {
       auto x = lateral[i](features[i]);
       if (top.defined()) {
-        x = x + torch::nn::functional::interpolate(
-                    top, torch::nn::functional::InterpolateFuncOptions()
-                             .size(std::vector<int64_t>{x.size(2), x.size(3)})
-                             .mode(torch::kNearest));
+        x = x + torch::nn::functional::interpolate(top, torch::nn::functional::InterpolateFuncOptions()
+                                                            .size(std::vector<int64_t>{x.size(2), x.size(3)})
+                                                            .mode(torch::kNearest));
       }
       top = x;
       outs[i] = output[i](x);
@@ -161,9 +165,8 @@ struct MaxFilteringImpl : torch::nn::Cloneable<MaxFilteringImpl> {
                                                                  .mode(torch::kBilinear)
                                                                  .align_corners(false)));
       }
-      const auto pooled = F::max_pool3d(torch::stack(stack, 2), F::MaxPool3dFuncOptions({tau_ + 1, 3, 3})
-                                                                    .stride(1)
-                                                                    .padding({margin, 1, 1}))
+      const auto pooled = F::max_pool3d(torch::stack(stack, 2),
+                                        F::MaxPool3dFuncOptions({tau_ + 1, 3, 3}).stride(1).padding({margin, 1, 1}))
                               .select(2, std::min(l, margin));
       outs.push_back(torch::relu(norm(pooled + inputs[l])));
     }
@@ -180,7 +183,8 @@ TORCH_MODULE(MaxFiltering);
 
 /// The FCOS head shared across the levels (see the top of the file).
 struct FCOSHeadImpl : torch::nn::Cloneable<FCOSHeadImpl> {
-  FCOSHeadImpl(const FCOSOptions& options, std::vector<double> strides) : options_(options), strides_(std::move(strides)) {
+  FCOSHeadImpl(const FCOSOptions& options, std::vector<double> strides)
+      : options_(options), strides_(std::move(strides)) {
     reset();
   }
 
@@ -220,12 +224,14 @@ struct FCOSHeadImpl : torch::nn::Cloneable<FCOSHeadImpl> {
 
   /// P3..P7 → FCOSOutput (without level_hw/strides filled in by FCOS).
   FCOSOutput forward(const std::vector<at::Tensor>& features) {
-    TORCH_CHECK(features.size() == strides_.size(), "FCOSHead: expected ", strides_.size(), " levels, got ", features.size());
+    TORCH_CHECK(features.size() == strides_.size(), "FCOSHead: expected ", strides_.size(), " levels, got ",
+                features.size());
     std::vector<at::Tensor> cls, box, iou, box_towers;
     for (size_t l = 0; l < features.size(); ++l) {
       cls.push_back(fcos_detail::flatten_level(cls_logits(tower(cls_tower, features[l]))));
       auto t = tower(bbox_tower, features[l]);
-      box.push_back(fcos_detail::flatten_level(torch::relu(bbox_pred(t) * scales[static_cast<int64_t>(l)]) * strides_[l]));
+      box.push_back(
+          fcos_detail::flatten_level(torch::relu(bbox_pred(t) * scales[static_cast<int64_t>(l)]) * strides_[l]));
       if (iou_pred) iou.push_back(fcos_detail::flatten_level(iou_pred(t)));
       box_towers.push_back(std::move(t));
     }
@@ -259,23 +265,27 @@ TORCH_MODULE(FCOSHead);
 struct FCOSImpl : torch::nn::Cloneable<FCOSImpl> {
   explicit FCOSImpl(FCOSOptions options = {}) : options_(std::move(options)) {
     if (options_.fpn_channels <= 0 || options_.fpn_channels % 32 != 0)
-      throw std::invalid_argument("FCOS: fpn_channels must be a positive multiple of 32 (GroupNorm with 32 groups), got " +
-                                  std::to_string(options_.fpn_channels));
+      throw std::invalid_argument(
+          "FCOS: fpn_channels must be a positive multiple of 32 (GroupNorm with 32 groups), got " +
+          std::to_string(options_.fpn_channels));
     if (options_.num_classes < 1) throw std::invalid_argument("FCOS: num_classes must be at least 1");
     if (options_.head_convs < 0) throw std::invalid_argument("FCOS: head_convs must not be negative");
-    if (!(options_.prior_prob > 0 && options_.prior_prob < 1)) throw std::invalid_argument("FCOS: prior_prob must lie in (0, 1)");
+    if (!(options_.prior_prob > 0 && options_.prior_prob < 1))
+      throw std::invalid_argument("FCOS: prior_prob must lie in (0, 1)");
     reset();
   }
 
   void reset() override {
-    backbone = register_module("backbone", ResNet(ResNetOptions{options_.backbone, options_.width, options_.freeze_bn}));
+    backbone =
+        register_module("backbone", ResNet(ResNetOptions{options_.backbone, options_.width, options_.freeze_bn}));
     fpn = register_module("fpn", FPN(backbone->out_channels(), options_.fpn_channels));
     head = register_module("head", FCOSHead(options_, kStrides));
   }
 
   /// images B×3×H×W (normalised) → per-anchor outputs, anchors as crowdloss::anchor_points.
   FCOSOutput forward(const at::Tensor& images) {
-    TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "FCOS: expected images of shape (B, 3, H, W), got ", images.sizes());
+    TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "FCOS: expected images of shape (B, 3, H, W), got ",
+                images.sizes());
     const auto features = fpn->forward(backbone->forward(images));
     auto out = head->forward(features);
     for (const auto& f : features) out.level_hw.push_back({f.size(2), f.size(3)});

@@ -62,7 +62,8 @@ struct ResNetBlockImpl : torch::nn::Cloneable<ResNetBlockImpl> {
     if (bottleneck_) {
       conv1 = register_module("conv1", Conv2d(Conv2dOptions(in_, planes_, 1).bias(false)));
       bn1 = register_module("bn1", BatchNorm2d(planes_));
-      conv2 = register_module("conv2", Conv2d(Conv2dOptions(planes_, planes_, 3).stride(stride_).padding(1).bias(false)));
+      conv2 =
+          register_module("conv2", Conv2d(Conv2dOptions(planes_, planes_, 3).stride(stride_).padding(1).bias(false)));
       bn2 = register_module("bn2", BatchNorm2d(planes_));
       conv3 = register_module("conv3", Conv2d(Conv2dOptions(planes_, out_channels(), 1).bias(false)));
       bn3 = register_module("bn3", BatchNorm2d(out_channels()));
@@ -112,7 +113,8 @@ struct ResNetImpl : torch::nn::Cloneable<ResNetImpl> {
     const std::vector<int64_t> blocks =
         options_.arch == "resnet18" ? std::vector<int64_t>{2, 2, 2, 2} : std::vector<int64_t>{3, 4, 6, 3};
     int64_t in = scaled(64);
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, in, 7).stride(2).padding(3).bias(false)));
+    conv1 = register_module("conv1",
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(3, in, 7).stride(2).padding(3).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
     layers.clear();
     channels_.clear();
@@ -129,7 +131,8 @@ struct ResNetImpl : torch::nn::Cloneable<ResNetImpl> {
     }
     torch::NoGradGuard no_grad;
     for (auto& m : modules(/*include_self=*/false)) {
-      if (auto* c = m->as<torch::nn::Conv2d>()) torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut, torch::kReLU);
+      if (auto* c = m->as<torch::nn::Conv2d>())
+        torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut, torch::kReLU);
     }
     apply_freeze_bn();
   }

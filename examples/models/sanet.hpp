@@ -72,9 +72,10 @@ struct SANetImpl : torch::nn::Cloneable<SANetImpl> {
 
   void reset() override {
     using namespace sanet_detail;
-    encoder = torch::nn::Sequential(ScaleAggregation(3, 16, false), torch::nn::MaxPool2d(2), ScaleAggregation(64, 32, true),
-                                    torch::nn::MaxPool2d(2), ScaleAggregation(128, 32, true), torch::nn::MaxPool2d(2),
-                                    ScaleAggregation(128, 16, true));
+    encoder =
+        torch::nn::Sequential(ScaleAggregation(3, 16, false), torch::nn::MaxPool2d(2), ScaleAggregation(64, 32, true),
+                              torch::nn::MaxPool2d(2), ScaleAggregation(128, 32, true), torch::nn::MaxPool2d(2),
+                              ScaleAggregation(128, 16, true));
     decoder = torch::nn::Sequential();
     for (const auto& part : {conv_in_relu(64, 64, 9), deconv_in_relu(64), conv_in_relu(64, 32, 7), deconv_in_relu(32),
                              conv_in_relu(32, 16, 5), deconv_in_relu(16), conv_in_relu(16, 16, 3)})

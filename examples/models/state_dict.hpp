@@ -32,7 +32,8 @@ class StateDictFile {
     } catch (const c10::Error& e) {
       throw std::runtime_error(path_ + ": not a torch.save'd state dict (" + e.what_without_backtrace() + ")");
     }
-    if (!loaded.isGenericDict()) throw std::runtime_error(path_ + ": expected a dict of tensors, got " + loaded.tagKind());
+    if (!loaded.isGenericDict())
+      throw std::runtime_error(path_ + ": expected a dict of tensors, got " + loaded.tagKind());
     dict_ = loaded.toGenericDict();
     for (const auto& entry : dict_) {
       if (!entry.key().isString()) throw std::runtime_error(path_ + ": expected a dict with string keys");

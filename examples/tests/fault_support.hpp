@@ -24,23 +24,64 @@ inline int64_t occurrences(const std::string& text, const std::string& part) {
 }
 
 /// `program` with `args`, then `extra`.
-inline std::vector<std::string> command(const std::string& program, std::vector<std::string> args, const std::vector<std::string>& extra) {
+inline std::vector<std::string> command(const std::string& program, std::vector<std::string> args,
+                                        const std::vector<std::string>& extra) {
   args.insert(args.begin(), program);
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
 
 /// The counting and detection training command lines of these tests (tiny models, CPU, fixed seed).
-inline std::vector<std::string> count_train(const fs::path& train, const fs::path& val, int64_t epochs, const std::string& lr = "1e-3") {
-  return {"train", "--data", "coco:" + (train / "annotations.json").string(), "--val", "coco:" + (val / "annotations.json").string(),
-          "--width", "0.125", "--crop", "64", "--longest-side", "0", "--batch", "2", "--lr", lr, "--workers", "2",
-          "--seed", "5", "--epochs", std::to_string(epochs)};
+inline std::vector<std::string> count_train(const fs::path& train, const fs::path& val, int64_t epochs,
+                                            const std::string& lr = "1e-3") {
+  return {"train",
+          "--data",
+          "coco:" + (train / "annotations.json").string(),
+          "--val",
+          "coco:" + (val / "annotations.json").string(),
+          "--width",
+          "0.125",
+          "--crop",
+          "64",
+          "--longest-side",
+          "0",
+          "--batch",
+          "2",
+          "--lr",
+          lr,
+          "--workers",
+          "2",
+          "--seed",
+          "5",
+          "--epochs",
+          std::to_string(epochs)};
 }
 
 inline std::vector<std::string> detect_train(const fs::path& train, const fs::path& val, int64_t epochs) {
-  return {"train", "--data", "crowdhuman:" + (train / "annotation.odgt").string(), "--val",
-          "crowdhuman:" + (val / "annotation.odgt").string(), "--backbone", "resnet18", "--width", "0.25", "--fpn-channels", "64",
-          "--batch", "2", "--optimizer", "adamw", "--lr", "1e-3", "--warmup", "2", "--workers", "2", "--seed", "2", "--epochs",
+  return {"train",
+          "--data",
+          "crowdhuman:" + (train / "annotation.odgt").string(),
+          "--val",
+          "crowdhuman:" + (val / "annotation.odgt").string(),
+          "--backbone",
+          "resnet18",
+          "--width",
+          "0.25",
+          "--fpn-channels",
+          "64",
+          "--batch",
+          "2",
+          "--optimizer",
+          "adamw",
+          "--lr",
+          "1e-3",
+          "--warmup",
+          "2",
+          "--workers",
+          "2",
+          "--seed",
+          "2",
+          "--epochs",
           std::to_string(epochs)};
 }
 

@@ -60,8 +60,10 @@ inline int64_t count_parameters(torch::nn::Module& m) {
 /// (empty: every weight is equal).
 inline std::vector<std::string> different_tensors(const torch::nn::Module& a, const torch::nn::Module& b) {
   std::vector<std::string> differ;
-  const auto compare = [&](const torch::OrderedDict<std::string, at::Tensor>& x, const torch::OrderedDict<std::string, at::Tensor>& y) {
-    if (x.size() != y.size()) differ.push_back("(" + std::to_string(x.size()) + " vs " + std::to_string(y.size()) + " tensors)");
+  const auto compare = [&](const torch::OrderedDict<std::string, at::Tensor>& x,
+                           const torch::OrderedDict<std::string, at::Tensor>& y) {
+    if (x.size() != y.size())
+      differ.push_back("(" + std::to_string(x.size()) + " vs " + std::to_string(y.size()) + " tensors)");
     for (const auto& item : x) {
       const auto* other = y.find(item.key());
       if (other == nullptr || !torch::equal(item.value(), *other)) differ.push_back(item.key());
@@ -82,8 +84,8 @@ inline std::vector<nlohmann::json> read_metrics(const std::filesystem::path& dir
 
 /// `count` synthetic scenes of height×width with at most `max_count` heads, written to `dir`.
 inline std::vector<crowdloss_examples::CrowdSample> small_synthetic_set(const std::filesystem::path& dir, int64_t count,
-                                                                         int64_t height, int64_t width, int64_t max_count,
-                                                                         uint64_t seed = 1) {
+                                                                        int64_t height, int64_t width,
+                                                                        int64_t max_count, uint64_t seed = 1) {
   crowdloss_examples::SyntheticOptions o;
   o.height = height, o.width = width, o.max_count = max_count, o.seed = seed;
   return crowdloss_examples::write_synthetic_dataset(dir, count, o);
@@ -91,9 +93,10 @@ inline std::vector<crowdloss_examples::CrowdSample> small_synthetic_set(const st
 
 /// `count` synthetic pedestrian scenes of height×width with at most `max_people` people, written
 /// to `dir` in the CrowdHuman layout (annotation.odgt, Images/).
-inline std::vector<crowdloss_examples::DetectionSample> small_pedestrian_set(const std::filesystem::path& dir, int64_t count,
-                                                                              int64_t height, int64_t width, int64_t max_people,
-                                                                              uint64_t seed = 1) {
+inline std::vector<crowdloss_examples::DetectionSample> small_pedestrian_set(const std::filesystem::path& dir,
+                                                                             int64_t count, int64_t height,
+                                                                             int64_t width, int64_t max_people,
+                                                                             uint64_t seed = 1) {
   crowdloss_examples::PedestrianOptions o;
   o.height = height, o.width = width, o.max_people = max_people, o.seed = seed;
   return crowdloss_examples::write_synthetic_pedestrians(dir, count, o);

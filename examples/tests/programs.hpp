@@ -84,8 +84,10 @@ class Child {
   int wait() {
     while (!status_) {
       int status = 0;
-      if (::waitpid(pid_, &status, 0) == pid_) status_ = status;
-      else if (errno != EINTR) throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
+      if (::waitpid(pid_, &status, 0) == pid_)
+        status_ = status;
+      else if (errno != EINTR)
+        throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
     }
     return WIFEXITED(*status_) ? WEXITSTATUS(*status_) : -WTERMSIG(*status_);
   }

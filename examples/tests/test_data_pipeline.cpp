@@ -64,7 +64,8 @@ TEST_CASE("transforms: points follow the image under resize, pad, crop and flip"
 
 TEST_CASE("synthetic: deterministic scenes with a perspective size gradient and the full count range") {
   ex::SyntheticOptions o;
-  const auto a = ex::render_synthetic_scene(5, o), b = ex::render_synthetic_scene(5, o), c = ex::render_synthetic_scene(6, o);
+  const auto a = ex::render_synthetic_scene(5, o), b = ex::render_synthetic_scene(5, o),
+             c = ex::render_synthetic_scene(6, o);
   DOCTEST_CHECK(torch::equal(a.image, b.image));
   DOCTEST_CHECK(torch::equal(a.points, b.points));
   DOCTEST_CHECK_FALSE(torch::equal(a.image, c.image));
@@ -76,8 +77,9 @@ TEST_CASE("synthetic: deterministic scenes with a perspective size gradient and 
     const int64_t n = s.points.size(0);
     smallest = std::min(smallest, n);
     largest = std::max(largest, n);
-    if (n > 100) range = std::max(range, static_cast<double>(*std::max_element(s.radii.begin(), s.radii.end()) /
-                                                             *std::min_element(s.radii.begin(), s.radii.end())));
+    if (n > 100)
+      range = std::max(range, static_cast<double>(*std::max_element(s.radii.begin(), s.radii.end()) /
+                                                  *std::min_element(s.radii.begin(), s.radii.end())));
     if (n > 0) {
       DOCTEST_CHECK(s.points.min().item<float>() >= 0);
       DOCTEST_CHECK(s.points.max().item<float>() <= 256);
@@ -104,12 +106,12 @@ TEST_CASE("synthetic: the written dataset reads back through the COCO reader, an
   DOCTEST_CHECK(fs::last_write_time(dir / "annotations.json") == stamp);
   // Another set asked for: an error naming each difference (nothing rewritten), unless none was
   // asked for explicitly (kUseExisting: the set as it is) or the caller owns the folder (kReplace).
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, o), doctest::Contains("count 6 where 400 was asked for"),
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, o),
+                               doctest::Contains("count 6 where 400 was asked for"), std::runtime_error);
   auto other = o;
   other.seed = 7;
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, other), doctest::Contains("seed 1 where 7 was asked for"),
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(dir, 400, other),
+                               doctest::Contains("seed 1 where 7 was asked for"), std::runtime_error);
   const auto kept = ex::write_synthetic_dataset(dir, 400, other, ex::ExistingSet::kUseExisting);
   REQUIRE(kept.size() == 6);
   DOCTEST_CHECK(torch::equal(kept[0].points, samples[0].points));
@@ -119,9 +121,10 @@ TEST_CASE("synthetic: the written dataset reads back through the COCO reader, an
   const auto real = fixture_dir("synthetic_real");
   write_text(real / "annotations.json", R"({"images": [], "annotations": []})");
   for (const auto policy : {ex::ExistingSet::kUseExisting, ex::ExistingSet::kError, ex::ExistingSet::kReplace})
-    DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_dataset(real, 6, o, policy),
-                                 doctest::Contains((real.string() + " already holds annotations that are not a synthetic set").c_str()),
-                                 std::runtime_error);
+    DOCTEST_CHECK_THROWS_WITH_AS(
+        ex::write_synthetic_dataset(real, 6, o, policy),
+        doctest::Contains((real.string() + " already holds annotations that are not a synthetic set").c_str()),
+        std::runtime_error);
 }
 
 TEST_CASE("Loader: batches, density sums equal counts, determinism across workers, errors name the file") {
@@ -153,7 +156,8 @@ TEST_CASE("Loader: batches, density sums equal counts, determinism across worker
   DOCTEST_CHECK(first[2].images.size(0) == 2);
   // Resuming in the middle of an epoch gives the same remaining batches.
   std::vector<ex::Batch> rest;
-  three.run_epoch(2, [&](int64_t, ex::Batch& b) { rest.push_back(b); }, 1);
+  three.run_epoch(
+      2, [&](int64_t, ex::Batch& b) { rest.push_back(b); }, 1);
   REQUIRE(rest.size() == 2);
   DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
   // Evaluation: whole images padded to the stride, exact counts.
@@ -166,5 +170,6 @@ TEST_CASE("Loader: batches, density sums equal counts, determinism across worker
   });
   std::ofstream(samples[3].image) << "corrupt";
   const std::string corrupt = fs::path(samples[3].image).filename().string();
-  DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::Batch&) {}), doctest::Contains(corrupt.c_str()), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::Batch&) {}), doctest::Contains(corrupt.c_str()),
+                               std::runtime_error);
 }

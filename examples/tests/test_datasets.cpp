@@ -11,8 +11,8 @@
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
-using crowdloss_examples_test::read_text;
 using crowdloss_examples_test::fixture_dir;
+using crowdloss_examples_test::read_text;
 using crowdloss_examples_test::write_image;
 using crowdloss_examples_test::write_text;
 
@@ -59,9 +59,11 @@ TEST_CASE("image_io: PNG round trip, sizes, and errors that name the file") {
   ex::save_png((dir / "a.png").string(), image);
   DOCTEST_CHECK(torch::equal(ex::load_image((dir / "a.png").string()), image));
   DOCTEST_CHECK(ex::image_size((dir / "a.png").string()) == std::array<int64_t, 2>{5, 7});
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::load_image((dir / "missing.jpg").string()), doctest::Contains("missing.jpg"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::load_image((dir / "missing.jpg").string()), doctest::Contains("missing.jpg"),
+                               std::runtime_error);
   write_text(dir / "corrupt.jpg", "not an image");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::load_image((dir / "corrupt.jpg").string()), doctest::Contains("corrupt.jpg"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::load_image((dir / "corrupt.jpg").string()), doctest::Contains("corrupt.jpg"),
+                               std::runtime_error);
 }
 
 TEST_CASE("read_coco_points: points at bbox centres, images without heads kept, errors name the file") {
@@ -74,11 +76,16 @@ TEST_CASE("read_coco_points: points at bbox centres, images without heads kept, 
   DOCTEST_CHECK(samples[0].image == (dir / "imgs" / "a.jpg").string());
   DOCTEST_CHECK(torch::equal(samples[0].points, pts({12, 23, 0, 0})));
   DOCTEST_CHECK(samples[1].points.sizes() == at::IntArrayRef({0, 2}));
-  write_text(dir / "bad.json", R"({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1, 1, 1, 1]}]})");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "bad.json", dir), doctest::Contains("bad.json"), std::runtime_error);
+  write_text(
+      dir / "bad.json",
+      R"({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1, 1, 1, 1]}]})");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "bad.json", dir), doctest::Contains("bad.json"),
+                               std::runtime_error);
   write_text(dir / "corrupt.json", "{\"images\": [");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "corrupt.json", dir), doctest::Contains("corrupt.json"), std::runtime_error);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "absent.json", dir), doctest::Contains("absent.json"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "corrupt.json", dir), doctest::Contains("corrupt.json"),
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_points(dir / "absent.json", dir), doctest::Contains("absent.json"),
+                               std::runtime_error);
 }
 
 TEST_CASE("read_nwpu: images/<id>.jpg with jsons/<id>.json points") {
@@ -129,7 +136,8 @@ TEST_CASE("read_shanghaitech and read_ucf_qnrf: MATLAB annotations") {
   write_mat(dir / "qnrf" / "img_0001_ann.mat", "points", {1, 2}, false);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::read_ucf_qnrf(dir / "qnrf"), doctest::Contains("annPoints"), std::runtime_error);
   write_text(dir / "sha" / "ground-truth" / "GT_IMG_1.mat", "garbage");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("GT_IMG_1.mat"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("GT_IMG_1.mat"),
+                               std::runtime_error);
   // Compressed (MATLAB 7) files: checked through their inflated contents.
   write_mat(dir / "sha" / "ground-truth" / "GT_IMG_1.mat", "image_info", {5, 6, 7.25, 8}, true, /*compress=*/true);
   DOCTEST_CHECK(torch::equal(ex::read_shanghaitech(dir / "sha").at(0).points, pts({5, 6, 7.25, 8})));
@@ -145,17 +153,20 @@ TEST_CASE("read_shanghaitech and read_ucf_qnrf: MATLAB annotations") {
   const uint32_t huge = 1761607681;
   std::memcpy(&bytes[164], &huge, 4);
   write_text(mat, bytes);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"),
-                               doctest::Contains((mat.string() + ": a damaged MATLAB file (an array declares 1761607681 elements in").c_str()),
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(
+      ex::read_shanghaitech(dir / "sha"),
+      doctest::Contains((mat.string() + ": a damaged MATLAB file (an array declares 1761607681 elements in").c_str()),
+      std::runtime_error);
   // A data element longer than the file, and a file too short for the header.
   bytes = read_text(mat);
   const uint32_t long_element = 1u << 30;
   std::memcpy(&bytes[132], &long_element, 4);
   write_text(mat, bytes);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("more than it has room for"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("more than it has room for"),
+                               std::runtime_error);
   write_text(mat, "MATLAB 5.0");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"), doctest::Contains("shorter than its 128-byte header"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_shanghaitech(dir / "sha"),
+                               doctest::Contains("shorter than its 128-byte header"), std::runtime_error);
 #else
   MESSAGE("built without libmatio: checking that the .mat readers say so");
   write_image(dir / "sha" / "images" / "IMG_1.jpg");

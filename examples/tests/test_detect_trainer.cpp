@@ -36,7 +36,8 @@ ex::FCOSOutput hand_output(const std::vector<float>& cls, const std::vector<floa
 }  // namespace
 
 TEST_CASE("detect trainer: the 3DMF product logit is the logit of sigma(a) sigma(b), stably") {
-  const auto a = torch::tensor({-30.0, -2.0, 0.0, 1.5, 30.0}, torch::kFloat64), b = torch::tensor({0.5, 3.0, -1.0, 2.0, 30.0}, torch::kFloat64);
+  const auto a = torch::tensor({-30.0, -2.0, 0.0, 1.5, 30.0}, torch::kFloat64),
+             b = torch::tensor({0.5, 3.0, -1.0, 2.0, 30.0}, torch::kFloat64);
   const auto p = a.sigmoid() * b.sigmoid();
   const auto logit = ex::product_logit(a, b);
   DOCTEST_CHECK(torch::allclose(logit.slice(0, 0, 4).sigmoid(), p.slice(0, 0, 4), 1e-9, 1e-12));
@@ -75,7 +76,8 @@ TEST_CASE("detect trainer: inference scores, threshold, NMS per mode, clipping a
   DOCTEST_CHECK(ex::detect(c, l, points, {{16, 16}}).at(0).scores[0].item<float>() ==
                 doctest::Approx(std::sqrt(1 / (1 + std::exp(-3.0)))));
   c.nms = "sometimes";
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::detect(c, o, points, {{16, 16}}), doctest::Contains("sometimes"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::detect(c, o, points, {{16, 16}}), doctest::Contains("sometimes"),
+                               std::runtime_error);
 }
 
 TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradients, POTO one anchor per person") {
@@ -96,8 +98,10 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
     DOCTEST_CHECK(std::isfinite(loss.total.item<double>()));
     DOCTEST_CHECK(loss.total.item<double>() > 0);
     const int64_t fg = loss.parts.at("foreground");
-    if (mode == "poto" || mode == "poto-3dmf-aux") DOCTEST_CHECK(fg == people);  // one-to-one
-    else DOCTEST_CHECK(fg >= people / 2);  // one-to-many (a person may have no anchor in its range)
+    if (mode == "poto" || mode == "poto-3dmf-aux")
+      DOCTEST_CHECK(fg == people);  // one-to-one
+    else
+      DOCTEST_CHECK(fg >= people / 2);  // one-to-many (a person may have no anchor in its range)
     DOCTEST_CHECK(loss.parts.contains("aux") == (mode == "poto-3dmf-aux"));
     DOCTEST_CHECK(loss.parts.contains("iou") == (mode == "lla"));
     loss.total.backward();
@@ -109,11 +113,12 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
   DOCTEST_CHECK_THROWS_WITH_AS(ex::make_detector(tiny_config("atss")), doctest::Contains("atss"), std::runtime_error);
   // check_config names the option and its value, before anything is built or read.
   DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_config("lla")));
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(tiny_config("atss")), "unknown --assign 'atss' (fcos, poto, poto-3dmf-aux, lla)",
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(tiny_config("atss")),
+                               "unknown --assign 'atss' (fcos, poto, poto-3dmf-aux, lla)", std::runtime_error);
   auto c = tiny_config("poto");
   c.fpn_channels = 48;
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--fpn-channels must be a positive multiple of 32, got 48", std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--fpn-channels must be a positive multiple of 32, got 48",
+                               std::runtime_error);
   c = tiny_config("poto");
   c.nms = "soft";
   DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "unknown --nms 'soft' (auto, on, off)", std::runtime_error);

@@ -28,7 +28,9 @@ at::Tensor iou(const at::Tensor& a, const at::Tensor& b) {
   const auto rb = torch::minimum(a.unsqueeze(1).narrow(2, 2, 2), b.unsqueeze(0).narrow(2, 2, 2));
   const auto wh = (rb - lt).clamp_min(0);
   const auto inter = wh.select(2, 0) * wh.select(2, 1);
-  const auto area = [](const at::Tensor& x) { return (x.select(1, 2) - x.select(1, 0)) * (x.select(1, 3) - x.select(1, 1)); };
+  const auto area = [](const at::Tensor& x) {
+    return (x.select(1, 2) - x.select(1, 0)) * (x.select(1, 3) - x.select(1, 1));
+  };
   return inter / (area(a).unsqueeze(1) + area(b).unsqueeze(0) - inter);
 }
 
@@ -45,13 +47,14 @@ TEST_CASE("detection data: read_odgt splits people from ignore regions, finds jp
   const auto dir = fixture_dir("odgt");
   write_image(dir / "Images" / "a.jpg");
   write_image(dir / "Images" / "b.png");
-  write_text(dir / "train.odgt",
-             R"({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [10, 20, 30, 60], "vbox": [10, 20, 30, 40], "hbox": [15, 20, 10, 10], "extra": {"box_id": 0, "occ": 1, "ignore": 0}},)"
-             R"( {"tag": "person", "fbox": [1, 2, 3, 4], "extra": {"ignore": 1}}, {"tag": "mask", "fbox": [5, 6, 7, 8], "extra": {"ignore": 1}},)"
-             R"( {"tag": "person", "fbox": [0.5, 0, 2.25, 4]}, {"tag": "mask", "fbox": [9, 9, 1, 1]}]})"
-             "\n\n"
-             R"({"ID": "b", "gtboxes": []})"
-             "\n");
+  write_text(
+      dir / "train.odgt",
+      R"({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [10, 20, 30, 60], "vbox": [10, 20, 30, 40], "hbox": [15, 20, 10, 10], "extra": {"box_id": 0, "occ": 1, "ignore": 0}},)"
+      R"( {"tag": "person", "fbox": [1, 2, 3, 4], "extra": {"ignore": 1}}, {"tag": "mask", "fbox": [5, 6, 7, 8], "extra": {"ignore": 1}},)"
+      R"( {"tag": "person", "fbox": [0.5, 0, 2.25, 4]}, {"tag": "mask", "fbox": [9, 9, 1, 1]}]})"
+      "\n\n"
+      R"({"ID": "b", "gtboxes": []})"
+      "\n");
   const auto samples = ex::read_odgt(dir / "train.odgt", dir / "Images");
   DOCTEST_REQUIRE(samples.size() == 2);
   DOCTEST_CHECK(samples[0].image == (dir / "Images" / "a.jpg").string());
@@ -65,20 +68,39 @@ TEST_CASE("detection data: read_odgt splits people from ignore regions, finds jp
   const auto named = ex::read_detection_dataset("crowdhuman", dir / "train.odgt");
   DOCTEST_REQUIRE(named.size() == 2);
   DOCTEST_CHECK(torch::equal(named[0].boxes, samples[0].boxes));
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_detection_dataset("voc", dir / "train.odgt"), doctest::Contains("crowdhuman, coco"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_detection_dataset("voc", dir / "train.odgt"),
+                               doctest::Contains("crowdhuman, coco"), std::runtime_error);
   // Errors: corrupt JSON and missing keys name the file and the line, a missing image names it.
-  write_text(dir / "corrupt.odgt", R"({"ID": "a", "gtboxes": []})" "\n" R"({"ID": "b", "gtboxes": [)" "\n");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "corrupt.odgt", dir / "Images"), doctest::Contains("corrupt.odgt:2"), std::runtime_error);
-  write_text(dir / "nofbox.odgt", "\n" R"({"ID": "a", "gtboxes": [{"tag": "person", "vbox": [1, 2, 3, 4]}]})" "\n");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "nofbox.odgt", dir / "Images"), doctest::Contains("nofbox.odgt:2"), std::runtime_error);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "nofbox.odgt", dir / "Images"), doctest::Contains("fbox"), std::runtime_error);
-  write_text(dir / "noid.odgt", R"({"gtboxes": []})" "\n");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "noid.odgt", dir / "Images"), doctest::Contains("noid.odgt:1"), std::runtime_error);
-  write_text(dir / "short.odgt", R"({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]})" "\n");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "short.odgt", dir / "Images"), doctest::Contains("short.odgt:1"), std::runtime_error);
-  write_text(dir / "noimage.odgt", R"({"ID": "a", "gtboxes": []})" "\n" R"({"ID": "nope", "gtboxes": []})" "\n");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "noimage.odgt", dir / "Images"), doctest::Contains("nope.jpg"), std::runtime_error);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "absent.odgt", dir / "Images"), doctest::Contains("absent.odgt"), std::runtime_error);
+  write_text(dir / "corrupt.odgt", R"({"ID": "a", "gtboxes": []})"
+                                   "\n"
+                                   R"({"ID": "b", "gtboxes": [)"
+                                   "\n");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "corrupt.odgt", dir / "Images"), doctest::Contains("corrupt.odgt:2"),
+                               std::runtime_error);
+  write_text(dir / "nofbox.odgt",
+             "\n"
+             R"({"ID": "a", "gtboxes": [{"tag": "person", "vbox": [1, 2, 3, 4]}]})"
+             "\n");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "nofbox.odgt", dir / "Images"), doctest::Contains("nofbox.odgt:2"),
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "nofbox.odgt", dir / "Images"), doctest::Contains("fbox"),
+                               std::runtime_error);
+  write_text(dir / "noid.odgt", R"({"gtboxes": []})"
+                                "\n");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "noid.odgt", dir / "Images"), doctest::Contains("noid.odgt:1"),
+                               std::runtime_error);
+  write_text(dir / "short.odgt", R"({"ID": "a", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3]}]})"
+                                 "\n");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "short.odgt", dir / "Images"), doctest::Contains("short.odgt:1"),
+                               std::runtime_error);
+  write_text(dir / "noimage.odgt", R"({"ID": "a", "gtboxes": []})"
+                                   "\n"
+                                   R"({"ID": "nope", "gtboxes": []})"
+                                   "\n");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "noimage.odgt", dir / "Images"), doctest::Contains("nope.jpg"),
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_odgt(dir / "absent.odgt", dir / "Images"), doctest::Contains("absent.odgt"),
+                               std::runtime_error);
 }
 
 TEST_CASE("detection data: write_odgt then read_odgt gives the samples back exactly") {
@@ -86,7 +108,8 @@ TEST_CASE("detection data: write_odgt then read_odgt gives the samples back exac
   write_image(dir / "Images" / "x1.png");
   write_image(dir / "Images" / "x2.jpg");
   const std::vector<ex::DetectionSample> samples = {
-      {(dir / "Images" / "x1.png").string(), xyxy({0.1f, 2.7f, 13.3f, 40.9f, 100.25f, 3, 120.125f, 77.7f}), xyxy({5, 5, 9.5f, 9.5f})},
+      {(dir / "Images" / "x1.png").string(), xyxy({0.1f, 2.7f, 13.3f, 40.9f, 100.25f, 3, 120.125f, 77.7f}),
+       xyxy({5, 5, 9.5f, 9.5f})},
       {(dir / "Images" / "x2.jpg").string(), torch::zeros({0, 4}), torch::zeros({0, 4})}};
   ex::write_odgt(dir / "out.odgt", samples);
   const auto back = ex::read_odgt(dir / "out.odgt", dir / "Images");
@@ -105,7 +128,9 @@ TEST_CASE("detection data: write_odgt then read_odgt gives the samples back exac
 
 TEST_CASE("detection data: read_coco_boxes keeps people, makes crowds ignore regions, filters categories") {
   const auto dir = fixture_dir("coco_boxes");
-  write_text(dir / "ann.json", R"({"images": [{"id": 2, "file_name": "sub/b.jpg"}, {"id": 1, "file_name": "a.jpg"}, {"id": 5, "file_name": "c.jpg"}],
+  write_text(
+      dir / "ann.json",
+      R"({"images": [{"id": 2, "file_name": "sub/b.jpg"}, {"id": 1, "file_name": "a.jpg"}, {"id": 5, "file_name": "c.jpg"}],
     "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
                     {"id": 2, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "iscrowd": 1},
                     {"id": 3, "image_id": 1, "category_id": 2, "bbox": [0, 0, 9, 9]},
@@ -129,16 +154,22 @@ TEST_CASE("detection data: read_coco_boxes keeps people, makes crowds ignore reg
   DOCTEST_REQUIRE(all.size() == 1);
   DOCTEST_CHECK(all[0].image == (dir / "a.jpg").string());
   DOCTEST_CHECK(all[0].boxes.size(0) == 2);
-  write_text(dir / "bad.json", R"({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1, 1, 1, 1]}]})");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_boxes(dir / "bad.json", dir), doctest::Contains("bad.json"), std::runtime_error);
+  write_text(
+      dir / "bad.json",
+      R"({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1, 1, 1, 1]}]})");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_boxes(dir / "bad.json", dir), doctest::Contains("bad.json"),
+                               std::runtime_error);
   write_text(dir / "corrupt.json", "{\"images\": [");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_boxes(dir / "corrupt.json", dir), doctest::Contains("corrupt.json"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::read_coco_boxes(dir / "corrupt.json", dir), doctest::Contains("corrupt.json"),
+                               std::runtime_error);
 }
 
-TEST_CASE("detection data: synthetic pedestrians are deterministic, in perspective, heavily occluded, with ignore regions") {
+TEST_CASE(
+    "detection data: synthetic pedestrians are deterministic, in perspective, heavily occluded, with ignore regions") {
   ex::PedestrianOptions o;
   o.height = 160, o.width = 192;
-  const auto a = ex::render_pedestrian_scene(3, o), b = ex::render_pedestrian_scene(3, o), c = ex::render_pedestrian_scene(4, o);
+  const auto a = ex::render_pedestrian_scene(3, o), b = ex::render_pedestrian_scene(3, o),
+             c = ex::render_pedestrian_scene(4, o);
   DOCTEST_CHECK(torch::equal(a.image, b.image));
   DOCTEST_CHECK(torch::equal(a.boxes, b.boxes));
   DOCTEST_CHECK(torch::equal(a.ignore, b.ignore));
@@ -165,7 +196,8 @@ TEST_CASE("detection data: synthetic pedestrians are deterministic, in perspecti
       DOCTEST_CHECK((boxes.select(1, 3) > boxes.select(1, 1)).all().item<bool>());
     }
     if (n == 0) continue;
-    const auto h = s.boxes.select(1, 3) - s.boxes.select(1, 1), aspect = (s.boxes.select(1, 2) - s.boxes.select(1, 0)) / h;
+    const auto h = s.boxes.select(1, 3) - s.boxes.select(1, 1),
+               aspect = (s.boxes.select(1, 2) - s.boxes.select(1, 0)) / h;
     DOCTEST_CHECK(aspect.min().item<float>() >= 0.3f - 1e-4f);
     DOCTEST_CHECK(aspect.max().item<float>() <= 0.5f + 1e-4f);
     tallest = std::max(tallest, h.max().item<double>());
@@ -177,9 +209,10 @@ TEST_CASE("detection data: synthetic pedestrians are deterministic, in perspecti
       overlapping += m.max().item<float>() > 0.5f;
     }
   }
-  DOCTEST_MESSAGE("people/image " << static_cast<double>(people) / n_images << " (" << fewest << ".." << most << "), images with an IoU > 0.5 pair "
-                          << overlapping << "/" << n_images << ", with ignore regions " << with_ignore << ", height range "
-                          << tallest / shortest << " (in one image " << ratio_in_image << ")");
+  DOCTEST_MESSAGE("people/image " << static_cast<double>(people) / n_images << " (" << fewest << ".." << most
+                                  << "), images with an IoU > 0.5 pair " << overlapping << "/" << n_images
+                                  << ", with ignore regions " << with_ignore << ", height range " << tallest / shortest
+                                  << " (in one image " << ratio_in_image << ")");
   DOCTEST_CHECK(fewest >= 1);
   DOCTEST_CHECK(most <= 40);
   DOCTEST_CHECK(static_cast<double>(people) / n_images >= 12);
@@ -215,12 +248,15 @@ TEST_CASE("detection data: the synthetic set is written in the CrowdHuman layout
   DOCTEST_CHECK(ex::read_detection_dataset("crowdhuman", dir / "annotation.odgt").size() == 4);
   // Another set asked for: an error naming the folder and each difference (nothing rewritten),
   // unless none was asked for explicitly (the set as it is) or the caller owns the folder.
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_pedestrians(dir, 5, o), doctest::Contains("count 4 where 5 was asked for"),
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_pedestrians(dir, 5, o),
+                               doctest::Contains("count 4 where 5 was asked for"), std::runtime_error);
   o.seed = 2;
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::write_synthetic_pedestrians(dir, 3, o),
-                               doctest::Contains((dir.string() + " already holds another synthetic set (count 4 where 3 was asked for, seed 1 where 2").c_str()),
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(
+      ex::write_synthetic_pedestrians(dir, 3, o),
+      doctest::Contains(
+          (dir.string() + " already holds another synthetic set (count 4 where 3 was asked for, seed 1 where 2")
+              .c_str()),
+      std::runtime_error);
   DOCTEST_CHECK(ex::write_synthetic_pedestrians(dir, 3, o, ex::ExistingSet::kUseExisting).size() == 4);
   DOCTEST_CHECK(fs::last_write_time(dir / "annotation.odgt") == stamp);
   const auto other = ex::write_synthetic_pedestrians(dir, 3, o, ex::ExistingSet::kReplace);
@@ -260,7 +296,8 @@ TEST_CASE("detection data: box transforms follow the image under resize, flip, c
     const auto rc = ex::random_crop(s, 24, 32, gen);
     DOCTEST_REQUIRE(rc.image.sizes() == at::IntArrayRef({3, 24, 32}));
     // The crop's top-left pixel tells where it was taken.
-    const auto x0 = std::lround(rc.image[0][0][0].item<float>() * 1000), y0 = std::lround(rc.image[1][0][0].item<float>() * 1000);
+    const auto x0 = std::lround(rc.image[0][0][0].item<float>() * 1000),
+               y0 = std::lround(rc.image[1][0][0].item<float>() * 1000);
     const auto expected = ex::crop(s, y0, x0, 24, 32);
     DOCTEST_CHECK(torch::equal(rc.boxes, expected.boxes));
     DOCTEST_CHECK(torch::equal(rc.ignore, expected.ignore));
@@ -277,10 +314,12 @@ TEST_CASE("detection data: box transforms follow the image under resize, flip, c
   DOCTEST_CHECK(torch::equal(j.ignore, ignore));
   // Empty sets of boxes pass through every transform.
   const ex::BoxSample e{image, torch::zeros({0, 4}), torch::zeros({0, 4})};
-  DOCTEST_CHECK(ex::hflip(ex::random_crop(ex::resize_longest(e, 30), 16, 16, gen)).boxes.sizes() == at::IntArrayRef({0, 4}));
+  DOCTEST_CHECK(ex::hflip(ex::random_crop(ex::resize_longest(e, 30), 16, 16, gen)).boxes.sizes() ==
+                at::IntArrayRef({0, 4}));
 }
 
-TEST_CASE("detection data: loader batches do not depend on the workers, resume mid-epoch, and have the documented shapes") {
+TEST_CASE(
+    "detection data: loader batches do not depend on the workers, resume mid-epoch, and have the documented shapes") {
   const auto dir = fixture_dir("detection_loader");
   ex::PedestrianOptions po;
   po.height = 72, po.width = 100, po.max_people = 12;
@@ -326,7 +365,8 @@ TEST_CASE("detection data: loader batches do not depend on the workers, resume m
   std::vector<ex::DetectionBatch> other, rest;
   three.run_epoch(2, [&](int64_t, ex::DetectionBatch& b) { other.push_back(b); });
   DOCTEST_CHECK_FALSE(torch::equal(other[0].images, first[0].images));
-  three.run_epoch(1, [&](int64_t, ex::DetectionBatch& b) { rest.push_back(b); }, 1);
+  three.run_epoch(
+      1, [&](int64_t, ex::DetectionBatch& b) { rest.push_back(b); }, 1);
   DOCTEST_REQUIRE(rest.size() == 2);
   DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
   DOCTEST_CHECK(rest[1].files == first[2].files);
@@ -355,5 +395,6 @@ TEST_CASE("detection data: loader batches do not depend on the workers, resume m
   DOCTEST_CHECK_THROWS_AS(ex::DetectionLoader(samples, eo), std::invalid_argument);
   std::ofstream(samples[4].image) << "corrupt";
   const std::string corrupt = fs::path(samples[4].image).filename().string();
-  DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::DetectionBatch&) {}), doctest::Contains(corrupt.c_str()), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::DetectionBatch&) {}),
+                               doctest::Contains(corrupt.c_str()), std::runtime_error);
 }

@@ -103,7 +103,8 @@ TEST_CASE("detection eval: a second detection of a matched person is an FP") {
   // (IoU 1, score .8): greedy by score, the exact box finds P1 taken and is an FP, even with
   // the better overlap. P2 at .7 is a TP. That is the TP, FP, TP sequence of the test above:
   // AP 19/24, mMR 1/2.
-  const auto m = ex::evaluate_detections({dets({{1, 0, 11, 10}, P1, P2}, {0.9, 0.8, 0.7})}, {boxes({P1, P2})}, {none()});
+  const auto m =
+      ex::evaluate_detections({dets({{1, 0, 11, 10}, P1, P2}, {0.9, 0.8, 0.7})}, {boxes({P1, P2})}, {none()});
   DOCTEST_CHECK(m.ap50 == doctest::Approx(19.0 / 24));
   DOCTEST_CHECK(m.mmr == doctest::Approx(0.5));
   DOCTEST_CHECK(m.recall == doctest::Approx(1.0));
@@ -131,10 +132,12 @@ TEST_CASE("detection eval: a detection on an ignore region is dropped, without t
 
   // Half of [190, 0, 210, 10] lies in R (100/200, exactly the threshold): dropped, AP 1 as above.
   // Of [192, 0, 212, 10] only 80/200 = .4 does: an FP, AP 1/4 as without R.
-  const auto half = ex::evaluate_detections({dets({{190, 0, 210, 10}, P1}, {0.9, 0.8})}, {boxes({P1})}, {boxes({region})});
+  const auto half =
+      ex::evaluate_detections({dets({{190, 0, 210, 10}, P1}, {0.9, 0.8})}, {boxes({P1})}, {boxes({region})});
   DOCTEST_CHECK(half.ap50 == doctest::Approx(1.0));
   DOCTEST_CHECK(half.detections == 1);
-  const auto less = ex::evaluate_detections({dets({{192, 0, 212, 10}, P1}, {0.9, 0.8})}, {boxes({P1})}, {boxes({region})});
+  const auto less =
+      ex::evaluate_detections({dets({{192, 0, 212, 10}, P1}, {0.9, 0.8})}, {boxes({P1})}, {boxes({region})});
   DOCTEST_CHECK(less.ap50 == doctest::Approx(0.25));
   DOCTEST_CHECK(less.detections == 2);
 
@@ -156,7 +159,8 @@ TEST_CASE("detection eval: greedy matching takes the unmatched ground truth of h
   // 70/130 = .54 with g0 and 50/150 = .33 with g1: it takes g0. Both TP: recall 1, AP 1.
   // (Had a taken g0, the first ground truth over the threshold, b would be an FP: recall 1/2.)
   const Box g0{0, 0, 10, 10}, g1{2, 0, 12, 10};
-  const auto m = ex::evaluate_detections({dets({{2, 0, 12, 10}, {-3, 0, 7, 10}}, {0.9, 0.8})}, {boxes({g0, g1})}, {none()});
+  const auto m =
+      ex::evaluate_detections({dets({{2, 0, 12, 10}, {-3, 0, 7, 10}}, {0.9, 0.8})}, {boxes({g0, g1})}, {none()});
   DOCTEST_CHECK(m.recall == doctest::Approx(1.0));
   DOCTEST_CHECK(m.ap50 == doctest::Approx(1.0));
   DOCTEST_CHECK(m.detections == 2);
@@ -263,7 +267,8 @@ TEST_CASE("detection eval: no detections, no ground truths and empty images") {
     DOCTEST_CHECK(m.detections == 0);
   }
   SUBCASE("people but no detections: AP 0, mMR 1, recall 0") {
-    const auto m = ex::evaluate_detections({dets({}, {}), dets({}, {})}, {boxes({P1}), boxes({P1, P2})}, {none(), none()});
+    const auto m =
+        ex::evaluate_detections({dets({}, {}), dets({}, {})}, {boxes({P1}), boxes({P1, P2})}, {none(), none()});
     DOCTEST_CHECK(m.ap50 == 0.0);
     DOCTEST_CHECK(m.mmr == 1.0);
     DOCTEST_CHECK(m.recall == 0.0);
@@ -299,22 +304,34 @@ TEST_CASE("detection eval: input errors name the argument") {
   const auto g = boxes({P1});
   check_invalid([&] { ex::evaluate_detections({one, one}, {g}, {none(), none()}); }, {"gt_boxes", "2, 1 and 2"});
   check_invalid([&] { ex::evaluate_detections({one}, {g}, {}); }, {"ignore_regions", "1, 1 and 0"});
-  check_invalid([&] { ex::evaluate_detections({one, ex::Detections{at::zeros({2, 3}), at::zeros({2})}}, {g, g}, {none(), none()}); },
-                {"detections[1].boxes", "(N, 4)", "[2, 3]"});
+  check_invalid(
+      [&] {
+        ex::evaluate_detections({one, ex::Detections{at::zeros({2, 3}), at::zeros({2})}}, {g, g}, {none(), none()});
+      },
+      {"detections[1].boxes", "(N, 4)", "[2, 3]"});
   check_invalid([&] { ex::evaluate_detections({one}, {at::zeros({4})}, {none()}); }, {"gt_boxes[0]", "(N, 4)"});
   check_invalid([&] { ex::evaluate_detections({one}, {at::Tensor()}, {none()}); }, {"gt_boxes[0]", "undefined"});
   check_invalid([&] { ex::evaluate_detections({one}, {g}, {at::zeros({1, 5})}); }, {"ignore_regions[0]", "[1, 5]"});
   check_invalid([&] { ex::evaluate_detections({one}, {g.to(at::kInt)}, {none()}); }, {"gt_boxes[0]", "floating-point"});
-  check_invalid([&] { ex::evaluate_detections({ex::Detections{boxes({P1, P2}), at::ones({3})}}, {g}, {none()}); },
-                {"detections[0].scores", "2 scores"});
-  check_invalid([&] { ex::evaluate_detections({ex::Detections{boxes({P1}), at::ones({1, 1})}}, {g}, {none()}); },
-                {"detections[0].scores", "[1, 1]"});
-  check_invalid([&] { ex::evaluate_detections({ex::Detections{boxes({P1}), at::Tensor()}}, {g}, {none()}); },
-                {"detections[0].scores", "undefined"});
   check_invalid(
       [&] {
-        ex::evaluate_detections({ex::Detections{boxes({P1}), at::full({1}, std::numeric_limits<double>::quiet_NaN())}}, {g},
-                                {none()});
+        ex::evaluate_detections({ex::Detections{boxes({P1, P2}), at::ones({3})}}, {g}, {none()});
+      },
+      {"detections[0].scores", "2 scores"});
+  check_invalid(
+      [&] {
+        ex::evaluate_detections({ex::Detections{boxes({P1}), at::ones({1, 1})}}, {g}, {none()});
+      },
+      {"detections[0].scores", "[1, 1]"});
+  check_invalid(
+      [&] {
+        ex::evaluate_detections({ex::Detections{boxes({P1}), at::Tensor()}}, {g}, {none()});
+      },
+      {"detections[0].scores", "undefined"});
+  check_invalid(
+      [&] {
+        ex::evaluate_detections({ex::Detections{boxes({P1}), at::full({1}, std::numeric_limits<double>::quiet_NaN())}},
+                                {g}, {none()});
       },
       {"detections[0].scores", "NaN"});
   for (const double t : {0.0, -0.5, 1.5, std::numeric_limits<double>::quiet_NaN()}) {

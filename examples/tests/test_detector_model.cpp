@@ -133,7 +133,8 @@ TEST_CASE("detector model: anchor index of level 1 cell (y, x) holds that cell's
   const auto out = net->forward(images);
   const auto p = net->fpn->forward(net->backbone->forward(images));
   const auto cls4 = net->head->cls_logits(net->head->cls_tower->forward(p[1]));  // B×1×7×9
-  const auto box4 = torch::relu(net->head->bbox_pred(net->head->bbox_tower->forward(p[1])) * net->head->scales[1]) * 16.0;
+  const auto box4 =
+      torch::relu(net->head->bbox_pred(net->head->bbox_tower->forward(p[1])) * net->head->scales[1]) * 16.0;
   const auto points = ex::anchor_points(out);
   const int64_t offset = 13 * 17;  // anchors of level 0
   for (const auto& [y, x] : std::vector<std::array<int64_t, 2>>{{0, 0}, {0, 8}, {3, 4}, {6, 0}, {6, 8}}) {
@@ -200,7 +201,8 @@ TEST_CASE("detector model: 3DMF filter and IoU branches are present exactly when
 TEST_CASE("detector model: 3DMF max-filters across neighbouring levels and space, as DeFCN") {
   torch::manual_seed(4);
   ex::MaxFiltering mf(32);
-  const std::vector<at::Tensor> inputs{torch::randn({2, 32, 13, 17}), torch::randn({2, 32, 7, 9}), torch::randn({2, 32, 4, 5})};
+  const std::vector<at::Tensor> inputs{torch::randn({2, 32, 13, 17}), torch::randn({2, 32, 7, 9}),
+                                       torch::randn({2, 32, 4, 5})};
   const auto outs = mf->forward(inputs);
   REQUIRE(outs.size() == 3);
   // Reference: 3×3 spatial max of each neighbour's conv output resized to the level, then the max
@@ -265,7 +267,8 @@ TEST_CASE("detector model: ResNet-18 loads a torchvision state dict by name") {
   o.width = 1.0;
   ex::FCOS fcos(o);
   fcos->load_backbone(path);
-  DOCTEST_CHECK(torch::equal(fcos->backbone->layers[3]->ptr<ex::ResNetBlockImpl>(1)->conv2->weight, dict.at("layer4.1.conv2.weight")));
+  DOCTEST_CHECK(torch::equal(fcos->backbone->layers[3]->ptr<ex::ResNetBlockImpl>(1)->conv2->weight,
+                             dict.at("layer4.1.conv2.weight")));
 
   // Errors name the file and the key; nothing is copied from a file that does not match.
   ex::ResNet fresh(ex::ResNetOptions{"resnet18", 1.0, false});
@@ -273,32 +276,39 @@ TEST_CASE("detector model: ResNet-18 loads a torchvision state dict by name") {
   auto missing = torchvision_resnet18_state_dict();
   REQUIRE(missing.erase("layer3.1.bn2.running_var") == 1);
   write_pickle(path, missing);
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: missing layer3.1.bn2.running_var"),
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path),
+                               doctest::Contains("resnet18_test.pth: missing layer3.1.bn2.running_var"),
                                std::runtime_error);
   DOCTEST_CHECK(torch::equal(fresh->conv1->weight, before));
   auto wrong = torchvision_resnet18_state_dict();
   wrong.insert_or_assign("layer2.0.downsample.0.weight", torch::randn({128, 64, 3, 3}));
   write_pickle(path, wrong);
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: layer2.0.downsample.0.weight has shape"),
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path),
+                               doctest::Contains("resnet18_test.pth: layer2.0.downsample.0.weight has shape"),
                                std::runtime_error);
   DOCTEST_CHECK(torch::equal(fresh->conv1->weight, before));
   auto extra = torchvision_resnet18_state_dict();  // e.g. a ResNet-34 file
   extra.insert("layer1.2.conv1.weight", torch::randn({64, 64, 3, 3}));
   write_pickle(path, extra);
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("layer1.2.conv1.weight"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("layer1.2.conv1.weight"),
+                               std::runtime_error);
   // A width-0.25 network cannot take width-1 weights.
   ex::ResNet narrow(ex::ResNetOptions{"resnet18", 0.25, false});
   write_pickle(path, dict);
   DOCTEST_CHECK_THROWS_WITH_AS(narrow->load_torchvision(path), doctest::Contains("conv1.weight"), std::runtime_error);
   // Not a dict, not a pickle, no file.
   write_pickle(path, c10::List<at::Tensor>({torch::ones({2})}));
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: expected a dict"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: expected a dict"),
+                               std::runtime_error);
   write_pickle(path, torch::ones({3}));
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: expected a dict"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth: expected a dict"),
+                               std::runtime_error);
   std::ofstream(path) << "not a pickle";
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth"),
+                               std::runtime_error);
   std::remove(path.c_str());
-  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(fresh->load_torchvision(path), doctest::Contains("resnet18_test.pth"),
+                               std::runtime_error);
   DOCTEST_CHECK(torch::equal(fresh->conv1->weight, before));
 }
 
@@ -361,7 +371,9 @@ TEST_CASE("detector model: a backward pass produces gradients for the head, the 
   (out.cls_logits.sigmoid().mean() + out.box_ltrb.mean() + out.filter_logits.sigmoid().mean() +
    out.iou_logits.sigmoid().mean())
       .backward();
-  const auto has_grad = [](const at::Tensor& t) { return t.grad().defined() && t.grad().abs().sum().item<double>() > 0; };
+  const auto has_grad = [](const at::Tensor& t) {
+    return t.grad().defined() && t.grad().abs().sum().item<double>() > 0;
+  };
   DOCTEST_CHECK(has_grad(net->head->cls_logits->weight));
   DOCTEST_CHECK(has_grad(net->head->cls_logits->bias));
   DOCTEST_CHECK(has_grad(net->head->bbox_pred->weight));

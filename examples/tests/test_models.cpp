@@ -53,7 +53,7 @@ TEST_CASE("SANet: four scale-aggregation modules and a transposed-conv decoder, 
   DOCTEST_CHECK(count_parameters(*net) == 914801);
   const auto out = net->forward(torch::rand({2, 3, 64, 96}));
   DOCTEST_CHECK(out.sizes() == at::IntArrayRef({2, 1, 64, 96}));  // full resolution
-  DOCTEST_CHECK(out.min().item<double>() >= 0);                    // ReLU output
+  DOCTEST_CHECK(out.min().item<double>() >= 0);                   // ReLU output
   auto copy = std::dynamic_pointer_cast<ex::SANetImpl>(net->clone());
   torch::NoGradGuard no_grad;
   const auto x = torch::rand({1, 3, 32, 40});
@@ -80,15 +80,18 @@ TEST_CASE("CSRNet: loads its front end from a VGG-16 state dict saved like torch
   DOCTEST_CHECK(conv == 10);
   DOCTEST_CHECK(torch::equal(net->backend->ptr<torch::nn::Conv2dImpl>(0)->weight, backend_before));  // untouched
   // Missing file, missing key, wrong shape: errors that name the file and the key.
-  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(temp_path("absent.pth")), doctest::Contains("absent.pth"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(temp_path("absent.pth")), doctest::Contains("absent.pth"),
+                               std::runtime_error);
   auto missing = vgg16_features_state_dict();
   REQUIRE(missing.erase("features.7.bias") == 1);
   write_pickle(path, missing);
-  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.7.bias"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.7.bias"),
+                               std::runtime_error);
   auto wrong = vgg16_features_state_dict();
   wrong.insert_or_assign("features.2.weight", torch::randn({64, 32, 3, 3}));
   write_pickle(path, wrong);
-  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.2.weight"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("features.2.weight"),
+                               std::runtime_error);
   std::ofstream(path) << "not a pickle";
   DOCTEST_CHECK_THROWS_WITH_AS(net->load_vgg16_frontend(path), doctest::Contains("vgg16_test.pth"), std::runtime_error);
   std::remove(path.c_str());

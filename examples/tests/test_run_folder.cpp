@@ -31,7 +31,8 @@ namespace {
 /// The `fit` of these tests: a linear model over three fixed batches, validating to a constant.
 /// `after_validation(epoch)` runs at the end of each epoch's validation (to inject a fault).
 nlohmann::json fit_linear(const fs::path& out, ex::ExistingRun existing, int64_t epochs,
-                          const std::function<void(int64_t)>& after_validation = {}, nlohmann::json config = {{"lr", 0.1}}) {
+                          const std::function<void(int64_t)>& after_validation = {},
+                          nlohmann::json config = {{"lr", 0.1}}) {
   torch::manual_seed(1);
   FixedBatches loader;
   for (int i = 0; i < 3; ++i) loader.data.push_back({torch::randn({4, 3}), torch::randn({4, 1})});
@@ -89,8 +90,8 @@ TEST_CASE("faults: a failed write (a full disk) throws naming the file and the c
   torch::serialize::OutputArchive archive;
   archive.write("x", torch::rand({100000}));
   fill_disk_for(dir / "x.pt");
-  DOCTEST_CHECK(error_of([&] { ex::save_atomically(archive, dir / "x.pt"); }) == "cannot write " + (dir / "x.pt").string() + ": " +
-                                                                                      std::strerror(ENOSPC));
+  DOCTEST_CHECK(error_of([&] { ex::save_atomically(archive, dir / "x.pt"); }) ==
+                "cannot write " + (dir / "x.pt").string() + ": " + std::strerror(ENOSPC));
   DOCTEST_CHECK(temporary_files(dir) == 0);
   DOCTEST_CHECK_FALSE(fs::exists(dir / "x.pt"));
   // An exception while producing the content also removes the temporary file.
@@ -104,7 +105,8 @@ TEST_CASE("faults: a failed write (a full disk) throws naming the file and the c
   DOCTEST_CHECK_FALSE(fs::exists(dir / "y.txt"));
 }
 
-TEST_CASE("faults: a full disk at an epoch's checkpoint stops fit naming the file, and the log is never ahead of last.pt") {
+TEST_CASE(
+    "faults: a full disk at an epoch's checkpoint stops fit naming the file, and the log is never ahead of last.pt") {
   const auto dir = fixture_dir("faults_full_disk");
   const auto out = dir / "run";
   // The disk fills while epoch 2 validates: last.pt of epoch 2 cannot be written.
@@ -131,7 +133,8 @@ TEST_CASE("faults: a full disk at an epoch's checkpoint stops fit naming the fil
       if (epoch == 1) fill_disk_for(out2 / "metrics.jsonl");
     });
   });
-  DOCTEST_CHECK_MESSAGE(log_error == "cannot write " + (out2 / "metrics.jsonl").string() + ": " + std::strerror(ENOSPC), log_error);
+  DOCTEST_CHECK_MESSAGE(log_error == "cannot write " + (out2 / "metrics.jsonl").string() + ": " + std::strerror(ENOSPC),
+                        log_error);
   DOCTEST_CHECK(saved_epochs(out2 / "last.pt") == 2);
   DOCTEST_CHECK(read_metrics(out2).size() == 1);
   fit_linear(out2, ex::ExistingRun::kResume, 2);
@@ -143,11 +146,12 @@ TEST_CASE("faults: crowdloss-count train on a full disk exits 1 naming the file,
   small_synthetic_set(dir / "train", 4, 64, 64, 50, 1);
   fs::create_directories(dir / "out");
   if (!fill_disk_for(dir / "out" / "best.pt")) return;
-  const auto r = run_program(command(CROWDLOSS_COUNT_EXE, count_train(dir / "train", dir / "train", 2), {"--out", (dir / "out").string()}),
-                             dir / "run.log");
+  const auto r = run_program(
+      command(CROWDLOSS_COUNT_EXE, count_train(dir / "train", dir / "train", 2), {"--out", (dir / "out").string()}),
+      dir / "run.log");
   DOCTEST_CHECK(r.code == 1);
-  DOCTEST_CHECK_MESSAGE(contains(r.output, "crowdloss-count: cannot write " + (dir / "out" / "best.pt").string() + ": " +
-                                               std::strerror(ENOSPC)),
+  DOCTEST_CHECK_MESSAGE(contains(r.output, "crowdloss-count: cannot write " + (dir / "out" / "best.pt").string() +
+                                               ": " + std::strerror(ENOSPC)),
                         r.output);
   DOCTEST_CHECK_FALSE(contains(r.output, "terminate called"));
   DOCTEST_CHECK(temporary_files(dir / "out") == 0);
@@ -159,14 +163,16 @@ TEST_CASE("faults: a run already in the output folder is refused, replaced with 
   fit_linear(dir / "run", ex::ExistingRun::kRefuse, 2);
   const auto before = read_text(dir / "run" / "metrics.jsonl");
   const auto error = error_of([&] { fit_linear(dir / "run", ex::ExistingRun::kRefuse, 2); });
-  DOCTEST_CHECK_MESSAGE(error == (dir / "run").string() + " already holds a run (last.pt, best.pt, metrics.jsonl): --resume continues "
-                                                          "it, --overwrite replaces it, or choose another --out",
+  DOCTEST_CHECK_MESSAGE(error == (dir / "run").string() +
+                                     " already holds a run (last.pt, best.pt, metrics.jsonl): --resume continues "
+                                     "it, --overwrite replaces it, or choose another --out",
                         error);
   DOCTEST_CHECK(read_text(dir / "run" / "metrics.jsonl") == before);
   // A log alone is a run too.
   fs::create_directories(dir / "log_only");
   write_text(dir / "log_only" / "metrics.jsonl", "{}\n");
-  DOCTEST_CHECK(contains(error_of([&] { fit_linear(dir / "log_only", ex::ExistingRun::kRefuse, 1); }), "(metrics.jsonl)"));
+  DOCTEST_CHECK(
+      contains(error_of([&] { fit_linear(dir / "log_only", ex::ExistingRun::kRefuse, 1); }), "(metrics.jsonl)"));
   // --overwrite starts afresh: nothing of the old run is left (best.pt of epoch 2 included).
   fit_linear(dir / "run", ex::ExistingRun::kOverwrite, 1);
   DOCTEST_CHECK(read_metrics(dir / "run").size() == 1);
@@ -175,19 +181,23 @@ TEST_CASE("faults: a run already in the output folder is refused, replaced with 
   // The programs: refused without a word on the files; --resume and --overwrite exclude each other.
   small_synthetic_set(dir / "train", 4, 64, 64, 50, 1);
   const auto args = count_train(dir / "train", dir / "train", 1);
-  const auto first = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string()}), dir / "first.log");
+  const auto first =
+      run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string()}), dir / "first.log");
   REQUIRE_MESSAGE(first.code == 0, first.output);
   const auto stamp = fs::last_write_time(dir / "cli" / "last.pt");
-  const auto again = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string()}), dir / "again.log");
+  const auto again =
+      run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string()}), dir / "again.log");
   DOCTEST_CHECK(again.code == 1);
-  DOCTEST_CHECK_MESSAGE(contains(again.output, "crowdloss-count: " + (dir / "cli").string() + " already holds a run"), again.output);
+  DOCTEST_CHECK_MESSAGE(contains(again.output, "crowdloss-count: " + (dir / "cli").string() + " already holds a run"),
+                        again.output);
   DOCTEST_CHECK(fs::last_write_time(dir / "cli" / "last.pt") == stamp);
-  const auto both = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string(), "--resume", "--overwrite"}),
-                                dir / "both.log");
+  const auto both =
+      run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string(), "--resume", "--overwrite"}),
+                  dir / "both.log");
   DOCTEST_CHECK(both.code != 0);
   DOCTEST_CHECK_MESSAGE(contains(both.output, "excludes"), both.output);
-  const auto replaced =
-      run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string(), "--overwrite"}), dir / "replaced.log");
+  const auto replaced = run_program(
+      command(CROWDLOSS_COUNT_EXE, args, {"--out", (dir / "cli").string(), "--overwrite"}), dir / "replaced.log");
   DOCTEST_CHECK_MESSAGE(replaced.code == 0, replaced.output);
 }
 
@@ -197,17 +207,19 @@ TEST_CASE("faults: the output folder is locked, and a second run stops naming th
   {
     const ex::FolderLock held(dir / "run");
     const auto error = error_of([&] { fit_linear(dir / "run", ex::ExistingRun::kRefuse, 1); });
-    DOCTEST_CHECK_MESSAGE(contains(error, (dir / "run").string() + " is in use by another run (pid " + std::to_string(::getpid()) + " on "),
+    DOCTEST_CHECK_MESSAGE(contains(error, (dir / "run").string() + " is in use by another run (pid " +
+                                              std::to_string(::getpid()) + " on "),
                           error);
     DOCTEST_CHECK(contains(error, "wait for it to end, or choose another --out"));
     DOCTEST_CHECK_FALSE(fs::exists(dir / "run" / "last.pt"));
     // Another process: crowdloss-detect train.
     small_pedestrian_set(dir / "train", 2, 96, 96, 8, 1);
-    const auto r = run_program(command(CROWDLOSS_DETECT_EXE, detect_train(dir / "train", dir / "train", 1), {"--out", (dir / "run").string()}),
-                               dir / "detect.log");
+    const auto r = run_program(
+        command(CROWDLOSS_DETECT_EXE, detect_train(dir / "train", dir / "train", 1), {"--out", (dir / "run").string()}),
+        dir / "detect.log");
     DOCTEST_CHECK(r.code == 1);
-    DOCTEST_CHECK_MESSAGE(contains(r.output, "crowdloss-detect: " + (dir / "run").string() + " is in use by another run (pid " +
-                                                 std::to_string(::getpid())),
+    DOCTEST_CHECK_MESSAGE(contains(r.output, "crowdloss-detect: " + (dir / "run").string() +
+                                                 " is in use by another run (pid " + std::to_string(::getpid())),
                           r.output);
   }
   // Released with its holder (also when a process dies: the system drops the lock).
@@ -215,7 +227,9 @@ TEST_CASE("faults: the output folder is locked, and a second run stops naming th
   DOCTEST_CHECK(read_metrics(dir / "run").size() == 1);
 }
 
-TEST_CASE("faults: --resume keeps the checkpoint's settings: a contradicting option is refused, an omitted one is the checkpoint's") {
+TEST_CASE(
+    "faults: --resume keeps the checkpoint's settings: a contradicting option is refused, an omitted one is the "
+    "checkpoint's") {
   const auto last = fs::path("run") / "last.pt";
   const nlohmann::json saved = {{"loss", "l2"}, {"width", 0.25}, {"epochs", 2}, {"workers", 2}, {"device", "cpu"}};
   nlohmann::json given = saved;
@@ -231,15 +245,20 @@ TEST_CASE("faults: --resume keeps the checkpoint's settings: a contradicting opt
   DOCTEST_CHECK(ex::resumed_config(last, saved, given, option({"epochs", "workers"})) == expected);
   DOCTEST_CHECK(ex::resumed_config(last, saved, given, option({})) == saved);
   // A given option that contradicts the checkpoint: an error naming both values.
-  DOCTEST_CHECK(error_of([&] { ex::resumed_config(last, saved, given, option({"epochs", "width"})); }) ==
-                "--resume: " + last.string() + " was trained with --width 0.25, not 0.5; a resumed run keeps its settings (but "
-                "--epochs, --device, --workers): leave --width out, or train afresh in another --out");
-  DOCTEST_CHECK(contains(error_of([&] { ex::resumed_config(last, saved, given, option({"loss"})); }), "--loss \"l2\", not \"pml\""));
+  DOCTEST_CHECK(error_of([&] {
+                  ex::resumed_config(last, saved, given, option({"epochs", "width"}));
+                }) == "--resume: " + last.string() +
+                          " was trained with --width 0.25, not 0.5; a resumed run keeps its settings (but "
+                          "--epochs, --device, --workers): leave --width out, or train afresh in another --out");
+  DOCTEST_CHECK(contains(error_of([&] { ex::resumed_config(last, saved, given, option({"loss"})); }),
+                         "--loss \"l2\", not \"pml\""));
   // fit itself refuses a configuration that differs from its checkpoint's but for those settings.
   const auto dir = fixture_dir("faults_resume_settings");
   fit_linear(dir / "run", ex::ExistingRun::kRefuse, 1, {}, {{"lr", 0.1}, {"epochs", 1}});
-  DOCTEST_CHECK(error_of([&] { fit_linear(dir / "run", ex::ExistingRun::kResume, 2, {}, {{"lr", 0.2}, {"epochs", 2}}); }) ==
-                "cannot resume " + (dir / "run" / "last.pt").string() + ": it was trained with lr 0.1, this run asks for 0.2");
+  DOCTEST_CHECK(error_of([&] {
+                  fit_linear(dir / "run", ex::ExistingRun::kResume, 2, {}, {{"lr", 0.2}, {"epochs", 2}});
+                }) == "cannot resume " + (dir / "run" / "last.pt").string() +
+                          ": it was trained with lr 0.1, this run asks for 0.2");
   fit_linear(dir / "run", ex::ExistingRun::kResume, 2, {}, {{"lr", 0.1}, {"epochs", 2}});
   DOCTEST_CHECK(read_metrics(dir / "run").size() == 2);
   // The program: trained with --loss l2; resumed without --loss (l2 is kept, not the recipe's
@@ -255,7 +274,8 @@ TEST_CASE("faults: --resume keeps the checkpoint's settings: a contradicting opt
   DOCTEST_CHECK(ex::checkpoint_config(dir / "cli" / "last.pt").loss == "l2");
   DOCTEST_CHECK(read_metrics(dir / "cli").size() == 2);
   args.back() = "3";
-  const auto refused = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", out, "--resume", "--loss", "pml"}), dir / "refused.log");
+  const auto refused =
+      run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", out, "--resume", "--loss", "pml"}), dir / "refused.log");
   DOCTEST_CHECK(refused.code == 1);
   DOCTEST_CHECK_MESSAGE(contains(refused.output, "was trained with --loss \"l2\", not \"pml\""), refused.output);
   DOCTEST_CHECK(read_metrics(dir / "cli").size() == 2);
@@ -264,8 +284,9 @@ TEST_CASE("faults: --resume keeps the checkpoint's settings: a contradicting opt
 TEST_CASE("faults: a missing, empty, truncated, corrupt or foreign checkpoint is one line naming the file") {
   const auto dir = fixture_dir("faults_checkpoints");
   small_synthetic_set(dir / "train", 4, 64, 64, 50, 1);
-  const auto trained = run_program(command(CROWDLOSS_COUNT_EXE, count_train(dir / "train", dir / "train", 1), {"--out", (dir / "run").string()}),
-                                   dir / "train.log");
+  const auto trained = run_program(
+      command(CROWDLOSS_COUNT_EXE, count_train(dir / "train", dir / "train", 1), {"--out", (dir / "run").string()}),
+      dir / "train.log");
   REQUIRE_MESSAGE(trained.code == 0, trained.output);
   const auto good = dir / "run" / "best.pt";
   fs::copy_file(good, dir / "truncated.pt");
@@ -283,11 +304,13 @@ TEST_CASE("faults: a missing, empty, truncated, corrupt or foreign checkpoint is
       {dir / "empty.pt", (dir / "empty.pt").string() + not_archive},
       {dir / "truncated.pt", (dir / "truncated.pt").string() + not_archive},
       {dir / "text.pt", (dir / "text.pt").string() + not_archive},
-      {dir / "foreign.pt", (dir / "foreign.pt").string() + " is not a checkpoint of the crowdloss trainers (it holds no 'config')"},
+      {dir / "foreign.pt",
+       (dir / "foreign.pt").string() + " is not a checkpoint of the crowdloss trainers (it holds no 'config')"},
   };
   for (const auto& [path, message] : cases) {
     INFO(path);
-    DOCTEST_CHECK_MESSAGE(contains(error_of([&] { ex::load_model(path, "cpu"); }), message), error_of([&] { ex::load_model(path, "cpu"); }));
+    DOCTEST_CHECK_MESSAGE(contains(error_of([&] { ex::load_model(path, "cpu"); }), message),
+                          error_of([&] { ex::load_model(path, "cpu"); }));
     const auto r = run_program({CROWDLOSS_COUNT_EXE, "eval", "--checkpoint", path.string(), "--data",
                                 "coco:" + (dir / "train" / "annotations.json").string()},
                                dir / "eval.log");
@@ -299,5 +322,6 @@ TEST_CASE("faults: a missing, empty, truncated, corrupt or foreign checkpoint is
   DOCTEST_CHECK(error_of([&] { ex::load_detector(good, "cpu"); }) ==
                 good.string() + " is not a crowdloss-detect checkpoint (its configuration: key 'assign' not found)");
   torch::nn::Linear other(3, 1);
-  DOCTEST_CHECK(contains(error_of([&] { ex::load_weights(good, *other); }), good.string() + " does not hold this model's weights ("));
+  DOCTEST_CHECK(contains(error_of([&] { ex::load_weights(good, *other); }),
+                         good.string() + " does not hold this model's weights ("));
 }

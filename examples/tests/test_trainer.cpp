@@ -60,7 +60,8 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
     double best = 1e30;
     int64_t best_epoch = 0;
     for (const auto& l : lines)
-      if (l.at("val_mae").get<double>() < best) best = l.at("val_mae").get<double>(), best_epoch = l.at("epoch").get<int64_t>();
+      if (l.at("val_mae").get<double>() < best)
+        best = l.at("val_mae").get<double>(), best_epoch = l.at("epoch").get<int64_t>();
     DOCTEST_CHECK(result.mae == best);
     DOCTEST_CHECK(result.epoch == best_epoch);
     auto model = ex::load_model(out / "best.pt", "cpu");
@@ -136,7 +137,8 @@ TEST_CASE("trainer: check_config rejects each bad option, naming it and its valu
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_data_spec("--val", "cocoo:x", {"synthetic", "coco"}),
                                "unknown --val format 'cocoo' (synthetic, coco)", std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_data_spec("--data", "train.json", {"coco"}),
-                               "--data: expected FORMAT:PATH with FORMAT one of coco, got 'train.json'", std::runtime_error);
+                               "--data: expected FORMAT:PATH with FORMAT one of coco, got 'train.json'",
+                               std::runtime_error);
 }
 
 TEST_CASE("trainer: density overlays show people per pixel on a shared scale, labelled with the count") {
@@ -149,7 +151,7 @@ TEST_CASE("trainer: density overlays show people per pixel on a shared scale, la
   DOCTEST_CHECK(ex::overlay_scale(fine, 40, 60) == doctest::Approx(1.0));
   DOCTEST_CHECK(ex::density_overlay(image, coarse, 1.0).equal(ex::density_overlay(image, fine, 1.0)));
   // On the ground truth's scale a faint prediction stays faint; on its own it would be full colour.
-  const auto faint = torch::full({4, 6}, 0.1f);  // 0.001 people per pixel
+  const auto faint = torch::full({4, 6}, 0.1f);                                           // 0.001 people per pixel
   const auto below = [](const at::Tensor& t) { return t.slice(0, 21).to(torch::kInt); };  // under the label
   DOCTEST_CHECK((below(ex::density_overlay(image, faint, 1.0)) - below(image)).abs().max().item<int>() <= 1);
   DOCTEST_CHECK((below(ex::density_overlay(image, faint)) - below(image)).abs().max().item<int>() > 50);
@@ -184,7 +186,8 @@ TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and
 
   DOCTEST_CHECK_FALSE(ex::amp_dtype("off", torch::kCPU).has_value());
   DOCTEST_CHECK((ex::amp_dtype("bf16", torch::kCPU) == at::kBFloat16));
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp16", torch::kCPU), doctest::Contains("--device cuda"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp16", torch::kCPU), doctest::Contains("--device cuda"),
+                               std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp8", torch::kCPU), doctest::Contains("fp8"), std::runtime_error);
 }
 

@@ -24,9 +24,12 @@ namespace detail {
 
 inline const char* reduction_name(const Reduction& reduction) {
   switch (reduction.index()) {
-    case 0: return "kNone";
-    case 1: return "kMean";
-    default: return "kSum";
+    case 0:
+      return "kNone";
+    case 1:
+      return "kMean";
+    default:
+      return "kSum";
   }
 }
 
@@ -35,9 +38,12 @@ inline const char* reduction_name(const Reduction& reduction) {
 /// torch.
 inline at::Tensor reduce(const at::Tensor& values, const Reduction& reduction) {
   switch (reduction.index()) {
-    case 0: return values;
-    case 1: return values.mean();
-    default: return values.sum();
+    case 0:
+      return values;
+    case 1:
+      return values.mean();
+    default:
+      return values.sum();
   }
 }
 

@@ -15,13 +15,12 @@
 #define CROWDLOSS_DETAIL_STR(x) CROWDLOSS_DETAIL_STR_(x)
 
 /// The version as a string literal, e.g. "0.1.0".
-#define CROWDLOSS_VERSION_STRING                                                                 \
-  CROWDLOSS_DETAIL_STR(CROWDLOSS_VERSION_MAJOR)                                                  \
+#define CROWDLOSS_VERSION_STRING                \
+  CROWDLOSS_DETAIL_STR(CROWDLOSS_VERSION_MAJOR) \
   "." CROWDLOSS_DETAIL_STR(CROWDLOSS_VERSION_MINOR) "." CROWDLOSS_DETAIL_STR(CROWDLOSS_VERSION_PATCH)
 
 /// The version as one comparable integer: major·10000 + minor·100 + patch.
 ///
 /// Example:
 ///   static_assert(CROWDLOSS_VERSION >= 100, "needs crowdloss 0.1.0 or newer");
-#define CROWDLOSS_VERSION                                                                        \
-  (CROWDLOSS_VERSION_MAJOR * 10000 + CROWDLOSS_VERSION_MINOR * 100 + CROWDLOSS_VERSION_PATCH)
+#define CROWDLOSS_VERSION (CROWDLOSS_VERSION_MAJOR * 10000 + CROWDLOSS_VERSION_MINOR * 100 + CROWDLOSS_VERSION_PATCH)

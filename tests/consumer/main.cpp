@@ -18,8 +18,8 @@ int main() {
   const auto loss = criterion(pred, torch::zeros({1, 1, 2, 2}, torch::kFloat64));
   loss.backward();
   const double expected = std::log(2.0 * 1.75);
-  std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " (LibTorch " << TORCH_VERSION << "): pml_loss = "
-            << loss.item<double>() << ", expected " << expected << "\n";
+  std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " (LibTorch " << TORCH_VERSION
+            << "): pml_loss = " << loss.item<double>() << ", expected " << expected << "\n";
   if (std::abs(loss.item<double>() - expected) > 1e-12 || !pred.grad().defined()) return 1;
   return 0;
 }

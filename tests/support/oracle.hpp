@@ -42,7 +42,7 @@ inline at::Tensor tensor_from_list(const json& data, std::vector<int64_t> shape,
 /// A `{"shape", "dtype", "data"}` object → a tensor.
 inline at::Tensor tensor_from_json(const json& t) {
   const auto dtype_name = t.at("dtype").get<std::string>();
-  const at::ScalarType dtype = dtype_name == "float32" ? at::kFloat
+  const at::ScalarType dtype = dtype_name == "float32"   ? at::kFloat
                                : dtype_name == "float64" ? at::kDouble
                                : dtype_name == "int64"   ? at::kLong
                                                          : throw std::runtime_error("dtype " + dtype_name);

@@ -52,7 +52,8 @@ struct FCOSAssignOptions {
 /// Example:
 ///   auto gt_of_anchor = crowdloss::fcos_assign(points, gt_boxes, opts);
 ///   auto foreground = gt_of_anchor >= 0;
-inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_boxes, const FCOSAssignOptions& options = {}) {
+inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_boxes,
+                              const FCOSAssignOptions& options = {}) {
   constexpr const char* fn = "fcos_assign";
   detail::check_points(fn, points);
   detail::check_boxes(fn, "gt_boxes", gt_boxes);
@@ -67,7 +68,8 @@ inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_box
   auto assigned = at::full({A}, -1, points.options().dtype(at::kLong));
   if (G == 0 || A == 0) return assigned;
 
-  const auto inside = detail::spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), sizes);
+  const auto inside =
+      detail::spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), sizes);
   const auto reach = ltrb_targets(points, gt_boxes).amax(-1);  // G×A, the largest ltrb distance
   std::vector<at::Tensor> lo, hi;
   const double inf = std::numeric_limits<double>::infinity();

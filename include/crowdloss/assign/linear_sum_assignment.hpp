@@ -131,7 +131,7 @@ inline Assignment solve_lsap_tensor(const char* fn, const at::Tensor& cost, bool
 ///   crowdloss::Assignment a = crowdloss::linear_sum_assignment(cost);   // rows {0, 1}, cols {1, 0}, cost 3
 inline Assignment linear_sum_assignment(const Eigen::Ref<const Eigen::MatrixXd>& cost, bool maximize = false) {
   return detail::solve_lsap<double>({cost.data(), cost.rows(), cost.cols(), 1, cost.outerStride()}, maximize,
-                            "linear_sum_assignment");
+                                    "linear_sum_assignment");
 }
 
 /// Tensor form of `linear_sum_assignment`: `cost` is a 2-D float32 or float64 tensor on any
@@ -154,7 +154,7 @@ inline std::tuple<at::Tensor, at::Tensor> linear_sum_assignment(const at::Tensor
 ///   std::vector<at::Tensor> per_image = {q0, q1, q2};
 ///   auto matches = crowdloss::linear_sum_assignment(per_image, /*maximize=*/true);
 inline std::vector<std::tuple<at::Tensor, at::Tensor>> linear_sum_assignment(const std::vector<at::Tensor>& costs,
-                                                                            bool maximize = false) {
+                                                                             bool maximize = false) {
   const auto n = static_cast<int64_t>(costs.size());
   std::vector<Assignment> solved(costs.size());
   std::vector<std::string> errors(costs.size());

@@ -58,7 +58,8 @@ inline at::Tensor lla_assign_aten(const at::Tensor& cls_logits, const at::Tensor
   const auto inside = targets.amin(-1) > o.inside_eps();
   // The penalty where outside, else 0 (a product with the mask would give inf·0 = NaN for an
   // infinite penalty).
-  const auto penalty = at::where(inside, at::zeros({}, cls_cost.options()), at::full({}, o.outside_penalty(), cls_cost.options()));
+  const auto penalty =
+      at::where(inside, at::zeros({}, cls_cost.options()), at::full({}, o.outside_penalty(), cls_cost.options()));
   const auto cost = cls_cost + o.reg_cost() * reg + penalty;
   const int64_t A = cost.size(1);
   const auto taken = std::get<1>(cost.topk(std::min(o.topk(), A), 1, /*largest=*/false));
@@ -79,11 +80,19 @@ inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor&
   if (o.inside_eps() >= 0) inside_pairs_cpu(pts, boxes, 0, inside);
   at::Tensor assigned;
   AT_DISPATCH_FLOATING_TYPES(cls_logits.scalar_type(), "lla_assign", [&] {
-    const LLAInputs<scalar_t> in{negative.data_ptr<scalar_t>(), difference.data_ptr<scalar_t>(),
-                                 ltrb.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(), boxes.data_ptr<scalar_t>(),
-                                 classes.data_ptr<int64_t>(), cls_logits.size(0), cls_logits.size(1),
-                                 gt_boxes.size(0), o.topk(), static_cast<scalar_t>(o.reg_cost()),
-                                 static_cast<scalar_t>(o.outside_penalty()), static_cast<scalar_t>(o.inside_eps()),
+    const LLAInputs<scalar_t> in{negative.data_ptr<scalar_t>(),
+                                 difference.data_ptr<scalar_t>(),
+                                 ltrb.data_ptr<scalar_t>(),
+                                 pts.data_ptr<scalar_t>(),
+                                 boxes.data_ptr<scalar_t>(),
+                                 classes.data_ptr<int64_t>(),
+                                 cls_logits.size(0),
+                                 cls_logits.size(1),
+                                 gt_boxes.size(0),
+                                 o.topk(),
+                                 static_cast<scalar_t>(o.reg_cost()),
+                                 static_cast<scalar_t>(o.outside_penalty()),
+                                 static_cast<scalar_t>(o.inside_eps()),
                                  static_cast<scalar_t>(kIoUEps)};
     assigned = lla_assign_kernel(in, o.inside_eps() >= 0 ? &inside : nullptr);
   });
@@ -137,7 +146,8 @@ inline at::Tensor lla_assign(const at::Tensor& cls_logits, const at::Tensor& box
   if (G == 0 || A == 0) return at::full({A}, -1, cls_logits.options().dtype(at::kLong));
   const auto dtype = cls_logits.scalar_type();
   const bool kernel = cls_logits.is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) &&
-                      box_ltrb.scalar_type() == dtype && points.scalar_type() == dtype && gt_boxes.scalar_type() == dtype;
+                      box_ltrb.scalar_type() == dtype && points.scalar_type() == dtype &&
+                      gt_boxes.scalar_type() == dtype;
   return kernel ? detail::lla_assign_cpu(cls_logits, box_ltrb, points, gt_boxes, gt_classes, options)
                 : detail::lla_assign_aten(cls_logits, box_ltrb, points, gt_boxes, gt_classes, options);
 }

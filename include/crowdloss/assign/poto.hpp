@@ -81,8 +81,8 @@ inline void check_detection_inputs(const char* fn, const at::Tensor& cls, const 
   check_finite_boxes(fn, "gt_boxes", gt_boxes);
   if (gt_classes.numel() > 0) {
     const auto lo = gt_classes.min().item<int64_t>(), hi = gt_classes.max().item<int64_t>();
-    TORCH_CHECK(lo >= min_class && hi < K, fn, ": gt_classes must lie in [", min_class, ", ", K, "), got values from ", lo,
-                " to ", hi);
+    TORCH_CHECK(lo >= min_class && hi < K, fn, ": gt_classes must lie in [", min_class, ", ", K, "), got values from ",
+                lo, " to ", hi);
   }
 }
 
@@ -138,9 +138,9 @@ inline std::vector<PriorLevel> prior_levels(const char* fn, const at::Tensor& po
   int64_t start = 0;
   for (size_t l = 0; l < level_sizes.size(); ++l) {
     const double r = strides[l] * radius;
-    levels.push_back({start, level_sizes[l],
-                      at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))},
-                              1)});
+    levels.push_back(
+        {start, level_sizes[l],
+         at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1)});
     start += level_sizes[l];
   }
   return levels;
@@ -243,7 +243,8 @@ inline std::vector<int64_t> poto_sparse_matching(const POTOPairs& p, int64_t G, 
 /// Example:
 ///   auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
 inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
-                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
+                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
+                               const POTOOptions& options = {}) {
   const auto pairs = detail::poto_pairs("poto_quality", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
   return detail::quality_matrix(pairs, gt_boxes.size(0), cls_prob.size(0));
 }
@@ -273,7 +274,8 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 ///   auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);
 ///   auto matched = crowdloss::poto_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes, gt_classes);
 inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
-                              const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const POTOOptions& options = {}) {
+                              const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
+                              const POTOOptions& options = {}) {
   at::NoGradGuard no_grad;
   const auto pairs = detail::poto_pairs("poto_assign", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
   const int64_t G = gt_boxes.size(0), A = cls_prob.size(0);
@@ -337,8 +339,10 @@ inline at::Tensor poto_aux_assign(const at::Tensor& cls_prob, const at::Tensor& 
   const auto candidate_idx = at::cat(candidates, 1);
   const auto candidate_q = quality.gather(1, candidate_idx);
   const std::array<int64_t, 1> dim{1};
-  const auto threshold = candidate_q.mean(dim, /*keepdim=*/true) + candidate_q.std(dim, /*unbiased=*/true, /*keepdim=*/true);
-  const auto is_candidate = at::zeros_like(quality, quality.options().dtype(at::kBool)).scatter_(1, candidate_idx, true);
+  const auto threshold =
+      candidate_q.mean(dim, /*keepdim=*/true) + candidate_q.std(dim, /*unbiased=*/true, /*keepdim=*/true);
+  const auto is_candidate =
+      at::zeros_like(quality, quality.options().dtype(at::kBool)).scatter_(1, candidate_idx, true);
   const auto positive = is_candidate & (quality >= threshold) & detail::strictly_inside(points, gt_boxes);
   quality.masked_fill_(positive.logical_not(), -1.0);
   const auto [best, gt_index] = quality.max(0);

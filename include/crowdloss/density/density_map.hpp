@@ -59,7 +59,8 @@ inline std::vector<double> mean_knn_distance(const std::vector<double>& xy, int6
   // About one point per cell; never smaller than extent/n, so that collinear points cannot
   // blow the grid up (it has at most about 3n cells).
   const double extent = std::max({x1 - x0, y1 - y0, 1e-9});
-  const double cell = std::max(std::sqrt((x1 - x0) * (y1 - y0) / static_cast<double>(n)), extent / static_cast<double>(n));
+  const double cell =
+      std::max(std::sqrt((x1 - x0) * (y1 - y0) / static_cast<double>(n)), extent / static_cast<double>(n));
   const int64_t gx = static_cast<int64_t>((x1 - x0) / cell) + 1, gy = static_cast<int64_t>((y1 - y0) / cell) + 1;
   const auto cell_of = [&](int64_t i) {
     return std::array<int64_t, 2>{std::min(gx - 1, static_cast<int64_t>((xy[2 * i] - x0) / cell)),
@@ -162,10 +163,13 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
                                     const DensityOptions& options = {}) {
   constexpr const char* fn = "points_to_density";
   TORCH_CHECK(points_xy.defined() && points_xy.dim() == 2 && points_xy.size(1) == 2, fn,
-              ": expected points_xy of shape (N, 2), got ", points_xy.defined() ? points_xy.sizes() : at::IntArrayRef{});
+              ": expected points_xy of shape (N, 2), got ",
+              points_xy.defined() ? points_xy.sizes() : at::IntArrayRef{});
   TORCH_CHECK(height >= 1 && width >= 1, fn, ": height and width must be >= 1, got ", height, "x", width);
-  TORCH_CHECK(options.stride() > 0 && std::isfinite(options.stride()), fn, ": stride must be positive, got ", options.stride());
-  TORCH_CHECK(options.sigma() >= 0 && std::isfinite(options.sigma()), fn, ": sigma must be >= 0, got ", options.sigma());
+  TORCH_CHECK(options.stride() > 0 && std::isfinite(options.stride()), fn, ": stride must be positive, got ",
+              options.stride());
+  TORCH_CHECK(options.sigma() >= 0 && std::isfinite(options.sigma()), fn, ": sigma must be >= 0, got ",
+              options.sigma());
   TORCH_CHECK(options.beta() > 0 && std::isfinite(options.beta()), fn, ": beta must be positive, got ", options.beta());
   TORCH_CHECK(options.k() >= 1, fn, ": k must be >= 1, got ", options.k());
   const auto out_dtype = points_xy.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -184,7 +188,8 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
   if (options.adaptive()) {
     const auto knn = detail::mean_knn_distance(xy, options.k());
     const double lone = options.sigma() > 0 ? options.sigma() : (height * stride + width * stride) / 4.0;
-    for (int64_t i = 0; i < n; ++i) sigma[static_cast<size_t>(i)] = n > 1 ? options.beta() * knn[static_cast<size_t>(i)] : lone;
+    for (int64_t i = 0; i < n; ++i)
+      sigma[static_cast<size_t>(i)] = n > 1 ? options.beta() * knn[static_cast<size_t>(i)] : lone;
   }
   auto map = at::zeros({height, width}, at::kDouble);
   double* m = map.data_ptr<double>();

@@ -46,13 +46,12 @@ inline void check_pml_options(const char* fn, const PMLLossOptions& options) {
   TORCH_CHECK(!g.empty(), fn, ": grids must not be empty");
   TORCH_CHECK(g[0] > 0, fn, ": grid sizes must be positive, got grids[0] = ", g[0]);
   for (size_t i = 1; i < g.size(); ++i) {
-    TORCH_CHECK(g[i] > g[i - 1], fn, ": grids must be strictly increasing, got grids[", i - 1, "] = ",
-                g[i - 1], " and grids[", i, "] = ", g[i]);
-    TORCH_CHECK(g[i] % g[i - 1] == 0, fn, ": each grid must divide the next, got grids[", i - 1,
-                "] = ", g[i - 1], " and grids[", i, "] = ", g[i]);
+    TORCH_CHECK(g[i] > g[i - 1], fn, ": grids must be strictly increasing, got grids[", i - 1, "] = ", g[i - 1],
+                " and grids[", i, "] = ", g[i]);
+    TORCH_CHECK(g[i] % g[i - 1] == 0, fn, ": each grid must divide the next, got grids[", i - 1, "] = ", g[i - 1],
+                " and grids[", i, "] = ", g[i]);
   }
-  TORCH_CHECK(options.pixel_mse_weight() >= 0, fn, ": pixel_mse_weight must be >= 0, got ",
-              options.pixel_mse_weight());
+  TORCH_CHECK(options.pixel_mse_weight() >= 0, fn, ": pixel_mse_weight must be >= 0, got ", options.pixel_mse_weight());
 }
 
 /// Sums each of the d×d contiguous blocks of a B×C×H×W map (H, W divisible by d): B×C×d×d.
@@ -109,8 +108,8 @@ inline at::Tensor pml_level_terms_as_given(const char* fn, const at::Tensor& pre
   const int64_t finest = options.grids().back();
   const int64_t H = p.size(2), W = p.size(3);
   if (H % finest != 0 || W % finest != 0) {
-    TORCH_CHECK(options.pad_to_multiple(), fn, ": map size ", H, "x", W, " is not divisible by grid ",
-                finest, " (set pad_to_multiple(true) to zero-pad)");
+    TORCH_CHECK(options.pad_to_multiple(), fn, ": map size ", H, "x", W, " is not divisible by grid ", finest,
+                " (set pad_to_multiple(true) to zero-pad)");
     const int64_t pad_h = (finest - H % finest) % finest, pad_w = (finest - W % finest) % finest;
     p = at::constant_pad_nd(p, {0, pad_w, 0, pad_h}, 0);
     t = at::constant_pad_nd(t, {0, pad_w, 0, pad_h}, 0);
@@ -158,8 +157,7 @@ inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const 
 ///
 /// Example:
 ///   at::Tensor terms = crowdloss::pml_loss_terms(pred, target);   // 6 values for the default grids
-inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& target,
-                                 const PMLLossOptions& options = {}) {
+inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
   return detail::pml_level_terms("pml_loss_terms", pred, target, options).to(pred.scalar_type());
 }
 

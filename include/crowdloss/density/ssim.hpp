@@ -50,8 +50,8 @@ struct SSIMOptions {
 namespace detail {
 
 inline void check_ssim_options(const char* fn, const SSIMOptions& o) {
-  TORCH_CHECK(o.window_size() > 0 && o.window_size() % 2 == 1, fn,
-              ": window_size must be odd and positive, got ", o.window_size());
+  TORCH_CHECK(o.window_size() > 0 && o.window_size() % 2 == 1, fn, ": window_size must be odd and positive, got ",
+              o.window_size());
   TORCH_CHECK(o.sigma() > 0 && std::isfinite(o.sigma()), fn, ": sigma must be positive, got ", o.sigma());
   TORCH_CHECK(o.k1() >= 0 && std::isfinite(o.k1()), fn, ": k1 must be >= 0, got ", o.k1());
   TORCH_CHECK(o.k2() >= 0 && std::isfinite(o.k2()), fn, ": k2 must be >= 0, got ", o.k2());
@@ -96,8 +96,12 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
   TORCH_CHECK(same || (x.size(2) >= w && x.size(3) >= w), fn, ": map size ", x.size(2), "x", x.size(3),
               " is smaller than window_size ", w, " (valid padding)");
   const auto dtype = compute_dtype(x);
-  return {x.to(dtype), y.to(dtype), gaussian_window(w, o.sigma(), dtype, x.device()), same ? w / 2 : 0,
-          std::pow(o.k1() * o.data_range(), 2), std::pow(o.k2() * o.data_range(), 2)};
+  return {x.to(dtype),
+          y.to(dtype),
+          gaussian_window(w, o.sigma(), dtype, x.device()),
+          same ? w / 2 : 0,
+          std::pow(o.k1() * o.data_range(), 2),
+          std::pow(o.k2() * o.data_range(), 2)};
 }
 
 /// The per-pixel SSIM map in the compute dtype, as ATen ops (any device, differentiable to any

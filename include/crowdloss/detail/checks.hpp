@@ -12,17 +12,20 @@ namespace detail {
 /// Throws c10::Error naming `fn` unless `b` is on the device of `a`.
 inline void check_same_device(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b,
                               const char* b_name) {
-  TORCH_CHECK(b.device() == a.device(), fn, ": ", b_name, " is on ", b.device(), " but ", a_name, " is on ", a.device());
+  TORCH_CHECK(b.device() == a.device(), fn, ": ", b_name, " is on ", b.device(), " but ", a_name, " is on ",
+              a.device());
 }
 
 /// Checks a pair of tensors a loss compares elementwise: both defined, same shape, same floating
 /// dtype, same device. Every message names `fn`.
-inline void check_pair(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
+inline void check_pair(const char* fn, const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                       const char* b_name) {
   TORCH_CHECK(a.defined() && b.defined(), fn, ": ", a_name, " and ", b_name, " must be defined tensors");
-  TORCH_CHECK(a.sizes() == b.sizes(), fn, ": ", b_name, " shape ", b.sizes(), " differs from ", a_name, " shape ", a.sizes());
+  TORCH_CHECK(a.sizes() == b.sizes(), fn, ": ", b_name, " shape ", b.sizes(), " differs from ", a_name, " shape ",
+              a.sizes());
   TORCH_CHECK(a.is_floating_point(), fn, ": expected a floating-point ", a_name, ", got ", a.scalar_type());
-  TORCH_CHECK(b.scalar_type() == a.scalar_type(), fn, ": ", b_name, " dtype ", b.scalar_type(), " differs from ", a_name,
-              " dtype ", a.scalar_type());
+  TORCH_CHECK(b.scalar_type() == a.scalar_type(), fn, ": ", b_name, " dtype ", b.scalar_type(), " differs from ",
+              a_name, " dtype ", a.scalar_type());
   check_same_device(fn, a, a_name, b, b_name);
 }
 

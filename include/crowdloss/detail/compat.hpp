@@ -15,7 +15,7 @@
 #include <torch/version.h>
 
 /// True when the LibTorch being compiled against is at least `major.minor`.
-#define CROWDLOSS_TORCH_VERSION_AT_LEAST(major, minor)                                           \
+#define CROWDLOSS_TORCH_VERSION_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 static_assert(CROWDLOSS_TORCH_VERSION_AT_LEAST(1, 13), "crowdloss needs LibTorch 1.13 or newer");

@@ -76,12 +76,9 @@ enum class LsapSearch { automatic, dense, sparse };
 /// Duals, the matching, and what one augmenting path leaves for the dual update (SciPy's `solve`).
 struct LsapState {
   LsapState(int64_t nr, int64_t nc)
-      : u(static_cast<size_t>(nr), 0.0),
-        v(static_cast<size_t>(nc), 0.0),
-        shortest(static_cast<size_t>(nc), std::numeric_limits<double>::infinity()),
-        path(static_cast<size_t>(nc), -1),
-        col4row(static_cast<size_t>(nr), -1),
-        row4col(static_cast<size_t>(nc), -1) {}
+      : u(static_cast<size_t>(nr), 0.0), v(static_cast<size_t>(nc), 0.0),
+        shortest(static_cast<size_t>(nc), std::numeric_limits<double>::infinity()), path(static_cast<size_t>(nc), -1),
+        col4row(static_cast<size_t>(nr), -1), row4col(static_cast<size_t>(nc), -1) {}
   std::vector<double> u, v;
   /// Per column, its tentative distance and predecessor row when the last search scanned it
   /// (only the scanned columns' entries are current; `augment` reads only those).
@@ -108,7 +105,8 @@ struct LsapState {
   void augment(int64_t cur, int64_t sink) {
     u[static_cast<size_t>(cur)] += min_val;
     for (const int64_t i : rows_seen)
-      if (i != cur) u[static_cast<size_t>(i)] += min_val - shortest[static_cast<size_t>(col4row[static_cast<size_t>(i)])];
+      if (i != cur)
+        u[static_cast<size_t>(i)] += min_val - shortest[static_cast<size_t>(col4row[static_cast<size_t>(i)])];
     for (const int64_t j : cols_scanned) v[static_cast<size_t>(j)] -= min_val - shortest[static_cast<size_t>(j)];
     for (int64_t j = sink;;) {
       const int64_t i = path[static_cast<size_t>(j)];
@@ -372,10 +370,7 @@ bool split_rows(const WorkingMatrix<T>& w, int64_t limit, SparseRows& out, const
 class SparseSearch {
  public:
   SparseSearch(const SparseRows& rows, int64_t nc)
-      : rows_(rows),
-        nc_(nc),
-        order_(nc),
-        track_(static_cast<size_t>(nc), Track{-1, 0}) {}
+      : rows_(rows), nc_(nc), order_(nc), track_(static_cast<size_t>(nc), Track{-1, 0}) {}
 
   /// The path from free row `cur`: returns the sink column, or −1 when infeasible (the search is
   /// then left mid-path, and the solve ends).
@@ -392,7 +387,8 @@ class SparseSearch {
     col_.resize(static_cast<size_t>(assigned_));
     path_row_.resize(static_cast<size_t>(assigned_));
     for (auto* a : {&v_, &short_, &cost_}) a->resize(static_cast<size_t>(assigned_));
-    for (const int64_t j : s.cols_scanned) v_[static_cast<size_t>(track_[static_cast<size_t>(j)].slot)] = s.v[static_cast<size_t>(j)];
+    for (const int64_t j : s.cols_scanned)
+      v_[static_cast<size_t>(track_[static_cast<size_t>(j)].slot)] = s.v[static_cast<size_t>(j)];
     std::fill(short_.begin(), short_.end(), inf);
     s.rows_seen.clear();
     s.cols_scanned.clear();
@@ -527,9 +523,8 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
   const int64_t nr = w.nr, nc = w.nc;
   check_lsap_memory(fn, nr, nc, 0);
   SparseRows sparse;
-  const bool use_sparse =
-      search == LsapSearch::sparse ||
-      (search == LsapSearch::automatic && nc >= 256 && split_rows(w, nr * nc / 8, sparse, fn));
+  const bool use_sparse = search == LsapSearch::sparse ||
+                          (search == LsapSearch::automatic && nc >= 256 && split_rows(w, nr * nc / 8, sparse, fn));
   if (use_sparse) {
     if (search == LsapSearch::sparse) split_rows(w, nr * nc, sparse, fn);
     return sparse_matching(sparse, nr, nc, fn);

@@ -60,8 +60,8 @@ CROWDLOSS_SIMD_TARGET inline double dense_relax(const double* row, const double*
 /// keeps the first of them in its remaining order, unless a free column (row4col = −1) among
 /// them comes later, and then the last such. Returns the chosen column's position in that order
 /// (`position[j]`). Blocks of columns with no such value are skipped a few vectors at a time.
-CROWDLOSS_SIMD_TARGET inline int64_t dense_pick(const double* shortest, const int64_t* position,
-                                               const int64_t* row4col, int64_t n, double lowest) {
+CROWDLOSS_SIMD_TARGET inline int64_t dense_pick(const double* shortest, const int64_t* position, const int64_t* row4col,
+                                                int64_t n, double lowest) {
   constexpr int64_t w = Simd<double>::size, block = 4 * w;
   const auto target = broadcast(lowest);
   int64_t first = n, last_free = -1;

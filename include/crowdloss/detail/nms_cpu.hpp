@@ -133,7 +133,8 @@ inline std::vector<int64_t> nms_cpu(const at::Tensor& sorted, const at::Tensor& 
     std::stable_sort(members.begin(), members.end(), [c](int64_t a, int64_t b) { return c[a] < c[b]; });
     group_end.clear();
     for (int64_t k = 1; k <= n; ++k)
-      if (k == n || c[members[static_cast<size_t>(k)]] != c[members[static_cast<size_t>(k - 1)]]) group_end.push_back(k);
+      if (k == n || c[members[static_cast<size_t>(k)]] != c[members[static_cast<size_t>(k - 1)]])
+        group_end.push_back(k);
   }
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms", [&] {
     NmsScan<scalar_t> scan(n);

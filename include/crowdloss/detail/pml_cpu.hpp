@@ -67,7 +67,8 @@ void pml_error_cell_sums(const scalar_t* p, const scalar_t* t, int64_t planes, i
     std::vector<scalar_t> column(static_cast<size_t>(W));
     for (int64_t block_row = begin; block_row < end; ++block_row) {  // plane · f + cy: rows from block_row · bh
       const int64_t offset = block_row * bh * W;
-      for (int64_t y = 0; y < bh; ++y) pml_add_error_row(p + offset + y * W, t + offset + y * W, W, y == 0, column.data());
+      for (int64_t y = 0; y < bh; ++y)
+        pml_add_error_row(p + offset + y * W, t + offset + y * W, W, y == 0, column.data());
       double* o = out + block_row * f;
       for (int64_t cx = 0; cx < f; ++cx) o[cx] = sum4(column.data() + cx * bw, bw);
     }
@@ -127,7 +128,8 @@ struct PMLCpuFunction : public torch::autograd::Function<PMLCpuFunction> {
     // M_i, then the terms and each term's derivative with respect to its increment.
     std::vector<double> mse(L), slope(L), terms(L);
     for (size_t i = 0; i < L; ++i) {
-      mse[i] = sum4(level + offsets[i], offsets[i + 1] - offsets[i], [](double v) { return v * v; }) / static_cast<double>(B);
+      mse[i] = sum4(level + offsets[i], offsets[i + 1] - offsets[i], [](double v) { return v * v; }) /
+               static_cast<double>(B);
       double increment = mse[i];
       if (i > 0) {
         increment = mse[i] - pml_level_ratio(grids, i) * mse[i - 1];

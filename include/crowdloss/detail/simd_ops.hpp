@@ -78,4 +78,3 @@ CROWDLOSS_SIMD_TARGET inline bool any_lane(const M& m) {
   for (int64_t k = 1; k < lanes; ++k) any |= lane(m, k);
   return any != 0;
 }
-

@@ -106,7 +106,8 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in,
                                                 const at::Tensor& y_in, const at::Tensor& window, int64_t pad,
                                                 double c1, double c2, bool with_mse, bool need_x, bool need_y) {
-    TORCH_INTERNAL_ASSERT(window.numel() % 2 == 1 && window.equal(window.flip(0)), "ssim: the window must be symmetric");
+    TORCH_INTERNAL_ASSERT(window.numel() % 2 == 1 && window.equal(window.flip(0)),
+                          "ssim: the window must be symmetric");
     const auto x = x_in.contiguous(), y = y_in.contiguous();
     const int64_t B = x.size(0), C = x.size(1), P = B * C, H = x.size(2), W = x.size(3), n = window.numel();
     const int64_t Ho = H + 2 * pad - n + 1, Wo = W + 2 * pad - n + 1;
@@ -117,8 +118,18 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* yp = y.data_ptr<scalar_t>();
       const auto taps = window.contiguous();
-      const SSIMForwardArgs<scalar_t> args{xp, yp, taps.data_ptr<scalar_t>(), n, pad, H, W, Ho, Wo,
-                                           static_cast<scalar_t>(c1), static_cast<scalar_t>(c2), row_sums.data_ptr<double>(),
+      const SSIMForwardArgs<scalar_t> args{xp,
+                                           yp,
+                                           taps.data_ptr<scalar_t>(),
+                                           n,
+                                           pad,
+                                           H,
+                                           W,
+                                           Ho,
+                                           Wo,
+                                           static_cast<scalar_t>(c1),
+                                           static_cast<scalar_t>(c2),
+                                           row_sums.data_ptr<double>(),
                                            need_x ? gx.data_ptr<scalar_t>() : nullptr,
                                            need_y ? gy.data_ptr<scalar_t>() : nullptr};
       const auto kernels = ssim_kernels<scalar_t>();
@@ -128,9 +139,8 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
         at::parallel_for(0, P * Ho, 16, [&](int64_t begin, int64_t end) { kernels.rows(args, begin, end); });
       if (with_mse) {
         double* sq = sq_sums.data_ptr<double>();
-        at::parallel_for(0, P * H, 64, [&](int64_t begin, int64_t end) {
-          kernels.squared_error_rows(xp, yp, W, begin, end, sq);
-        });
+        at::parallel_for(0, P * H, 64,
+                         [&](int64_t begin, int64_t end) { kernels.squared_error_rows(xp, yp, W, begin, end, sq); });
       }
     });
     ctx->save_for_backward({x, y, gx, gy});
@@ -152,7 +162,8 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
       return g.defined() ? g.to(at::kCPU, at::kDouble).contiguous().view({P}).mul(factor)
                          : at::zeros({P}, at::TensorOptions(at::kDouble));
     };
-    const auto ssim_coef = coefficient(grad_outputs[0], 1.0 / static_cast<double>(ctx->saved_data["positions"].toInt()));
+    const auto ssim_coef =
+        coefficient(grad_outputs[0], 1.0 / static_cast<double>(ctx->saved_data["positions"].toInt()));
     const auto mse_coef = coefficient(grad_outputs[1], 2.0 / static_cast<double>(HW));
     // grad = s·G + e·(own − other) for each input whose map the forward made.
     const auto scaled = [&](const at::Tensor& map, const at::Tensor& own, const at::Tensor& other) {
@@ -182,8 +193,8 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
       });
       return grad;
     };
-    return {scaled(saved[2], x, y), scaled(saved[3], y, x), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {scaled(saved[2], x, y), scaled(saved[3], y, x), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(),           at::Tensor(),           at::Tensor(), at::Tensor()};
   }
 };
 

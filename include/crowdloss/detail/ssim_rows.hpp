@@ -204,8 +204,8 @@ inline void tap_rows(const T* plane, int64_t H, int64_t W, int64_t r0, const T* 
 
 /// The products one input row contributes to the moments: sq = a² + b², xy = a·b.
 template <typename T>
-CROWDLOSS_SIMD_TARGET inline void products(const T* __restrict a, const T* __restrict b, int64_t W,
-                                           T* __restrict sq, T* __restrict xy) {
+CROWDLOSS_SIMD_TARGET inline void products(const T* __restrict a, const T* __restrict b, int64_t W, T* __restrict sq,
+                                           T* __restrict xy) {
   constexpr int64_t v = Simd<T>::size;
   for (int64_t c = 0; c < W; c += v) {
     const int64_t m = std::min(v, W - c);
@@ -282,7 +282,7 @@ CROWDLOSS_SIMD_TARGET inline double row_sum(const T* x, const T* y, int64_t n) {
 #endif
   return total + sum4_indexed(n - j, [&](int64_t i) {
            const double e = op == RowSum::Sum ? static_cast<double>(x[j + i])
-                                               : static_cast<double>(static_cast<T>(x[j + i] - y[j + i]));
+                                              : static_cast<double>(static_cast<T>(x[j + i] - y[j + i]));
            return op == RowSum::Sum ? e : e * e;
          });
 }
@@ -303,7 +303,10 @@ CROWDLOSS_SIMD_TARGET inline void gradient_row(const T* __restrict f_mu, const T
   constexpr int64_t v = Simd<T>::size;
   for (int64_t c = 0; c < W; c += v) {
     const int64_t m = std::min(v, W - c);
-    store_n(out + c, load_n(f_mu + c, m) + T(2) * load_n(own + c, m) * load_n(f_m2 + c, m) + load_n(other + c, m) * load_n(f_mxy + c, m), m);
+    store_n(out + c,
+            load_n(f_mu + c, m) + T(2) * load_n(own + c, m) * load_n(f_m2 + c, m) +
+                load_n(other + c, m) * load_n(f_mxy + c, m),
+            m);
   }
 }
 
@@ -332,10 +335,10 @@ class Pipeline {
  public:
   explicit Pipeline(const SSIMForwardArgs<T>& a)
       : a_(a), n_(a.taps), span_(a.taps + 1), ring_(a.taps + 2), apad_(a.taps - 1 - a.pad),
-        slots_(a.need_x() || a.need_y() ? 2 + a.need_x() + a.need_y() : 0),
-        across_(8, a.W, a.pad), along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0),
-        derivs_(slots_ * ring_, a.Wo, 0), back_(2 * slots_, a.Wo, apad_),
-        product_row_(static_cast<size_t>(span_), -1), taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
+        slots_(a.need_x() || a.need_y() ? 2 + a.need_x() + a.need_y() : 0), across_(8, a.W, a.pad),
+        along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0), derivs_(slots_ * ring_, a.Wo, 0),
+        back_(2 * slots_, a.Wo, apad_), product_row_(static_cast<size_t>(span_), -1),
+        taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
 
   /// SSIM rows i (and i + 1 when rows = 2) of `plane`: each row's sum into sums[], and with
   /// gradients, its derivative rows into their ring (slot i mod (n + 2)).
@@ -374,9 +377,9 @@ class Pipeline {
       for (int q = 0; q < 4; ++q) filter_along(across_[4 * r + q] - pad, a_.window, n, Wo, m[q]);
       if (slots_) {
         const int64_t slot = (i + r) % ring_;
-        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x() ? derivs_[2 * ring_ + slot] : scratch,
-                        a_.need_y() ? derivs_[(2 + a_.need_x()) * ring_ + slot] : scratch, derivs_[slot],
-                        derivs_[ring_ + slot]);
+        pointwise<true>(
+            m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x() ? derivs_[2 * ring_ + slot] : scratch,
+            a_.need_y() ? derivs_[(2 + a_.need_x()) * ring_ + slot] : scratch, derivs_[slot], derivs_[ring_ + slot]);
       } else {
         pointwise<false, T>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, nullptr, nullptr, nullptr, nullptr);
       }

@@ -50,7 +50,8 @@ inline at::Tensor box_area(const at::Tensor& b) {
 /// Intersection and union of xyxy boxes a and b (…×4, broadcast against each other), as cvpods
 /// computes them.
 inline std::array<at::Tensor, 2> broadcast_intersection_union(const at::Tensor& a, const at::Tensor& b) {
-  const auto wh = (at::min(a.slice(-1, 2, 4), b.slice(-1, 2, 4)) - at::max(a.slice(-1, 0, 2), b.slice(-1, 0, 2))).clamp_min(0);
+  const auto wh =
+      (at::min(a.slice(-1, 2, 4), b.slice(-1, 2, 4)) - at::max(a.slice(-1, 0, 2), b.slice(-1, 0, 2))).clamp_min(0);
   const auto inter = wh.prod(-1);
   return {inter, box_area(a) + box_area(b) - inter};
 }
@@ -153,8 +154,9 @@ inline at::Tensor generalized_box_iou(const at::Tensor& a, const at::Tensor& b) 
 ///   auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});   // P3, P4 of 800×1344
 inline at::Tensor anchor_points(const std::vector<std::array<int64_t, 2>>& level_hw, const std::vector<double>& strides,
                                 double offset = 0.5, at::TensorOptions options = at::kFloat) {
-  TORCH_CHECK(!level_hw.empty() && level_hw.size() == strides.size(), "anchor_points: expected as many strides as levels, got ",
-              strides.size(), " strides for ", level_hw.size(), " levels");
+  TORCH_CHECK(!level_hw.empty() && level_hw.size() == strides.size(),
+              "anchor_points: expected as many strides as levels, got ", strides.size(), " strides for ",
+              level_hw.size(), " levels");
   std::vector<at::Tensor> levels;
   for (size_t l = 0; l < level_hw.size(); ++l) {
     const auto [h, w] = level_hw[l];
@@ -184,7 +186,7 @@ inline at::Tensor ltrb_targets(const at::Tensor& points, const at::Tensor& boxes
   detail::check_boxes("ltrb_targets", "boxes", boxes);
   detail::check_same_device("ltrb_targets", points, "points", boxes, "boxes");
   const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);  // 1×A
-  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };              // G×1
+  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };           // G×1
   return at::stack({x - side(0), y - side(1), side(2) - x, side(3) - y}).permute({1, 2, 0});
 }
 

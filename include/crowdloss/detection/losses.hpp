@@ -57,8 +57,8 @@ inline void check_focal_options(const char* fn, const std::optional<double>& alp
 
 /// Elementwise sigmoid focal loss (fvcore's `sigmoid_focal_loss`, unreduced); targets may be
 /// any tensor broadcastable to the logits.
-inline at::Tensor focal_elementwise(const at::Tensor& logits, const at::Tensor& targets, const std::optional<double>& alpha,
-                                    double gamma) {
+inline at::Tensor focal_elementwise(const at::Tensor& logits, const at::Tensor& targets,
+                                    const std::optional<double>& alpha, double gamma) {
   const auto p = logits.sigmoid();
   const auto ce = at::binary_cross_entropy_with_logits(logits, targets.expand_as(logits), {}, {}, at::Reduction::None);
   const auto p_t = p * targets + (1 - p) * (1 - targets);
@@ -80,8 +80,10 @@ inline at::Tensor ltrb_iou_loss(const at::Tensor& pred, const at::Tensor& target
   const auto uni = target_area + pred_area - inter;
   const auto iou = inter / uni.clamp_min(kIoUEps);
   switch (type.index()) {
-    case 0: return -iou.clamp_min(kIoUEps).log();
-    case 1: return 1 - iou;
+    case 0:
+      return -iou.clamp_min(kIoUEps).log();
+    case 1:
+      return 1 - iou;
     default: {
       const auto gw = at::max(l(pred, 2), l(target, 2)) + at::max(l(pred, 0), l(target, 0));
       const auto gh = at::max(l(pred, 3), l(target, 3)) + at::max(l(pred, 1), l(target, 1));
@@ -109,10 +111,12 @@ inline at::Tensor ltrb_iou_loss(const at::Tensor& pred, const at::Tensor& target
 /// Example:
 ///   auto loss = crowdloss::sigmoid_focal_loss(cls_logits, onehot, crowdloss::FocalLossOptions().reduction(torch::kSum))
 ///               / std::max<int64_t>(1, num_foreground);
-inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor& targets, const FocalLossOptions& options = {}) {
+inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor& targets,
+                                     const FocalLossOptions& options = {}) {
   detail::check_pair("sigmoid_focal_loss", logits, "logits", targets, "targets");
   detail::check_focal_options("sigmoid_focal_loss", options.alpha(), options.gamma());
-  return detail::reduce(detail::focal_elementwise(logits, targets, options.alpha(), options.gamma()), options.reduction());
+  return detail::reduce(detail::focal_elementwise(logits, targets, options.alpha(), options.gamma()),
+                        options.reduction());
 }
 
 /// IoU losses between predicted and target boxes given as ltrb distances (left, top, right,
@@ -131,10 +135,11 @@ inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor&
 /// Example:
 ///   auto reg = crowdloss::iou_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}),
 ///                                  crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
-inline at::Tensor iou_loss(const at::Tensor& pred_ltrb, const at::Tensor& target_ltrb, const IoULossOptions& options = {}) {
+inline at::Tensor iou_loss(const at::Tensor& pred_ltrb, const at::Tensor& target_ltrb,
+                           const IoULossOptions& options = {}) {
   detail::check_pair("iou_loss", pred_ltrb, "pred_ltrb", target_ltrb, "target_ltrb");
-  TORCH_CHECK(pred_ltrb.dim() >= 1 && pred_ltrb.size(-1) == 4, "iou_loss: expected ltrb tensors of shape (..., 4), got ",
-              pred_ltrb.sizes());
+  TORCH_CHECK(pred_ltrb.dim() >= 1 && pred_ltrb.size(-1) == 4,
+              "iou_loss: expected ltrb tensors of shape (..., 4), got ", pred_ltrb.sizes());
   return detail::reduce(detail::ltrb_iou_loss(pred_ltrb, target_ltrb, options.loss_type()), options.reduction());
 }
 

@@ -83,7 +83,8 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
                            double iou_threshold) {
   check_boxes(fn, "boxes", boxes);
   TORCH_CHECK(scores.defined() && scores.dim() == 1 && scores.size(0) == boxes.size(0), fn,
-              ": expected scores of shape (", boxes.size(0), "), got ", scores.defined() ? scores.sizes() : at::IntArrayRef{});
+              ": expected scores of shape (", boxes.size(0), "), got ",
+              scores.defined() ? scores.sizes() : at::IntArrayRef{});
   TORCH_CHECK(scores.is_floating_point(), fn, ": expected floating-point scores, got ", scores.scalar_type());
   check_same_device(fn, boxes, "boxes", scores, "scores");
   TORCH_CHECK(iou_threshold >= 0 && iou_threshold <= 1, fn, ": iou_threshold must lie in [0, 1], got ", iou_threshold);

@@ -27,9 +27,7 @@ struct PMLLossImpl : torch::nn::Cloneable<PMLLossImpl> {
   void reset() override {}
   /// `crowdloss::pml_loss(pred, target, options)`: a 0-dim tensor in pred's dtype. pred, target:
   /// B×C×H×W floating tensors of one shape, dtype and device; errors as for `pml_loss`.
-  at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) {
-    return pml_loss(pred, target, options);
-  }
+  at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return pml_loss(pred, target, options); }
   /// The options passed to `crowdloss::pml_loss` on every call. They may be changed between
   /// calls; the function validates them each time.
   PMLLossOptions options;
