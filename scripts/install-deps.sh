@@ -11,6 +11,7 @@ packages=(
   libstb-dev libcli11-dev libmatio-dev           # examples: images, command lines, .mat annotations
   doxygen                                        # API reference (target crowdloss_docs, test api_docs)
   clang libclang-rt-14-dev                       # ASan/UBSan build and libFuzzer (test sanitizers)
+  clang-format                                   # the sources' layout (test format)
   python3-scipy                                  # linear_sum_assignment against SciPy (test lsa.scipy)
 )
 
