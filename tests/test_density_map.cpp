@@ -3,7 +3,6 @@
 
 #include <crowdloss/crowdloss.hpp>
 
-#include <chrono>
 #include <cmath>
 
 using crowdloss_test::check_error;
@@ -169,15 +168,12 @@ TEST_CASE("points_to_density: the grid neighbour search equals brute force") {
   }
 }
 
-TEST_CASE("points_to_density: 10,000 adaptive kernels well under a second") {
+TEST_CASE("points_to_density: 10,000 adaptive kernels on a 768x1024 map keep the total count") {
+  // The time this takes is bench_density's BM_points_to_density_adaptive/10000.
   torch::manual_seed(3);
   const auto pts = torch::rand({10000, 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
-  const auto start = std::chrono::steady_clock::now();
   const auto map = crowdloss::points_to_density(pts, 768, 1024, crowdloss::DensityOptions().adaptive(true));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  MESSAGE("10,000 adaptive kernels on 768x1024: " << seconds * 1000 << " ms");
   DOCTEST_CHECK(map.sum().item<double>() == doctest::Approx(10000.0).epsilon(1e-10));
-  DOCTEST_CHECK(seconds < 1.0);
 }
 
 TEST_CASE("points_to_density: CUDA points give the same map on the GPU") {
