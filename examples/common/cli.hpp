@@ -76,6 +76,24 @@ inline void set_max_megapixels(double megapixels) {
   max_image_pixels() = std::llround(megapixels * 1e6);
 }
 
+/// `--max-megapixels` on `cmd` (a CLI11 subcommand): the limit set_max_megapixels applies.
+template <typename App>
+void add_max_megapixels_option(App& cmd, double& max_megapixels) {
+  cmd.add_option("--max-megapixels", max_megapixels, "refuse images larger than this (checked from the file header)");
+}
+
+/// The bad-data options of a command that reads a data set (docs/examples.md, faults):
+/// `--skip-bad` (what it does with a bad item: `skip_help`), `--allow-outside-paths` and
+/// `--max-megapixels`.
+template <typename App>
+void add_bad_data_options(App& cmd, bool& skip_bad, const std::string& skip_help, bool& allow_outside,
+                          double& max_megapixels) {
+  cmd.add_flag("--skip-bad", skip_bad, skip_help);
+  cmd.add_flag("--allow-outside-paths", allow_outside,
+               "accept annotation files naming images outside their data set's folder");
+  add_max_megapixels_option(cmd, max_megapixels);
+}
+
 /// The option of `app` (a CLI11 subcommand) that sets configuration key `key` ("weight_decay":
 /// "--weight-decay", "cosine_t_max": "--t-max") when the command line gave it, else "".
 template <class App>

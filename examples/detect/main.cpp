@@ -198,13 +198,10 @@ int main(int argc, char** argv) {
   train_cmd
       ->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
       ->excludes(resume_flag);
-  train_cmd->add_flag(
-      "--skip-bad", skip_bad,
-      "leave out images and annotations that cannot be read, with a warning naming each, and count them");
-  train_cmd->add_flag("--allow-outside-paths", allow_outside,
-                      "accept annotation files naming images outside their data set's folder");
-  train_cmd->add_option("--max-megapixels", max_megapixels,
-                        "refuse images larger than this (checked from the file header)");
+  ex::add_bad_data_options(
+      *train_cmd, skip_bad,
+      "leave out images and annotations that cannot be read, with a warning naming each, and count them", allow_outside,
+      max_megapixels);
   train_cmd->footer(ex::kFaultsHelp);
 
   auto* eval_cmd = app.add_subcommand("eval", "AP50, mMR and recall of a checkpoint on a dataset");
@@ -212,19 +209,15 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data", data, formats)->required();
   eval_cmd->add_option("--device", device, "cpu | cuda");
   eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
-  eval_cmd->add_flag("--skip-bad", skip_bad,
-                     "leave out images and annotations that cannot be read, with a warning naming each");
-  eval_cmd->add_flag("--allow-outside-paths", allow_outside,
-                     "accept annotation files naming images outside their data set's folder");
-  eval_cmd->add_option("--max-megapixels", max_megapixels,
-                       "refuse images larger than this (checked from the file header)");
+  ex::add_bad_data_options(*eval_cmd, skip_bad,
+                           "leave out images and annotations that cannot be read, with a warning naming each",
+                           allow_outside, max_megapixels);
 
   auto* predict_cmd = app.add_subcommand("predict", "detect people in images and draw the boxes");
   predict_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   predict_cmd->add_option("--out", out, "folder for the drawn PNGs");
   predict_cmd->add_option("--device", device, "cpu | cuda");
-  predict_cmd->add_option("--max-megapixels", max_megapixels,
-                          "refuse images larger than this (checked from the file header)");
+  ex::add_max_megapixels_option(*predict_cmd, max_megapixels);
   predict_cmd->add_option("images", images, "image files")->required();
 
   CLI11_PARSE(app, argc, argv);
