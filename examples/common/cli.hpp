@@ -76,6 +76,16 @@ inline void set_max_megapixels(double megapixels) {
   max_image_pixels() = std::llround(megapixels * 1e6);
 }
 
+/// `--resume` and `--overwrite` on a train command `cmd` (CLI11), which exclude each other; see
+/// existing_run for what they decide.
+template <typename App>
+void add_run_folder_flags(App& cmd, bool& resume, bool& overwrite) {
+  auto* resume_flag =
+      cmd.add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
+  cmd.add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
+      ->excludes(resume_flag);
+}
+
 /// `--max-megapixels` on `cmd` (a CLI11 subcommand): the limit set_max_megapixels applies.
 template <typename App>
 void add_max_megapixels_option(App& cmd, double& max_megapixels) {

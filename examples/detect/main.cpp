@@ -193,11 +193,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--synthetic-count", synthetic_count,
                         "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already "
                         "in DIR is used as it is");
-  auto* resume_flag =
-      train_cmd->add_flag("--resume", resume, "continue the run in OUT from OUT/last.pt (exactly; also after a kill)");
-  train_cmd
-      ->add_flag("--overwrite", overwrite, "replace the run in OUT (checkpoints, metrics.jsonl) instead of refusing to")
-      ->excludes(resume_flag);
+  ex::add_run_folder_flags(*train_cmd, resume, overwrite);
   ex::add_bad_data_options(
       *train_cmd, skip_bad,
       "leave out images and annotations that cannot be read, with a warning naming each, and count them", allow_outside,
