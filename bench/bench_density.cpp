@@ -14,6 +14,7 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <ATen/Parallel.h>
+#include <c10/core/Allocator.h>
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
 
@@ -32,8 +33,20 @@ namespace {
 
 using LossFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
 
+/// An at::Allocator written once for every LibTorch: subclasses implement `allocate_bytes`.
+/// (`allocate` is const up to 2.2 and not from 2.3 on, where `copy_data` also became required.)
+struct AllocatorAdapter : at::Allocator {
+  virtual at::DataPtr allocate_bytes(size_t n) const = 0;
+#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 3)
+  at::DataPtr allocate(size_t n) override { return allocate_bytes(n); }
+  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+#else
+  at::DataPtr allocate(size_t n) const override { return allocate_bytes(n); }
+#endif
+};
+
 /// Wraps LibTorch's CPU allocator while it lives, counting the bytes in use and their peak.
-class CountingAllocator final : public crowdloss::detail::AllocatorAdapter {
+class CountingAllocator final : public AllocatorAdapter {
  public:
   CountingAllocator() : base_(c10::GetAllocator(at::kCPU)) { c10::SetAllocator(at::kCPU, this, kPriority); }
   ~CountingAllocator() override { c10::SetAllocator(at::kCPU, base_, kPriority); }

@@ -1,10 +1,12 @@
 #pragma once
 // Mixed precision for the example trainers: `--amp off|bf16|fp16` runs the model's forward pass
-// under autocast (crowdloss::detail::AutocastGuard, the C++ torch.autocast) and, for fp16, scales
+// under autocast (AutocastGuard, the C++ torch.autocast) and, for fp16, scales
 // the loss dynamically as torch.cuda.amp.GradScaler does. Losses are computed in float32 outside
 // the autocast region.
 #include <crowdloss/crowdloss.hpp>
 #include <torch/torch.h>
+
+#include <ATen/autocast_mode.h>
 
 #include <optional>
 #include <stdexcept>
@@ -12,6 +14,72 @@
 #include <vector>
 
 namespace crowdloss_examples {
+
+inline void check_autocast_device(c10::DeviceType device) {
+  TORCH_CHECK(device == c10::kCPU || device == c10::kCUDA, "autocast: expected a CPU or CUDA device, got ", device);
+}
+
+/// Whether autocast is on for `device` (kCPU or kCUDA) in this thread.
+inline bool autocast_enabled(c10::DeviceType device) {
+  check_autocast_device(device);
+#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(device);
+#else
+  return device == c10::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+/// The lower-precision dtype autocast uses for `device` (kCPU or kCUDA) in this thread.
+inline c10::ScalarType autocast_dtype(c10::DeviceType device) {
+  check_autocast_device(device);
+#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == c10::kCUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+/// Turns autocast on or off for `device` (kCPU or kCUDA) in this thread, with `dtype`. (The API
+/// changed in LibTorch 2.4 from per-device functions to ones taking the device.)
+inline void set_autocast(c10::DeviceType device, bool enabled, c10::ScalarType dtype) {
+  check_autocast_device(device);
+#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  if (device == c10::kCUDA) {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+/// The C++ counterpart of Python's `torch.autocast(device_type, dtype, enabled)`: mixed precision
+/// for the ops run in this thread while the guard lives, the previous state restored (and the
+/// cast cache cleared on leaving the outermost region) when it goes. With `enabled` false it
+/// turns autocast off for its scope, like `torch.autocast(..., enabled=False)`.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::DeviceType device, c10::ScalarType dtype, bool enabled = true)
+      : device_(device), was_enabled_(autocast_enabled(device)), previous_dtype_(autocast_dtype(device)) {
+    set_autocast(device_, enabled, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set_autocast(device_, was_enabled_, previous_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  c10::DeviceType device_;
+  bool was_enabled_;
+  c10::ScalarType previous_dtype_;
+};
 
 /// The autocast dtype for `--amp name` on `device`, nullopt for "off". fp16 needs CUDA (CPU
 /// autocast computes in bf16 only).
@@ -33,7 +101,7 @@ class AmpScope {
   }
 
  private:
-  std::optional<crowdloss::detail::AutocastGuard> guard_;
+  std::optional<AutocastGuard> guard_;
 };
 
 /// Dynamic loss scaling for fp16 training (the GradScaler algorithm): the loss is multiplied by

@@ -164,6 +164,36 @@ TEST_CASE("trainer: density overlays show people per pixel on a shared scale, la
   DOCTEST_CHECK(one[7][7][0].item<int>() == 100);  // outside the label
 }
 
+TEST_CASE("amp: AutocastGuard turns autocast on for its scope, nests, and restores the previous state") {
+  using ex::autocast_enabled;
+  using ex::AutocastGuard;
+  for (const auto device : {c10::kCPU, c10::kCUDA}) {  // only thread-local flags: no CUDA needed
+    INFO("device " << device);
+    const auto dtype_before = ex::autocast_dtype(device);
+    DOCTEST_REQUIRE_FALSE(autocast_enabled(device));
+    {
+      AutocastGuard outer(device, at::kBFloat16);
+      DOCTEST_CHECK(autocast_enabled(device));
+      DOCTEST_CHECK((ex::autocast_dtype(device) == at::kBFloat16));
+      {
+        AutocastGuard inner(device, at::kBFloat16, /*enabled=*/false);
+        DOCTEST_CHECK_FALSE(autocast_enabled(device));
+      }
+      DOCTEST_CHECK(autocast_enabled(device));
+    }
+    DOCTEST_CHECK_FALSE(autocast_enabled(device));
+    DOCTEST_CHECK((ex::autocast_dtype(device) == dtype_before));
+  }
+  // On the CPU the guard really changes what a matmul computes in.
+  const auto a = torch::rand({4, 4});
+  {
+    AutocastGuard guard(c10::kCPU, at::kBFloat16);
+    DOCTEST_CHECK((torch::mm(a, a).scalar_type() == at::kBFloat16));
+  }
+  DOCTEST_CHECK((torch::mm(a, a).scalar_type() == at::kFloat));
+  crowdloss_test::check_error([] { AutocastGuard guard(c10::kMeta, at::kHalf); }, {"autocast", "meta"});
+}
+
 TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and grows") {
   auto p = torch::ones({3}, torch::requires_grad());
   ex::LossScaler scaler(true, 1024.0, /*growth_interval=*/2);
