@@ -76,7 +76,8 @@ std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAOptions& o
 TEST_CASE("lla_assign: focal + IoU + outside-penalty cost, top-k per gt, lowest cost wins") {
   for (const uint64_t seed : {1, 2, 3}) {
     const auto im = random_image(8, 3, seed);
-    for (const auto& opts : {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(25).reg_cost(0.5).inside_eps(2.0)}) {
+    for (const auto& opts :
+         {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(25).reg_cost(0.5).inside_eps(2.0)}) {
       const auto assigned = crowdloss::lla_assign(im.logits, im.ltrb, im.points, im.gt_boxes, im.gt_classes, opts);
       const auto expected = lla_by_hand(im, opts);
       REQUIRE(assigned.numel() == static_cast<int64_t>(expected.size()));
@@ -136,8 +137,8 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
       INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty "
                  << opts.outside_penalty() << ", inside_eps " << opts.inside_eps());
       const auto l = logits.to(dtype), d = ltrb.to(dtype), p = points.to(dtype), b = gt_boxes.to(dtype);
-      const auto kernel = crowdloss::detail::lla_assign_cpu(l, d, p, b, gt_classes, opts);
-      const auto aten = crowdloss::detail::lla_assign_aten(l, d, p, b, gt_classes, opts);
+      const auto kernel = crowdloss::detail::lla_assign_cpu(l, d, p, b, gt_classes, crowdloss::detail::lla_cost(opts));
+      const auto aten = crowdloss::detail::lla_assign_aten(l, d, p, b, gt_classes, crowdloss::detail::lla_cost(opts));
       DOCTEST_CHECK((kernel >= 0).sum().item<int64_t>() > (opts.topk() == 1 ? G / 2 : G));  // not vacuous
       DOCTEST_CHECK(torch::equal(kernel, aten));
     }

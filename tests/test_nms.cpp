@@ -74,7 +74,7 @@ at::Tensor grid_boxes(int64_t n, at::ScalarType dtype) {
   return torch::cat({xy, xy + wh}, 1).to(dtype);
 }
 
-// nms by the ATen path (nms_aten) on CPU tensors, as nms_impl calls it on CUDA.
+// nms by the ATen path (nms_aten) on CPU tensors, as nms_dispatch calls it on CUDA.
 std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
                               double thr) {
   const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));

@@ -1,7 +1,10 @@
 #pragma once
 /// \file
 /// crowdloss's own option tags, in the style of torch's `torch::kMean`: an empty struct type in
-/// `crowdloss::enumtype` and a constant of it in `crowdloss`.
+/// `crowdloss::enumtype` and a constant of it in `crowdloss`, and the variants of them that
+/// options hold.
+
+#include <variant>
 
 namespace crowdloss {
 /// The tag types behind crowdloss's option constants (`crowdloss::kHungarian`, …). Options hold
@@ -31,5 +34,11 @@ inline constexpr enumtype::kIoU kIoU{};
 inline constexpr enumtype::kLinearIoU kLinearIoU{};
 /// IoU loss type: 1 − GIoU, e.g. `IoULossOptions().loss_type(crowdloss::kGIoU)`.
 inline constexpr enumtype::kGIoU kGIoU{};
+
+/// `crowdloss::kHungarian` or `crowdloss::kArgmax` (`POTOOptions::matcher`).
+using POTOMatcher = std::variant<enumtype::kHungarian, enumtype::kArgmax>;
+
+/// `crowdloss::kIoU`, `crowdloss::kLinearIoU` or `crowdloss::kGIoU` (`IoULossOptions::loss_type`).
+using IoULossType = std::variant<enumtype::kIoU, enumtype::kLinearIoU, enumtype::kGIoU>;
 
 }  // namespace crowdloss

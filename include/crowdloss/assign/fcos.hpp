@@ -4,9 +4,12 @@
 /// Object Detection", ICCV 2019, with the centre sampling of its later versions), for one
 /// image: the baseline the prediction-aware assignments (POTO, LLA) are compared against.
 
-#include <crowdloss/assign/poto.hpp>
+#include <crowdloss/detail/box_geometry.hpp>
+#include <crowdloss/detail/detection_checks.hpp>
+#include <crowdloss/detail/spatial_prior.hpp>
 #include <crowdloss/detection/boxes.hpp>
 
+#include <torch/arg.h>
 #include <torch/types.h>
 
 #include <cstdint>

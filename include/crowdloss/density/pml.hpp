@@ -5,8 +5,8 @@
 /// `Cascade_MSE_Loss` (streamer-AP/PML_Loss) and, with `pixel_mse_weight(1)`, to their full
 /// training objective `DenseMap_Loss`.
 
-#include <crowdloss/detail/blocks.hpp>
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/pml_aten.hpp>
 #include <crowdloss/detail/pml_cpu.hpp>
 
 #include <torch/arg.h>
@@ -54,53 +54,13 @@ inline void check_pml_options(const char* fn, const PMLLossOptions& options) {
   TORCH_CHECK(options.pixel_mse_weight() >= 0, fn, ": pixel_mse_weight must be >= 0, got ", options.pixel_mse_weight());
 }
 
-/// Sums each of the d×d contiguous blocks of a B×C×H×W map (H, W divisible by d): B×C×d×d.
-/// The same reshape-and-reduce as the authors' `einops.reduce(x, "B C (h1 h2) (w1 w2) -> B C h1 w1")`.
-inline at::Tensor block_sums(const at::Tensor& map, int64_t d) {
-  return sum_blocks(map, map.size(2) / d, map.size(3) / d);
-}
-
-/// PML's per-level terms as ATen ops (any device: the CUDA path, and the reference order): p, t
-/// B×C×H×W in the compute dtype, the finest grid dividing H and W. `reference_order` follows the
-/// authors' code op for op; otherwise the one-pass algorithm.
-inline at::Tensor pml_terms_aten(const at::Tensor& p, const at::Tensor& t, const std::vector<int64_t>& grids,
-                                 bool reference_order) {
-  const int64_t finest = grids.back();
-  const double batch = static_cast<double>(p.size(0));
-  // M_d for every grid d, in grid order.
-  std::vector<at::Tensor> mse(grids.size());
-  if (reference_order) {
-    for (size_t i = 0; i < grids.size(); ++i)
-      mse[i] = at::mse_loss(block_sums(t, grids[i]), block_sums(p, grids[i]), at::Reduction::Sum) / batch;
-  } else {
-    // One pass over the pixels: the finest grid's block sums of the error; the coarser grids are
-    // block sums of those cells. Autograd's backward of each block sum is a broadcast, so the
-    // backward pass writes each input's gradient once. (On the CPU, PMLCpuFunction does the
-    // same in one explicit loop with a closed-form backward.)
-    const at::Tensor finest_cells = block_sums(p, finest) - block_sums(t, finest);
-    for (size_t i = 0; i < grids.size(); ++i) {
-      const int64_t k = finest / grids[i];
-      mse[i] = sum_blocks(finest_cells, k, k).square().sum() / batch;
-    }
-  }
-  std::vector<at::Tensor> terms;
-  for (size_t i = 0; i < grids.size(); ++i) {
-    if (i == 0) {
-      terms.push_back(at::log(mse[0] + 1));
-    } else {
-      terms.push_back(at::log(at::relu(mse[i] - pml_level_ratio(grids, i) * mse[i - 1]) + 1));
-    }
-  }
-  return at::stack(terms);
-}
-
 /// Validates, pads if asked, and returns the per-level PML terms (a 1-D tensor in the compute
 /// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
 /// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
 /// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
 /// (summed in grid order one addition at a time with `reference_order`, as the authors do).
-inline at::Tensor pml_level_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                           const PMLLossOptions& options, bool summed) {
+inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                     const PMLLossOptions& options, bool summed) {
   check_map_pair(fn, pred, target);
   check_pml_options(fn, options);
   const auto dtype = compute_dtype(pred);
@@ -123,13 +83,13 @@ inline at::Tensor pml_level_terms_as_given(const char* fn, const at::Tensor& pre
   return loss;
 }
 
-/// The PML terms' dispatch: `pml_level_terms_as_given`, on the CPU redone in float64 where
+/// The PML terms' dispatch: `pml_terms_as_given`, on the CPU redone in float64 where
 /// float32 overflowed (`needs_float64`).
-inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                  const PMLLossOptions& options, bool summed = false) {
-  const auto terms = pml_level_terms_as_given(fn, pred, target, options, summed);
+inline at::Tensor pml_terms_dispatch(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                     const PMLLossOptions& options, bool summed = false) {
+  const auto terms = pml_terms_as_given(fn, pred, target, options, summed);
   if (!pred.is_cpu() || !needs_float64(fn, {terms}, pred, "pred", target, "target")) return terms;
-  return pml_level_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
+  return pml_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
 }
 
 }  // namespace detail
@@ -158,7 +118,7 @@ inline at::Tensor pml_level_terms(const char* fn, const at::Tensor& pred, const 
 /// Example:
 ///   at::Tensor terms = crowdloss::pml_loss_terms(pred, target);   // 6 values for the default grids
 inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
-  return detail::pml_level_terms("pml_loss_terms", pred, target, options).to(pred.scalar_type());
+  return detail::pml_terms_dispatch("pml_loss_terms", pred, target, options).to(pred.scalar_type());
 }
 
 /// PML, the Progressive Multi-resolution Loss: the sum of `pml_loss_terms(pred, target)` plus
@@ -174,7 +134,7 @@ inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& targe
 ///                                   crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
 ///   loss.backward();
 inline at::Tensor pml_loss(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
-  at::Tensor loss = detail::pml_level_terms("pml_loss", pred, target, options, /*summed=*/true);
+  at::Tensor loss = detail::pml_terms_dispatch("pml_loss", pred, target, options, /*summed=*/true);
   if (options.pixel_mse_weight() > 0) {
     const auto dtype = loss.scalar_type();
     loss = options.pixel_mse_weight() * at::mse_loss(pred.to(dtype), target.to(dtype), at::Reduction::Mean) + loss;

@@ -5,6 +5,7 @@
 /// scikit-image); zero "same" padding matches the SANet ports (C3-Framework's pytorch_ssim).
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/ssim_aten.hpp>
 #include <crowdloss/detail/ssim_cpu.hpp>
 #include <crowdloss/reduction.hpp>
 
@@ -59,35 +60,6 @@ inline void check_ssim_options(const char* fn, const SSIMOptions& o) {
               o.data_range());
 }
 
-/// The normalised 1-D Gaussian window, built in float32 as pytorch-msssim builds it, then cast
-/// to `dtype` (so float64 SSIM uses the same float32-rounded weights as the reference).
-inline at::Tensor gaussian_window(int64_t size, double sigma, at::ScalarType dtype, at::Device device) {
-  const auto coords = at::arange(size, at::TensorOptions().dtype(at::kFloat)) - static_cast<double>(size / 2);
-  auto g = at::exp(-coords.square() / (2 * sigma * sigma));
-  return (g / g.sum()).to(at::TensorOptions().dtype(dtype).device(device));
-}
-
-/// Filters every channel of a B×K×H×W tensor with the separable window `w` (1-D, length n):
-/// first along H, then along W, each a grouped convolution; `pad` zero pixels on each side.
-inline at::Tensor separable_filter(const at::Tensor& x, const at::Tensor& w, int64_t pad) {
-  const int64_t k = x.size(1), n = w.numel();
-  // Explicit IntArrayRefs: on LibTorch 2.x a braced {0, pad} could also select conv2d's
-  // string_view padding overload.
-  const std::array<int64_t, 2> unit{1, 1}, pad_h{pad, 0}, pad_w{0, pad};
-  const auto along_h = at::conv2d(x, w.view({1, 1, n, 1}).expand({k, 1, n, 1}), at::Tensor(), at::IntArrayRef(unit),
-                                  at::IntArrayRef(pad_h), at::IntArrayRef(unit), k);
-  return at::conv2d(along_h, w.view({1, 1, 1, n}).expand({k, 1, 1, n}), at::Tensor(), at::IntArrayRef(unit),
-                    at::IntArrayRef(pad_w), at::IntArrayRef(unit), k);
-}
-
-/// SSIM's inputs after validation: both maps in the compute dtype, the window, the zero padding
-/// on each side and the constants.
-struct SSIMSetup {
-  at::Tensor x, y, window;
-  int64_t pad;
-  double c1, c2;
-};
-
 inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
   check_map_pair(fn, x, y, "x", "y");
   check_ssim_options(fn, o);
@@ -104,48 +76,10 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
           std::pow(o.k2() * o.data_range(), 2)};
 }
 
-/// The per-pixel SSIM map in the compute dtype, as ATen ops (any device, differentiable to any
-/// order): the reference the CPU kernel is tested against.
-inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
-  const int64_t C = s.x.size(1);
-  // The five local moments in one grouped filtering pass.
-  const auto moments = separable_filter(at::cat({s.x, s.y, s.x * s.x, s.y * s.y, s.x * s.y}, 1), s.window, s.pad);
-  const auto mu1 = moments.narrow(1, 0, C), mu2 = moments.narrow(1, C, C);
-  const auto mu1_sq = mu1.square(), mu2_sq = mu2.square(), mu1_mu2 = mu1 * mu2;
-  const auto sigma1_sq = moments.narrow(1, 2 * C, C) - mu1_sq;
-  const auto sigma2_sq = moments.narrow(1, 3 * C, C) - mu2_sq;
-  const auto sigma12 = moments.narrow(1, 4 * C, C) - mu1_mu2;
-  const auto b1 = mu1_sq + mu2_sq + s.c1, b2 = sigma1_sq + sigma2_sq + s.c2;
-  const auto map = ((2 * mu1_mu2 + s.c1) / b1) * ((2 * sigma12 + s.c2) / b2);
-  // + 0, or NaN where a denominator overflowed (as the CPU kernel does): a quotient over an
-  // infinite denominator would be a finite wrong value.
-  const auto guard = b1 + b2;
-  return map + (guard - guard);
-}
-
-/// Inputs widened to float64 (the constants and the window's float32-rounded taps are the same).
-inline SSIMSetup widened(const SSIMSetup& s) {
-  return {s.x.to(at::kDouble), s.y.to(at::kDouble), s.window.to(at::kDouble), s.pad, s.c1, s.c2};
-}
-
-/// Per image and channel (B×C, compute dtype): SSIM (the map's mean over positions) and, when
-/// asked for, the mean squared error.
-struct SSIMPerChannel {
-  at::Tensor ssim, mse;
-};
-
-/// The CPU kernel of ssim_cpu.hpp.
-inline SSIMPerChannel ssim_per_channel_cpu(const SSIMSetup& s, bool with_mse) {
-  const bool grad = at::GradMode::is_enabled();
-  const auto out = SSIMCpuFunction::apply(s.x, s.y, s.window, s.pad, s.c1, s.c2, with_mse, grad && s.x.requires_grad(),
-                                          grad && s.y.requires_grad());
-  return {out[0], out[1]};
-}
-
 /// The CPU kernel of ssim_cpu.hpp on the CPU (redone in float64 where float32 overflowed:
 /// `needs_float64`), the ATen map elsewhere.
-inline SSIMPerChannel ssim_per_channel(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o,
-                                       bool with_mse = false) {
+inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y,
+                                                const SSIMOptions& o, bool with_mse = false) {
   const auto s = ssim_setup(fn, x, y, o);
   if (s.x.is_cpu()) {
     const auto out = ssim_per_channel_cpu(s, with_mse);
@@ -156,7 +90,7 @@ inline SSIMPerChannel ssim_per_channel(const char* fn, const at::Tensor& x, cons
 }
 
 /// ssim_map's dispatch: the ATen map, on the CPU redone in float64 where float32 overflowed.
-inline at::Tensor ssim_map_checked(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
   const auto s = ssim_setup(fn, x, y, o);
   const auto map = ssim_map_aten(s);
   if (!s.x.is_cpu() || !needs_float64(fn, {map}, s.x, "x", s.y, "y")) return map;
@@ -191,7 +125,7 @@ inline at::Tensor ssim_map_checked(const char* fn, const at::Tensor& x, const at
 /// Example:
 ///   at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
 inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
-  return detail::ssim_map_checked("ssim_map", x, y, options).to(x.scalar_type());
+  return detail::ssim_map_dispatch("ssim_map", x, y, options).to(x.scalar_type());
 }
 
 /// SSIM of x against y: the mean of `ssim_map(x, y)` over positions, then over channels and
@@ -204,7 +138,7 @@ inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMO
 ///   double s = crowdloss::ssim(pred, target, crowdloss::SSIMOptions().data_range(255.0)).item<double>();
 inline at::Tensor ssim(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
   detail::check_reduction<torch::enumtype::kNone, torch::enumtype::kMean>(options.reduction(), "ssim");
-  const auto per_channel = detail::ssim_per_channel("ssim", x, y, options).ssim;
+  const auto per_channel = detail::ssim_per_channel_dispatch("ssim", x, y, options).ssim;
   return detail::reduce(per_channel, options.reduction()).to(x.scalar_type());
 }
 
@@ -245,7 +179,7 @@ inline void check_sanet_options(const char* fn, const SANetLossOptions& o) {
 ///   loss.backward();
 inline at::Tensor sanet_loss(const at::Tensor& pred, const at::Tensor& target, const SANetLossOptions& options = {}) {
   detail::check_sanet_options("sanet_loss", options);
-  const auto terms = detail::ssim_per_channel("sanet_loss", pred, target, options.ssim(), true);
+  const auto terms = detail::ssim_per_channel_dispatch("sanet_loss", pred, target, options.ssim(), true);
   // Every channel has H×W pixels, so the mean of the per-channel MSEs is the image's MSE.
   const auto per_image = terms.mse.mean(1) + options.alpha() * (1 - terms.ssim.mean(1));
   return detail::reduce(per_image, options.reduction()).to(pred.scalar_type());

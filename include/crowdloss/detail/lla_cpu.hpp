@@ -2,7 +2,7 @@
 /// \file
 /// The CPU kernel of `lla_assign`: per gt, a search of the anchors that keeps its `topk` lowest
 /// costs, without the G×A cost matrix. The cost of a pair is the ATen path's expression
-/// (lla_assign_aten in lla.hpp) in the same dtype (a compiler may fuse a multiply–add, and
+/// (lla_assign_aten in lla_aten.hpp) in the same dtype (a compiler may fuse a multiply–add, and
 /// std::log may differ from ATen's vectorised log in the last bit, so exact near-ties can fall
 /// either way between the two). The IoU term is ≥ 0 (IoU ≤ 1 holds after rounding, every rounding
 /// involved being monotonic; the kernel also clamps it, in case a fused multiply–add rounds
@@ -14,6 +14,10 @@
 /// its k-th; the top k is ordered by (cost, anchor), so the visiting order does not change it. On CUDA the ATen path runs; a test holds
 /// the two to the same assignments.
 
+#include <crowdloss/detail/lla_aten.hpp>
+#include <crowdloss/detail/spatial_prior.hpp>
+
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
@@ -160,6 +164,36 @@ at::Tensor lla_assign_kernel(const LLAInputs<T>& in, const std::vector<std::vect
   }
   for (int64_t a = 0; a < A; ++a)
     if (out[a] >= 0 && best[static_cast<size_t>(a)] == std::numeric_limits<T>::infinity()) out[a] = -1;
+  return assigned;
+}
+
+/// `lla_assign` with the CPU kernel (detail/lla_cpu.hpp), float32 or float64 inputs.
+inline at::Tensor lla_assign_cpu(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
+                                 const at::Tensor& gt_boxes, const at::Tensor& gt_classes, const LLACost& o) {
+  const auto costs = lla_class_costs(cls_logits, o);
+  const auto negative = costs.first.contiguous(), difference = costs.second.contiguous();
+  const auto ltrb = box_ltrb.contiguous(), pts = points.contiguous(), boxes = gt_boxes.contiguous();
+  const auto classes = gt_classes.clamp_min(0).contiguous();
+  std::vector<std::vector<int64_t>> inside(static_cast<size_t>(gt_boxes.size(0)));
+  if (o.inside_eps >= 0) inside_pairs_cpu(pts, boxes, 0, inside);
+  at::Tensor assigned;
+  AT_DISPATCH_FLOATING_TYPES(cls_logits.scalar_type(), "lla_assign", [&] {
+    const LLAInputs<scalar_t> in{negative.data_ptr<scalar_t>(),
+                                 difference.data_ptr<scalar_t>(),
+                                 ltrb.data_ptr<scalar_t>(),
+                                 pts.data_ptr<scalar_t>(),
+                                 boxes.data_ptr<scalar_t>(),
+                                 classes.data_ptr<int64_t>(),
+                                 cls_logits.size(0),
+                                 cls_logits.size(1),
+                                 gt_boxes.size(0),
+                                 o.topk,
+                                 static_cast<scalar_t>(o.reg_cost),
+                                 static_cast<scalar_t>(o.outside_penalty),
+                                 static_cast<scalar_t>(o.inside_eps),
+                                 static_cast<scalar_t>(kIoUEps)};
+    assigned = lla_assign_kernel(in, o.inside_eps >= 0 ? &inside : nullptr);
+  });
   return assigned;
 }
 

@@ -62,7 +62,7 @@ class NmsScan {
   }
 
   /// Greedy NMS of the boxes `members[0…m)` of `boxes` (row-major ×4), given in decreasing score:
-  /// appends the kept members to `keep`, in that order. `threshold` as nms_impl gives it.
+  /// appends the kept members to `keep`, in that order. `threshold` as nms_dispatch gives it.
   void run(const T* boxes, const int64_t* members, int64_t m, T threshold, std::vector<int64_t>& keep) {
     for (int64_t k = 0; k < m; ++k) {
       const T* b = boxes + 4 * members[k];
@@ -116,9 +116,9 @@ class NmsScan {
   int64_t (*suppress_)(const T* const*, NmsLane<T>*, int64_t, int64_t, int64_t, T);
 };
 
-/// The CPU path of nms_impl: `sorted` (N×4, float or double) are the boxes in the order of
+/// The CPU path of nms_dispatch: `sorted` (N×4, float or double) are the boxes in the order of
 /// visit, `sorted_classes` their classes (integers, or undefined for one class), `threshold` a
-/// value of sorted's dtype (see nms_impl). Returns the positions in that order of the kept
+/// value of sorted's dtype (see nms_dispatch). Returns the positions in that order of the kept
 /// boxes, ascending.
 inline std::vector<int64_t> nms_cpu(const at::Tensor& sorted, const at::Tensor& sorted_classes, double threshold) {
   const auto boxes = sorted.contiguous();

@@ -21,6 +21,7 @@
 
 #include <crowdloss/detail/accumulate.hpp>
 #include <crowdloss/detail/simd.hpp>
+#include <crowdloss/detail/ssim_aten.hpp>
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -197,6 +198,20 @@ struct SSIMCpuFunction : public torch::autograd::Function<SSIMCpuFunction> {
             at::Tensor(),           at::Tensor(),           at::Tensor(), at::Tensor()};
   }
 };
+
+/// Per image and channel (B×C, compute dtype): SSIM (the map's mean over positions) and, when
+/// asked for, the mean squared error.
+struct SSIMPerChannel {
+  at::Tensor ssim, mse;
+};
+
+/// The CPU kernel of ssim_cpu.hpp.
+inline SSIMPerChannel ssim_per_channel_cpu(const SSIMSetup& s, bool with_mse) {
+  const bool grad = at::GradMode::is_enabled();
+  const auto out = SSIMCpuFunction::apply(s.x, s.y, s.window, s.pad, s.c1, s.c2, with_mse, grad && s.x.requires_grad(),
+                                          grad && s.y.requires_grad());
+  return {out[0], out[1]};
+}
 
 }  // namespace detail
 }  // namespace crowdloss

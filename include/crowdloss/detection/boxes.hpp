@@ -4,7 +4,9 @@
 /// FPN anchor points, and conversions between boxes and ltrb distances around points. All are
 /// ATen code for CPU and CUDA tensors, differentiable where it makes sense.
 
+#include <crowdloss/detail/box_geometry.hpp>
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/detection_checks.hpp>
 
 #include <torch/types.h>
 
@@ -15,96 +17,6 @@
 #include <vector>
 
 namespace crowdloss {
-
-namespace detail {
-
-inline void check_boxes(const char* fn, const char* name, const at::Tensor& boxes) {
-  TORCH_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(1) == 4, fn, ": expected ", name,
-              " of shape (N, 4), got ", boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(boxes.is_floating_point(), fn, ": expected floating-point ", name, ", got ", boxes.scalar_type());
-}
-
-/// Throws c10::Error naming `fn`, `name` and the first box of `boxes` (N×4, checked by
-/// `check_boxes`, on the inputs' device) that has a NaN or infinite coordinate: the rule of every assigner for its
-/// ground-truth boxes, whose cost or prior means nothing for such a box.
-inline void check_finite_boxes(const char* fn, const char* name, const at::Tensor& boxes) {
-  if (boxes.numel() == 0 || boxes.is_meta()) return;  // meta tensors hold no values
-  const auto bad = boxes.isfinite().all(1).logical_not();
-  if (!bad.any().item<bool>()) return;
-  const int64_t g = bad.nonzero()[0][0].item<int64_t>();
-  const auto box = boxes[g].to(at::kDouble).cpu();
-  const double* b = box.data_ptr<double>();
-  TORCH_CHECK(false, fn, ": ", name, "[", g, "] is not finite: (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ")");
-}
-
-inline void check_points(const char* fn, const at::Tensor& points) {
-  TORCH_CHECK(points.defined() && points.dim() == 2 && points.size(1) == 2, fn,
-              ": expected points of shape (A, 2), got ", points.defined() ? points.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(points.is_floating_point(), fn, ": expected floating-point points, got ", points.scalar_type());
-}
-
-inline at::Tensor box_area(const at::Tensor& b) {
-  return (b.select(-1, 2) - b.select(-1, 0)) * (b.select(-1, 3) - b.select(-1, 1));
-}
-
-/// Intersection and union of xyxy boxes a and b (…×4, broadcast against each other), as cvpods
-/// computes them.
-inline std::array<at::Tensor, 2> broadcast_intersection_union(const at::Tensor& a, const at::Tensor& b) {
-  const auto wh =
-      (at::min(a.slice(-1, 2, 4), b.slice(-1, 2, 4)) - at::max(a.slice(-1, 0, 2), b.slice(-1, 0, 2))).clamp_min(0);
-  const auto inter = wh.prod(-1);
-  return {inter, box_area(a) + box_area(b) - inter};
-}
-
-/// Pairwise intersection and union of N×4 and M×4 boxes (N×M each).
-inline std::array<at::Tensor, 2> intersection_union(const at::Tensor& a, const at::Tensor& b) {
-  return broadcast_intersection_union(a.unsqueeze(1), b);
-}
-
-/// IoU from intersection and union, exactly 0 where the boxes do not intersect.
-inline at::Tensor iou_from(const at::Tensor& inter, const at::Tensor& uni) {
-  return at::where(inter > 0, inter / uni, at::zeros({}, inter.options()));
-}
-
-/// G×A bool: point a lies strictly inside box g — the same as `ltrb_targets(points,
-/// boxes).amin(-1) > 0` (x − x0 > 0 ⇔ x > x0 in floating point), without the G×A×4 tensor.
-inline at::Tensor strictly_inside(const at::Tensor& points, const at::Tensor& boxes) {
-  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
-  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };
-  return x.gt(side(0)).logical_and_(y.gt(side(1))).logical_and_(x.lt(side(2))).logical_and_(y.lt(side(3)));
-}
-
-/// For CPU tensors: appends to anchors[g] each anchor start + a whose point lies strictly inside
-/// boxes[g] — strictly_inside's pairs (x0 < x < x1, y0 < y < y1, compared in double, which is exact for every floating
-/// dtype, as ATen's comparison after type promotion). The points are sorted by x once, and each
-/// box tests y only on its x-range, found by binary search; a NaN coordinate is never inside.
-inline void inside_pairs_cpu(const at::Tensor& points, const at::Tensor& boxes, int64_t start,
-                             std::vector<std::vector<int64_t>>& anchors) {
-  const auto p = points.to(at::kDouble).contiguous(), b = boxes.to(at::kDouble).contiguous();
-  const double* pp = p.data_ptr<double>();
-  const double* bp = b.data_ptr<double>();
-  std::vector<int64_t> order;
-  order.reserve(static_cast<size_t>(p.size(0)));
-  for (int64_t a = 0; a < p.size(0); ++a)
-    if (!std::isnan(pp[2 * a]) && !std::isnan(pp[2 * a + 1])) order.push_back(a);
-  std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return pp[2 * i] < pp[2 * j]; });
-  std::vector<double> xs(order.size()), ys(order.size());
-  for (size_t k = 0; k < order.size(); ++k) {
-    xs[k] = pp[2 * order[k]];
-    ys[k] = pp[2 * order[k] + 1];
-  }
-  for (int64_t g = 0; g < b.size(0); ++g) {
-    const double x0 = bp[4 * g], y0 = bp[4 * g + 1], x1 = bp[4 * g + 2], y1 = bp[4 * g + 3];
-    if (std::isnan(x0) || std::isnan(x1)) continue;
-    const auto lo = std::upper_bound(xs.begin(), xs.end(), x0) - xs.begin();  // first x > x0
-    const auto hi = std::lower_bound(xs.begin(), xs.end(), x1) - xs.begin();  // first x ≥ x1
-    for (auto k = lo; k < hi; ++k)
-      if (ys[static_cast<size_t>(k)] > y0 && ys[static_cast<size_t>(k)] < y1)
-        anchors[static_cast<size_t>(g)].push_back(start + order[static_cast<size_t>(k)]);
-  }
-}
-
-}  // namespace detail
 
 /// Pairwise IoU of xyxy boxes: IoU[i, j] = |a_i ∩ b_j| / |a_i ∪ b_j|, and exactly 0 where the
 /// boxes do not intersect (cvpods' `pairwise_iou`, used by DeFCN).

@@ -4,6 +4,8 @@
 /// ltrb distances (−log IoU, 1 − IoU, 1 − GIoU), with cvpods' / fvcore's numerics.
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/detection_checks.hpp>
+#include <crowdloss/detail/detection_losses.hpp>
 #include <crowdloss/enum.hpp>
 #include <crowdloss/reduction.hpp>
 
@@ -31,9 +33,6 @@ struct FocalLossOptions {
   TORCH_ARG(Reduction, reduction) = torch::kNone;
 };
 
-/// `crowdloss::kIoU`, `crowdloss::kLinearIoU` or `crowdloss::kGIoU`.
-using IoULossType = std::variant<enumtype::kIoU, enumtype::kLinearIoU, enumtype::kGIoU>;
-
 /// Options for `crowdloss::iou_loss`.
 ///
 /// Example:
@@ -44,56 +43,6 @@ struct IoULossOptions {
   /// `torch::kNone` (default, as cvpods), `torch::kMean` or `torch::kSum`.
   TORCH_ARG(Reduction, reduction) = torch::kNone;
 };
-
-namespace detail {
-
-/// float32 machine epsilon, the clamp cvpods uses in its IoU losses for every dtype.
-inline constexpr double kIoUEps = std::numeric_limits<float>::epsilon();
-
-inline void check_focal_options(const char* fn, const std::optional<double>& alpha, double gamma) {
-  TORCH_CHECK(!alpha || (*alpha >= 0 && *alpha <= 1), fn, ": alpha must lie in [0, 1], got ", alpha.value_or(0));
-  TORCH_CHECK(gamma >= 0 && std::isfinite(gamma), fn, ": gamma must be >= 0, got ", gamma);
-}
-
-/// Elementwise sigmoid focal loss (fvcore's `sigmoid_focal_loss`, unreduced); targets may be
-/// any tensor broadcastable to the logits.
-inline at::Tensor focal_elementwise(const at::Tensor& logits, const at::Tensor& targets,
-                                    const std::optional<double>& alpha, double gamma) {
-  const auto p = logits.sigmoid();
-  const auto ce = at::binary_cross_entropy_with_logits(logits, targets.expand_as(logits), {}, {}, at::Reduction::None);
-  const auto p_t = p * targets + (1 - p) * (1 - targets);
-  auto loss = ce * (1 - p_t).pow(gamma);
-  if (alpha) loss = (*alpha * targets + (1 - *alpha) * (1 - targets)) * loss;
-  return loss;
-}
-
-/// IoU (and, for kGIoU, GIoU) of two sets of ltrb distances around the same points, broadcast
-/// against each other, as cvpods' `iou_loss(box_mode="ltrb")` computes them; returns the loss.
-inline at::Tensor ltrb_iou_loss(const at::Tensor& pred, const at::Tensor& target, const IoULossType& type) {
-  const auto l = [](const at::Tensor& t, int64_t i) { return t.select(-1, i); };
-  // As boxes around the origin: (−l, −t, r, b).
-  const auto pred_area = (l(pred, 2) + l(pred, 0)).clamp_min(0) * (l(pred, 3) + l(pred, 1)).clamp_min(0);
-  const auto target_area = (l(target, 2) + l(target, 0)).clamp_min(0) * (l(target, 3) + l(target, 1)).clamp_min(0);
-  const auto w = (at::min(l(pred, 2), l(target, 2)) + at::min(l(pred, 0), l(target, 0))).clamp_min(0);
-  const auto h = (at::min(l(pred, 3), l(target, 3)) + at::min(l(pred, 1), l(target, 1))).clamp_min(0);
-  const auto inter = w * h;
-  const auto uni = target_area + pred_area - inter;
-  const auto iou = inter / uni.clamp_min(kIoUEps);
-  switch (type.index()) {
-    case 0:
-      return -iou.clamp_min(kIoUEps).log();
-    case 1:
-      return 1 - iou;
-    default: {
-      const auto gw = at::max(l(pred, 2), l(target, 2)) + at::max(l(pred, 0), l(target, 0));
-      const auto gh = at::max(l(pred, 3), l(target, 3)) + at::max(l(pred, 1), l(target, 1));
-      const auto enclosing = gw * gh;
-      return 1 - (iou - (enclosing - uni) / enclosing.clamp_min(kIoUEps));
-    }
-  }
-}
-
-}  // namespace detail
 
 /// Sigmoid focal loss (Lin et al., "Focal Loss for Dense Object Detection", 2017), elementwise:
 ///

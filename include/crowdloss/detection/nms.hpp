@@ -2,14 +2,15 @@
 /// \file
 /// Non-maximum suppression with torchvision's semantics (`torchvision.ops.nms` and
 /// `batched_nms`), for the detection modes that need it (one-to-many assignments such as FCOS
-/// and LLA). One dispatch point (nms_impl): on the CPU a vectorised greedy scan
-/// (detail/nms_cpu.hpp); elsewhere ATen ops on the boxes' device, a tile of rows of the IoU mask
+/// and LLA). One dispatch point (nms_dispatch): on the CPU a vectorised greedy scan
+/// (detail/nms_cpu.hpp); elsewhere ATen ops (detail/nms_aten.hpp) on the boxes' device, a tile of rows of the IoU mask
 /// at a time, with the greedy scan on the host over the tile's mask — the reference that the
 /// CPU kernel is tested against.
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/detection_checks.hpp>
+#include <crowdloss/detail/nms_aten.hpp>
 #include <crowdloss/detail/nms_cpu.hpp>
-#include <crowdloss/detection/boxes.hpp>
 
 #include <torch/types.h>
 
@@ -23,64 +24,10 @@ namespace crowdloss {
 
 namespace detail {
 
-/// The largest value of `dtype` (float or double) at most t, as a double (NaN for NaN). For an
-/// IoU u of that dtype, `u > t` compared as torchvision's CPU kernel does — u converted to
-/// double — holds exactly when u > threshold_below(t, dtype): no value of the dtype lies
-/// strictly between the two. So the threshold is never rounded up (float32(0.6) > 0.6: an IoU
-/// equal to float32(0.6) is above 0.6), and both NMS paths can compare in the boxes' dtype.
-inline double threshold_below(double t, at::ScalarType dtype) {
-  if (dtype == at::kDouble || std::isnan(t)) return t;
-  constexpr float inf = std::numeric_limits<float>::infinity(), high = std::numeric_limits<float>::max();
-  if (t > static_cast<double>(high)) return t == std::numeric_limits<double>::infinity() ? inf : high;
-  if (t < -static_cast<double>(high)) return -inf;
-  const float r = static_cast<float>(t);
-  return static_cast<double>(r) > t ? std::nextafter(r, -inf) : r;
-}
-
-/// The ATen path of nms_impl, for any device: `sorted` (N×4, float or double) are the boxes in
-/// the order of visit, `sorted_classes` their classes (or undefined), `threshold` a value of
-/// sorted's dtype (threshold_below). Returns the positions of the kept boxes in that order,
-/// ascending, as an int64 tensor on the boxes' device.
-inline at::Tensor nms_aten(const at::Tensor& sorted, const at::Tensor& sorted_classes, double threshold) {
-  const int64_t n = sorted.size(0);
-  // Rows of the suppression mask are computed a tile at a time (at most ~4M entries), only for
-  // the rows still alive when the tile starts, and only against the columns after the tile's start.
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 22) / std::max<int64_t>(n, 1)));
-  std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
-  std::vector<int64_t> keep;
-  for (int64_t r0 = 0; r0 < n; r0 += tile) {
-    const int64_t r1 = std::min(n, r0 + tile);
-    std::vector<int64_t> rows;
-    for (int64_t i = r0; i < r1; ++i)
-      if (!removed[static_cast<size_t>(i)]) rows.push_back(i);
-    if (rows.empty()) continue;
-    const auto row_index = at::tensor(rows, at::TensorOptions(at::kLong)).to(sorted.device());
-    const auto cols = sorted.slice(0, r0);
-    const auto [inter, uni] = intersection_union(sorted.index_select(0, row_index), cols);
-    // threshold is exact in sorted's dtype, so ATen's scalar comparison does not round it.
-    auto mask = inter / uni > threshold;
-    if (sorted_classes.defined())
-      mask = mask.logical_and(sorted_classes.index_select(0, row_index).unsqueeze(1) == sorted_classes.slice(0, r0));
-    const auto host = mask.to(at::kCPU).contiguous();
-    const bool* m = host.data_ptr<bool>();
-    const int64_t width = n - r0;
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const int64_t i = rows[k];
-      if (removed[static_cast<size_t>(i)]) continue;
-      keep.push_back(i);
-      const bool* row = m + static_cast<int64_t>(k) * width;
-      for (int64_t j = i + 1 - r0; j < width; ++j) removed[static_cast<size_t>(r0 + j)] |= static_cast<uint8_t>(row[j]);
-    }
-  }
-  return at::tensor(keep, at::TensorOptions(at::kLong)).to(sorted.device());
-}
-
-/// Greedy NMS of boxes (N×4) by scores (N); with `classes` (N int64, or undefined) a box only
-/// suppresses boxes of its own class. `fn` names the caller in errors. The IoU is computed in
-/// the boxes' compute dtype (float32 for half precision) and compared with the double
-/// threshold, as torchvision's CPU kernel does.
-inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
-                           double iou_threshold) {
+/// Checks NMS's inputs: boxes N×4, scores N, floating, on one device; `classes` (or undefined)
+/// N integers there too; the threshold in [0, 1].
+inline void check_nms_inputs(const char* fn, const at::Tensor& boxes, const at::Tensor& scores,
+                             const at::Tensor& classes, double iou_threshold) {
   check_boxes(fn, "boxes", boxes);
   TORCH_CHECK(scores.defined() && scores.dim() == 1 && scores.size(0) == boxes.size(0), fn,
               ": expected scores of shape (", boxes.size(0), "), got ",
@@ -95,6 +42,15 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
                 ": expected integer idxs, got ", classes.scalar_type());
     check_same_device(fn, boxes, "boxes", classes, "idxs");
   }
+}
+
+/// The one dispatch point of `nms` and `batched_nms` (inputs checked): greedy NMS of boxes (N×4)
+/// by scores (N); with `classes` (N integers, or undefined) a box only suppresses boxes of its own
+/// class. The IoU is computed in the boxes' compute dtype (float32 for half precision) and
+/// compared with the double threshold, as torchvision's CPU kernel does: the CPU kernel on the
+/// CPU, the ATen path elsewhere.
+inline at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                               double iou_threshold) {
   const int64_t n = boxes.size(0);
   const auto index_options = boxes.options().dtype(at::kLong);
   if (n == 0) return at::empty({0}, index_options);
@@ -131,7 +87,8 @@ inline at::Tensor nms_impl(const char* fn, const at::Tensor& boxes, const at::Te
 ///   auto keep = crowdloss::nms(boxes, scores, 0.6);
 ///   auto kept_boxes = boxes.index_select(0, keep);
 inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  return detail::nms_impl("nms", boxes, scores, at::Tensor(), iou_threshold);
+  detail::check_nms_inputs("nms", boxes, scores, at::Tensor(), iou_threshold);
+  return detail::nms_dispatch(boxes, scores, at::Tensor(), iou_threshold);
 }
 
 /// Class-aware non-maximum suppression, as `torchvision.ops.batched_nms`: `nms` in which a box
@@ -148,7 +105,8 @@ inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double 
 inline at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                               double iou_threshold) {
   TORCH_CHECK(idxs.defined(), "batched_nms: idxs must be a defined tensor");
-  return detail::nms_impl("batched_nms", boxes, scores, idxs, iou_threshold);
+  detail::check_nms_inputs("batched_nms", boxes, scores, idxs, iou_threshold);
+  return detail::nms_dispatch(boxes, scores, idxs, iou_threshold);
 }
 
 }  // namespace crowdloss

@@ -1,0 +1,46 @@
+#pragma once
+/// \file
+/// Geometry of xyxy boxes as ATen ops on any device: areas, intersections and unions (as cvpods
+/// computes them), IoU, and which points lie strictly inside which boxes.
+
+#include <torch/types.h>
+
+#include <array>
+#include <cstdint>
+
+namespace crowdloss {
+namespace detail {
+
+inline at::Tensor box_area(const at::Tensor& b) {
+  return (b.select(-1, 2) - b.select(-1, 0)) * (b.select(-1, 3) - b.select(-1, 1));
+}
+
+/// Intersection and union of xyxy boxes a and b (…×4, broadcast against each other), as cvpods
+/// computes them.
+inline std::array<at::Tensor, 2> broadcast_intersection_union(const at::Tensor& a, const at::Tensor& b) {
+  const auto wh =
+      (at::min(a.slice(-1, 2, 4), b.slice(-1, 2, 4)) - at::max(a.slice(-1, 0, 2), b.slice(-1, 0, 2))).clamp_min(0);
+  const auto inter = wh.prod(-1);
+  return {inter, box_area(a) + box_area(b) - inter};
+}
+
+/// Pairwise intersection and union of N×4 and M×4 boxes (N×M each).
+inline std::array<at::Tensor, 2> intersection_union(const at::Tensor& a, const at::Tensor& b) {
+  return broadcast_intersection_union(a.unsqueeze(1), b);
+}
+
+/// IoU from intersection and union, exactly 0 where the boxes do not intersect.
+inline at::Tensor iou_from(const at::Tensor& inter, const at::Tensor& uni) {
+  return at::where(inter > 0, inter / uni, at::zeros({}, inter.options()));
+}
+
+/// G×A bool: point a lies strictly inside box g — the same as `ltrb_targets(points,
+/// boxes).amin(-1) > 0` (x − x0 > 0 ⇔ x > x0 in floating point), without the G×A×4 tensor.
+inline at::Tensor strictly_inside(const at::Tensor& points, const at::Tensor& boxes) {
+  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
+  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };
+  return x.gt(side(0)).logical_and_(y.gt(side(1))).logical_and_(x.lt(side(2))).logical_and_(y.lt(side(3)));
+}
+
+}  // namespace detail
+}  // namespace crowdloss
