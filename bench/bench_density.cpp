@@ -149,7 +149,7 @@ void BM_points_to_density_adaptive(benchmark::State& state) {
   torch::manual_seed(0);
   const auto points =
       torch::rand({state.range(0), 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
-  const auto opts = crowdloss::DensityOptions().adaptive(true);
+  const auto opts = crowdloss::PointsToDensityOptions().adaptive(true);
   for (auto _ : state) benchmark::DoNotOptimize(crowdloss::points_to_density(points, 768, 1024, opts).data_ptr());
   state.SetItemsProcessed(state.iterations() * state.range(0));
   state.SetLabel("768x1024");

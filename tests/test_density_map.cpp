@@ -40,7 +40,7 @@ TEST_CASE("points_to_density: raw counts equal the PML authors' rasteriser (orac
   const double stride = ref.at("scale_passed").get<double>();
   for (int64_t b = 0; b < gt.size(0); ++b) {
     const auto map = crowdloss::points_to_density(points[b].narrow(0, 0, num[static_cast<size_t>(b)]), gt.size(2),
-                                                  gt.size(3), crowdloss::DensityOptions().stride(stride));
+                                                  gt.size(3), crowdloss::PointsToDensityOptions().stride(stride));
     DOCTEST_CHECK((map.scalar_type() == at::kFloat));
     DOCTEST_CHECK(torch::equal(map, gt[b][0]));
   }
@@ -49,7 +49,7 @@ TEST_CASE("points_to_density: raw counts equal the PML authors' rasteriser (orac
 TEST_CASE("points_to_density: raw counts, clamping at the border, no points") {
   const auto pts =
       torch::tensor({0.0, 0.0, 7.9, 3.99, 8.0, 4.0, 100.0, 100.0, 31.99, 0.5}, torch::kFloat64).view({5, 2});
-  const auto map = crowdloss::points_to_density(pts, 4, 4, crowdloss::DensityOptions().stride(8));
+  const auto map = crowdloss::points_to_density(pts, 4, 4, crowdloss::PointsToDensityOptions().stride(8));
   DOCTEST_CHECK((map.scalar_type() == at::kDouble));
   DOCTEST_CHECK(map[0][0].item<double>() == 2.0);  // (0, 0) and (7.9, 3.99)
   DOCTEST_CHECK(map[0][1].item<double>() == 1.0);  // (8, 4)
@@ -57,7 +57,7 @@ TEST_CASE("points_to_density: raw counts, clamping at the border, no points") {
   DOCTEST_CHECK(map[0][3].item<double>() == 1.0);  // x = 31.99 → column 3
   DOCTEST_CHECK(map.sum().item<double>() == 5.0);
   const auto none =
-      crowdloss::points_to_density(torch::zeros({0, 2}), 6, 5, crowdloss::DensityOptions().adaptive(true));
+      crowdloss::points_to_density(torch::zeros({0, 2}), 6, 5, crowdloss::PointsToDensityOptions().adaptive(true));
   DOCTEST_CHECK(none.sizes() == at::IntArrayRef({6, 5}));
   DOCTEST_CHECK(none.abs().sum().item<double>() == 0.0);
   // Integer coordinates are accepted and give a float32 map.
@@ -69,7 +69,7 @@ TEST_CASE("points_to_density: a fixed Gaussian kernel, truncated at 4 sigma") {
   // 9×9 support normalised to sum 1 — SciPy's gaussian_filter of a unit impulse.
   const auto pts = torch::tensor({{10.5, 10.5}}, torch::kFloat64);
   const auto map =
-      crowdloss::points_to_density(pts, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false));
+      crowdloss::points_to_density(pts, 21, 21, crowdloss::PointsToDensityOptions().sigma(1.0).preserve_count(false));
   double z = 0;
   for (int d = -4; d <= 4; ++d) z += std::exp(-d * d / 2.0);
   DOCTEST_CHECK(map[10][10].item<double>() == doctest::Approx(1 / (z * z)).epsilon(1e-14));
@@ -80,27 +80,27 @@ TEST_CASE("points_to_density: a fixed Gaussian kernel, truncated at 4 sigma") {
   DOCTEST_CHECK(torch::allclose(map, map.t()));
   // σ is in input pixels: stride 4 and σ = 4 is σ = 1 on the output grid.
   const auto strided = crowdloss::points_to_density(
-      pts * 4, 21, 21, crowdloss::DensityOptions().sigma(4.0).stride(4).preserve_count(false));
+      pts * 4, 21, 21, crowdloss::PointsToDensityOptions().sigma(4.0).stride(4).preserve_count(false));
   DOCTEST_CHECK(torch::allclose(strided, map, 0, 1e-15));
   // A point in the corner loses three quarters of its kernel unless the count is preserved.
   const auto corner = torch::tensor({{0.0, 0.0}}, torch::kFloat64);
   const double lost =
-      crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0).preserve_count(false))
+      crowdloss::points_to_density(corner, 21, 21, crowdloss::PointsToDensityOptions().sigma(1.0).preserve_count(false))
           .sum()
           .item<double>();
   DOCTEST_CHECK(lost < 0.5);
   DOCTEST_CHECK(lost > 0.25);
-  DOCTEST_CHECK(
-      crowdloss::points_to_density(corner, 21, 21, crowdloss::DensityOptions().sigma(1.0)).sum().item<double>() ==
-      doctest::Approx(1.0).epsilon(1e-14));
+  DOCTEST_CHECK(crowdloss::points_to_density(corner, 21, 21, crowdloss::PointsToDensityOptions().sigma(1.0))
+                    .sum()
+                    .item<double>() == doctest::Approx(1.0).epsilon(1e-14));
 }
 
 TEST_CASE("points_to_density: preserve_count makes the map sum to N") {
   torch::manual_seed(1);
   const auto pts = torch::rand({300, 2}, torch::kFloat64) * torch::tensor({640.0, 480.0}, torch::kFloat64);
   for (const auto& opts :
-       {crowdloss::DensityOptions().sigma(15.0).stride(4), crowdloss::DensityOptions().adaptive(true).stride(4),
-        crowdloss::DensityOptions().sigma(3.0)}) {
+       {crowdloss::PointsToDensityOptions().sigma(15.0).stride(4),
+        crowdloss::PointsToDensityOptions().adaptive(true).stride(4), crowdloss::PointsToDensityOptions().sigma(3.0)}) {
     const auto map = crowdloss::points_to_density(pts, 120, 160, opts);
     DOCTEST_CHECK(map.sum().item<double>() == doctest::Approx(300.0).epsilon(1e-12));
     DOCTEST_CHECK(map.min().item<double>() >= 0);
@@ -115,34 +115,34 @@ TEST_CASE("points_to_density: geometry-adaptive kernels (CSRNet)") {
   for (int i = 0; i < 8; ++i)
     for (int j = 0; j < 6; ++j) coords.insert(coords.end(), {20.5 + 10 * i, 20.5 + 10 * j});
   const auto lattice = torch::tensor(coords, torch::kFloat64).view({-1, 2});
-  const auto adaptive = crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().adaptive(true));
+  const auto adaptive =
+      crowdloss::points_to_density(lattice, 100, 120, crowdloss::PointsToDensityOptions().adaptive(true));
   auto expected = torch::zeros({100, 120}, torch::kFloat64);
   for (int64_t i = 0; i < lattice.size(0); ++i) {
     const bool corner = (i == 0 || i == 5 || i == 42 || i == 47);
     const double sigma = 0.3 * (corner ? (20 + 10 * std::sqrt(2.0)) / 3 : 10.0);
-    expected +=
-        crowdloss::points_to_density(lattice.narrow(0, i, 1), 100, 120, crowdloss::DensityOptions().sigma(sigma));
+    expected += crowdloss::points_to_density(lattice.narrow(0, i, 1), 100, 120,
+                                             crowdloss::PointsToDensityOptions().sigma(sigma));
   }
   DOCTEST_CHECK(torch::allclose(adaptive, expected, 0, 1e-12));
-  const auto fixed = crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().sigma(3.0));
+  const auto fixed = crowdloss::points_to_density(lattice, 100, 120, crowdloss::PointsToDensityOptions().sigma(3.0));
   DOCTEST_CHECK_FALSE(torch::allclose(adaptive, fixed, 0, 1e-6));  // the corners really differ
-  const auto beta =
-      crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().adaptive(true).beta(0.5).k(1));
+  const auto beta = crowdloss::points_to_density(lattice, 100, 120,
+                                                 crowdloss::PointsToDensityOptions().adaptive(true).beta(0.5).k(1));
   DOCTEST_CHECK(torch::allclose(
-      beta, crowdloss::points_to_density(lattice, 100, 120, crowdloss::DensityOptions().sigma(5.0)), 0, 1e-12));
+      beta, crowdloss::points_to_density(lattice, 100, 120, crowdloss::PointsToDensityOptions().sigma(5.0)), 0, 1e-12));
   // A lone point: CSRNet's fallback (height + width)·stride/4, or `sigma` when given.
   const auto one = torch::tensor({{30.0, 40.0}}, torch::kFloat64);
-  DOCTEST_CHECK(torch::allclose(crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().adaptive(true)),
-                                crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(40.0)), 0,
-                                1e-14));
-  DOCTEST_CHECK(
-      torch::allclose(crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().adaptive(true).sigma(2.0)),
-                      crowdloss::points_to_density(one, 64, 96, crowdloss::DensityOptions().sigma(2.0)), 0, 1e-14));
+  DOCTEST_CHECK(torch::allclose(
+      crowdloss::points_to_density(one, 64, 96, crowdloss::PointsToDensityOptions().adaptive(true)),
+      crowdloss::points_to_density(one, 64, 96, crowdloss::PointsToDensityOptions().sigma(40.0)), 0, 1e-14));
+  DOCTEST_CHECK(torch::allclose(
+      crowdloss::points_to_density(one, 64, 96, crowdloss::PointsToDensityOptions().adaptive(true).sigma(2.0)),
+      crowdloss::points_to_density(one, 64, 96, crowdloss::PointsToDensityOptions().sigma(2.0)), 0, 1e-14));
   // Two points at the same place: zero distance, so raw counts.
   const auto twin = torch::tensor({{5.0, 5.0}, {5.0, 5.0}}, torch::kFloat64);
-  DOCTEST_CHECK(
-      crowdloss::points_to_density(twin, 10, 10, crowdloss::DensityOptions().adaptive(true))[5][5].item<double>() ==
-      2.0);
+  DOCTEST_CHECK(crowdloss::points_to_density(twin, 10, 10, crowdloss::PointsToDensityOptions().adaptive(true))[5][5]
+                    .item<double>() == 2.0);
 }
 
 TEST_CASE("points_to_density: the grid neighbour search equals brute force") {
@@ -172,7 +172,7 @@ TEST_CASE("points_to_density: 10,000 adaptive kernels on a 768x1024 map keep the
   // The time this takes is bench_density's BM_points_to_density_adaptive/10000.
   torch::manual_seed(3);
   const auto pts = torch::rand({10000, 2}, torch::kFloat64) * torch::tensor({1024.0, 768.0}, torch::kFloat64);
-  const auto map = crowdloss::points_to_density(pts, 768, 1024, crowdloss::DensityOptions().adaptive(true));
+  const auto map = crowdloss::points_to_density(pts, 768, 1024, crowdloss::PointsToDensityOptions().adaptive(true));
   DOCTEST_CHECK(map.sum().item<double>() == doctest::Approx(10000.0).epsilon(1e-10));
 }
 
@@ -180,7 +180,7 @@ TEST_CASE("points_to_density: CUDA points give the same map on the GPU") {
   if (!crowdloss_test::cuda_or_skip("points_to_density CPU/CUDA parity")) return;
   torch::manual_seed(4);
   const auto pts = torch::rand({200, 2}) * 256;
-  const auto opts = crowdloss::DensityOptions().adaptive(true).stride(2);
+  const auto opts = crowdloss::PointsToDensityOptions().adaptive(true).stride(2);
   const auto cpu = crowdloss::points_to_density(pts, 128, 128, opts);
   const auto cuda = crowdloss::points_to_density(pts.cuda(), 128, 128, opts);
   DOCTEST_CHECK(cuda.device().is_cuda());
@@ -189,7 +189,7 @@ TEST_CASE("points_to_density: CUDA points give the same map on the GPU") {
 
 TEST_CASE("points_to_density: every bad input throws c10::Error naming the function and the value") {
   const auto ok = torch::tensor({{1.0, 2.0}});
-  using O = crowdloss::DensityOptions;
+  using O = crowdloss::PointsToDensityOptions;
   check_error([&] { crowdloss::points_to_density(torch::zeros({3, 3}), 8, 8); }, {"points_to_density", "[3, 3]"});
   check_error([&] { crowdloss::points_to_density(torch::zeros({4}), 8, 8); }, {"points_to_density", "[4]"});
   check_error(

@@ -66,7 +66,7 @@ void check_all() {
     return std::vector<at::Tensor>{
         crowdloss::poto_assign(logits.sigmoid(), boxes, points, gt_boxes, gt_classes),
         crowdloss::poto_aux_assign(logits.sigmoid(), boxes, points, gt_boxes, gt_classes,
-                                   crowdloss::AuxAssignOptions().level_sizes({40 * 48, 20 * 24, 10 * 12})),
+                                   crowdloss::POTOAuxAssignOptions().level_sizes({40 * 48, 20 * 24, 10 * 12})),
         crowdloss::lla_assign(logits, ltrb, points, gt_boxes, gt_classes),
         crowdloss::fcos_assign(points, gt_boxes,
                                crowdloss::FCOSAssignOptions()

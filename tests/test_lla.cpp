@@ -31,7 +31,7 @@ double focal(double x, double t, double alpha, double gamma) {
 }
 
 // LLA's cost and matching re-derived with scalar loops and sorting.
-std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAOptions& o) {
+std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAAssignOptions& o) {
   const int64_t A = im.points.size(0), G = im.gt_boxes.size(0), K = im.logits.size(1);
   const auto L = im.logits.accessor<double, 2>(), D = im.ltrb.accessor<double, 2>(),
              P = im.points.accessor<double, 2>();
@@ -77,7 +77,7 @@ TEST_CASE("lla_assign: focal + IoU + outside-penalty cost, top-k per gt, lowest 
   for (const uint64_t seed : {1, 2, 3}) {
     const auto im = random_image(8, 3, seed);
     for (const auto& opts :
-         {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(25).reg_cost(0.5).inside_eps(2.0)}) {
+         {crowdloss::LLAAssignOptions(), crowdloss::LLAAssignOptions().topk(25).reg_cost(0.5).inside_eps(2.0)}) {
       const auto assigned = crowdloss::lla_assign(im.logits, im.ltrb, im.points, im.gt_boxes, im.gt_classes, opts);
       const auto expected = lla_by_hand(im, opts);
       REQUIRE(assigned.numel() == static_cast<int64_t>(expected.size()));
@@ -102,7 +102,7 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   const Image twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}),
                     torch::cat({im.points, im.points}), torch::cat({im.gt_boxes, im.gt_boxes}),
                     torch::cat({im.gt_classes, im.gt_classes})};
-  const auto opts = crowdloss::LLAOptions().topk(4);
+  const auto opts = crowdloss::LLAAssignOptions().topk(4);
   const auto assigned =
       crowdloss::lla_assign(twice.logits, twice.ltrb, twice.points, twice.gt_boxes, twice.gt_classes, opts);
   const auto expected = lla_by_hand(twice, opts);
@@ -111,7 +111,7 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   // Every cost equal (no penalty, no IoU term, one logit): each gt's top k is anchors 0 … k − 1,
   // though the kernel visits the anchors inside its box first, and gt 0 takes them all.
   const Image flat{torch::zeros_like(im.logits), im.ltrb, im.points, im.gt_boxes, im.gt_classes};
-  const auto tie = crowdloss::LLAOptions().topk(4).outside_penalty(0.0).reg_cost(0.0);
+  const auto tie = crowdloss::LLAAssignOptions().topk(4).outside_penalty(0.0).reg_cost(0.0);
   const auto tied = crowdloss::lla_assign(flat.logits, flat.ltrb, flat.points, flat.gt_boxes, flat.gt_classes, tie);
   DOCTEST_CHECK(torch::equal(tied, torch::tensor(lla_by_hand(flat, tie))));
   DOCTEST_CHECK((tied.narrow(0, 0, 4) == 0).all().item<bool>());
@@ -131,9 +131,9 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
   for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
     // (topk 1: most gts fill their top k inside the box and skip the outside anchors; a negative
     // inside_eps makes the kernel visit every anchor.)
-    for (const auto& opts : {crowdloss::LLAOptions(), crowdloss::LLAOptions().topk(30).reg_cost(0.0),
-                             crowdloss::LLAOptions().outside_penalty(0.0).inside_eps(3.0),
-                             crowdloss::LLAOptions().topk(1), crowdloss::LLAOptions().inside_eps(-2.0)}) {
+    for (const auto& opts : {crowdloss::LLAAssignOptions(), crowdloss::LLAAssignOptions().topk(30).reg_cost(0.0),
+                             crowdloss::LLAAssignOptions().outside_penalty(0.0).inside_eps(3.0),
+                             crowdloss::LLAAssignOptions().topk(1), crowdloss::LLAAssignOptions().inside_eps(-2.0)}) {
       INFO(dtype << ", topk " << opts.topk() << ", reg_cost " << opts.reg_cost() << ", penalty "
                  << opts.outside_penalty() << ", inside_eps " << opts.inside_eps());
       const auto l = logits.to(dtype), d = ltrb.to(dtype), p = points.to(dtype), b = gt_boxes.to(dtype);
@@ -181,15 +181,15 @@ TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the v
   // No classes at all (only ignore gts would pass the class range check).
   check_error([&] { crowdloss::lla_assign(l.narrow(1, 0, 0), d, p, b, torch::full({3}, -1, torch::kLong)); },
               {"lla_assign", "at least one class", "[240, 0]"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().topk(0)); },
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAAssignOptions().topk(0)); },
               {"lla_assign", "topk", "0"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().reg_cost(-1)); },
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAAssignOptions().reg_cost(-1)); },
               {"lla_assign", "reg_cost", "-1"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().outside_penalty(-5)); },
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAAssignOptions().outside_penalty(-5)); },
               {"lla_assign", "outside_penalty", "-5"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_alpha(1.2)); },
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAAssignOptions().focal_alpha(1.2)); },
               {"lla_assign", "alpha", "1.2"});
-  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAOptions().focal_gamma(-2)); },
+  check_error([&] { crowdloss::lla_assign(l, d, p, b, c, crowdloss::LLAAssignOptions().focal_gamma(-2)); },
               {"lla_assign", "gamma", "-2"});
   // A gt box with a NaN or infinite coordinate is an error naming it, as in every assigner (it
   // used to take every anchor, however far).

@@ -21,14 +21,14 @@ TEST_CASE("sigmoid_focal_loss: hand-derived values and reductions") {
     DOCTEST_CHECK(loss[i].item<double>() ==
                   doctest::Approx(fl(x[i].item<double>(), t[i].item<double>(), 0.25, 2)).epsilon(1e-12));
   // γ = 0 and no α weighting is plain binary cross-entropy.
-  const auto bce = crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().gamma(0).alpha(std::nullopt));
+  const auto bce =
+      crowdloss::sigmoid_focal_loss(x, t, crowdloss::SigmoidFocalLossOptions().gamma(0).alpha(std::nullopt));
   DOCTEST_CHECK(torch::allclose(bce, torch::binary_cross_entropy_with_logits(x, t, {}, {}, at::Reduction::None)));
   DOCTEST_CHECK(
-      crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kSum)).item<double>() ==
+      crowdloss::sigmoid_focal_loss(x, t, crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum)).item<double>() ==
       doctest::Approx(loss.sum().item<double>()));
-  DOCTEST_CHECK(
-      crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().reduction(torch::kMean)).item<double>() ==
-      doctest::Approx(loss.mean().item<double>()));
+  DOCTEST_CHECK(crowdloss::sigmoid_focal_loss(x, t, crowdloss::SigmoidFocalLossOptions().reduction(torch::kMean))
+                    .item<double>() == doctest::Approx(loss.mean().item<double>()));
   torch::manual_seed(1);
   const auto targets = (torch::rand({6, 3}, torch::kFloat64) > 0.5).to(torch::kFloat64);
   DOCTEST_CHECK(crowdloss_test::gradcheck_max_error(
@@ -83,7 +83,8 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (
   const double num_fg = std::max<double>(1.0, fg.sum().item<double>());
   const auto onehot = fg.to(torch::kFloat).unsqueeze(1);
   const auto loss_cls =
-      crowdloss::sigmoid_focal_loss(logits, onehot, crowdloss::FocalLossOptions().reduction(torch::kSum)) / num_fg;
+      crowdloss::sigmoid_focal_loss(logits, onehot, crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum)) /
+      num_fg;
   const auto loss_reg =
       2.0 *
       crowdloss::iou_loss(deltas.index({fg}), gt_deltas.index({fg}),
@@ -98,7 +99,7 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (
 TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
   torch::manual_seed(4);
   const auto x = torch::randn({10, 3}), t = (torch::rand({10, 3}) > 0.5).to(torch::kFloat);
-  const auto fopts = crowdloss::FocalLossOptions().alpha(0.5).gamma(1.5).reduction(torch::kMean);
+  const auto fopts = crowdloss::SigmoidFocalLossOptions().alpha(0.5).gamma(1.5).reduction(torch::kMean);
   crowdloss::SigmoidFocalLoss focal(fopts);
   DOCTEST_CHECK(torch::equal(focal(x, t), crowdloss::sigmoid_focal_loss(x, t, fopts)));
   const auto a = torch::rand({10, 4}) + 1, b = torch::rand({10, 4}) + 1;
@@ -107,7 +108,7 @@ TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
   DOCTEST_CHECK(torch::equal(iou(a, b), crowdloss::iou_loss(a, b, iopts)));
   auto copy = std::dynamic_pointer_cast<crowdloss::IoULossImpl>(iou->clone());
   DOCTEST_CHECK(torch::equal(copy->forward(a, b), iou(a, b)));
-  check_error([] { crowdloss::SigmoidFocalLoss(crowdloss::FocalLossOptions().gamma(-1)); },
+  check_error([] { crowdloss::SigmoidFocalLoss(crowdloss::SigmoidFocalLossOptions().gamma(-1)); },
               {"SigmoidFocalLoss", "gamma", "-1"});
 }
 
@@ -129,9 +130,9 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: bad inputs throw c10::Error naming t
   check_error([&] { crowdloss::sigmoid_focal_loss(x, t.to(at::kDouble)); }, {"sigmoid_focal_loss", "Double"});
   check_error([&] { crowdloss::sigmoid_focal_loss(x.to(at::kLong), t.to(at::kLong)); }, {"sigmoid_focal_loss", "Long"});
   check_error([&] { crowdloss::sigmoid_focal_loss(x, t.to(at::kMeta)); }, {"sigmoid_focal_loss", "meta"});
-  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().alpha(1.5)); },
+  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::SigmoidFocalLossOptions().alpha(1.5)); },
               {"sigmoid_focal_loss", "alpha", "1.5"});
-  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::FocalLossOptions().gamma(-1)); },
+  check_error([&] { crowdloss::sigmoid_focal_loss(x, t, crowdloss::SigmoidFocalLossOptions().gamma(-1)); },
               {"sigmoid_focal_loss", "gamma", "-1"});
   const auto ltrb = torch::rand({5, 4});
   check_error([&] { crowdloss::iou_loss(ltrb, ltrb.narrow(0, 0, 3)); }, {"iou_loss", "[3, 4]"});

@@ -47,7 +47,7 @@ TEST_CASE("poto_assign: DeFCN's quality matrix and matches (CrowdHuman POTO conf
     const int64_t i = per_image.at("image").get<int64_t>();
     INFO("image " << i);
     const auto img = oracle_image(in, i);
-    const auto opts = crowdloss::POTOOptions().alpha(ref.at("alpha").get<double>());
+    const auto opts = crowdloss::POTOAssignOptions().alpha(ref.at("alpha").get<double>());
     const auto quality =
         crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
     const auto expected = tensor_from_json(per_image.at("lsap_input_quality_masked"));
@@ -68,7 +68,7 @@ TEST_CASE("poto_assign: DeFCN's quality matrix and matches (CrowdHuman POTO conf
 TEST_CASE("poto_assign: the argmax matcher, and a gt without anchors in its prior") {
   const auto oracle = crowdloss_test::load_json("assign.json");
   const auto img = oracle_image(oracle.at("inputs"), 0);
-  const auto opts = crowdloss::POTOOptions().matcher(crowdloss::kArgmax);
+  const auto opts = crowdloss::POTOAssignOptions().matcher(crowdloss::kArgmax);
   const auto quality = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes);
   const auto matched =
       crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
@@ -85,7 +85,7 @@ TEST_CASE("poto_quality: centre sampling restricts the prior per level") {
   const std::vector<double> strides{8, 16};
   const std::vector<int64_t> sizes{192, 48};
   const double radius = 1.5;
-  const auto opts = crowdloss::POTOOptions().center_sampling_radius(radius).strides(strides).level_sizes(sizes);
+  const auto opts = crowdloss::POTOAssignOptions().center_sampling_radius(radius).strides(strides).level_sizes(sizes);
   const auto quality =
       crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
   const auto plain = crowdloss::poto_quality(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes);
@@ -161,7 +161,7 @@ TEST_CASE("poto_assign: its matching without the quality matrix is linear_sum_as
       img.cls_prob = (img.cls_prob * 4).round() / 4;
       img.pred_boxes = img.pred_boxes[0].expand_as(img.pred_boxes).contiguous();
     }
-    auto opts = crowdloss::POTOOptions();
+    auto opts = crowdloss::POTOAssignOptions();
     if (seed % 3 == 2) opts.center_sampling_radius(2.5).strides({8, 16}).level_sizes({192, 48});
     if (seed % 5 == 4) {  // float64 inputs
       img.cls_prob = img.cls_prob.to(at::kDouble);
@@ -201,7 +201,7 @@ TEST_CASE("poto_aux_assign: top-k per level, mean + std threshold, inside the bo
   const std::vector<int64_t> sizes{192, 48};
   const int64_t topk = 9;
   const double alpha = 0.8;
-  const auto opts = crowdloss::AuxAssignOptions().alpha(alpha).topk(topk).level_sizes(sizes);
+  const auto opts = crowdloss::POTOAuxAssignOptions().alpha(alpha).topk(topk).level_sizes(sizes);
   const auto assigned =
       crowdloss::poto_aux_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes, opts);
   REQUIRE(assigned.sizes() == at::IntArrayRef({240}));
@@ -252,7 +252,7 @@ TEST_CASE("poto_aux_assign: top-k per level, mean + std threshold, inside the bo
 TEST_CASE("poto_assign and poto_aux_assign: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("POTO CPU/CUDA parity")) return;
   const auto img = random_image(10, 3, 6);
-  const auto aux = crowdloss::AuxAssignOptions().level_sizes({192, 48});
+  const auto aux = crowdloss::POTOAuxAssignOptions().level_sizes({192, 48});
   const auto cpu = crowdloss::poto_assign(img.cls_prob, img.pred_boxes, img.points, img.gt_boxes, img.gt_classes);
   const auto cuda = crowdloss::poto_assign(img.cls_prob.cuda(), img.pred_boxes.cuda(), img.points.cuda(),
                                            img.gt_boxes.cuda(), img.gt_classes.cuda());
@@ -283,38 +283,41 @@ TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Err
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc - 1 - gc); }, {"poto_assign", "-1"});
   check_error([&] { crowdloss::poto_assign(p.to(at::kInt), b, pts, gb, gc); }, {"poto_assign", "cls_prob", "Int"});
   check_error([&] { crowdloss::poto_assign(p, b, pts, gb.to(at::kMeta), gc); }, {"poto_assign", "gt_boxes", "meta"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(1.5)); },
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOAssignOptions().alpha(1.5)); },
               {"poto_assign", "alpha", "1.5"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().alpha(-0.1)); },
+  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOAssignOptions().alpha(-0.1)); },
               {"poto_assign", "alpha", "-0.1"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(-1)); },
-              {"poto_assign", "radius", "-1"});
-  check_error([&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOOptions().center_sampling_radius(1.5)); },
-              {"poto_assign", "level_sizes"});
+  check_error(
+      [&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOAssignOptions().center_sampling_radius(-1)); },
+      {"poto_assign", "radius", "-1"});
+  check_error(
+      [&] { crowdloss::poto_assign(p, b, pts, gb, gc, crowdloss::POTOAssignOptions().center_sampling_radius(1.5)); },
+      {"poto_assign", "level_sizes"});
   check_error(
       [&] {
         crowdloss::poto_assign(
             p, b, pts, gb, gc,
-            crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 48}).strides({8}));
+            crowdloss::POTOAssignOptions().center_sampling_radius(1.5).level_sizes({192, 48}).strides({8}));
       },
       {"poto_assign", "1 strides for 2 levels"});
   check_error(
       [&] {
         crowdloss::poto_assign(
             p, b, pts, gb, gc,
-            crowdloss::POTOOptions().center_sampling_radius(1.5).level_sizes({192, 40}).strides({8, 16}));
+            crowdloss::POTOAssignOptions().center_sampling_radius(1.5).level_sizes({192, 40}).strides({8, 16}));
       },
       {"poto_assign", "232", "240"});
   check_error([&] { crowdloss::poto_quality(p, b, pts, gb, gc + 5); }, {"poto_quality", "[0, 3)"});
-  const auto aux = crowdloss::AuxAssignOptions().level_sizes({192, 48});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions()); },
+  const auto aux = crowdloss::POTOAuxAssignOptions().level_sizes({192, 48});
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::POTOAuxAssignOptions()); },
               {"poto_aux_assign", "level_sizes"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).topk(0)); },
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::POTOAuxAssignOptions(aux).topk(0)); },
               {"poto_aux_assign", "topk", "0"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions(aux).alpha(2)); },
+  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::POTOAuxAssignOptions(aux).alpha(2)); },
               {"poto_aux_assign", "alpha", "2"});
-  check_error([&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::AuxAssignOptions().level_sizes({100})); },
-              {"poto_aux_assign", "100", "240"});
+  check_error(
+      [&] { crowdloss::poto_aux_assign(p, b, pts, gb, gc, crowdloss::POTOAuxAssignOptions().level_sizes({100})); },
+      {"poto_aux_assign", "100", "240"});
   // A gt box with a NaN or infinite coordinate: an error naming the function the user called
   // (it used to surface as linear_sum_assignment's) and the gt.
   auto nan_box = gb.clone();
@@ -322,7 +325,9 @@ TEST_CASE("poto_assign, poto_quality, poto_aux_assign: bad inputs throw c10::Err
   check_error([&] { crowdloss::poto_assign(p, b, pts, nan_box, gc); },
               {"poto_assign", "gt_boxes[2] is not finite", "nan"});
   check_error(
-      [&] { crowdloss::poto_assign(p, b, pts, nan_box, gc, crowdloss::POTOOptions().matcher(crowdloss::kArgmax)); },
+      [&] {
+        crowdloss::poto_assign(p, b, pts, nan_box, gc, crowdloss::POTOAssignOptions().matcher(crowdloss::kArgmax));
+      },
       {"poto_assign", "gt_boxes[2]"});
   check_error([&] { crowdloss::poto_quality(p, b, pts, nan_box, gc); }, {"poto_quality", "gt_boxes[2]"});
   check_error([&] { crowdloss::poto_aux_assign(p, b, pts, nan_box, gc, aux); }, {"poto_aux_assign", "gt_boxes[2]"});

@@ -142,7 +142,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
   std::vector<int64_t> level_sizes;
   for (const auto& hw : out.level_hw) level_sizes.push_back(hw[0] * hw[1]);
   const auto device = out.cls_logits.device();
-  const auto focal = crowdloss::FocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
+  const auto focal = crowdloss::SigmoidFocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
   const auto giou = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum);
   auto cls_sum = torch::zeros({}, out.cls_logits.options().dtype(torch::kFloat)), reg_sum = cls_sum, aux_sum = cls_sum,
        iou_sum = cls_sum;
@@ -178,7 +178,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
         const auto prob =
             mode == "poto" ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
         const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
-                                                    crowdloss::POTOOptions()
+                                                    crowdloss::POTOAssignOptions()
                                                         .alpha(0.8)
                                                         .center_sampling_radius(1.5)
                                                         .strides(out.strides)
@@ -188,7 +188,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
         assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
         if (mode == "poto-3dmf-aux")
           aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
-                                                    crowdloss::AuxAssignOptions().topk(9).level_sizes(level_sizes));
+                                                    crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
       }
     }
     assign_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -144,8 +144,8 @@ struct LoaderOptions {
   bool shuffle = false;
   int64_t workers = 2;
   uint64_t seed = 0;
-  crowdloss::DensityOptions density;  // its stride is set to `stride`
-  BadSamples* bad = nullptr;          // an image that cannot be read: stop (null) or as `bad` says
+  crowdloss::PointsToDensityOptions density;  // its stride is set to `stride`
+  BadSamples* bad = nullptr;                  // an image that cannot be read: stop (null) or as `bad` says
 };
 
 struct Batch {

@@ -117,7 +117,7 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
     const auto image = ex::load_image(test_set[i].image);
     const int64_t H = image.size(0), W = image.size(1);
     const auto truth =
-        crowdloss::points_to_density(test_set[i].points, H, W, crowdloss::DensityOptions().adaptive(true));
+        crowdloss::points_to_density(test_set[i].points, H, W, crowdloss::PointsToDensityOptions().adaptive(true));
     const double scale = ex::overlay_scale(truth, H, W);
     std::vector<at::Tensor> panels = {image, ex::density_overlay(image, truth, scale)};
     torch::NoGradGuard no_grad;

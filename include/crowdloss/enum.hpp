@@ -23,10 +23,10 @@ struct kGIoU {};
 }  // namespace enumtype
 
 /// POTO matcher (default): one-to-one by `linear_sum_assignment` (maximize), e.g.
-/// `POTOOptions().matcher(crowdloss::kHungarian)`.
+/// `POTOAssignOptions().matcher(crowdloss::kHungarian)`.
 inline constexpr enumtype::kHungarian kHungarian{};
 /// POTO matcher: each gt takes its best anchor independently (not one-to-one), e.g.
-/// `POTOOptions().matcher(crowdloss::kArgmax)`.
+/// `POTOAssignOptions().matcher(crowdloss::kArgmax)`.
 inline constexpr enumtype::kArgmax kArgmax{};
 /// IoU loss type (default): −log(IoU), e.g. `IoULossOptions().loss_type(crowdloss::kIoU)`.
 inline constexpr enumtype::kIoU kIoU{};
@@ -35,7 +35,7 @@ inline constexpr enumtype::kLinearIoU kLinearIoU{};
 /// IoU loss type: 1 − GIoU, e.g. `IoULossOptions().loss_type(crowdloss::kGIoU)`.
 inline constexpr enumtype::kGIoU kGIoU{};
 
-/// `crowdloss::kHungarian` or `crowdloss::kArgmax` (`POTOOptions::matcher`).
+/// `crowdloss::kHungarian` or `crowdloss::kArgmax` (`POTOAssignOptions::matcher`).
 using POTOMatcher = std::variant<enumtype::kHungarian, enumtype::kArgmax>;
 
 /// `crowdloss::kIoU`, `crowdloss::kLinearIoU` or `crowdloss::kGIoU` (`IoULossOptions::loss_type`).

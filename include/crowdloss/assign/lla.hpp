@@ -19,8 +19,8 @@ namespace crowdloss {
 /// Options for `crowdloss::lla_assign`.
 ///
 /// Example:
-///   auto opts = crowdloss::LLAOptions().topk(10).reg_cost(1.5);
-struct LLAOptions {
+///   auto opts = crowdloss::LLAAssignOptions().topk(10).reg_cost(1.5);
+struct LLAAssignOptions {
   /// Anchors each gt takes (capped at the anchor count), ≥ 1.
   TORCH_ARG(int64_t, topk) = 10;
   /// Weight (≥ 0) of the −log IoU term of the cost.
@@ -35,10 +35,13 @@ struct LLAOptions {
   TORCH_ARG(double, focal_gamma) = 2.0;
 };
 
+/// Deprecated: the name of `LLAAssignOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
+using LLAOptions [[deprecated("crowdloss: use LLAAssignOptions")]] = LLAAssignOptions;
+
 namespace detail {
 
 /// The values of `options` as the LLA paths take them.
-inline LLACost lla_cost(const LLAOptions& o) {
+inline LLACost lla_cost(const LLAAssignOptions& o) {
   return {o.topk(), o.reg_cost(), o.outside_penalty(), o.inside_eps(), o.focal_alpha(), o.focal_gamma()};
 }
 
@@ -91,7 +94,7 @@ inline at::Tensor lla_assign_dispatch(const at::Tensor& cls_logits, const at::Te
 ///   auto foreground = assigned >= 0;
 inline at::Tensor lla_assign(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
                              const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                             const LLAOptions& options = {}) {
+                             const LLAAssignOptions& options = {}) {
   constexpr const char* fn = "lla_assign";
   at::NoGradGuard no_grad;
   detail::check_detection_inputs(fn, cls_logits, "cls_logits", box_ltrb, "box_ltrb", points, gt_boxes, gt_classes, -1);

@@ -27,9 +27,9 @@ namespace crowdloss {
 /// Options for `crowdloss::poto_assign` and `crowdloss::poto_quality`.
 ///
 /// Example:
-///   auto opts = crowdloss::POTOOptions().center_sampling_radius(1.5).strides({8, 16, 32, 64, 128})
+///   auto opts = crowdloss::POTOAssignOptions().center_sampling_radius(1.5).strides({8, 16, 32, 64, 128})
 ///                   .level_sizes({10000, 2500, 625, 169, 49});
-struct POTOOptions {
+struct POTOAssignOptions {
   /// α in quality = prob^(1−α)·IoU^α, in [0, 1].
   TORCH_ARG(double, alpha) = 0.8;
   /// 0: the anchor point must lie strictly inside the gt box. r > 0: strictly inside the box ∩
@@ -43,8 +43,11 @@ struct POTOOptions {
   TORCH_ARG(POTOMatcher, matcher) = kHungarian;
 };
 
+/// Deprecated: the name of `POTOAssignOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
+using POTOOptions [[deprecated("crowdloss: use POTOAssignOptions")]] = POTOAssignOptions;
+
 /// Options for `crowdloss::poto_aux_assign`.
-struct AuxAssignOptions {
+struct POTOAuxAssignOptions {
   /// α of the quality, as in POTO, in [0, 1].
   TORCH_ARG(double, alpha) = 0.8;
   /// Candidates per gt and level (capped at the level's size), ≥ 1.
@@ -52,6 +55,9 @@ struct AuxAssignOptions {
   /// Anchors per level, in the order of the anchors (required).
   TORCH_ARG(std::vector<int64_t>, level_sizes) = {};
 };
+
+/// Deprecated: the name of `POTOAuxAssignOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
+using AuxAssignOptions [[deprecated("crowdloss: use POTOAuxAssignOptions")]] = POTOAuxAssignOptions;
 
 namespace detail {
 
@@ -65,7 +71,7 @@ inline at::Tensor raw_quality(const at::Tensor& cls_prob, const at::Tensor& pred
 /// errors.
 inline POTOPairs poto_pairs(const char* fn, const at::Tensor& cls_prob, const at::Tensor& pred_boxes,
                             const at::Tensor& points, const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                            const POTOOptions& options) {
+                            const POTOAssignOptions& options) {
   check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);
   check_alpha(fn, options.alpha());
   // The quality is computed only inside the prior (the pairs are few), from the pairs'
@@ -81,7 +87,7 @@ inline POTOPairs poto_pairs(const char* fn, const at::Tensor& cls_prob, const at
 }  // namespace detail
 
 /// POTO's masked quality matrix (G×A): quality[g, a] = cls_prob[a, class_g]^(1−α) ·
-/// IoU(gt_g, pred_a)^α inside the spatial prior of gt g (see `POTOOptions`), −1 outside it. This
+/// IoU(gt_g, pred_a)^α inside the spatial prior of gt g (see `POTOAssignOptions`), −1 outside it. This
 /// is the matrix `poto_assign` matches on; it is exposed for inspection and logging.
 ///
 /// Shapes, devices and errors as for `poto_assign`.
@@ -90,7 +96,7 @@ inline POTOPairs poto_pairs(const char* fn, const at::Tensor& cls_prob, const at
 ///   auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
 inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                                const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                               const POTOOptions& options = {}) {
+                               const POTOAssignOptions& options = {}) {
   const auto pairs = detail::poto_pairs("poto_quality", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
   return detail::quality_matrix(pairs, gt_boxes.size(0), cls_prob.size(0));
 }
@@ -121,7 +127,7 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 ///   auto matched = crowdloss::poto_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes, gt_classes);
 inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                              const POTOOptions& options = {}) {
+                              const POTOAssignOptions& options = {}) {
   at::NoGradGuard no_grad;
   const auto pairs = detail::poto_pairs("poto_assign", cls_prob, pred_boxes, points, gt_boxes, gt_classes, options);
   const int64_t G = gt_boxes.size(0), A = cls_prob.size(0);
@@ -160,12 +166,12 @@ inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred
 /// not add up to A.
 ///
 /// Example:
-///   auto opts = crowdloss::AuxAssignOptions().level_sizes({10000, 2500, 625, 169, 49});
+///   auto opts = crowdloss::POTOAuxAssignOptions().level_sizes({10000, 2500, 625, 169, 49});
 ///   auto gt_of_anchor = crowdloss::poto_aux_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes,
 ///                                                  gt_classes, opts);
 inline at::Tensor poto_aux_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                                   const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
-                                  const AuxAssignOptions& options) {
+                                  const POTOAuxAssignOptions& options) {
   constexpr const char* fn = "poto_aux_assign";
   at::NoGradGuard no_grad;
   detail::check_detection_inputs(fn, cls_prob, "cls_prob", pred_boxes, "pred_boxes", points, gt_boxes, gt_classes, 0);

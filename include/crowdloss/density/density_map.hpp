@@ -23,8 +23,8 @@ namespace crowdloss {
 /// Options for `crowdloss::points_to_density`.
 ///
 /// Example:
-///   auto opts = crowdloss::DensityOptions().stride(8).adaptive(true);
-struct DensityOptions {
+///   auto opts = crowdloss::PointsToDensityOptions().stride(8).adaptive(true);
+struct PointsToDensityOptions {
   /// Input-image pixels per output pixel (> 0): a point at (x, y) lands in output pixel
   /// (min(⌊y/stride⌋, height − 1), min(⌊x/stride⌋, width − 1)).
   TORCH_ARG(double, stride) = 1.0;
@@ -41,6 +41,9 @@ struct DensityOptions {
   /// part of a kernel that falls outside the map is lost (as SciPy's constant-mode filtering does).
   TORCH_ARG(bool, preserve_count) = true;
 };
+
+/// Deprecated: the name of `PointsToDensityOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
+using DensityOptions [[deprecated("crowdloss: use PointsToDensityOptions")]] = PointsToDensityOptions;
 
 /// A height×width density map from N points.
 ///
@@ -65,10 +68,10 @@ struct DensityOptions {
 ///
 /// Example:
 ///   auto pts = torch::tensor({{10.0, 20.0}, {30.5, 4.0}});            // (x, y) per head
-///   auto raw = crowdloss::points_to_density(pts, 64, 64, crowdloss::DensityOptions().stride(8));
-///   auto smooth = crowdloss::points_to_density(pts, 512, 512, crowdloss::DensityOptions().adaptive(true));
+///   auto raw = crowdloss::points_to_density(pts, 64, 64, crowdloss::PointsToDensityOptions().stride(8));
+///   auto smooth = crowdloss::points_to_density(pts, 512, 512, crowdloss::PointsToDensityOptions().adaptive(true));
 inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height, int64_t width,
-                                    const DensityOptions& options = {}) {
+                                    const PointsToDensityOptions& options = {}) {
   constexpr const char* fn = "points_to_density";
   TORCH_CHECK(points_xy.defined() && points_xy.dim() == 2 && points_xy.size(1) == 2, fn,
               ": expected points_xy of shape (N, 2), got ",

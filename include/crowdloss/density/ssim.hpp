@@ -48,6 +48,9 @@ struct SSIMOptions {
   TORCH_ARG(Reduction, reduction) = torch::kMean;
 };
 
+/// The options of the `SSIMLoss` module: those of `crowdloss::ssim`, which it computes 1 − of.
+using SSIMLossOptions = SSIMOptions;
+
 namespace detail {
 
 inline void check_ssim_options(const char* fn, const SSIMOptions& o) {

@@ -17,7 +17,7 @@
 namespace crowdloss {
 namespace detail {
 
-/// LLA's cost parameters: the values of `LLAOptions`, as the ATen path and the CPU kernel take them.
+/// LLA's cost parameters: the values of `LLAAssignOptions`, as the ATen path and the CPU kernel take them.
 struct LLACost {
   int64_t topk;
   double reg_cost, outside_penalty, inside_eps, focal_alpha, focal_gamma;

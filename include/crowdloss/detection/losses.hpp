@@ -22,8 +22,8 @@ namespace crowdloss {
 /// Options for `crowdloss::sigmoid_focal_loss`.
 ///
 /// Example:
-///   auto opts = crowdloss::FocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
-struct FocalLossOptions {
+///   auto opts = crowdloss::SigmoidFocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
+struct SigmoidFocalLossOptions {
   /// Weight α ∈ [0, 1] of the positives (1 − α for the negatives); `std::nullopt` disables the
   /// weighting (fvcore's alpha = −1).
   TORCH_ARG(std::optional<double>, alpha) = 0.25;
@@ -32,6 +32,9 @@ struct FocalLossOptions {
   /// `torch::kNone` (default, elementwise, as fvcore/torchvision), `torch::kMean` or `torch::kSum`.
   TORCH_ARG(Reduction, reduction) = torch::kNone;
 };
+
+/// Deprecated: the name of `SigmoidFocalLossOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
+using FocalLossOptions [[deprecated("crowdloss: use SigmoidFocalLossOptions")]] = SigmoidFocalLossOptions;
 
 /// Options for `crowdloss::iou_loss`.
 ///
@@ -58,10 +61,10 @@ struct IoULossOptions {
 /// [0, 1] or gamma < 0.
 ///
 /// Example:
-///   auto loss = crowdloss::sigmoid_focal_loss(cls_logits, onehot, crowdloss::FocalLossOptions().reduction(torch::kSum))
+///   auto loss = crowdloss::sigmoid_focal_loss(cls_logits, onehot, crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum))
 ///               / std::max<int64_t>(1, num_foreground);
 inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor& targets,
-                                     const FocalLossOptions& options = {}) {
+                                     const SigmoidFocalLossOptions& options = {}) {
   detail::check_pair("sigmoid_focal_loss", logits, "logits", targets, "targets");
   detail::check_focal_options("sigmoid_focal_loss", options.alpha(), options.gamma());
   return detail::reduce(detail::focal_elementwise(logits, targets, options.alpha(), options.gamma()),

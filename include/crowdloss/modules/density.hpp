@@ -41,12 +41,12 @@ TORCH_MODULE(PMLLoss);
 /// B×C with kNone).
 ///
 /// Example:
-///   crowdloss::SSIMLoss criterion(crowdloss::SSIMOptions().padding(crowdloss::kSame));
+///   crowdloss::SSIMLoss criterion(crowdloss::SSIMLossOptions().padding(crowdloss::kSame));
 ///   auto loss = criterion(pred, target);
 struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `SSIMLoss` for an even or non-positive
   /// window_size, sigma ≤ 0, k1 or k2 < 0, or data_range ≤ 0.
-  explicit SSIMLossImpl(SSIMOptions options_ = {}) : options(std::move(options_)) {
+  explicit SSIMLossImpl(SSIMLossOptions options_ = {}) : options(std::move(options_)) {
     detail::check_ssim_options("SSIMLoss", options);
   }
   /// Does nothing: the module has no parameters or buffers to (re)initialise.
@@ -57,10 +57,10 @@ struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return 1 - ssim(pred, target, options); }
   /// The options passed to `crowdloss::ssim` on every call. They may be changed between calls; the
   /// function validates them each time.
-  SSIMOptions options;
+  SSIMLossOptions options;
 };
 /// `SSIMLoss`, the module to use: a holder (shared pointer) of `SSIMLossImpl`, like torch's own
-/// `torch::nn::Xxx`. Construct it from `SSIMOptions` (or with none, for the defaults), call it like
+/// `torch::nn::Xxx`. Construct it from `SSIMLossOptions` (or with none, for the defaults), call it like
 /// a function, register it in a model with `register_module`.
 TORCH_MODULE(SSIMLoss);
 

@@ -13,12 +13,12 @@ namespace crowdloss {
 /// Module form of `crowdloss::sigmoid_focal_loss`.
 ///
 /// Example:
-///   crowdloss::SigmoidFocalLoss criterion(crowdloss::FocalLossOptions().reduction(torch::kSum));
+///   crowdloss::SigmoidFocalLoss criterion(crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum));
 ///   auto loss = criterion(cls_logits, onehot_targets);
 struct SigmoidFocalLossImpl : torch::nn::Cloneable<SigmoidFocalLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `SigmoidFocalLoss` for alpha outside [0, 1] or
   /// gamma < 0.
-  explicit SigmoidFocalLossImpl(FocalLossOptions options_ = {}) : options(std::move(options_)) {
+  explicit SigmoidFocalLossImpl(SigmoidFocalLossOptions options_ = {}) : options(std::move(options_)) {
     detail::check_focal_options("SigmoidFocalLoss", options.alpha(), options.gamma());
   }
   /// Does nothing: the module has no parameters or buffers to (re)initialise.
@@ -31,10 +31,10 @@ struct SigmoidFocalLossImpl : torch::nn::Cloneable<SigmoidFocalLossImpl> {
   }
   /// The options passed to `crowdloss::sigmoid_focal_loss` on every call. They may be changed
   /// between calls; the function validates them each time.
-  FocalLossOptions options;
+  SigmoidFocalLossOptions options;
 };
 /// `SigmoidFocalLoss`, the module to use: a holder (shared pointer) of `SigmoidFocalLossImpl`, like
-/// torch's own `torch::nn::Xxx`. Construct it from `FocalLossOptions` (or with none, for the
+/// torch's own `torch::nn::Xxx`. Construct it from `SigmoidFocalLossOptions` (or with none, for the
 /// defaults), call it like a function, register it in a model with `register_module`.
 TORCH_MODULE(SigmoidFocalLoss);
 
