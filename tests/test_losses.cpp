@@ -4,6 +4,8 @@
 #include <crowdloss/crowdloss.hpp>
 
 #include <cmath>
+#include <optional>
+#include <sstream>
 
 using crowdloss_test::check_error;
 using crowdloss_test::tensor_from_json;
@@ -94,6 +96,17 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (
                 doctest::Approx(ref.at("losses").at("loss_cls").get<double>()).epsilon(1e-5));
   DOCTEST_CHECK(loss_reg.item<double>() ==
                 doctest::Approx(ref.at("losses").at("loss_box_reg").get<double>()).epsilon(1e-5));
+}
+
+TEST_CASE("SigmoidFocalLoss and IoULoss print every option, as LibTorch's modules do") {
+  std::ostringstream focal, unweighted, iou;
+  focal << *crowdloss::SigmoidFocalLoss();
+  DOCTEST_CHECK(focal.str() == "crowdloss::SigmoidFocalLoss(alpha=0.25, gamma=2, reduction=kNone)");
+  unweighted << *crowdloss::SigmoidFocalLoss(
+      crowdloss::SigmoidFocalLossOptions().alpha(std::nullopt).gamma(0.5).reduction(torch::kMean));
+  DOCTEST_CHECK(unweighted.str() == "crowdloss::SigmoidFocalLoss(alpha=None, gamma=0.5, reduction=kMean)");
+  iou << *crowdloss::IoULoss(crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
+  DOCTEST_CHECK(iou.str() == "crowdloss::IoULoss(loss_type=kGIoU, reduction=kSum)");
 }
 
 TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {

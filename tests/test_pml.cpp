@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <type_traits>
 
 using crowdloss_test::check_error;
@@ -284,6 +285,14 @@ TEST_CASE("pml_loss: finite for every finite input, at float32's extremes") {
   auto inf = torch::rand({1, 1, 32, 32});
   inf[0][0][1][1] = std::numeric_limits<float>::infinity();
   DOCTEST_CHECK(!std::isfinite(crowdloss::pml_loss(inf, torch::zeros_like(inf)).item<double>()));
+}
+
+TEST_CASE("PMLLoss prints every option, as LibTorch's modules do") {
+  std::ostringstream os;
+  os << *crowdloss::PMLLoss(crowdloss::PMLLossOptions().grids({1, 2, 4}).pixel_mse_weight(0.5).reference_order(true));
+  DOCTEST_CHECK(
+      os.str() ==
+      "crowdloss::PMLLoss(grids=[1, 2, 4], pixel_mse_weight=0.5, pad_to_multiple=false, reference_order=true)");
 }
 
 TEST_CASE("PMLLoss module equals the functional form") {

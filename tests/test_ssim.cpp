@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <type_traits>
 
 using crowdloss_test::check_error;
@@ -216,6 +217,19 @@ TEST_CASE("ssim, ssim_map and sanet_loss: finite wherever the exact value is, at
     check_error([&] { crowdloss::sanet_loss(huge, huge); }, {"sanet_loss: x and y overflow float64"});
     check_error([&] { crowdloss::ssim_map(huge, huge); }, {"ssim_map: x and y overflow float64"});
   });
+}
+
+TEST_CASE("SSIMLoss and SANetLoss print every option, as LibTorch's modules do") {
+  std::ostringstream ssim, sanet;
+  ssim << *crowdloss::SSIMLoss(crowdloss::SSIMLossOptions().window_size(7).padding(crowdloss::kSame));
+  DOCTEST_CHECK(ssim.str() ==
+                "crowdloss::SSIMLoss(window_size=7, sigma=1.5, k1=0.01, k2=0.03, data_range=1, padding=kSame, "
+                "reduction=kMean)");
+  sanet << *crowdloss::SANetLoss(
+      crowdloss::SANetLossOptions().alpha(0.25).ssim(crowdloss::SSIMOptions().data_range(255)).reduction(torch::kSum));
+  DOCTEST_CHECK(sanet.str() ==
+                "crowdloss::SANetLoss(alpha=0.25, window_size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=255, "
+                "padding=kValid, reduction=kSum)");
 }
 
 TEST_CASE("SSIMLoss and SANetLoss modules equal the functional forms") {

@@ -9,7 +9,20 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <ostream>
+
 namespace crowdloss {
+
+namespace detail {
+
+/// Writes the SSIM options as `window_size=11, sigma=1.5, …, padding=kValid` (no reduction).
+inline void print_ssim_options(std::ostream& stream, const SSIMOptions& o) {
+  stream << "window_size=" << o.window_size() << ", sigma=" << o.sigma() << ", k1=" << o.k1() << ", k2=" << o.k2()
+         << ", data_range=" << o.data_range()
+         << ", padding=" << (std::holds_alternative<torch::enumtype::kSame>(o.padding()) ? "kSame" : "kValid");
+}
+
+}  // namespace detail
 
 /// Module form of `crowdloss::pml_loss`.
 ///
@@ -28,6 +41,13 @@ struct PMLLossImpl : torch::nn::Cloneable<PMLLossImpl> {
   /// `crowdloss::pml_loss(pred, target, options)`: a 0-dim tensor in pred's dtype. pred, target:
   /// B×C×H×W floating tensors of one shape, dtype and device; errors as for `pml_loss`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return pml_loss(pred, target, options); }
+  /// Writes `crowdloss::PMLLoss(grids=[1, 2, 4, 8, 16, 32], pixel_mse_weight=0, …)`: every option.
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::PMLLoss(grids=" << at::IntArrayRef(options.grids())
+           << ", pixel_mse_weight=" << options.pixel_mse_weight() << std::boolalpha
+           << ", pad_to_multiple=" << options.pad_to_multiple() << ", reference_order=" << options.reference_order()
+           << std::noboolalpha << ")";
+  }
   /// The options passed to `crowdloss::pml_loss` on every call. They may be changed between
   /// calls; the function validates them each time.
   PMLLossOptions options;
@@ -55,6 +75,12 @@ struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
   /// pred's dtype. pred, target: B×C×H×W floating tensors of one shape, dtype and device; errors
   /// as for `ssim`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return 1 - ssim(pred, target, options); }
+  /// Writes `crowdloss::SSIMLoss(window_size=11, sigma=1.5, …, reduction=kMean)`: every option.
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::SSIMLoss(";
+    detail::print_ssim_options(stream, options);
+    stream << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
+  }
   /// The options passed to `crowdloss::ssim` on every call. They may be changed between calls; the
   /// function validates them each time.
   SSIMLossOptions options;
@@ -81,6 +107,13 @@ struct SANetLossImpl : torch::nn::Cloneable<SANetLossImpl> {
   /// (kNone), in pred's dtype. pred, target: B×C×H×W floating tensors of one shape, dtype and
   /// device; errors as for `sanet_loss`.
   at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return sanet_loss(pred, target, options); }
+  /// Writes `crowdloss::SANetLoss(alpha=0.001, window_size=11, …, reduction=kMean)`: every option
+  /// that is used (the SSIM options' reduction is not).
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::SANetLoss(alpha=" << options.alpha() << ", ";
+    detail::print_ssim_options(stream, options.ssim());
+    stream << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
+  }
   /// The options passed to `crowdloss::sanet_loss` on every call. They may be changed between
   /// calls; the function validates them each time.
   SANetLossOptions options;

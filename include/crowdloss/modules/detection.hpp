@@ -8,6 +8,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <ostream>
+
 namespace crowdloss {
 
 /// Module form of `crowdloss::sigmoid_focal_loss`.
@@ -28,6 +30,16 @@ struct SigmoidFocalLossImpl : torch::nn::Cloneable<SigmoidFocalLossImpl> {
   /// device; errors as for `sigmoid_focal_loss`.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& targets) {
     return sigmoid_focal_loss(logits, targets, options);
+  }
+  /// Writes `crowdloss::SigmoidFocalLoss(alpha=0.25, gamma=2, reduction=kNone)` (alpha=None
+  /// without the weighting).
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::SigmoidFocalLoss(alpha=";
+    if (options.alpha())
+      stream << *options.alpha();
+    else
+      stream << "None";
+    stream << ", gamma=" << options.gamma() << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
   }
   /// The options passed to `crowdloss::sigmoid_focal_loss` on every call. They may be changed
   /// between calls; the function validates them each time.
@@ -53,6 +65,12 @@ struct IoULossImpl : torch::nn::Cloneable<IoULossImpl> {
   /// 0-dim tensor (kMean, kSum). Errors as for `iou_loss`.
   at::Tensor forward(const at::Tensor& pred_ltrb, const at::Tensor& target_ltrb) {
     return iou_loss(pred_ltrb, target_ltrb, options);
+  }
+  /// Writes `crowdloss::IoULoss(loss_type=kIoU, reduction=kNone)`.
+  void pretty_print(std::ostream& stream) const override {
+    static constexpr const char* types[] = {"kIoU", "kLinearIoU", "kGIoU"};
+    stream << "crowdloss::IoULoss(loss_type=" << types[options.loss_type().index()]
+           << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
   }
   /// The options passed to `crowdloss::iou_loss` on every call; they may be changed between
   /// calls.
