@@ -22,6 +22,42 @@ foreach(_doc IN LISTS _doc_files)
     message(FATAL_ERROR "extracting code snippets from ${_doc} failed")
   endif()
 endforeach()
+# The `Example:` blocks of the headers' doc comments (the `///` lines indented by three or more
+# spaces after a line ending in "Example:", which docs/doxygen-filter.awk renders as code) are
+# compiled too: each becomes a block in a function of header_examples.cpp, with #line pointing
+# at the header. The function declares the inputs examples use without defining them (pred,
+# target, boxes, scores, gt_boxes, …: see tests/header_examples_prelude.hpp); an example may
+# declare its own, which then shadow those.
+set(_header_id 0)
+file(GLOB_RECURSE _headers CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/include/crowdloss/*.hpp")
+list(SORT _headers)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_headers})
+set(_examples "${_snippet_dir}/header_examples.cpp")
+file(WRITE "${_examples}" "#include \"${CMAKE_CURRENT_SOURCE_DIR}/header_examples_prelude.hpp\"\n")
+foreach(_header IN LISTS _headers)
+  execute_process(
+    COMMAND awk -v src=${_header} -v id=${_header_id} [=[
+      function close_block() { if (inside) print "  }\n}"; inside = 0 }
+      {
+        is_comment = match($0, /^[ \t]*\/\/\//)
+        text = is_comment ? substr($0, RSTART + RLENGTH) : ""
+        if (inside && !(is_comment && text ~ /^   +[^ ]/)) close_block()
+        if (!inside && is_comment && text ~ /^   +[^ ]/ && prev_example) {
+          n++; inside = 1
+          printf("void example_%d_%d() {\n  CROWDLOSS_EXAMPLE_INPUTS\n  {\n", id, n)
+        }
+        if (inside) { printf("#line %d \"%s\"\n%s\n", NR, src, substr(text, 4)) }
+        prev_example = is_comment && text ~ /Example:[ \t]*$/
+      }
+      END { close_block() }]=] "${_header}"
+    OUTPUT_VARIABLE _functions RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "extracting the examples of ${_header} failed")
+  endif()
+  file(APPEND "${_examples}" "${_functions}")
+  math(EXPR _header_id "${_header_id} + 1")
+endforeach()
+
 file(GLOB _snippets "${_snippet_dir}/*.cpp")
 list(LENGTH _snippets _count)
 message(STATUS "crowdloss: ${_count} C++ snippets from the docs are compiled")

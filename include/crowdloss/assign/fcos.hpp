@@ -53,6 +53,8 @@ struct FCOSAssignOptions {
 /// levels − 1.
 ///
 /// Example:
+///   auto opts = crowdloss::FCOSAssignOptions().strides({8, 16}).level_sizes({100 * 168, 50 * 84});
+///   auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});
 ///   auto gt_of_anchor = crowdloss::fcos_assign(points, gt_boxes, opts);
 ///   auto foreground = gt_of_anchor >= 0;
 inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_boxes,
