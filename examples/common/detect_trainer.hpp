@@ -3,6 +3,7 @@
 // models/fcos.hpp) with the label assignments of crowdloss: FCOS's one-to-many baseline, POTO,
 // POTO + 3DMF + auxiliary loss, and LLA. The loop itself is training.hpp's `fit`.
 #include "cli.hpp"
+#include "run_config.hpp"
 #include "detection_data.hpp"
 #include "detection_eval.hpp"
 #include "models/fcos.hpp"
@@ -20,67 +21,31 @@
 
 namespace crowdloss_examples {
 
-struct DetectConfig {
+/// A detection run: the assignment mode, the detector and inference settings, beside RunConfig's.
+struct DetectConfig : RunConfig {
+  /// The key a checkpoint of this program always holds (checkpoint_config_of).
+  static constexpr const char* kIdentifyingKey = "assign";
   std::string assign = "poto";  // fcos | poto | poto-3dmf-aux | lla
   std::string backbone = "resnet50";
-  double width = 1.0;  // backbone channel multiplier (1 = torchvision's)
   int64_t fpn_channels = 256;
-  std::string backbone_weights;  // torchvision ResNet state dict (optional)
+  std::string backbone_weights;  // torchvision ResNet state dict (optional; not saved: a path)
   bool freeze_bn = false;
-  std::string optimizer = "sgd";
-  double lr = 0.01, weight_decay = 1e-4, momentum = 0.9, min_lr = 0, clip = 0;
+  double momentum = 0.9;
   int64_t warmup = 500;  // linear warm-up iterations
-  int64_t epochs = 12, batch = 8, longest_side = 0, crop = 0, workers = 2;
-  uint64_t seed = 1;
-  std::string device = "cpu", amp = "off";
   // Inference: candidates above score_threshold, the pre_nms_topk best, NMS where the mode needs it
   // ("auto": fcos and lla; "on" / "off" to force), at most max_detections per image.
   double score_threshold = 0.05, nms_threshold = 0.6;
   int64_t pre_nms_topk = 1000, max_detections = 300;
   std::string nms = "auto";
 
-  nlohmann::json to_json() const {
-    return {{"assign", assign},
-            {"backbone", backbone},
-            {"width", width},
-            {"fpn_channels", fpn_channels},
-            {"freeze_bn", freeze_bn},
-            {"optimizer", optimizer},
-            {"lr", lr},
-            {"weight_decay", weight_decay},
-            {"momentum", momentum},
-            {"min_lr", min_lr},
-            {"clip", clip},
-            {"warmup", warmup},
-            {"epochs", epochs},
-            {"batch", batch},
-            {"longest_side", longest_side},
-            {"crop", crop},
-            {"workers", workers},
-            {"seed", seed},
-            {"device", device},
-            {"amp", amp},
-            {"score_threshold", score_threshold},
-            {"nms_threshold", nms_threshold},
-            {"pre_nms_topk", pre_nms_topk},
-            {"max_detections", max_detections},
-            {"nms", nms}};
-  }
-  static DetectConfig from_json(const nlohmann::json& j) {
-    DetectConfig c;
-    c.assign = j.at("assign"), c.backbone = j.at("backbone"), c.width = j.at("width"),
-    c.fpn_channels = j.at("fpn_channels");
-    c.freeze_bn = j.at("freeze_bn"), c.optimizer = j.at("optimizer"), c.lr = j.at("lr"),
-    c.weight_decay = j.at("weight_decay");
-    c.momentum = j.at("momentum"), c.min_lr = j.at("min_lr"), c.clip = j.at("clip"), c.warmup = j.at("warmup");
-    c.epochs = j.at("epochs"), c.batch = j.at("batch"), c.longest_side = j.at("longest_side"), c.crop = j.at("crop");
-    c.workers = j.at("workers"), c.seed = j.at("seed"), c.device = j.at("device"), c.amp = j.at("amp");
-    c.score_threshold = j.at("score_threshold"), c.nms_threshold = j.at("nms_threshold"),
-    c.pre_nms_topk = j.at("pre_nms_topk");
-    c.max_detections = j.at("max_detections"), c.nms = j.at("nms");
-    return c;
+  DetectConfig() {
+    optimizer = "sgd", lr = 0.01, weight_decay = 1e-4;
+    epochs = 12, batch = 8;
   }
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectConfig, CROWDLOSS_RUN_CONFIG_FIELDS, assign, backbone,
+                                                fpn_channels, freeze_bn, momentum, warmup, score_threshold,
+                                                nms_threshold, pre_nms_topk, max_detections, nms)
 
 /// Throws unless `mode` is an assignment mode the detector knows.
 inline void check_assign_mode(const std::string& mode) {
@@ -360,8 +325,7 @@ inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<De
     return Validation{m, -m.at("ap50").get<double>()};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet,
-  s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
   return fit(*net, *opt, train_loader, hooks, s);
 }
 

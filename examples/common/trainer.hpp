@@ -2,6 +2,7 @@
 // Training, evaluation and prediction for the counting examples: model and loss selection, the
 // papers' recipes, a progress bar, JSON-lines metrics, atomic checkpoints with exact resume.
 #include "cli.hpp"
+#include "run_config.hpp"
 #include "image_io.hpp"
 #include "loader.hpp"
 #include "training.hpp"
@@ -26,50 +27,24 @@
 
 namespace crowdloss_examples {
 
-struct TrainConfig {
-  std::string model = "csrnet";  // csrnet | sanet
-  double width = 1.0;            // CSRNet channel multiplier (1 = the paper's model)
-  std::string loss = "pml";      // l2 | pml | sanet | euclidean
-  std::string optimizer = "adamw";
-  double lr = 1e-4, weight_decay = 1e-6, min_lr = 1e-7, clip = 10.0;
+/// A counting run: the model, the loss and the learning-rate schedule, beside RunConfig's
+/// settings (defaults: the PML paper's recipe but the image size).
+struct TrainConfig : RunConfig {
+  /// The key a checkpoint of this program always holds (checkpoint_config_of).
+  static constexpr const char* kIdentifyingKey = "model";
+  std::string model = "csrnet";     // csrnet | sanet
+  std::string loss = "pml";         // l2 | pml | sanet | euclidean
   std::string schedule = "cosine";  // cosine | constant
   int64_t cosine_t_max = 150;
-  int64_t epochs = 10, batch = 8, crop = 256, longest_side = 0, workers = 2;
-  uint64_t seed = 1;
-  std::string device = "cpu";
-  std::string amp = "off";  // off | bf16 | fp16 (CUDA): autocast for the model, loss in float32
-  std::string vgg_weights;
+  std::string vgg_weights;  // a VGG-16 state dict for CSRNet's front end (not saved: a path)
 
-  nlohmann::json to_json() const {
-    return {{"model", model},
-            {"width", width},
-            {"loss", loss},
-            {"optimizer", optimizer},
-            {"lr", lr},
-            {"weight_decay", weight_decay},
-            {"min_lr", min_lr},
-            {"clip", clip},
-            {"schedule", schedule},
-            {"cosine_t_max", cosine_t_max},
-            {"epochs", epochs},
-            {"batch", batch},
-            {"crop", crop},
-            {"longest_side", longest_side},
-            {"workers", workers},
-            {"seed", seed},
-            {"device", device},
-            {"amp", amp}};
-  }
-  static TrainConfig from_json(const nlohmann::json& j) {
-    TrainConfig c;
-    c.model = j.at("model"), c.width = j.at("width"), c.loss = j.at("loss"), c.optimizer = j.at("optimizer");
-    c.lr = j.at("lr"), c.weight_decay = j.at("weight_decay"), c.min_lr = j.at("min_lr"), c.clip = j.at("clip");
-    c.schedule = j.at("schedule"), c.cosine_t_max = j.at("cosine_t_max"), c.epochs = j.at("epochs");
-    c.batch = j.at("batch"), c.crop = j.at("crop"), c.longest_side = j.at("longest_side"), c.workers = j.at("workers");
-    c.seed = j.at("seed"), c.device = j.at("device"), c.amp = j.value("amp", "off");
-    return c;
+  TrainConfig() {
+    optimizer = "adamw", lr = 1e-4, weight_decay = 1e-6, min_lr = 1e-7, clip = 10.0;
+    epochs = 10, batch = 8, crop = 256;
   }
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainConfig, CROWDLOSS_RUN_CONFIG_FIELDS, model, loss, schedule,
+                                                cosine_t_max)
 
 /// The papers' recipes: "pml" (the PML paper: CSRNet, AdamW 1e-4, weight decay 1e-6, cosine
 /// T_max 150 to 1e-7, gradient-norm clip 10, batch 8, longest side 1024, pixel MSE + PML),
@@ -226,8 +201,7 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
     return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
   };
   FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet,
-  s.config = c.to_json();
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
   const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
   return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0),
           best.value("epoch", int64_t{0})};

@@ -179,7 +179,10 @@ template <class Config>
 Config checkpoint_config_of(const fs::path& path, const std::string& program) {
   const auto j = checkpoint_json(path);
   try {
-    return Config::from_json(j);
+    // A missing setting takes the program's default, but not the one that says which program
+    // wrote the checkpoint.
+    j.at(Config::kIdentifyingKey);
+    return j.get<Config>();
   } catch (const nlohmann::json::exception& e) {
     const std::string what = e.what();
     throw std::runtime_error(path.string() + " is not a " + program + " checkpoint (its configuration: " +
@@ -286,7 +289,7 @@ Config resumed(const Config& given, const fs::path& out,
                const std::function<std::string(const std::string&)>& option_given) {
   const auto last = out / "last.pt";
   if (!fs::exists(last)) return given;
-  return Config::from_json(resumed_config(last, checkpoint_json(last), given.to_json(), option_given));
+  return resumed_config(last, checkpoint_json(last), nlohmann::json(given), option_given).get<Config>();
 }
 
 /// "epoch 3/10 [######......] 45/100 loss 0.1234 12.3 img/s ETA 00:12": on a terminal redrawn in

@@ -2,6 +2,7 @@
 
 #include "fixtures.hpp"
 
+#include "detect_trainer.hpp"
 #include "synthetic.hpp"
 #include "trainer.hpp"
 
@@ -108,6 +109,24 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(ex::recipe("sanet").lr == 1e-5);
   DOCTEST_CHECK(ex::recipe("csrnet").loss == "euclidean");
   DOCTEST_CHECK_THROWS_AS(ex::recipe("yolo"), std::runtime_error);
+}
+
+TEST_CASE_TEMPLATE("config: JSON keeps every saved setting, and a key a checkpoint lacks takes the default", Config,
+                   ex::TrainConfig, ex::DetectConfig) {
+  Config c;
+  c.width = 0.5, c.lr = 0.25, c.epochs = 3, c.seed = 12345678901234ull, c.amp = "bf16";
+  const nlohmann::json j = c;
+  DOCTEST_CHECK(j.at("lr") == 0.25);
+  DOCTEST_CHECK(j.at("seed") == 12345678901234ull);
+  DOCTEST_CHECK(j.contains(Config::kIdentifyingKey));
+  DOCTEST_CHECK(nlohmann::json(j.get<Config>()) == j);  // every saved field reads back
+  auto old = j;
+  old.erase("amp");  // a checkpoint from before --amp existed
+  old.erase("lr");
+  const auto read = old.get<Config>();
+  DOCTEST_CHECK(read.amp == Config().amp);
+  DOCTEST_CHECK(read.lr == Config().lr);
+  DOCTEST_CHECK(read.epochs == 3);
 }
 
 TEST_CASE("trainer: check_config rejects each bad option, naming it and its value, before anything is touched") {
