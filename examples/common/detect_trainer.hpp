@@ -21,11 +21,31 @@
 
 namespace crowdloss_examples {
 
+/// The label assignment the detector trains with (detection_loss).
+enum class AssignMode { kFCOS, kPOTO, kPOTO3DMFAux, kLLA };
+template <>
+struct Choices<AssignMode> {
+  static constexpr const char* option = "--assign";
+  static constexpr std::array<std::pair<AssignMode, const char*>, 4> names{{{AssignMode::kFCOS, "fcos"},
+                                                                            {AssignMode::kPOTO, "poto"},
+                                                                            {AssignMode::kPOTO3DMFAux, "poto-3dmf-aux"},
+                                                                            {AssignMode::kLLA, "lla"}}};
+};
+
+/// Whether inference applies NMS: as the assignment needs (kAuto: fcos and lla), or forced.
+enum class NmsMode { kAuto, kOn, kOff };
+template <>
+struct Choices<NmsMode> {
+  static constexpr const char* option = "--nms";
+  static constexpr std::array<std::pair<NmsMode, const char*>, 3> names{
+      {{NmsMode::kAuto, "auto"}, {NmsMode::kOn, "on"}, {NmsMode::kOff, "off"}}};
+};
+
 /// A detection run: the assignment mode, the detector and inference settings, beside RunConfig's.
 struct DetectConfig : RunConfig {
   /// The key a checkpoint of this program always holds (checkpoint_config_of).
   static constexpr const char* kIdentifyingKey = "assign";
-  std::string assign = "poto";  // fcos | poto | poto-3dmf-aux | lla
+  AssignMode assign = AssignMode::kPOTO;
   std::string backbone = "resnet50";
   int64_t fpn_channels = 256;
   std::string backbone_weights;  // torchvision ResNet state dict (optional; not saved: a path)
@@ -36,10 +56,10 @@ struct DetectConfig : RunConfig {
   // ("auto": fcos and lla; "on" / "off" to force), at most max_detections per image.
   double score_threshold = 0.05, nms_threshold = 0.6;
   int64_t pre_nms_topk = 1000, max_detections = 300;
-  std::string nms = "auto";
+  NmsMode nms = NmsMode::kAuto;
 
   DetectConfig() {
-    optimizer = "sgd", lr = 0.01, weight_decay = 1e-4;
+    optimizer = Optimizer::kSGD, lr = 0.01, weight_decay = 1e-4;
     epochs = 12, batch = 8;
   }
 };
@@ -47,18 +67,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectConfig, CROWDLOSS_RUN_CONF
                                                 fpn_channels, freeze_bn, momentum, warmup, score_threshold,
                                                 nms_threshold, pre_nms_topk, max_detections, nms)
 
-/// Throws unless `mode` is an assignment mode the detector knows.
-inline void check_assign_mode(const std::string& mode) {
-  check_choice("--assign", mode, {"fcos", "poto", "poto-3dmf-aux", "lla"});
-}
-
 /// Throws, naming the option and the value, for a configuration `train_detector` cannot run with;
 /// `train_detector` calls it before it touches anything, and the program before it reads any data.
 inline void check_config(const DetectConfig& c) {
-  check_assign_mode(c.assign);
   check_choice("--backbone", c.backbone, {"resnet18", "resnet34", "resnet50"});
-  check_choice("--optimizer", c.optimizer, {"sgd", "adamw", "adam"});
-  check_choice("--nms", c.nms, {"auto", "on", "off"});
   check_common_config(c);
   check_value(c.fpn_channels > 0 && c.fpn_channels % 32 == 0, "--fpn-channels", c.fpn_channels,
               "a positive multiple of 32");
@@ -68,10 +80,9 @@ inline void check_config(const DetectConfig& c) {
 
 /// The detector for `c`: 3DMF for poto-3dmf-aux, the IoU branch for lla.
 inline FCOS make_detector(const DetectConfig& c) {
-  check_assign_mode(c.assign);
   FCOSOptions o;
   o.backbone = c.backbone, o.width = c.width, o.fpn_channels = c.fpn_channels, o.freeze_bn = c.freeze_bn;
-  o.filter_3dmf = c.assign == "poto-3dmf-aux", o.iou_branch = c.assign == "lla";
+  o.filter_3dmf = c.assign == AssignMode::kPOTO3DMFAux, o.iou_branch = c.assign == AssignMode::kLLA;
   FCOS net(o);
   if (!c.backbone_weights.empty()) net->load_backbone(c.backbone_weights);
   net->to(torch::Device(c.device));
@@ -102,7 +113,7 @@ struct DetectionLoss {
 /// the positives' boxes, plus the auxiliary one-to-many focal loss on σ(cls) (poto-3dmf-aux) or
 /// 0.5·BCE of the IoU branch against the positives' IoU (lla). Anchors inside ignore regions
 /// that are not positives take no classification loss.
-inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& out, const at::Tensor& points,
+inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, const at::Tensor& points,
                                     const std::vector<at::Tensor>& gt_boxes, const std::vector<at::Tensor>& ignore) {
   std::vector<int64_t> level_sizes;
   for (const auto& hw : out.level_hw) level_sizes.push_back(hw[0] * hw[1]);
@@ -128,10 +139,10 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
     {
       torch::NoGradGuard no_grad;
       const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
-      if (mode == "fcos") {
+      if (mode == AssignMode::kFCOS) {
         assigned = crowdloss::fcos_assign(points, gt,
                                           crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
-      } else if (mode == "lla") {
+      } else if (mode == AssignMode::kLLA) {
         // Ignore regions join the matching as class −1 and claim the anchors there.
         const auto all = torch::cat({gt, ign}),
                    classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
@@ -140,8 +151,8 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
         assigned = gt_of_anchor.masked_fill(on_ignore, -1);
         valid = on_ignore.logical_not();
       } else {
-        const auto prob =
-            mode == "poto" ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
+        const auto prob = mode == AssignMode::kPOTO ? cls.sigmoid()
+                                                    : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
         const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
                                                     crowdloss::POTOAssignOptions()
                                                         .alpha(0.8)
@@ -151,7 +162,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
         assigned = torch::full({A}, -1, gt_classes.options());
         const auto ok = matched >= 0;
         assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
-        if (mode == "poto-3dmf-aux")
+        if (mode == AssignMode::kPOTO3DMFAux)
           aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
                                                     crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
       }
@@ -159,7 +170,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
     assign_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const auto positive = assigned >= 0;
     if (!valid.defined()) valid = positive.logical_or(in_ignore.logical_not());
-    if (mode == "poto-3dmf-aux") cls_input = product_logit(cls, out.filter_logits[bi].to(torch::kFloat));
+    if (mode == AssignMode::kPOTO3DMFAux) cls_input = product_logit(cls, out.filter_logits[bi].to(torch::kFloat));
     const auto target = positive.to(torch::kFloat).unsqueeze(1).expand_as(cls);
     cls_sum = cls_sum + crowdloss::sigmoid_focal_loss(cls_input.index({valid}), target.index({valid}), focal);
     const auto pos = positive.nonzero().squeeze(1);
@@ -169,7 +180,7 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
           paired_ltrb(points.index_select(0, pos), gt.index_select(0, assigned.index_select(0, pos)));
       const auto pred = ltrb.index_select(0, pos);
       reg_sum = reg_sum + crowdloss::iou_loss(pred, target_ltrb, giou);
-      if (mode == "lla") {
+      if (mode == AssignMode::kLLA) {
         const auto iou_target = 1 - crowdloss::iou_loss(pred.detach(), target_ltrb,
                                                         crowdloss::IoULossOptions().loss_type(crowdloss::kLinearIoU));
         iou_sum = iou_sum + torch::binary_cross_entropy_with_logits(
@@ -193,12 +204,12 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
                           {"reg", reg_loss.item<double>()},
                           {"foreground", foreground},
                           {"assign_ms", assign_ms}};
-  if (mode == "poto-3dmf-aux") {
+  if (mode == AssignMode::kPOTO3DMFAux) {
     const auto aux_loss = aux_sum / static_cast<double>(std::max<int64_t>(1, aux_foreground));
     total = total + aux_loss;
     parts["aux"] = aux_loss.item<double>();
   }
-  if (mode == "lla") {
+  if (mode == AssignMode::kLLA) {
     const auto iou_loss = 0.5 * iou_sum / n;
     total = total + iou_loss;
     parts["iou"] = iou_loss.item<double>();
@@ -208,10 +219,8 @@ inline DetectionLoss detection_loss(const std::string& mode, const FCOSOutput& o
 
 /// Whether inference applies NMS for this configuration.
 inline bool uses_nms(const DetectConfig& c) {
-  if (c.nms == "on") return true;
-  if (c.nms == "off") return false;
-  if (c.nms != "auto") throw std::runtime_error("unknown --nms '" + c.nms + "' (auto, on, off)");
-  return c.assign == "fcos" || c.assign == "lla";
+  if (c.nms != NmsMode::kAuto) return c.nms == NmsMode::kOn;
+  return c.assign == AssignMode::kFCOS || c.assign == AssignMode::kLLA;
 }
 
 /// Detections of every image of a batch: the mode's score (σ(cls); σ(cls)·σ(filter) with 3DMF;

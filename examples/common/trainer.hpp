@@ -27,19 +27,57 @@
 
 namespace crowdloss_examples {
 
+/// The counting model: CSRNet (output stride 8) or SANet (stride 1).
+enum class CountModel { kCSRNet, kSANet };
+template <>
+struct Choices<CountModel> {
+  static constexpr const char* option = "--model";
+  static constexpr std::array<std::pair<CountModel, const char*>, 2> names{
+      {{CountModel::kCSRNet, "csrnet"}, {CountModel::kSANet, "sanet"}}};
+};
+
+/// The training objective (count_loss).
+enum class CountLoss { kL2, kPML, kSANet, kEuclidean };
+template <>
+struct Choices<CountLoss> {
+  static constexpr const char* option = "--loss";
+  static constexpr std::array<std::pair<CountLoss, const char*>, 4> names{{{CountLoss::kL2, "l2"},
+                                                                           {CountLoss::kPML, "pml"},
+                                                                           {CountLoss::kSANet, "sanet"},
+                                                                           {CountLoss::kEuclidean, "euclidean"}}};
+};
+
+/// The learning-rate schedule (learning_rate).
+enum class Schedule { kCosine, kConstant };
+template <>
+struct Choices<Schedule> {
+  static constexpr const char* option = "--schedule";
+  static constexpr std::array<std::pair<Schedule, const char*>, 2> names{
+      {{Schedule::kCosine, "cosine"}, {Schedule::kConstant, "constant"}}};
+};
+
+/// The papers' settings (recipe).
+enum class Recipe { kPML, kCSRNet, kSANet };
+template <>
+struct Choices<Recipe> {
+  static constexpr const char* option = "--recipe";
+  static constexpr std::array<std::pair<Recipe, const char*>, 3> names{
+      {{Recipe::kPML, "pml"}, {Recipe::kCSRNet, "csrnet"}, {Recipe::kSANet, "sanet"}}};
+};
+
 /// A counting run: the model, the loss and the learning-rate schedule, beside RunConfig's
 /// settings (defaults: the PML paper's recipe but the image size).
 struct TrainConfig : RunConfig {
   /// The key a checkpoint of this program always holds (checkpoint_config_of).
   static constexpr const char* kIdentifyingKey = "model";
-  std::string model = "csrnet";     // csrnet | sanet
-  std::string loss = "pml";         // l2 | pml | sanet | euclidean
-  std::string schedule = "cosine";  // cosine | constant
+  CountModel model = CountModel::kCSRNet;
+  CountLoss loss = CountLoss::kPML;
+  Schedule schedule = Schedule::kCosine;
   int64_t cosine_t_max = 150;
   std::string vgg_weights;  // a VGG-16 state dict for CSRNet's front end (not saved: a path)
 
   TrainConfig() {
-    optimizer = "adamw", lr = 1e-4, weight_decay = 1e-6, min_lr = 1e-7, clip = 10.0;
+    optimizer = Optimizer::kAdamW, lr = 1e-4, weight_decay = 1e-6, min_lr = 1e-7, clip = 10.0;
     epochs = 10, batch = 8, crop = 256;
   }
 };
@@ -51,20 +89,22 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainConfig, CROWDLOSS_RUN_CONFI
 /// "csrnet" (CSRNet: the Euclidean loss ½·Σ‖Z − Ẑ‖² per image, SGD at the paper's fixed 1e-6 with
 /// the official code's momentum 0.95 and weight decay 5e-4, batch 1, whole images), "sanet"
 /// (SANet: Adam 1e-5, L2 + 0.001·(1 − SSIM)).
-inline TrainConfig recipe(const std::string& name) {
+inline TrainConfig recipe(Recipe name) {
   TrainConfig c;
-  if (name == "pml") {
-    c.model = "csrnet", c.loss = "pml", c.optimizer = "adamw", c.lr = 1e-4, c.weight_decay = 1e-6;
-    c.schedule = "cosine", c.cosine_t_max = 150, c.min_lr = 1e-7, c.clip = 10, c.batch = 8, c.longest_side = 1024;
-  } else if (name == "csrnet") {
-    c.model = "csrnet", c.loss = "euclidean", c.optimizer = "sgd", c.lr = 1e-6, c.weight_decay = 5e-4,
-    c.schedule = "constant";
-    c.clip = 0, c.batch = 1, c.crop = 0;
-  } else if (name == "sanet") {
-    c.model = "sanet", c.loss = "sanet", c.optimizer = "adam", c.lr = 1e-5, c.weight_decay = 0, c.schedule = "constant";
-    c.clip = 0;
-  } else {
-    throw std::runtime_error("unknown recipe '" + name + "' (pml, csrnet, sanet)");
+  switch (name) {
+    case Recipe::kPML:
+      c.model = CountModel::kCSRNet, c.loss = CountLoss::kPML, c.optimizer = Optimizer::kAdamW, c.lr = 1e-4;
+      c.weight_decay = 1e-6, c.schedule = Schedule::kCosine, c.cosine_t_max = 150, c.min_lr = 1e-7, c.clip = 10;
+      c.batch = 8, c.longest_side = 1024;
+      break;
+    case Recipe::kCSRNet:
+      c.model = CountModel::kCSRNet, c.loss = CountLoss::kEuclidean, c.optimizer = Optimizer::kSGD, c.lr = 1e-6;
+      c.weight_decay = 5e-4, c.schedule = Schedule::kConstant, c.clip = 0, c.batch = 1, c.crop = 0;
+      break;
+    case Recipe::kSANet:
+      c.model = CountModel::kSANet, c.loss = CountLoss::kSANet, c.optimizer = Optimizer::kAdam, c.lr = 1e-5;
+      c.weight_decay = 0, c.schedule = Schedule::kConstant, c.clip = 0;
+      break;
   }
   return c;
 }
@@ -72,10 +112,6 @@ inline TrainConfig recipe(const std::string& name) {
 /// Throws, naming the option and the value, for a configuration `train` cannot run with; `train`
 /// calls it before it touches anything, and the program before it reads any data.
 inline void check_config(const TrainConfig& c) {
-  check_choice("--model", c.model, {"csrnet", "sanet"});
-  check_choice("--loss", c.loss, {"l2", "pml", "sanet", "euclidean"});
-  check_choice("--optimizer", c.optimizer, {"adamw", "adam", "sgd"});
-  check_choice("--schedule", c.schedule, {"cosine", "constant"});
   check_common_config(c);
   check_value(c.cosine_t_max >= 1, "--t-max", c.cosine_t_max, ">= 1");
 }
@@ -89,38 +125,39 @@ struct CountingModel {
 
 inline CountingModel make_model(const TrainConfig& c) {
   CountingModel m;
-  if (c.model == "csrnet") {
+  if (c.model == CountModel::kCSRNet) {
     CSRNet net(c.width);
     if (!c.vgg_weights.empty()) net->load_vgg16_frontend(c.vgg_weights);
     m.module = torch::nn::AnyModule(net), m.ptr = net.ptr(), m.stride = 8;
-  } else if (c.model == "sanet") {
+  } else {
     SANet net;
     m.module = torch::nn::AnyModule(net), m.ptr = net.ptr(), m.stride = 1;
-  } else {
-    throw std::runtime_error("unknown model '" + c.model + "' (csrnet, sanet)");
   }
   m.ptr->to(torch::Device(c.device));
   return m;
 }
 
 /// The training objective for density maps pred, target (B×1×h×w).
-inline at::Tensor count_loss(const std::string& name, const at::Tensor& pred, const at::Tensor& target) {
-  if (name == "l2") return torch::mse_loss(pred, target);
-  if (name == "euclidean") return 0.5 * (pred - target).square().sum() / static_cast<double>(pred.size(0));
-  if (name == "pml") {
-    // The grids that divide the map (at most 32 cells per side); pad when none beyond 1 does.
-    std::vector<int64_t> grids{1};
-    while (grids.back() < 32 && pred.size(2) % (grids.back() * 2) == 0 && pred.size(3) % (grids.back() * 2) == 0)
-      grids.push_back(grids.back() * 2);
-    return crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions().grids(grids).pixel_mse_weight(1.0));
+inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::Tensor& target) {
+  switch (loss) {
+    case CountLoss::kL2:
+      return torch::mse_loss(pred, target);
+    case CountLoss::kEuclidean:
+      return 0.5 * (pred - target).square().sum() / static_cast<double>(pred.size(0));
+    case CountLoss::kPML: {
+      // The grids that divide the map (at most 32 cells per side); pad when none beyond 1 does.
+      std::vector<int64_t> grids{1};
+      while (grids.back() < 32 && pred.size(2) % (grids.back() * 2) == 0 && pred.size(3) % (grids.back() * 2) == 0)
+        grids.push_back(grids.back() * 2);
+      return crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions().grids(grids).pixel_mse_weight(1.0));
+    }
+    case CountLoss::kSANet:
+      break;
   }
-  if (name == "sanet") {
-    const double range = std::max(target.max().item<double>(), 1e-6);
-    return crowdloss::sanet_loss(
-        pred, target,
-        crowdloss::SANetLossOptions().ssim(crowdloss::SSIMOptions().data_range(range).padding(crowdloss::kSame)));
-  }
-  throw std::runtime_error("unknown loss '" + name + "' (l2, pml, sanet, euclidean)");
+  const double range = std::max(target.max().item<double>(), 1e-6);
+  return crowdloss::sanet_loss(
+      pred, target,
+      crowdloss::SANetLossOptions().ssim(crowdloss::SSIMOptions().data_range(range).padding(crowdloss::kSame)));
 }
 
 inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c,
@@ -130,7 +167,8 @@ inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig
 
 /// The learning rate of `epoch` (0-based): cosine annealing from lr to min_lr over T_max epochs.
 inline double learning_rate(const TrainConfig& c, int64_t epoch) {
-  return c.schedule == "constant" ? c.lr : cosine_lr(c.lr, c.min_lr, c.cosine_t_max, static_cast<double>(epoch));
+  return c.schedule == Schedule::kConstant ? c.lr
+                                           : cosine_lr(c.lr, c.min_lr, c.cosine_t_max, static_cast<double>(epoch));
 }
 
 struct Metrics {

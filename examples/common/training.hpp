@@ -5,6 +5,7 @@
 // --resume, also after a run killed at any moment (SIGKILL, a crash) or stopped by a full disk:
 // see `fit`.
 #include "amp.hpp"
+#include "run_config.hpp"
 
 #include <torch/torch.h>
 
@@ -43,18 +44,19 @@ inline constexpr const char* kFaultsHelp =
     "annotation that cannot be read, or that lies outside its data set's folder, stops the run with\n"
     "an error naming the file, unless --skip-bad is given (--allow-outside-paths accepts such paths).";
 
-/// "adamw" | "adam" | "sgd" (with `momentum`) over `params`.
-inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
-                                                               const std::vector<at::Tensor>& params, double lr,
-                                                               double weight_decay, double momentum) {
-  if (name == "adamw")
-    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
-  if (name == "adam")
-    return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
-  if (name == "sgd")
-    return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
-  throw std::runtime_error("unknown optimizer '" + name + "' (adamw, adam, sgd)");
+/// The optimiser `kind` (SGD with `momentum`) over `params`.
+inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, const std::vector<at::Tensor>& params,
+                                                               double lr, double weight_decay, double momentum) {
+  switch (kind) {
+    case Optimizer::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+    case Optimizer::kAdam:
+      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+    case Optimizer::kSGD:
+      break;
+  }
+  return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
 }
 
 /// Cosine annealing from `lr` to `min_lr` over `t_max` epochs (0-based `epoch`, constant after).
@@ -187,6 +189,9 @@ Config checkpoint_config_of(const fs::path& path, const std::string& program) {
     const std::string what = e.what();
     throw std::runtime_error(path.string() + " is not a " + program + " checkpoint (its configuration: " +
                              what.substr(what.find("] ") == std::string::npos ? 0 : what.find("] ") + 2) + ")");
+  } catch (const std::runtime_error& e) {  // a setting with an unknown name (parse_choice)
+    throw std::runtime_error(path.string() + " is not a " + program + " checkpoint (its configuration: " + e.what() +
+                             ")");
   }
 }
 

@@ -65,7 +65,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
              test_set = split("test", n_test, 2001);
 
   ex::TrainConfig c;
-  c.model = "csrnet", c.width = 0.25, c.optimizer = "adamw", c.lr = 1e-3, c.weight_decay = 1e-6, c.schedule = "cosine";
+  c.model = ex::CountModel::kCSRNet, c.width = 0.25, c.optimizer = ex::Optimizer::kAdamW, c.lr = 1e-3;
+  c.weight_decay = 1e-6, c.schedule = ex::Schedule::kCosine;
   c.epochs = quick ? 2 : 20, c.cosine_t_max = c.epochs, c.min_lr = 1e-5, c.batch = 8, c.crop = 128, c.clip = 10;
   c.workers = 2;
   std::cout << "Model: CSRNet at width " << c.width << " (channels / 4: the paper's network is too slow to train on a"
@@ -91,8 +92,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
     int64_t epoch;
     double seconds;
   };
-  const std::vector<std::pair<std::string, std::string>> losses = {{"l2", "pixel L2 (mse_loss)"},
-                                                                   {"pml", "PML + pixel L2 (crowdloss)"}};
+  const std::vector<std::pair<ex::CountLoss, std::string>> losses = {
+      {ex::CountLoss::kL2, "pixel L2 (mse_loss)"}, {ex::CountLoss::kPML, "PML + pixel L2 (crowdloss)"}};
   std::vector<std::vector<Run>> runs(losses.size());
   ex::LoaderOptions test_options;
   test_options.batch = 1;
@@ -101,7 +102,8 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
   for (int64_t seed = 1; seed <= seeds; ++seed)
     for (size_t i = 0; i < losses.size(); ++i) {
       c.loss = losses[i].first, c.seed = static_cast<uint64_t>(seed);
-      const auto dir = seeds == 1 ? out / c.loss : out / ("seed" + std::to_string(seed)) / c.loss;
+      const std::string name = ex::name_of(c.loss);
+      const auto dir = seeds == 1 ? out / name : out / ("seed" + std::to_string(seed)) / name;
       std::cout << "training with " << losses[i].second
                 << (seeds > 1 ? ", seed " + std::to_string(seed) : std::string()) << "\n";
       const auto t0 = std::chrono::steady_clock::now();
@@ -171,7 +173,7 @@ int demo(const fs::path& out, bool quick, int64_t seeds) {
       table.rows.push_back({losses[i].second, spread(rs, &ex::Metrics::mae), spread(rs, &ex::Metrics::rmse),
                             joined(rs, [](const Run& r) { return ex::fixed(r.test.mae, 1); }),
                             joined(rs, [](const Run& r) { return std::to_string(r.epoch); }), time});
-    auto& j = json["losses"][losses[i].first];
+    auto& j = json["losses"][ex::name_of(losses[i].first)];
     j["name"] = losses[i].second;
     for (const auto& r : rs)
       j["runs"].push_back({{"test_mae", r.test.mae},
@@ -214,18 +216,21 @@ int main(int argc, char** argv) {
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
-  std::string out = "crowdloss-results", recipe, data, val, checkpoint, device = "cpu", amp = "off";
+  std::string out = "crowdloss-results", data, val, checkpoint, device = "cpu", amp = "off";
   bool quick = false, resume = false, overwrite = false, skip_bad = false, allow_outside = false;
   double max_megapixels = static_cast<double>(ex::max_image_pixels()) / 1e6;
   // A recipe sets the defaults that explicit options then override, so find it first.
+  std::string recipe_name = "pml";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--recipe" && i + 1 < argc) recipe = argv[i + 1];
-    if (a.rfind("--recipe=", 0) == 0) recipe = a.substr(9);
+    if (a == "--recipe" && i + 1 < argc) recipe_name = argv[i + 1];
+    if (a.rfind("--recipe=", 0) == 0) recipe_name = a.substr(9);
   }
   ex::TrainConfig c;
+  auto recipe = ex::Recipe::kPML;
   try {
-    c = ex::recipe(recipe.empty() ? "pml" : recipe);
+    recipe = ex::parse_choice<ex::Recipe>(recipe_name);
+    c = ex::recipe(recipe);
   } catch (const std::exception& e) {
     std::cerr << "crowdloss-count: " << e.what() << "\n";
     return 2;
@@ -241,20 +246,19 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--threads", threads, "LibTorch's threads (the results depend on it; default: the cores)");
 
   auto* train_cmd = app.add_subcommand("train", "train a counting model");
-  train_cmd->add_option("--recipe", recipe,
-                        "pml | csrnet | sanet: the papers' settings (applied before the other options)");
+  ex::add_choice_option(*train_cmd, recipe, "the papers' settings, applied before the other options");
   const auto formats =
       "FORMAT:PATH, FORMAT one of " + ex::join(kFormats) + " (synthetic:DIR is generated there if absent)";
   train_cmd->add_option("--data", data, "training set, " + formats)->required();
   train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
-  train_cmd->add_option("--model", c.model, "csrnet | sanet");
+  ex::add_choice_option(*train_cmd, c.model, "the counting model");
   train_cmd->add_option("--width", c.width, "CSRNet channel multiplier in (0, 1]");
-  train_cmd->add_option("--loss", c.loss, "l2 | pml | sanet | euclidean");
-  train_cmd->add_option("--optimizer", c.optimizer, "adamw | adam | sgd");
+  ex::add_choice_option(*train_cmd, c.loss, "the training objective");
+  ex::add_choice_option(*train_cmd, c.optimizer, "the optimizer");
   train_cmd->add_option("--lr", c.lr, "learning rate (the cosine schedule's start)");
   train_cmd->add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
-  train_cmd->add_option("--schedule", c.schedule, "cosine | constant");
+  ex::add_choice_option(*train_cmd, c.schedule, "the learning-rate schedule");
   train_cmd->add_option("--t-max", c.cosine_t_max, "cosine period in epochs");
   train_cmd->add_option("--min-lr", c.min_lr, "end of the cosine schedule");
   train_cmd->add_option("--clip", c.clip, "gradient-norm clip (0: off)");

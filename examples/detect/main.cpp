@@ -74,7 +74,7 @@ int demo(const fs::path& out, bool quick) {
              test_set = split("test", n_test, 2001);
 
   ex::DetectConfig c;
-  c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = "adamw", c.lr = 1e-3,
+  c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = ex::Optimizer::kAdamW, c.lr = 1e-3,
   c.weight_decay = 1e-4;
   c.epochs = quick ? 1 : 10, c.batch = 8, c.warmup = quick ? 1 : 50, c.min_lr = 1e-5, c.clip = 10, c.workers = 2,
   c.seed = 1;
@@ -85,7 +85,7 @@ int demo(const fs::path& out, bool quick) {
             << " best validation AP50 is kept.\n"
             << (quick ? kQuickNote : "") << "\n";
   struct Row {
-    std::string mode;
+    ex::AssignMode mode;
     nlohmann::json m;
     int64_t epoch;
     double seconds;
@@ -98,13 +98,13 @@ int demo(const fs::path& out, bool quick) {
   const auto& shown = test_set.at(0);
   std::vector<at::Tensor> panels = {
       ex::draw_detections(image, {shown.boxes, torch::ones({shown.boxes.size(0)})}, shown.ignore)};
-  for (const std::string mode : {"fcos", "poto", "poto-3dmf-aux", "lla"}) {
+  for (const auto& [mode, mode_name] : ex::Choices<ex::AssignMode>::names) {
     c.assign = mode;
-    std::cout << "training with --assign " << mode << "\n";
+    std::cout << "training with --assign " << mode_name << "\n";
     const auto t0 = std::chrono::steady_clock::now();
-    const auto best = ex::train_detector(c, train_set, val_set, out / mode, ex::ExistingRun::kOverwrite);
+    const auto best = ex::train_detector(c, train_set, val_set, out / mode_name, ex::ExistingRun::kOverwrite);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto [net, config] = ex::load_detector(out / mode / "best.pt", "cpu");
+    auto [net, config] = ex::load_detector(out / mode_name / "best.pt", "cpu");
     auto m = ex::evaluate_detector(config, net, test_loader);
     m["assign_ms_per_batch"] = best.value("assign_ms_per_batch", 0.0);
     rows.push_back({mode, m, best.value("epoch", int64_t{0}), seconds});
@@ -117,13 +117,14 @@ int demo(const fs::path& out, bool quick) {
   nlohmann::json json = {{"demo", "detect"}, {"quick", quick}, {"test_scenes", test_set.size()}};
   for (const auto& r : rows) {
     c.assign = r.mode;
+    const std::string name = ex::name_of(r.mode);
     table.rows.push_back(
-        {"`" + r.mode + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
+        {"`" + name + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
          ex::fixed(r.m.at("mmr").get<double>(), 3), ex::fixed(r.m.at("recall").get<double>(), 3),
          std::to_string(r.epoch),
          ex::fixed(r.m.at("assign_ms_per_batch").get<double>(), 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
-    json["modes"][r.mode] = r.m;
-    json["modes"][r.mode]["best_epoch"] = r.epoch, json["modes"][r.mode]["train_seconds"] = r.seconds;
+    json["modes"][name] = r.m;
+    json["modes"][name]["best_epoch"] = r.epoch, json["modes"][name]["train_seconds"] = r.seconds;
   }
   std::string notes = "Detection on " + std::to_string(test_set.size()) + " synthetic test scenes (" +
                       std::to_string(rows.at(0).m.at("ground_truths").get<int64_t>()) +
@@ -168,13 +169,13 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--data", data, "training set, " + formats)->required();
   train_cmd->add_option("--val", val, "validation set, " + formats)->required();
   train_cmd->add_option("--out", out, "output folder (checkpoints, metrics.jsonl)");
-  train_cmd->add_option("--assign", c.assign, "fcos | poto | poto-3dmf-aux | lla");
+  ex::add_choice_option(*train_cmd, c.assign, "the label assignment");
   train_cmd->add_option("--backbone", c.backbone, "resnet18 | resnet34 | resnet50");
   train_cmd->add_option("--width", c.width, "backbone channel multiplier in (0, 1]");
   train_cmd->add_option("--fpn-channels", c.fpn_channels, "FPN and head channels (a multiple of 32)");
   train_cmd->add_option("--backbone-weights", c.backbone_weights, "torchvision ResNet state dict (torch.save'd dict)");
   train_cmd->add_flag("--freeze-bn", c.freeze_bn, "keep the backbone's batch norms frozen (with pretrained weights)");
-  train_cmd->add_option("--optimizer", c.optimizer, "sgd | adamw | adam");
+  ex::add_choice_option(*train_cmd, c.optimizer, "the optimizer");
   train_cmd->add_option("--lr", c.lr, "peak learning rate (after the warm-up, before the cosine decay)");
   train_cmd->add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
   train_cmd->add_option("--momentum", c.momentum, "SGD momentum");
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
   train_cmd->add_option("--device", c.device, "cpu | cuda");
   train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
-  train_cmd->add_option("--nms", c.nms, "auto (fcos, lla) | on | off");
+  ex::add_choice_option(*train_cmd, c.nms, "NMS at inference: auto (for fcos and lla), on or off");
   train_cmd->add_option("--synthetic-count", synthetic_count,
                         "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already "
                         "in DIR is used as it is");

@@ -12,9 +12,10 @@ using crowdloss_examples_test::fixture_dir;
 
 namespace {
 
-ex::DetectConfig tiny_config(const std::string& mode) {
+ex::DetectConfig tiny_config(ex::AssignMode mode) {
   ex::DetectConfig c;
-  c.assign = mode, c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = "adamw", c.lr = 1e-3;
+  c.assign = mode, c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = ex::Optimizer::kAdamW;
+  c.lr = 1e-3;
   c.warmup = 2, c.epochs = 6, c.batch = 4, c.workers = 2, c.seed = 2, c.clip = 10;
   return c;
 }
@@ -50,15 +51,15 @@ TEST_CASE("detect trainer: inference scores, threshold, NMS per mode, clipping a
   const auto o = hand_output({3.0f, 2.0f, 1.0f, -10.0f},
                              {4, 4, 4, 4, /* (0, 0, 8, 8) */ 11, 4, -3, 4, /* (1, 0, 9, 8) */ 2, 2, 2, 2, 1, 1, 1, 1});
   const auto points = ex::anchor_points(o);
-  auto c = tiny_config("poto");
+  auto c = tiny_config(ex::AssignMode::kPOTO);
   const auto no_nms = ex::detect(c, o, points, {{16, 16}}).at(0);
   DOCTEST_CHECK(no_nms.scores.numel() == 3);  // σ(−10) < 0.05
   DOCTEST_CHECK(no_nms.scores[0].item<float>() == doctest::Approx(1 / (1 + std::exp(-3.0))));
   DOCTEST_CHECK((no_nms.scores.slice(0, 0, 2) >= no_nms.scores.slice(0, 1, 3)).all().item<bool>());  // highest first
-  c.assign = "fcos";
+  c.assign = ex::AssignMode::kFCOS;
   const auto with_nms = ex::detect(c, o, points, {{16, 16}}).at(0);
   DOCTEST_CHECK(with_nms.scores.numel() == 2);  // anchor 1 suppressed by anchor 0
-  c.nms = "off";
+  c.nms = ex::NmsMode::kOff;
   DOCTEST_CHECK(ex::detect(c, o, points, {{16, 16}}).at(0).scores.numel() == 3);
   c.max_detections = 1;
   DOCTEST_CHECK(ex::detect(c, o, points, {{16, 16}}).at(0).scores.numel() == 1);
@@ -68,16 +69,15 @@ TEST_CASE("detect trainer: inference scores, threshold, NMS per mode, clipping a
   // 3DMF: σ(cls)·σ(filter); LLA: √(σ(cls)·σ(iou)).
   auto f = o;
   f.filter_logits = torch::zeros({1, 4, 1});
-  c.nms = "off", c.max_detections = 10;
+  c.nms = ex::NmsMode::kOff, c.max_detections = 10;
   DOCTEST_CHECK(ex::detect(c, f, points, {{16, 16}}).at(0).scores[0].item<float>() ==
                 doctest::Approx(0.5 / (1 + std::exp(-3.0))));
   auto l = o;
   l.iou_logits = torch::full({1, 4, 1}, 100.0f);
   DOCTEST_CHECK(ex::detect(c, l, points, {{16, 16}}).at(0).scores[0].item<float>() ==
                 doctest::Approx(std::sqrt(1 / (1 + std::exp(-3.0)))));
-  c.nms = "sometimes";
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::detect(c, o, points, {{16, 16}}), doctest::Contains("sometimes"),
-                               std::runtime_error);
+  c.nms = ex::NmsMode::kOn;
+  DOCTEST_CHECK(ex::detect(c, o, points, {{16, 16}}).at(0).scores.numel() == 2);  // POTO's scores, NMS forced
 }
 
 TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradients, POTO one anchor per person") {
@@ -89,8 +89,8 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
   int64_t people = 0;
   for (const auto& b : batch.boxes) people += b.size(0);
   REQUIRE(people > 0);
-  for (const std::string mode : {"fcos", "poto", "poto-3dmf-aux", "lla"}) {
-    INFO("mode " << mode);
+  for (const auto& [mode, name] : ex::Choices<ex::AssignMode>::names) {
+    INFO("mode " << name);
     torch::manual_seed(1);
     auto net = ex::make_detector(tiny_config(mode));
     const auto out = net->forward(batch.images);
@@ -98,31 +98,31 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
     DOCTEST_CHECK(std::isfinite(loss.total.item<double>()));
     DOCTEST_CHECK(loss.total.item<double>() > 0);
     const int64_t fg = loss.parts.at("foreground");
-    if (mode == "poto" || mode == "poto-3dmf-aux")
+    if (mode == ex::AssignMode::kPOTO || mode == ex::AssignMode::kPOTO3DMFAux)
       DOCTEST_CHECK(fg == people);  // one-to-one
     else
       DOCTEST_CHECK(fg >= people / 2);  // one-to-many (a person may have no anchor in its range)
-    DOCTEST_CHECK(loss.parts.contains("aux") == (mode == "poto-3dmf-aux"));
-    DOCTEST_CHECK(loss.parts.contains("iou") == (mode == "lla"));
+    DOCTEST_CHECK(loss.parts.contains("aux") == (mode == ex::AssignMode::kPOTO3DMFAux));
+    DOCTEST_CHECK(loss.parts.contains("iou") == (mode == ex::AssignMode::kLLA));
     loss.total.backward();
     for (const auto& p : net->named_parameters()) {
       const bool frozen_head_part = !p.value().requires_grad();
       if (!frozen_head_part) DOCTEST_CHECK_MESSAGE(p.value().grad().defined(), p.key());
     }
   }
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::make_detector(tiny_config("atss")), doctest::Contains("atss"), std::runtime_error);
-  // check_config names the option and its value, before anything is built or read.
-  DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_config("lla")));
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(tiny_config("atss")),
+  // Names are parsed once, where they come in; check_config names the option and its value, before
+  // anything is built or read.
+  DOCTEST_CHECK(ex::parse_choice<ex::AssignMode>("poto-3dmf-aux") == ex::AssignMode::kPOTO3DMFAux);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::AssignMode>("atss"),
                                "unknown --assign 'atss' (fcos, poto, poto-3dmf-aux, lla)", std::runtime_error);
-  auto c = tiny_config("poto");
+  DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_config(ex::AssignMode::kLLA)));
+  auto c = tiny_config(ex::AssignMode::kPOTO);
   c.fpn_channels = 48;
   DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--fpn-channels must be a positive multiple of 32, got 48",
                                std::runtime_error);
-  c = tiny_config("poto");
-  c.nms = "soft";
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "unknown --nms 'soft' (auto, on, off)", std::runtime_error);
-  c = tiny_config("poto");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::NmsMode>("soft"), "unknown --nms 'soft' (auto, on, off)",
+                               std::runtime_error);
+  c = tiny_config(ex::AssignMode::kPOTO);
   c.warmup = -1;
   DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--warmup must be >= 0, got -1", std::runtime_error);
 }
@@ -130,7 +130,7 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
 TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, checkpoints and a loadable model") {
   const auto dir = fixture_dir("detect_train");
   const auto train = tiny_pedestrians(dir / "train", 8, 1), val = tiny_pedestrians(dir / "val", 4, 2);
-  auto c = tiny_config("poto");
+  auto c = tiny_config(ex::AssignMode::kPOTO);
   ex::DetectionLoaderOptions lo;
   lo.batch = 8;
   auto batch = ex::DetectionLoader(train, lo).make_batch(0, 0);
@@ -147,7 +147,7 @@ TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, 
   const double before = loss_of(initial), after = loss_of(trained);
   MESSAGE("POTO loss on the training images: " << before << " -> " << after << " after " << c.epochs << " epochs");
   DOCTEST_CHECK(after < 0.8 * before);
-  DOCTEST_CHECK(config.assign == "poto");
+  DOCTEST_CHECK(config.assign == ex::AssignMode::kPOTO);
   const auto lines = crowdloss_examples_test::read_metrics(dir / "out");
   for (const auto& j : lines) {
     DOCTEST_CHECK(j.contains("ap50"));

@@ -271,7 +271,7 @@ TEST_CASE(
   args.back() = "2";  // --epochs 2
   const auto resumed = run_program(command(CROWDLOSS_COUNT_EXE, args, {"--out", out, "--resume"}), dir / "resumed.log");
   REQUIRE_MESSAGE(resumed.code == 0, resumed.output);
-  DOCTEST_CHECK(ex::checkpoint_config(dir / "cli" / "last.pt").loss == "l2");
+  DOCTEST_CHECK(ex::checkpoint_config(dir / "cli" / "last.pt").loss == ex::CountLoss::kL2);
   DOCTEST_CHECK(read_metrics(dir / "cli").size() == 2);
   args.back() = "3";
   const auto refused =

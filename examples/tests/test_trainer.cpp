@@ -19,9 +19,10 @@ std::vector<ex::CrowdSample> tiny_set(const fs::path& dir, int64_t count, uint64
   return crowdloss_examples_test::small_synthetic_set(dir, count, 64, 64, 150, seed);
 }
 
-ex::TrainConfig tiny_config(const std::string& loss) {
+ex::TrainConfig tiny_config(ex::CountLoss loss) {
   ex::TrainConfig c;
-  c.model = "csrnet", c.width = 0.125, c.loss = loss, c.optimizer = "adamw", c.lr = 1e-3, c.schedule = "cosine";
+  c.model = ex::CountModel::kCSRNet, c.width = 0.125, c.loss = loss, c.optimizer = ex::Optimizer::kAdamW, c.lr = 1e-3;
+  c.schedule = ex::Schedule::kCosine;
   c.cosine_t_max = 8, c.epochs = 8, c.batch = 2, c.crop = 64, c.workers = 2, c.seed = 3, c.clip = 10;
   return c;
 }
@@ -35,9 +36,9 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
   ex::LoaderOptions fixed;
   fixed.batch = 12;
   const auto batch = ex::Loader(train, fixed).make_batch(0, 0);
-  for (const std::string loss : {"l2", "pml"}) {
-    INFO("loss " << loss);
-    const auto out = dir / loss;
+  for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML}) {
+    INFO("loss " << ex::name_of(loss));
+    const auto out = dir / ex::name_of(loss);
     const auto c = tiny_config(loss);
     const auto loss_of = [&](ex::CountingModel& m) {
       torch::NoGradGuard no_grad;
@@ -75,7 +76,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
 TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted run") {
   const auto dir = fixture_dir("train_resume");
   const auto train = tiny_set(dir / "train", 8, 3), val = tiny_set(dir / "val", 3, 4);
-  auto c = tiny_config("pml");
+  auto c = tiny_config(ex::CountLoss::kPML);
   c.epochs = 3, c.cosine_t_max = 3;
   ex::train(c, train, val, dir / "straight", ex::ExistingRun::kRefuse, true);
   auto first = c;
@@ -94,8 +95,8 @@ TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted r
 }
 
 TEST_CASE("recipes, learning-rate schedule, overlays") {
-  const auto pml = ex::recipe("pml");
-  DOCTEST_CHECK(pml.optimizer == "adamw");
+  const auto pml = ex::recipe(ex::Recipe::kPML);
+  DOCTEST_CHECK(pml.optimizer == ex::Optimizer::kAdamW);
   DOCTEST_CHECK(pml.lr == 1e-4);
   DOCTEST_CHECK(pml.weight_decay == 1e-6);
   DOCTEST_CHECK(pml.cosine_t_max == 150);
@@ -105,10 +106,32 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(ex::learning_rate(pml, 0) == doctest::Approx(1e-4));
   DOCTEST_CHECK(ex::learning_rate(pml, 75) == doctest::Approx((1e-4 + 1e-7) / 2));
   DOCTEST_CHECK(ex::learning_rate(pml, 150) == doctest::Approx(1e-7));
-  DOCTEST_CHECK(ex::recipe("sanet").loss == "sanet");
-  DOCTEST_CHECK(ex::recipe("sanet").lr == 1e-5);
-  DOCTEST_CHECK(ex::recipe("csrnet").loss == "euclidean");
-  DOCTEST_CHECK_THROWS_AS(ex::recipe("yolo"), std::runtime_error);
+  DOCTEST_CHECK(ex::recipe(ex::Recipe::kSANet).loss == ex::CountLoss::kSANet);
+  DOCTEST_CHECK(ex::recipe(ex::Recipe::kSANet).lr == 1e-5);
+  DOCTEST_CHECK(ex::recipe(ex::Recipe::kCSRNet).loss == ex::CountLoss::kEuclidean);
+  DOCTEST_CHECK(ex::parse_choice<ex::Recipe>("csrnet") == ex::Recipe::kCSRNet);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Recipe>("yolo"), "unknown --recipe 'yolo' (pml, csrnet, sanet)",
+                               std::runtime_error);
+}
+
+TEST_CASE("config: each choice is parsed from its name once, names the option otherwise, and is saved as its name") {
+  DOCTEST_CHECK(ex::parse_choice<ex::CountLoss>("euclidean") == ex::CountLoss::kEuclidean);
+  DOCTEST_CHECK(std::string(ex::name_of(ex::CountModel::kSANet)) == "sanet");
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountLoss>("l1"), "unknown --loss 'l1' (l2, pml, sanet, euclidean)",
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountModel>("mcnn"), "unknown --model 'mcnn' (csrnet, sanet)",
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Optimizer>("lion"), "unknown --optimizer 'lion' (adamw, adam, sgd)",
+                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Schedule>("step"), "unknown --schedule 'step' (cosine, constant)",
+                               std::runtime_error);
+  auto c = ex::recipe(ex::Recipe::kCSRNet);
+  nlohmann::json j = c;
+  DOCTEST_CHECK(j.at("loss") == "euclidean");
+  DOCTEST_CHECK(j.at("optimizer") == "sgd");
+  j["loss"] = "l1";  // a damaged configuration
+  DOCTEST_CHECK_THROWS_WITH_AS(j.get<ex::TrainConfig>(), "unknown --loss 'l1' (l2, pml, sanet, euclidean)",
+                               std::runtime_error);
 }
 
 TEST_CASE_TEMPLATE("config: JSON keeps every saved setting, and a key a checkpoint lacks takes the default", Config,
@@ -130,9 +153,9 @@ TEST_CASE_TEMPLATE("config: JSON keeps every saved setting, and a key a checkpoi
 }
 
 TEST_CASE("trainer: check_config rejects each bad option, naming it and its value, before anything is touched") {
-  DOCTEST_CHECK_NOTHROW(ex::check_config(ex::recipe("pml")));
+  DOCTEST_CHECK_NOTHROW(ex::check_config(ex::recipe(ex::Recipe::kPML)));
   const auto rejects = [](const std::function<void(ex::TrainConfig&)>& change, const std::string& message) {
-    auto c = ex::recipe("pml");
+    auto c = ex::recipe(ex::Recipe::kPML);
     change(c);
     try {
       ex::check_config(c);
@@ -141,10 +164,6 @@ TEST_CASE("trainer: check_config rejects each bad option, naming it and its valu
       DOCTEST_CHECK(std::string(e.what()).find(message) != std::string::npos);
     }
   };
-  rejects([](ex::TrainConfig& c) { c.loss = "l1"; }, "unknown --loss 'l1' (l2, pml, sanet, euclidean)");
-  rejects([](ex::TrainConfig& c) { c.model = "mcnn"; }, "unknown --model 'mcnn'");
-  rejects([](ex::TrainConfig& c) { c.optimizer = "lion"; }, "unknown --optimizer 'lion'");
-  rejects([](ex::TrainConfig& c) { c.schedule = "step"; }, "unknown --schedule 'step'");
   rejects([](ex::TrainConfig& c) { c.amp = "fp8"; }, "unknown --amp 'fp8'");
   rejects([](ex::TrainConfig& c) { c.device = "tpu"; }, "unknown --device 'tpu'");
   rejects([](ex::TrainConfig& c) { c.width = 1.5; }, "--width must be in (0, 1], got 1.5");
@@ -243,7 +262,7 @@ TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and
 TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers the loss") {
   const auto dir = fixture_dir("train_amp");
   const auto train = tiny_set(dir / "train", 8, 5), val = tiny_set(dir / "val", 2, 6);
-  auto c = tiny_config("pml");
+  auto c = tiny_config(ex::CountLoss::kPML);
   c.amp = "bf16", c.epochs = 4, c.cosine_t_max = 4;
   {
     auto m = ex::make_model(c);
