@@ -259,10 +259,21 @@ inline std::vector<Detections> detect(const DetectConfig& c, const FCOSOutput& o
   return result;
 }
 
+/// A detector's validation: the detection metrics, inference speed and, during training, the
+/// time the assignment took per batch. In metrics.jsonl as these keys; `epoch` (from 1) is set
+/// on the best validation train_detector returns.
+struct DetectorMetrics : DetectionMetrics {
+  double eval_images_per_s = 0;
+  double assign_ms_per_batch = 0;
+  int64_t epoch = 0;  // not one of the JSON fields: metrics.jsonl has its own
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectorMetrics, ap50, mmr, recall, ground_truths, detections,
+                                                eval_images_per_s, assign_ms_per_batch)
+
 /// AP50, mMR and recall of `net` on `loader` (CrowdHuman protocol, ignore regions honoured),
 /// plus images/s of inference, with the model under autocast to `amp` when given.
-inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const DetectionLoader& loader,
-                                        std::optional<at::ScalarType> amp = std::nullopt) {
+inline DetectorMetrics evaluate_detector(const DetectConfig& c, FCOS& net, const DetectionLoader& loader,
+                                         std::optional<at::ScalarType> amp = std::nullopt) {
   torch::NoGradGuard no_grad;
   net->eval();
   const torch::Device device(c.device);
@@ -281,22 +292,19 @@ inline nlohmann::json evaluate_detector(const DetectConfig& c, FCOS& net, const 
     gts.insert(gts.end(), b.boxes.begin(), b.boxes.end());
     ignores.insert(ignores.end(), b.ignore.begin(), b.ignore.end());
   });
-  const auto m = evaluate_detections(dets, gts, ignores);
-  return {{"ap50", m.ap50},
-          {"mmr", m.mmr},
-          {"recall", m.recall},
-          {"ground_truths", m.ground_truths},
-          {"detections", m.detections},
-          {"eval_images_per_s", static_cast<double>(dets.size()) / std::max(seconds, 1e-9)}};
+  DetectorMetrics m;
+  static_cast<DetectionMetrics&>(m) = evaluate_detections(dets, gts, ignores);
+  m.eval_images_per_s = static_cast<double>(dets.size()) / std::max(seconds, 1e-9);
+  return m;
 }
 
 /// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
 /// kept as best.pt); the shared loop of training.hpp, a run already in `out` refused, resumed or
 /// replaced as `existing` says. Images that cannot be read go to `bad` (without one: an error).
-/// Returns the best validation's metrics.
-inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
-                                     const std::vector<DetectionSample>& val, const fs::path& out, ExistingRun existing,
-                                     bool quiet = false, BadSamples* bad = nullptr) {
+/// Returns the best validation's metrics and its epoch.
+inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
+                                      const std::vector<DetectionSample>& val, const fs::path& out,
+                                      ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr) {
   check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
@@ -329,13 +337,16 @@ inline nlohmann::json train_detector(const DetectConfig& c, const std::vector<De
   };
   hooks.validate = [&](int64_t) {
     auto m = evaluate_detector(c, net, val_loader, amp);
-    m["assign_ms_per_batch"] = assign_ms / static_cast<double>(std::max<int64_t>(1, assign_batches));
+    m.assign_ms_per_batch = assign_ms / static_cast<double>(std::max<int64_t>(1, assign_batches));
     assign_ms = 0, assign_batches = 0;
-    return Validation{m, -m.at("ap50").get<double>()};
+    return Validation{m, -m.ap50};
   };
   FitSettings s;
   s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
-  return fit(*net, *opt, train_loader, hooks, s);
+  const auto best = fit(*net, *opt, train_loader, hooks, s);
+  auto m = best.get<DetectorMetrics>();
+  m.epoch = best.value("epoch", int64_t{0});
+  return m;
 }
 
 /// A detector from a checkpoint written by `train_detector`, on `device`, in eval mode.

@@ -1,6 +1,8 @@
 #pragma once
 // Evaluation of pedestrian detectors as on CrowdHuman: AP50, log-average miss rate (mMR) and
 // recall, with ignore regions, following the CrowdHuman evaluation toolkit (APMRToolkits).
+#include <nlohmann/json.hpp>
+
 #include <crowdloss/detection/boxes.hpp>
 #include <torch/types.h>
 
@@ -28,6 +30,7 @@ struct DetectionMetrics {
   int64_t ground_truths = 0;  // ground-truth boxes of all images (ignore regions not included)
   int64_t detections = 0;     // detections scored as TP or FP (those dropped on ignore regions not included)
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectionMetrics, ap50, mmr, recall, ground_truths, detections)
 
 namespace eval_detail {
 

@@ -86,7 +86,7 @@ int demo(const fs::path& out, bool quick) {
             << (quick ? kQuickNote : "") << "\n";
   struct Row {
     ex::AssignMode mode;
-    nlohmann::json m;
+    ex::DetectorMetrics m;
     int64_t epoch;
     double seconds;
   };
@@ -106,8 +106,8 @@ int demo(const fs::path& out, bool quick) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto [net, config] = ex::load_detector(out / mode_name / "best.pt", "cpu");
     auto m = ex::evaluate_detector(config, net, test_loader);
-    m["assign_ms_per_batch"] = best.value("assign_ms_per_batch", 0.0);
-    rows.push_back({mode, m, best.value("epoch", int64_t{0}), seconds});
+    m.assign_ms_per_batch = best.assign_ms_per_batch;
+    rows.push_back({mode, m, best.epoch, seconds});
     panels.push_back(ex::draw_detections(image, confident(predict_image(config, net, image), 0.3), shown.ignore));
   }
   ex::save_png((out / "test_scene0.png").string(), torch::cat(panels, 1));
@@ -118,16 +118,14 @@ int demo(const fs::path& out, bool quick) {
   for (const auto& r : rows) {
     c.assign = r.mode;
     const std::string name = ex::name_of(r.mode);
-    table.rows.push_back(
-        {"`" + name + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.at("ap50").get<double>(), 3),
-         ex::fixed(r.m.at("mmr").get<double>(), 3), ex::fixed(r.m.at("recall").get<double>(), 3),
-         std::to_string(r.epoch),
-         ex::fixed(r.m.at("assign_ms_per_batch").get<double>(), 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
+    table.rows.push_back({"`" + name + "`", ex::uses_nms(c) ? "0.6" : "none", ex::fixed(r.m.ap50, 3),
+                          ex::fixed(r.m.mmr, 3), ex::fixed(r.m.recall, 3), std::to_string(r.epoch),
+                          ex::fixed(r.m.assign_ms_per_batch, 1) + " ms / " + ex::fixed(r.seconds, 0) + " s"});
     json["modes"][name] = r.m;
     json["modes"][name]["best_epoch"] = r.epoch, json["modes"][name]["train_seconds"] = r.seconds;
   }
   std::string notes = "Detection on " + std::to_string(test_set.size()) + " synthetic test scenes (" +
-                      std::to_string(rows.at(0).m.at("ground_truths").get<int64_t>()) +
+                      std::to_string(rows.at(0).m.ground_truths) +
                       " people), CrowdHuman protocol, ignore regions honoured. AP50 and recall: higher is better; mMR"
                       " (log-average miss rate): lower is better.";
   if (quick) notes += " --quick: a smoke run, its numbers mean nothing.";
@@ -237,8 +235,8 @@ int main(int argc, char** argv) {
           });
       const auto best =
           ex::train_detector(c, train_set, val_set, out, ex::existing_run(resume, overwrite), /*quiet=*/false, &bad);
-      std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.value("ap50", 0.0),
-                  best.value("mmr", 1.0), best.value("recall", 0.0), out.c_str());
+      std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.ap50, best.mmr,
+                  best.recall, out.c_str());
     } else if (*eval_cmd) {
       const auto spec = ex::parse_data_spec("--data", data, kFormats);
       ex::check_device(device);
@@ -250,10 +248,8 @@ int main(int argc, char** argv) {
       ex::check_not_empty("--data", data, set.size());
       const auto m =
           ex::evaluate_detector(config, net, ex::DetectionLoader(set, lo), ex::amp_dtype(amp, torch::Device(device)));
-      std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.at("ap50").get<double>(),
-                  m.at("mmr").get<double>(), m.at("recall").get<double>(),
-                  static_cast<long long>(m.at("ground_truths").get<int64_t>()),
-                  static_cast<long long>(m.at("detections").get<int64_t>()));
+      std::printf("AP50 %.4f mMR %.4f recall %.4f (%lld people, %lld detections)\n", m.ap50, m.mmr, m.recall,
+                  static_cast<long long>(m.ground_truths), static_cast<long long>(m.detections));
     } else if (*predict_cmd) {
       ex::check_device(device);
       auto [net, config] = ex::load_detector(checkpoint, device);
