@@ -548,14 +548,11 @@ struct DetectionBatch {
 /// The detection counterpart of Loader, with the same guarantees: batch i of epoch e is
 /// augmented from a generator seeded by (seed, e, i), so batches do not depend on the number of
 /// workers, and an epoch can be resumed at any batch.
-class DetectionLoader {
+class DetectionLoader
+    : public LoaderBase<DetectionLoader, DetectionSample, BoxSample, DetectionBatch, DetectionLoaderOptions> {
  public:
   DetectionLoader(std::vector<DetectionSample> samples, DetectionLoaderOptions options)
-      : samples_(std::move(samples)), o_(checked(std::move(options))),
-        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed) {}
-
-  int64_t size() const { return schedule_.size(); }
-  int64_t batches() const { return schedule_.batches(); }
+      : LoaderBase(std::move(samples), checked(std::move(options))) {}
 
   /// One sample, as the loader prepares it before padding (`gen` drives the augmentation).
   BoxSample prepare(const DetectionSample& s, at::Generator& gen) const {
@@ -565,41 +562,25 @@ class DetectionLoader {
     return x;
   }
 
-  /// Batch `index` of epoch `epoch`; bad samples as in Loader::make_batch.
-  DetectionBatch make_batch(int64_t epoch, int64_t index) const {
-    auto gen = schedule_.generator(epoch, index);
-    std::vector<at::Tensor> images;
+  /// The batch of prepared samples `xs`: images zero-padded to the largest, rounded up to the
+  /// multiple; each image's size before padding, boxes and ignore regions.
+  DetectionBatch collate(std::vector<BoxSample> xs, std::vector<std::string> files) const {
     DetectionBatch b;
     int64_t H = 0, W = 0;
-    for (const int64_t k : schedule_.indices(epoch, index)) {
-      const auto& s = samples_[static_cast<size_t>(k)];
-      BoxSample x;
-      if (!data_detail::read_sample(o_.bad, s.image, [&] { x = prepare(s, gen); })) continue;
-      b.files.push_back(s.image);
+    for (const auto& x : xs) {
       b.sizes.push_back({x.image.size(1), x.image.size(2)});
       b.boxes.push_back(x.boxes.contiguous());
       b.ignore.push_back(x.ignore.contiguous());
-      images.push_back(x.image);
-      H = std::max(H, x.image.size(1));
-      W = std::max(W, x.image.size(2));
+      H = std::max(H, x.image.size(1)), W = std::max(W, x.image.size(2));
     }
-    if (images.empty()) return b;
     H = (H + o_.multiple - 1) / o_.multiple * o_.multiple;
     W = (W + o_.multiple - 1) / o_.multiple * o_.multiple;
-    for (auto& image : images)
-      image = normalize(torch::constant_pad_nd(image, {0, W - image.size(2), 0, H - image.size(1)}, 0));
+    std::vector<at::Tensor> images;
+    for (const auto& x : xs)
+      images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
     b.images = torch::stack(images);
+    b.files = std::move(files);
     return b;
-  }
-
-  /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first` (see
-  /// BatchSchedule::run); a batch whose samples were all skipped as bad is not passed on.
-  void run_epoch(int64_t epoch, const std::function<void(int64_t, DetectionBatch&)>& fn, int64_t first = 0) const {
-    schedule_.run<DetectionBatch>([&](int64_t i) { return make_batch(epoch, i); },
-                                  [&](int64_t i, DetectionBatch& b) {
-                                    if (b.images.defined()) fn(i, b);
-                                  },
-                                  first);
   }
 
  private:
@@ -608,10 +589,6 @@ class DetectionLoader {
       throw std::invalid_argument("DetectionLoader: batch, workers and multiple must be >= 1");
     return o;
   }
-
-  std::vector<DetectionSample> samples_;
-  DetectionLoaderOptions o_;
-  BatchSchedule schedule_;
 };
 
 }  // namespace crowdloss_examples

@@ -135,6 +135,56 @@ class BatchSchedule {
   uint64_t seed_;
 };
 
+/// What Loader and DetectionLoader share: the BatchSchedule over their samples, the loop that
+/// prepares the samples of a batch (a sample that cannot be read goes to `options.bad`: without
+/// one an error naming the file; skipped, it is left out) and run_epoch. `Derived` supplies
+/// `prepare(sample, gen)` (one sample, decoded and augmented) and `collate(prepared, files)` (the
+/// batch from the samples that could be read, at least one); Options has batch, shuffle, workers,
+/// seed and bad.
+template <class Derived, class Sample, class Prepared, class BatchT, class Options>
+class LoaderBase {
+ public:
+  int64_t size() const { return schedule_.size(); }
+  int64_t batches() const { return schedule_.batches(); }
+
+  /// Batch `index` of epoch `epoch`; a batch of skipped samples only has no `images`.
+  BatchT make_batch(int64_t epoch, int64_t index) const {
+    auto gen = schedule_.generator(epoch, index);
+    std::vector<Prepared> prepared;
+    std::vector<std::string> files;
+    for (const int64_t k : schedule_.indices(epoch, index)) {
+      const auto& s = samples_[static_cast<size_t>(k)];
+      if (!data_detail::read_sample(o_.bad, s.image,
+                                    [&] { prepared.push_back(static_cast<const Derived&>(*this).prepare(s, gen)); }))
+        continue;
+      files.push_back(s.image);
+    }
+    if (prepared.empty()) return BatchT{};
+    return static_cast<const Derived&>(*this).collate(std::move(prepared), std::move(files));
+  }
+
+  /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
+  /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
+  /// corrupt image, named in the message) is rethrown here; a batch whose samples were all
+  /// skipped as bad is not passed on.
+  void run_epoch(int64_t epoch, const std::function<void(int64_t, BatchT&)>& fn, int64_t first = 0) const {
+    schedule_.run<BatchT>([&](int64_t i) { return make_batch(epoch, i); },
+                          [&](int64_t i, BatchT& b) {
+                            if (b.images.defined()) fn(i, b);
+                          },
+                          first);
+  }
+
+ protected:
+  LoaderBase(std::vector<Sample> samples, Options options)
+      : samples_(std::move(samples)), o_(std::move(options)),
+        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed) {}
+
+  std::vector<Sample> samples_;
+  Options o_;
+  BatchSchedule schedule_;
+};
+
 struct LoaderOptions {
   int64_t batch = 8;
   int64_t crop = 0;          // side of the random square crop when augmenting (0: no crop)
@@ -155,16 +205,12 @@ struct Batch {
   std::vector<std::string> files;
 };
 
-class Loader {
+class Loader : public LoaderBase<Loader, CrowdSample, Sample, Batch, LoaderOptions> {
  public:
   Loader(std::vector<CrowdSample> samples, LoaderOptions options)
-      : samples_(std::move(samples)), o_(checked(std::move(options))),
-        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed) {
+      : LoaderBase(std::move(samples), checked(std::move(options))) {
     o_.density.stride(static_cast<double>(o_.stride));
   }
-
-  int64_t size() const { return schedule_.size(); }
-  int64_t batches() const { return schedule_.batches(); }
 
   /// One sample, as the loader prepares it (`gen` drives the augmentation).
   Sample prepare(const CrowdSample& s, at::Generator& gen) const {
@@ -174,44 +220,23 @@ class Loader {
     return pad_to_multiple(x, o_.stride);
   }
 
-  /// Batch `index` of epoch `epoch`. A sample that cannot be prepared is reported to
-  /// `options.bad` (without one: an error naming the file) and, when skipped, left out; a batch
-  /// of skipped samples only has no `images`.
-  Batch make_batch(int64_t epoch, int64_t index) const {
-    auto gen = schedule_.generator(epoch, index);
-    std::vector<Sample> xs;
-    Batch b;
+  /// The batch of prepared samples `xs` (images of different sizes padded to the largest) with
+  /// their densities at the stride and their counts.
+  Batch collate(std::vector<Sample> xs, std::vector<std::string> files) const {
     int64_t H = 0, W = 0;
-    for (const int64_t k : schedule_.indices(epoch, index)) {
-      const auto& s = samples_[static_cast<size_t>(k)];
-      if (!data_detail::read_sample(o_.bad, s.image, [&] { xs.push_back(prepare(s, gen)); })) continue;
-      b.files.push_back(s.image);
-      H = std::max(H, xs.back().image.size(1));
-      W = std::max(W, xs.back().image.size(2));
-    }
-    if (xs.empty()) return b;
+    for (const auto& x : xs) H = std::max(H, x.image.size(1)), W = std::max(W, x.image.size(2));
     std::vector<at::Tensor> images, maps, counts;
-    for (const auto& x : xs) {  // images of different sizes are padded to the largest
+    for (const auto& x : xs) {
       images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
       maps.push_back(crowdloss::points_to_density(x.points, H / o_.stride, W / o_.stride, o_.density).unsqueeze(0));
       counts.push_back(torch::full({1}, static_cast<float>(x.points.size(0))));
     }
+    Batch b;
     b.images = torch::stack(images);
     b.density = torch::stack(maps);
     b.counts = torch::cat(counts);
+    b.files = std::move(files);
     return b;
-  }
-
-  /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
-  /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
-  /// corrupt image, named in the message) is rethrown here; a batch whose samples were all
-  /// skipped as bad is not passed on.
-  void run_epoch(int64_t epoch, const std::function<void(int64_t, Batch&)>& fn, int64_t first = 0) const {
-    schedule_.run<Batch>([&](int64_t i) { return make_batch(epoch, i); },
-                         [&](int64_t i, Batch& b) {
-                           if (b.images.defined()) fn(i, b);
-                         },
-                         first);
   }
 
  private:
@@ -220,10 +245,6 @@ class Loader {
       throw std::invalid_argument("Loader: batch, workers and stride must be >= 1");
     return o;
   }
-
-  std::vector<CrowdSample> samples_;
-  LoaderOptions o_;
-  BatchSchedule schedule_;
 };
 
 }  // namespace crowdloss_examples
