@@ -5,7 +5,7 @@
 // the path is a bug.
 
 #include <datasets.hpp>
-#include <detection_data.hpp>
+#include <detection_datasets.hpp>
 
 #include <cstdlib>
 #include <filesystem>

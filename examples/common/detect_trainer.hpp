@@ -4,7 +4,8 @@
 // POTO + 3DMF + auxiliary loss, and LLA. The loop itself is training.hpp's `fit`.
 #include "cli.hpp"
 #include "run_config.hpp"
-#include "detection_data.hpp"
+#include "detection_loader.hpp"
+#include "pedestrians.hpp"
 #include "detection_eval.hpp"
 #include "models/fcos.hpp"
 #include "training.hpp"

@@ -10,7 +10,7 @@
 // that sparse and very dense scenes both occur. Written as PNG images plus the COCO-style JSON
 // the readers understand (one head box per person, centred on the annotated point).
 // The drawing primitives (synthetic_detail: Random, Canvas, jitter, street_background,
-// light_and_noise) are shared with the pedestrian scenes of detection_data.hpp.
+// light_and_noise) are shared with the pedestrian scenes of pedestrians.hpp.
 #include "datasets.hpp"
 #include "image_io.hpp"
 

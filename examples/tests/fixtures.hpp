@@ -2,7 +2,8 @@
 // Fixture helpers shared by the examples' tests: scratch directories and paths under the test
 // tmp dir, text and image files, small synthetic datasets (crowds, pedestrians), metrics logs,
 // parameter counts and comparisons.
-#include "detection_data.hpp"
+#include "detection_loader.hpp"
+#include "pedestrians.hpp"
 #include "synthetic.hpp"
 
 #include <nlohmann/json.hpp>

@@ -2,7 +2,8 @@
 
 #include "fixtures.hpp"
 
-#include "detection_data.hpp"
+#include "detection_loader.hpp"
+#include "pedestrians.hpp"
 #include "image_io.hpp"
 
 #include <algorithm>
