@@ -127,39 +127,71 @@ TEST_CASE("synthetic: the written dataset reads back through the COCO reader, an
         std::runtime_error);
 }
 
-TEST_CASE("Loader: batches, density sums equal counts, determinism across workers, errors name the file") {
-  const auto dir = fixture_dir("loader");
-  const auto samples = crowdloss_examples_test::small_synthetic_set(dir, 10, 72, 100, 200);
-  ex::LoaderOptions lo;
-  lo.batch = 4;
-  lo.crop = 48;
-  lo.augment = true;
-  lo.shuffle = true;
-  lo.seed = 9;
-  lo.workers = 1;
-  const ex::Loader one(samples, lo);
-  lo.workers = 3;
-  const ex::Loader three(samples, lo);
+namespace {
+
+// The two loaders, for the guarantees they share (LoaderBase).
+struct CountingLoaderCase {
+  using Loader = ex::Loader;
+  using Options = ex::LoaderOptions;
+  static constexpr const char* name = "loader_counting";
+  static std::vector<ex::CrowdSample> samples(const fs::path& dir) {
+    return crowdloss_examples_test::small_synthetic_set(dir, 10, 72, 100, 200);
+  }
+};
+struct DetectionLoaderCase {
+  using Loader = ex::DetectionLoader;
+  using Options = ex::DetectionLoaderOptions;
+  static constexpr const char* name = "loader_detection";
+  static std::vector<ex::DetectionSample> samples(const fs::path& dir) {
+    return crowdloss_examples_test::small_pedestrian_set(dir, 10, 72, 100, 12, 5);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("loaders: batches do not depend on the workers, epochs differ, and an epoch resumes at any batch",
+                   Case, CountingLoaderCase, DetectionLoaderCase) {
+  const auto samples = Case::samples(fixture_dir(Case::name));
+  typename Case::Options o;
+  o.batch = 4, o.crop = 48, o.augment = true, o.shuffle = true, o.seed = 9, o.workers = 1;
+  const typename Case::Loader one(samples, o);
+  o.workers = 3;
+  const typename Case::Loader three(samples, o);
+  DOCTEST_CHECK(one.size() == 10);
   DOCTEST_CHECK(one.batches() == 3);
-  std::vector<ex::Batch> first, second;
-  one.run_epoch(2, [&](int64_t, ex::Batch& b) { first.push_back(b); });
-  three.run_epoch(2, [&](int64_t, ex::Batch& b) { second.push_back(b); });
-  REQUIRE(first.size() == 3);
-  REQUIRE(second.size() == 3);
+  using Batch = decltype(one.make_batch(0, 0));
+  std::vector<Batch> first, second, other, rest;
+  one.run_epoch(2, [&](int64_t, Batch& b) { first.push_back(b); });
+  three.run_epoch(2, [&](int64_t, Batch& b) { second.push_back(b); });
+  DOCTEST_REQUIRE(first.size() == 3);
+  DOCTEST_REQUIRE(second.size() == 3);
   for (size_t i = 0; i < 3; ++i) {
     DOCTEST_CHECK(torch::equal(first[i].images, second[i].images));
     DOCTEST_CHECK(first[i].files == second[i].files);
-    DOCTEST_CHECK(torch::allclose(first[i].density.sum({1, 2, 3}), first[i].counts));
   }
+  DOCTEST_CHECK(first[2].images.size(0) == 2);
+  // Another epoch is another order and other crops; resuming mid-epoch gives the same batches.
+  three.run_epoch(3, [&](int64_t, Batch& b) { other.push_back(b); });
+  DOCTEST_CHECK_FALSE(torch::equal(other[0].images, first[0].images));
+  three.run_epoch(
+      2, [&](int64_t, Batch& b) { rest.push_back(b); }, 1);
+  DOCTEST_REQUIRE(rest.size() == 2);
+  DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
+  DOCTEST_CHECK(rest[1].files == first[2].files);
+}
+
+TEST_CASE("Loader: batch shapes, density sums equal counts, whole images for evaluation, errors name the file") {
+  const auto dir = fixture_dir("loader");
+  const auto samples = crowdloss_examples_test::small_synthetic_set(dir, 10, 72, 100, 200);
+  ex::LoaderOptions lo;
+  lo.batch = 4, lo.crop = 48, lo.augment = true, lo.shuffle = true, lo.seed = 9, lo.workers = 3;
+  const ex::Loader three(samples, lo);
+  std::vector<ex::Batch> first;
+  three.run_epoch(2, [&](int64_t, ex::Batch& b) { first.push_back(b); });
+  REQUIRE(first.size() == 3);
+  for (const auto& b : first) DOCTEST_CHECK(torch::allclose(b.density.sum({1, 2, 3}), b.counts));
   DOCTEST_CHECK(first[0].images.sizes() == at::IntArrayRef({4, 3, 48, 48}));
   DOCTEST_CHECK(first[0].density.sizes() == at::IntArrayRef({4, 1, 6, 6}));
-  DOCTEST_CHECK(first[2].images.size(0) == 2);
-  // Resuming in the middle of an epoch gives the same remaining batches.
-  std::vector<ex::Batch> rest;
-  three.run_epoch(
-      2, [&](int64_t, ex::Batch& b) { rest.push_back(b); }, 1);
-  REQUIRE(rest.size() == 2);
-  DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
   // Evaluation: whole images padded to the stride, exact counts.
   ex::LoaderOptions eo;
   eo.batch = 1;

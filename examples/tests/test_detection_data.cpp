@@ -319,58 +319,32 @@ TEST_CASE("detection data: box transforms follow the image under resize, flip, c
                 at::IntArrayRef({0, 4}));
 }
 
-TEST_CASE(
-    "detection data: loader batches do not depend on the workers, resume mid-epoch, and have the documented shapes") {
+TEST_CASE("detection data: loader batches have the documented shapes, boxes inside the crop") {
   const auto dir = fixture_dir("detection_loader");
   ex::PedestrianOptions po;
   po.height = 72, po.width = 100, po.max_people = 12;
   const auto samples = ex::write_synthetic_pedestrians(dir, 7, po);
   ex::DetectionLoaderOptions lo;
-  lo.batch = 3;
-  lo.crop = 48;
-  lo.augment = true;
-  lo.shuffle = true;
-  lo.seed = 5;
-  lo.workers = 1;
-  const ex::DetectionLoader one(samples, lo);
-  lo.workers = 3;
+  lo.batch = 3, lo.crop = 48, lo.augment = true, lo.shuffle = true, lo.seed = 5, lo.workers = 3;
   const ex::DetectionLoader three(samples, lo);
-  DOCTEST_CHECK(one.size() == 7);
-  DOCTEST_CHECK(one.batches() == 3);
-  std::vector<ex::DetectionBatch> first, second;
-  one.run_epoch(1, [&](int64_t, ex::DetectionBatch& b) { first.push_back(b); });
-  three.run_epoch(1, [&](int64_t, ex::DetectionBatch& b) { second.push_back(b); });
+  std::vector<ex::DetectionBatch> first;
+  three.run_epoch(1, [&](int64_t, ex::DetectionBatch& b) { first.push_back(b); });
   DOCTEST_REQUIRE(first.size() == 3);
-  DOCTEST_REQUIRE(second.size() == 3);
-  for (size_t i = 0; i < 3; ++i) {
-    DOCTEST_CHECK(torch::equal(first[i].images, second[i].images));
-    DOCTEST_CHECK(first[i].files == second[i].files);
-    DOCTEST_REQUIRE(first[i].boxes.size() == second[i].boxes.size());
-    for (size_t k = 0; k < first[i].boxes.size(); ++k) {
-      DOCTEST_CHECK(torch::equal(first[i].boxes[k], second[i].boxes[k]));
-      DOCTEST_CHECK(torch::equal(first[i].ignore[k], second[i].ignore[k]));
-      const auto& bx = first[i].boxes[k];
+  for (const auto& b : first)
+    for (size_t k = 0; k < b.boxes.size(); ++k) {
+      const auto& bx = b.boxes[k];
+      DOCTEST_CHECK(b.ignore[k].size(1) == 4);
       if (bx.size(0) > 0) {
         DOCTEST_CHECK(bx.min().item<float>() >= 0);
         DOCTEST_CHECK(bx.max().item<float>() <= 48);
       }
     }
-  }
   DOCTEST_CHECK(first[0].images.sizes() == at::IntArrayRef({3, 3, 64, 64}));  // 48×48 crops padded to 64
   const bool cropped = first[0].sizes[0] == std::array<int64_t, 2>{48, 48};
   DOCTEST_CHECK(cropped);
   DOCTEST_CHECK(first[0].boxes.size() == 3);
   DOCTEST_CHECK(first[2].images.size(0) == 1);
   DOCTEST_CHECK(first[2].files.size() == 1);
-  // Another epoch is another order and other crops; resuming mid-epoch gives the same batches.
-  std::vector<ex::DetectionBatch> other, rest;
-  three.run_epoch(2, [&](int64_t, ex::DetectionBatch& b) { other.push_back(b); });
-  DOCTEST_CHECK_FALSE(torch::equal(other[0].images, first[0].images));
-  three.run_epoch(
-      1, [&](int64_t, ex::DetectionBatch& b) { rest.push_back(b); }, 1);
-  DOCTEST_REQUIRE(rest.size() == 2);
-  DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
-  DOCTEST_CHECK(rest[1].files == first[2].files);
   // Evaluation: whole images in order, padded to the multiple, boxes as annotated.
   ex::DetectionLoaderOptions eo;
   eo.batch = 2;
