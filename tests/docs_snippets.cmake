@@ -22,12 +22,11 @@ foreach(_doc IN LISTS _doc_files)
     message(FATAL_ERROR "extracting code snippets from ${_doc} failed")
   endif()
 endforeach()
-# The `Example:` blocks of the headers' doc comments (the `///` lines indented by three or more
-# spaces after a line ending in "Example:", which docs/doxygen-filter.awk renders as code) are
-# compiled too: each becomes a block in a function of header_examples.cpp, with #line pointing
-# at the header. The function declares the inputs examples use without defining them (pred,
-# target, boxes, scores, gt_boxes, …: see tests/header_examples_prelude.hpp); an example may
-# declare its own, which then shadow those.
+# The code blocks of the headers' doc comments (`/// ```cpp` … `/// ````, which doxygen renders as
+# code) are compiled too: each becomes a block in a function of header_examples.cpp, with #line
+# pointing at the header. The function declares the inputs examples use without defining them
+# (pred, target, boxes, scores, gt_boxes, …: see tests/header_examples_prelude.hpp); an example
+# may declare its own, which then shadow those.
 set(_header_id 0)
 file(GLOB_RECURSE _headers CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/include/crowdloss/*.hpp")
 list(SORT _headers)
@@ -37,19 +36,18 @@ file(WRITE "${_examples}" "#include \"${CMAKE_CURRENT_SOURCE_DIR}/header_example
 foreach(_header IN LISTS _headers)
   execute_process(
     COMMAND awk -v src=${_header} -v id=${_header_id} [=[
-      function close_block() { if (inside) print "  }\n}"; inside = 0 }
       {
-        is_comment = match($0, /^[ \t]*\/\/\//)
+        is_comment = match($0, /^[ \t]*\/\/\/ ?/)
         text = is_comment ? substr($0, RSTART + RLENGTH) : ""
-        if (inside && !(is_comment && text ~ /^   +[^ ]/)) close_block()
-        if (!inside && is_comment && text ~ /^   +[^ ]/ && prev_example) {
+        if (inside && is_comment && text ~ /^```[ \t]*$/) { print "  }\n}"; inside = 0; next }
+        if (inside && !is_comment) { print "unterminated ```cpp block in " src > "/dev/stderr"; exit 1 }
+        if (inside) printf("#line %d \"%s\"\n%s\n", NR, src, text)
+        if (!inside && is_comment && text ~ /^```cpp[ \t]*$/) {
           n++; inside = 1
           printf("void example_%d_%d() {\n  CROWDLOSS_EXAMPLE_INPUTS\n  {\n", id, n)
         }
-        if (inside) { printf("#line %d \"%s\"\n%s\n", NR, src, substr(text, 4)) }
-        prev_example = is_comment && text ~ /Example:[ \t]*$/
       }
-      END { close_block() }]=] "${_header}"
+      END { if (inside) { print "unterminated ```cpp block in " src > "/dev/stderr"; exit 1 } }]=] "${_header}"
     OUTPUT_VARIABLE _functions RESULT_VARIABLE _rc)
   if(NOT _rc EQUAL 0)
     message(FATAL_ERROR "extracting the examples of ${_header} failed")

@@ -52,6 +52,8 @@
 ///   return a scalar), as pytorch-msssim, the SANet ports and PyTorch's own losses do.
 ///
 /// Example:
-///   auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(1.0);
-///   double w = opts.pixel_mse_weight();                    // 1.0
-///   at::Tensor loss = crowdloss::pml_loss(pred, target, opts);
+/// ```cpp
+/// auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(1.0);
+/// double w = opts.pixel_mse_weight();                    // 1.0
+/// at::Tensor loss = crowdloss::pml_loss(pred, target, opts);
+/// ```

@@ -17,7 +17,9 @@ namespace crowdloss {
 /// `reduction_t`, which is a `c10::variant` on LibTorch 1.13 and a `std::variant` on 2.x.
 ///
 /// Example:
-///   crowdloss::Reduction r = torch::kSum;
+/// ```cpp
+/// crowdloss::Reduction r = torch::kSum;
+/// ```
 using Reduction = std::variant<torch::enumtype::kNone, torch::enumtype::kMean, torch::enumtype::kSum>;
 
 namespace detail {

@@ -22,5 +22,7 @@
 /// The version as one comparable integer: major·10000 + minor·100 + patch.
 ///
 /// Example:
-///   static_assert(CROWDLOSS_VERSION >= 100, "needs crowdloss 0.1.0 or newer");
+/// ```cpp
+/// static_assert(CROWDLOSS_VERSION >= 100, "needs crowdloss 0.1.0 or newer");
+/// ```
 #define CROWDLOSS_VERSION (CROWDLOSS_VERSION_MAJOR * 10000 + CROWDLOSS_VERSION_MINOR * 100 + CROWDLOSS_VERSION_PATCH)

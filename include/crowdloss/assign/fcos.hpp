@@ -21,8 +21,10 @@ namespace crowdloss {
 /// Options for `crowdloss::fcos_assign`.
 ///
 /// Example:
-///   auto opts = crowdloss::FCOSAssignOptions().strides({8, 16, 32, 64, 128})
-///                   .level_sizes({10000, 2500, 625, 169, 49});
+/// ```cpp
+/// auto opts = crowdloss::FCOSAssignOptions().strides({8, 16, 32, 64, 128})
+///                 .level_sizes({10000, 2500, 625, 169, 49});
+/// ```
 struct FCOSAssignOptions {
   /// Stride of each FPN level (required).
   TORCH_ARG(std::vector<double>, strides) = {};
@@ -53,10 +55,12 @@ struct FCOSAssignOptions {
 /// levels − 1.
 ///
 /// Example:
-///   auto opts = crowdloss::FCOSAssignOptions().strides({8, 16}).level_sizes({100 * 168, 50 * 84});
-///   auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});
-///   auto gt_of_anchor = crowdloss::fcos_assign(points, gt_boxes, opts);
-///   auto foreground = gt_of_anchor >= 0;
+/// ```cpp
+/// auto opts = crowdloss::FCOSAssignOptions().strides({8, 16}).level_sizes({100 * 168, 50 * 84});
+/// auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});
+/// auto gt_of_anchor = crowdloss::fcos_assign(points, gt_boxes, opts);
+/// auto foreground = gt_of_anchor >= 0;
+/// ```
 inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_boxes,
                               const FCOSAssignOptions& options = {}) {
   constexpr const char* fn = "fcos_assign";

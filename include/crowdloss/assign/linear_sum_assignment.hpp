@@ -125,10 +125,12 @@ inline Assignment solve_lsap_tensor(const char* fn, const at::Tensor& cost, bool
 /// the time (see docs/performance.md).
 ///
 /// Example:
-///   Eigen::MatrixXd cost(2, 3);
-///   cost << 4, 1, 3,
-///           2, 0, 5;
-///   crowdloss::Assignment a = crowdloss::linear_sum_assignment(cost);   // rows {0, 1}, cols {1, 0}, cost 3
+/// ```cpp
+/// Eigen::MatrixXd cost(2, 3);
+/// cost << 4, 1, 3,
+///         2, 0, 5;
+/// crowdloss::Assignment a = crowdloss::linear_sum_assignment(cost);   // rows {0, 1}, cols {1, 0}, cost 3
+/// ```
 inline Assignment linear_sum_assignment(const Eigen::Ref<const Eigen::MatrixXd>& cost, bool maximize = false) {
   return detail::solve_lsap<double>({cost.data(), cost.rows(), cost.cols(), 1, cost.outerStride()}, maximize,
                                     "linear_sum_assignment");
@@ -141,7 +143,9 @@ inline Assignment linear_sum_assignment(const Eigen::Ref<const Eigen::MatrixXd>&
 /// Throws c10::Error for a non-2-D or non-floating matrix and as the Eigen overload does.
 ///
 /// Example:
-///   auto [rows, cols] = crowdloss::linear_sum_assignment(quality, /*maximize=*/true);
+/// ```cpp
+/// auto [rows, cols] = crowdloss::linear_sum_assignment(quality, /*maximize=*/true);
+/// ```
 inline std::tuple<at::Tensor, at::Tensor> linear_sum_assignment(const at::Tensor& cost, bool maximize = false) {
   return detail::to_index_tensors(detail::solve_lsap_tensor("linear_sum_assignment", cost, maximize));
 }
@@ -151,8 +155,10 @@ inline std::tuple<at::Tensor, at::Tensor> linear_sum_assignment(const at::Tensor
 /// An error in any matrix is rethrown as a c10::Error that names its index, e.g. "costs[3]".
 ///
 /// Example:
-///   std::vector<at::Tensor> per_image = {q0, q1, q2};
-///   auto matches = crowdloss::linear_sum_assignment(per_image, /*maximize=*/true);
+/// ```cpp
+/// std::vector<at::Tensor> per_image = {q0, q1, q2};
+/// auto matches = crowdloss::linear_sum_assignment(per_image, /*maximize=*/true);
+/// ```
 inline std::vector<std::tuple<at::Tensor, at::Tensor>> linear_sum_assignment(const std::vector<at::Tensor>& costs,
                                                                              bool maximize = false) {
   const auto n = static_cast<int64_t>(costs.size());

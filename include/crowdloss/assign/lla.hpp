@@ -19,7 +19,9 @@ namespace crowdloss {
 /// Options for `crowdloss::lla_assign`.
 ///
 /// Example:
-///   auto opts = crowdloss::LLAAssignOptions().topk(10).reg_cost(1.5);
+/// ```cpp
+/// auto opts = crowdloss::LLAAssignOptions().topk(10).reg_cost(1.5);
+/// ```
 struct LLAAssignOptions {
   /// Anchors each gt takes (capped at the anchor count), ≥ 1.
   TORCH_ARG(int64_t, topk) = 10;
@@ -90,8 +92,10 @@ inline at::Tensor lla_assign_dispatch(const at::Tensor& cls_logits, const at::Te
 /// negative reg_cost / outside_penalty / focal_gamma, or focal_alpha outside [0, 1].
 ///
 /// Example:
-///   auto assigned = crowdloss::lla_assign(cls_logits, box_ltrb, points, gt_boxes, gt_classes);
-///   auto foreground = assigned >= 0;
+/// ```cpp
+/// auto assigned = crowdloss::lla_assign(cls_logits, box_ltrb, points, gt_boxes, gt_classes);
+/// auto foreground = assigned >= 0;
+/// ```
 inline at::Tensor lla_assign(const at::Tensor& cls_logits, const at::Tensor& box_ltrb, const at::Tensor& points,
                              const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
                              const LLAAssignOptions& options = {}) {

@@ -27,8 +27,10 @@ namespace crowdloss {
 /// Options for `crowdloss::poto_assign` and `crowdloss::poto_quality`.
 ///
 /// Example:
-///   auto opts = crowdloss::POTOAssignOptions().center_sampling_radius(1.5).strides({8, 16, 32, 64, 128})
-///                   .level_sizes({10000, 2500, 625, 169, 49});
+/// ```cpp
+/// auto opts = crowdloss::POTOAssignOptions().center_sampling_radius(1.5).strides({8, 16, 32, 64, 128})
+///                 .level_sizes({10000, 2500, 625, 169, 49});
+/// ```
 struct POTOAssignOptions {
   /// α in quality = prob^(1−α)·IoU^α, in [0, 1].
   TORCH_ARG(double, alpha) = 0.8;
@@ -93,7 +95,9 @@ inline POTOPairs poto_pairs(const char* fn, const at::Tensor& cls_prob, const at
 /// Shapes, devices and errors as for `poto_assign`.
 ///
 /// Example:
-///   auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
+/// ```cpp
+/// auto q = crowdloss::poto_quality(cls_prob, pred_boxes, points, gt_boxes, gt_classes);
+/// ```
 inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                                const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
                                const POTOAssignOptions& options = {}) {
@@ -123,8 +127,10 @@ inline at::Tensor poto_quality(const at::Tensor& cls_prob, const at::Tensor& pre
 /// `strides` / `level_sizes`.
 ///
 /// Example:
-///   auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);
-///   auto matched = crowdloss::poto_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes, gt_classes);
+/// ```cpp
+/// auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);
+/// auto matched = crowdloss::poto_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes, gt_classes);
+/// ```
 inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                               const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
                               const POTOAssignOptions& options = {}) {
@@ -166,9 +172,11 @@ inline at::Tensor poto_assign(const at::Tensor& cls_prob, const at::Tensor& pred
 /// not add up to A.
 ///
 /// Example:
-///   auto opts = crowdloss::POTOAuxAssignOptions().level_sizes({10000, 2500, 625, 169, 49});
-///   auto gt_of_anchor = crowdloss::poto_aux_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes,
-///                                                  gt_classes, opts);
+/// ```cpp
+/// auto opts = crowdloss::POTOAuxAssignOptions().level_sizes({10000, 2500, 625, 169, 49});
+/// auto gt_of_anchor = crowdloss::poto_aux_assign(cls_logits.sigmoid(), pred_boxes, points, gt_boxes,
+///                                                gt_classes, opts);
+/// ```
 inline at::Tensor poto_aux_assign(const at::Tensor& cls_prob, const at::Tensor& pred_boxes, const at::Tensor& points,
                                   const at::Tensor& gt_boxes, const at::Tensor& gt_classes,
                                   const POTOAuxAssignOptions& options) {

@@ -23,7 +23,9 @@ namespace crowdloss {
 /// Options for `crowdloss::points_to_density`.
 ///
 /// Example:
-///   auto opts = crowdloss::PointsToDensityOptions().stride(8).adaptive(true);
+/// ```cpp
+/// auto opts = crowdloss::PointsToDensityOptions().stride(8).adaptive(true);
+/// ```
 struct PointsToDensityOptions {
   /// Input-image pixels per output pixel (> 0): a point at (x, y) lands in output pixel
   /// (min(⌊y/stride⌋, height − 1), min(⌊x/stride⌋, width − 1)).
@@ -67,9 +69,11 @@ using DensityOptions [[deprecated("crowdloss: use PointsToDensityOptions")]] = P
 /// non-finite coordinates, height or width < 1, stride ≤ 0, sigma < 0, beta ≤ 0, k < 1.
 ///
 /// Example:
-///   auto pts = torch::tensor({{10.0, 20.0}, {30.5, 4.0}});            // (x, y) per head
-///   auto raw = crowdloss::points_to_density(pts, 64, 64, crowdloss::PointsToDensityOptions().stride(8));
-///   auto smooth = crowdloss::points_to_density(pts, 512, 512, crowdloss::PointsToDensityOptions().adaptive(true));
+/// ```cpp
+/// auto pts = torch::tensor({{10.0, 20.0}, {30.5, 4.0}});            // (x, y) per head
+/// auto raw = crowdloss::points_to_density(pts, 64, 64, crowdloss::PointsToDensityOptions().stride(8));
+/// auto smooth = crowdloss::points_to_density(pts, 512, 512, crowdloss::PointsToDensityOptions().adaptive(true));
+/// ```
 inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height, int64_t width,
                                     const PointsToDensityOptions& options = {}) {
   constexpr const char* fn = "points_to_density";
@@ -142,7 +146,9 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
 /// non-floating dtype, an empty map, factor < 1.
 ///
 /// Example:
-///   auto coarse = crowdloss::sum_pool(density, 8);   // B×1×H×W → B×1×⌈H/8⌉×⌈W/8⌉, same counts
+/// ```cpp
+/// auto coarse = crowdloss::sum_pool(density, 8);   // B×1×H×W → B×1×⌈H/8⌉×⌈W/8⌉, same counts
+/// ```
 inline at::Tensor sum_pool(const at::Tensor& map, int64_t factor) {
   TORCH_CHECK(map.defined() && map.dim() >= 2, "sum_pool: expected a map with at least 2 dimensions, got ",
               map.defined() ? map.sizes() : at::IntArrayRef{});

@@ -20,7 +20,9 @@ namespace crowdloss {
 /// Options for `crowdloss::pml_loss` and `crowdloss::pml_loss_terms`.
 ///
 /// Example:
-///   auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(1.0);
+/// ```cpp
+/// auto opts = crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(1.0);
+/// ```
 struct PMLLossOptions {
   /// Grid sizes in cells per side, strictly increasing, each dividing the next.
   TORCH_ARG(std::vector<int64_t>, grids) = {1, 2, 4, 8, 16, 32};
@@ -116,7 +118,9 @@ inline at::Tensor pml_terms_dispatch(const char* fn, const at::Tensor& pred, con
 /// c10::Error. On CUDA such float32 inputs give inf or NaN.
 ///
 /// Example:
-///   at::Tensor terms = crowdloss::pml_loss_terms(pred, target);   // 6 values for the default grids
+/// ```cpp
+/// at::Tensor terms = crowdloss::pml_loss_terms(pred, target);   // 6 values for the default grids
+/// ```
 inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
   return detail::pml_terms_dispatch("pml_loss_terms", pred, target, options).to(pred.scalar_type());
 }
@@ -129,10 +133,12 @@ inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& targe
 /// Shapes, dtypes, devices and errors as for `pml_loss_terms`. Returns a 0-dim tensor.
 ///
 /// Example:
-///   auto pred = model->forward(images);                       // B×1×H×W density
-///   auto loss = crowdloss::pml_loss(pred, gt_density,
-///                                   crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
-///   loss.backward();
+/// ```cpp
+/// auto pred = model->forward(images);                       // B×1×H×W density
+/// auto loss = crowdloss::pml_loss(pred, gt_density,
+///                                 crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
+/// loss.backward();
+/// ```
 inline at::Tensor pml_loss(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
   at::Tensor loss = detail::pml_terms_dispatch("pml_loss", pred, target, options, /*summed=*/true);
   if (options.pixel_mse_weight() > 0) {

@@ -29,7 +29,9 @@ using SSIMPadding = std::variant<torch::enumtype::kValid, torch::enumtype::kSame
 /// Options for `crowdloss::ssim`, `crowdloss::ssim_map` and the SSIM part of the SANet loss.
 ///
 /// Example:
-///   auto opts = crowdloss::SSIMOptions().data_range(255.0).padding(crowdloss::kSame);
+/// ```cpp
+/// auto opts = crowdloss::SSIMOptions().data_range(255.0).padding(crowdloss::kSame);
+/// ```
 struct SSIMOptions {
   /// Side of the Gaussian window; odd and positive.
   TORCH_ARG(int64_t, window_size) = 11;
@@ -126,7 +128,9 @@ inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const a
 /// ±10¹⁵⁴) throw c10::Error. On CUDA they give NaN, never a finite wrong value.
 ///
 /// Example:
-///   at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
+/// ```cpp
+/// at::Tensor map = crowdloss::ssim_map(pred, target);   // B×C×(H−10)×(W−10)
+/// ```
 inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
   return detail::ssim_map_dispatch("ssim_map", x, y, options).to(x.scalar_type());
 }
@@ -138,7 +142,9 @@ inline at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const SSIMO
 /// Shapes, dtypes, devices and errors as for `ssim_map`; `torch::kSum` is rejected.
 ///
 /// Example:
-///   double s = crowdloss::ssim(pred, target, crowdloss::SSIMOptions().data_range(255.0)).item<double>();
+/// ```cpp
+/// double s = crowdloss::ssim(pred, target, crowdloss::SSIMOptions().data_range(255.0)).item<double>();
+/// ```
 inline at::Tensor ssim(const at::Tensor& x, const at::Tensor& y, const SSIMOptions& options = {}) {
   detail::check_reduction<torch::enumtype::kNone, torch::enumtype::kMean>(options.reduction(), "ssim");
   const auto per_channel = detail::ssim_per_channel_dispatch("ssim", x, y, options).ssim;
@@ -148,7 +154,9 @@ inline at::Tensor ssim(const at::Tensor& x, const at::Tensor& y, const SSIMOptio
 /// Options for `crowdloss::sanet_loss`.
 ///
 /// Example:
-///   auto opts = crowdloss::SANetLossOptions().alpha(0.001).ssim(crowdloss::SSIMOptions().padding(crowdloss::kSame));
+/// ```cpp
+/// auto opts = crowdloss::SANetLossOptions().alpha(0.001).ssim(crowdloss::SSIMOptions().padding(crowdloss::kSame));
+/// ```
 struct SANetLossOptions {
   /// Weight α ≥ 0 of the SSIM term.
   TORCH_ARG(double, alpha) = 0.001;
@@ -178,8 +186,10 @@ inline void check_sanet_options(const char* fn, const SANetLossOptions& o) {
 /// float32). Errors as for `ssim`, plus α < 0.
 ///
 /// Example:
-///   auto loss = crowdloss::sanet_loss(pred, gt_density);   // α = 0.001, 11×11 window, valid
-///   loss.backward();
+/// ```cpp
+/// auto loss = crowdloss::sanet_loss(pred, gt_density);   // α = 0.001, 11×11 window, valid
+/// loss.backward();
+/// ```
 inline at::Tensor sanet_loss(const at::Tensor& pred, const at::Tensor& target, const SANetLossOptions& options = {}) {
   detail::check_sanet_options("sanet_loss", options);
   const auto terms = detail::ssim_per_channel_dispatch("sanet_loss", pred, target, options.ssim(), true);

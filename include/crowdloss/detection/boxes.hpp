@@ -25,7 +25,9 @@ namespace crowdloss {
 /// Throws c10::Error naming `box_iou` for other shapes, integer dtypes or mixed devices.
 ///
 /// Example:
-///   auto iou = crowdloss::box_iou(gt_boxes, pred_boxes);   // G×A
+/// ```cpp
+/// auto iou = crowdloss::box_iou(gt_boxes, pred_boxes);   // G×A
+/// ```
 inline at::Tensor box_iou(const at::Tensor& a, const at::Tensor& b) {
   detail::check_boxes("box_iou", "a", a);
   detail::check_boxes("box_iou", "b", b);
@@ -41,7 +43,9 @@ inline at::Tensor box_iou(const at::Tensor& a, const at::Tensor& b) {
 /// area on both sides) give NaN, as in torchvision. Errors as for `box_iou`.
 ///
 /// Example:
-///   auto giou = crowdloss::generalized_box_iou(pred_boxes, gt_boxes);
+/// ```cpp
+/// auto giou = crowdloss::generalized_box_iou(pred_boxes, gt_boxes);
+/// ```
 inline at::Tensor generalized_box_iou(const at::Tensor& a, const at::Tensor& b) {
   detail::check_boxes("generalized_box_iou", "a", a);
   detail::check_boxes("generalized_box_iou", "b", b);
@@ -63,7 +67,9 @@ inline at::Tensor generalized_box_iou(const at::Tensor& a, const at::Tensor& b) 
 /// level size is negative, or a stride is not positive.
 ///
 /// Example:
-///   auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});   // P3, P4 of 800×1344
+/// ```cpp
+/// auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});   // P3, P4 of 800×1344
+/// ```
 inline at::Tensor anchor_points(const std::vector<std::array<int64_t, 2>>& level_hw, const std::vector<double>& strides,
                                 double offset = 0.5, at::TensorOptions options = at::kFloat) {
   TORCH_CHECK(!level_hw.empty() && level_hw.size() == strides.size(),
@@ -92,7 +98,9 @@ inline at::Tensor anchor_points(const std::vector<std::array<int64_t, 2>>& level
 /// Throws c10::Error naming `ltrb_targets` for other shapes, integer dtypes or mixed devices.
 ///
 /// Example:
-///   auto inside = crowdloss::ltrb_targets(points, gt_boxes).amin(-1) > 0;   // G×A
+/// ```cpp
+/// auto inside = crowdloss::ltrb_targets(points, gt_boxes).amin(-1) > 0;   // G×A
+/// ```
 inline at::Tensor ltrb_targets(const at::Tensor& points, const at::Tensor& boxes) {
   detail::check_points("ltrb_targets", points);
   detail::check_boxes("ltrb_targets", "boxes", boxes);
@@ -109,7 +117,9 @@ inline at::Tensor ltrb_targets(const at::Tensor& points, const at::Tensor& boxes
 /// Throws c10::Error naming `ltrb_to_boxes` for other shapes, integer dtypes or mixed devices.
 ///
 /// Example:
-///   auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);   // A×4
+/// ```cpp
+/// auto pred_boxes = crowdloss::ltrb_to_boxes(points, box_ltrb);   // A×4
+/// ```
 inline at::Tensor ltrb_to_boxes(const at::Tensor& points, const at::Tensor& ltrb) {
   detail::check_points("ltrb_to_boxes", points);
   TORCH_CHECK(ltrb.defined() && ltrb.dim() >= 2 && ltrb.size(-1) == 4 && ltrb.size(-2) == points.size(0),

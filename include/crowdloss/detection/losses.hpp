@@ -22,7 +22,9 @@ namespace crowdloss {
 /// Options for `crowdloss::sigmoid_focal_loss`.
 ///
 /// Example:
-///   auto opts = crowdloss::SigmoidFocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
+/// ```cpp
+/// auto opts = crowdloss::SigmoidFocalLossOptions().alpha(0.25).gamma(2.0).reduction(torch::kSum);
+/// ```
 struct SigmoidFocalLossOptions {
   /// Weight α ∈ [0, 1] of the positives (1 − α for the negatives); `std::nullopt` disables the
   /// weighting (fvcore's alpha = −1).
@@ -39,7 +41,9 @@ using FocalLossOptions [[deprecated("crowdloss: use SigmoidFocalLossOptions")]] 
 /// Options for `crowdloss::iou_loss`.
 ///
 /// Example:
-///   auto opts = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum);
+/// ```cpp
+/// auto opts = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum);
+/// ```
 struct IoULossOptions {
   /// `kIoU` (−log IoU, default), `kLinearIoU` (1 − IoU) or `kGIoU` (1 − GIoU).
   TORCH_ARG(IoULossType, loss_type) = kIoU;
@@ -61,8 +65,10 @@ struct IoULossOptions {
 /// [0, 1] or gamma < 0.
 ///
 /// Example:
-///   auto loss = crowdloss::sigmoid_focal_loss(cls_logits, onehot, crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum))
-///               / std::max<int64_t>(1, num_foreground);
+/// ```cpp
+/// auto loss = crowdloss::sigmoid_focal_loss(cls_logits, onehot, crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum))
+///             / std::max<int64_t>(1, num_foreground);
+/// ```
 inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor& targets,
                                      const SigmoidFocalLossOptions& options = {}) {
   detail::check_pair("sigmoid_focal_loss", logits, "logits", targets, "targets");
@@ -85,8 +91,10 @@ inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor&
 /// dtype/device or integer dtypes.
 ///
 /// Example:
-///   auto reg = crowdloss::iou_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}),
-///                                  crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
+/// ```cpp
+/// auto reg = crowdloss::iou_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}),
+///                                crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
+/// ```
 inline at::Tensor iou_loss(const at::Tensor& pred_ltrb, const at::Tensor& target_ltrb,
                            const IoULossOptions& options = {}) {
   detail::check_pair("iou_loss", pred_ltrb, "pred_ltrb", target_ltrb, "target_ltrb");

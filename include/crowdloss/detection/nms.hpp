@@ -84,8 +84,10 @@ inline at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores
 /// mixed devices, or an `iou_threshold` outside [0, 1] (NaN included: it would keep every box).
 ///
 /// Example:
-///   auto keep = crowdloss::nms(boxes, scores, 0.6);
-///   auto kept_boxes = boxes.index_select(0, keep);
+/// ```cpp
+/// auto keep = crowdloss::nms(boxes, scores, 0.6);
+/// auto kept_boxes = boxes.index_select(0, keep);
+/// ```
 inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
   detail::check_nms_inputs("nms", boxes, scores, at::Tensor(), iou_threshold);
   return detail::nms_dispatch(boxes, scores, at::Tensor(), iou_threshold);
@@ -101,7 +103,9 @@ inline at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double 
 /// threshold errors of `nms` and for idxs that are not an integer tensor of shape (N).
 ///
 /// Example:
-///   auto keep = crowdloss::batched_nms(boxes, scores, labels, 0.5);
+/// ```cpp
+/// auto keep = crowdloss::batched_nms(boxes, scores, labels, 0.5);
+/// ```
 inline at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                               double iou_threshold) {
   TORCH_CHECK(idxs.defined(), "batched_nms: idxs must be a defined tensor");

@@ -27,8 +27,10 @@ inline void print_ssim_options(std::ostream& stream, const SSIMOptions& o) {
 /// Module form of `crowdloss::pml_loss`.
 ///
 /// Example:
-///   crowdloss::PMLLoss criterion(crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
-///   auto loss = criterion(pred, target);
+/// ```cpp
+/// crowdloss::PMLLoss criterion(crowdloss::PMLLossOptions().pixel_mse_weight(1.0));
+/// auto loss = criterion(pred, target);
+/// ```
 struct PMLLossImpl : torch::nn::Cloneable<PMLLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `PMLLoss` for invalid grids (empty, not
   /// positive, not strictly increasing, not each dividing the next) or a negative
@@ -61,8 +63,10 @@ TORCH_MODULE(PMLLoss);
 /// B×C with kNone).
 ///
 /// Example:
-///   crowdloss::SSIMLoss criterion(crowdloss::SSIMLossOptions().padding(crowdloss::kSame));
-///   auto loss = criterion(pred, target);
+/// ```cpp
+/// crowdloss::SSIMLoss criterion(crowdloss::SSIMLossOptions().padding(crowdloss::kSame));
+/// auto loss = criterion(pred, target);
+/// ```
 struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `SSIMLoss` for an even or non-positive
   /// window_size, sigma ≤ 0, k1 or k2 < 0, or data_range ≤ 0.
@@ -93,8 +97,10 @@ TORCH_MODULE(SSIMLoss);
 /// Module form of `crowdloss::sanet_loss`.
 ///
 /// Example:
-///   crowdloss::SANetLoss criterion;                 // alpha 0.001, 11×11 window, valid padding
-///   auto loss = criterion(pred, target);
+/// ```cpp
+/// crowdloss::SANetLoss criterion;                 // alpha 0.001, 11×11 window, valid padding
+/// auto loss = criterion(pred, target);
+/// ```
 struct SANetLossImpl : torch::nn::Cloneable<SANetLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `SANetLoss` for α < 0 or invalid SSIM options
   /// (as `SSIMLoss`).

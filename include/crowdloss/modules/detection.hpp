@@ -15,8 +15,10 @@ namespace crowdloss {
 /// Module form of `crowdloss::sigmoid_focal_loss`.
 ///
 /// Example:
-///   crowdloss::SigmoidFocalLoss criterion(crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum));
-///   auto loss = criterion(cls_logits, onehot_targets);
+/// ```cpp
+/// crowdloss::SigmoidFocalLoss criterion(crowdloss::SigmoidFocalLossOptions().reduction(torch::kSum));
+/// auto loss = criterion(cls_logits, onehot_targets);
+/// ```
 struct SigmoidFocalLossImpl : torch::nn::Cloneable<SigmoidFocalLossImpl> {
   /// Stores `options_`. Throws c10::Error naming `SigmoidFocalLoss` for alpha outside [0, 1] or
   /// gamma < 0.
@@ -53,8 +55,10 @@ TORCH_MODULE(SigmoidFocalLoss);
 /// Module form of `crowdloss::iou_loss`.
 ///
 /// Example:
-///   crowdloss::IoULoss criterion(crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU));
-///   auto loss = criterion(pred_ltrb, target_ltrb);
+/// ```cpp
+/// crowdloss::IoULoss criterion(crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU));
+/// auto loss = criterion(pred_ltrb, target_ltrb);
+/// ```
 struct IoULossImpl : torch::nn::Cloneable<IoULossImpl> {
   /// Stores `options_` (every IoULossOptions value is valid).
   explicit IoULossImpl(IoULossOptions options_ = {}) : options(std::move(options_)) {}
