@@ -9,6 +9,7 @@
 
 #include <crowdloss/enum.hpp>
 
+#include <crowdloss/assign/assignment.hpp>
 #include <crowdloss/assign/fcos.hpp>
 #include <crowdloss/assign/linear_sum_assignment.hpp>
 #include <crowdloss/assign/lla.hpp>

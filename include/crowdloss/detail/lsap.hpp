@@ -20,6 +20,7 @@
 /// A port of SciPy's code: Copyright (c) 2001-2002 Enthought, Inc. 2003-2022, SciPy Developers;
 /// BSD-3-Clause (notice in THIRD_PARTY_NOTICES.md), which covers this file and lsap_scan.hpp.
 
+#include <crowdloss/assign/assignment.hpp>
 #include <crowdloss/detail/simd.hpp>
 
 #include <ATen/Parallel.h>
@@ -31,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -544,6 +546,50 @@ std::vector<int64_t> lsap_matching(const WorkingMatrix<T>& w, const char* fn, Ls
   LsapState s(nr, nc);
   DenseSearch searcher(cost, nc);
   return solve_paths(searcher, s, nr, fn);
+}
+
+/// A read-only R×C matrix with arbitrary element strides (float or double).
+template <typename T>
+struct CostView {
+  const T* data;
+  int64_t rows, cols, row_stride, col_stride;
+  double at(int64_t r, int64_t c) const { return static_cast<double>(data[r * row_stride + c * col_stride]); }
+};
+
+/// Solves the assignment for `view` as SciPy's `solve` does: transposed when it has more rows
+/// than columns, negated for `maximize`; reports the pairs by ascending row. `fn` names the caller
+/// in error messages; `search` is for tests (see `LsapSearch`).
+template <typename T>
+Assignment solve_lsap(const CostView<T>& view, bool maximize, const char* fn,
+                      LsapSearch search = LsapSearch::automatic) {
+  Assignment result;
+  if (view.rows == 0 || view.cols == 0) return result;
+  const bool transpose = view.cols < view.rows;
+  const WorkingMatrix<T> w{view.data,
+                           transpose ? view.cols : view.rows,
+                           transpose ? view.rows : view.cols,
+                           transpose ? view.col_stride : view.row_stride,
+                           transpose ? view.row_stride : view.col_stride,
+                           maximize ? -1.0 : 1.0};
+  const std::vector<int64_t> col4row = lsap_matching(w, fn, search);
+  const auto n = col4row.size();
+  result.rows.resize(n);
+  result.cols.resize(n);
+  if (transpose) {  // working rows are original columns: report by ascending original row
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return col4row[static_cast<size_t>(a)] < col4row[static_cast<size_t>(b)]; });
+    for (size_t k = 0; k < n; ++k) {
+      result.rows[k] = col4row[static_cast<size_t>(order[k])];
+      result.cols[k] = order[k];
+    }
+  } else {
+    std::iota(result.rows.begin(), result.rows.end(), 0);
+    result.cols = col4row;
+  }
+  for (size_t k = 0; k < n; ++k) result.cost += view.at(result.rows[k], result.cols[k]);
+  return result;
 }
 
 }  // namespace detail
