@@ -46,7 +46,7 @@ CROWDLOSS_SIMD_TARGET inline void filter_block(const Taps& tap, const T* w, int6
   using V = typename Simd<T>::V;
   constexpr int64_t v = Simd<T>::size;
   const int64_t half = Half >= 0 ? Half : h;
-  V acc[Count];
+  V acc[static_cast<size_t>(Count)];
   const V wc = broadcast(w[half]);
   const T* c = tap(half) + j;
   CROWDLOSS_UNROLL
@@ -104,7 +104,7 @@ CROWDLOSS_SIMD_TARGET inline typename Simd<T>::V tap_vector(const typename Simd<
   if constexpr (K % v == 0)
     return b[K / v];
   else
-    return lanes_from<K % v>(b[K / v], b[K / v + 1], std::make_index_sequence<v>{});
+    return lanes_from<K % v>(b[K / v], b[K / v + 1], std::make_index_sequence<static_cast<size_t>(v)>{});
 }
 
 /// One output vector from the aligned vectors b of its taps, summed in filter_block's order.
@@ -134,7 +134,7 @@ CROWDLOSS_SIMD_TARGET inline void filter_along(const T* base, const T* w, int64_
     for (int k = 0; k <= Half; ++k) wv[k] = broadcast(w[k]);
     int64_t j = 0;
     for (; j + v <= n; j += v) {
-      V b[blocks];
+      V b[static_cast<size_t>(blocks)];
       CROWDLOSS_UNROLL
       for (int i = 0; i < blocks; ++i) b[i] = load(base + j + i * v);
       store(out + j, along_vector<Half, T>(b, wv, std::make_integer_sequence<int, Half>{}));
@@ -156,7 +156,7 @@ CROWDLOSS_SIMD_TARGET inline void filter_pair_block(const T* const* rows, const 
   const V wc = broadcast(w[Half]);
   CROWDLOSS_UNROLL
   for (int i = 0; i < Count; ++i) {
-    V x[2 * Half + 2];
+    V x[static_cast<size_t>(2 * Half + 2)];
     CROWDLOSS_UNROLL
     for (int k = 0; k < 2 * Half + 2; ++k) x[k] = load(rows[k] + j + i * v);
     V a0 = wc * x[Half], a1 = wc * x[Half + 1];
@@ -188,12 +188,12 @@ CROWDLOSS_SIMD_TARGET inline void filter_pair(const T* const* rows, const T* w, 
   if (j < n) filter_pair_block<5, 1>(rows, w, n - v, out0, out1);
 }
 
-/// Row pointers for the taps of a window whose first row is r0 in a plane of H rows of width W
-/// (`zeros`, at least W zeros, for the rows outside).
+/// The `count` row pointers for the taps of a window whose first row is r0 in a plane of H rows
+/// of width W (`zeros`, at least W zeros, for the rows outside).
 template <typename T>
-inline void tap_rows(const T* plane, int64_t H, int64_t W, int64_t r0, const T* zeros, std::vector<const T*>& rows) {
-  for (size_t k = 0; k < rows.size(); ++k) {
-    const int64_t r = r0 + static_cast<int64_t>(k);
+inline void tap_rows(const T* plane, int64_t H, int64_t W, int64_t r0, const T* zeros, int64_t count, const T** rows) {
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t r = r0 + k;
     rows[k] = r >= 0 && r < H ? plane + r * W : zeros;
   }
 }
@@ -272,8 +272,10 @@ CROWDLOSS_SIMD_TARGET inline double row_sum(const T* x, const T* y, int64_t n) {
     if constexpr (sizeof(T) == sizeof(double)) {
       lo += op == RowSum::Sum ? e : e * e;
     } else {  // widen each half of the float lanes
-      const Wide a = __builtin_convertvector(half_lanes<0>(e, std::make_index_sequence<v / 2>{}), Wide);
-      const Wide b = __builtin_convertvector(half_lanes<v / 2>(e, std::make_index_sequence<v / 2>{}), Wide);
+      const Wide a =
+          __builtin_convertvector(half_lanes<0>(e, std::make_index_sequence<static_cast<size_t>(v / 2)>{}), Wide);
+      const Wide b =
+          __builtin_convertvector(half_lanes<v / 2>(e, std::make_index_sequence<static_cast<size_t>(v / 2)>{}), Wide);
       lo += op == RowSum::Sum ? a : a * a;
       hi += op == RowSum::Sum ? b : b * b;
     }
@@ -335,30 +337,32 @@ class Pipeline {
  public:
   explicit Pipeline(const SSIMForwardArgs<T>& a)
       : a_(a), n_(a.taps), span_(a.taps + 1), ring_(a.taps + 2), apad_(a.taps - 1 - a.pad),
-        slots_(a.need_x() || a.need_y() ? 2 + a.need_x() + a.need_y() : 0), across_(8, a.W, a.pad),
-        along_(7, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0), derivs_(slots_ * ring_, a.Wo, 0),
+        slots_(a.need_x() || a.need_y() ? 2 + a.need_x() + a.need_y() : 0), d_mx_(a.need_x() ? int64_t{kDMeanX} : -1),
+        d_my_(a.need_y() ? kDMeanX + a.need_x() : -1), across_(8, a.W, a.pad),
+        along_(kAlongRows, std::max(a.W, a.Wo), 0), products_(2 * span_, a.W, 0), derivs_(slots_ * ring_, a.Wo, 0),
         back_(2 * slots_, a.Wo, apad_), product_row_(static_cast<size_t>(span_), -1),
-        taps_(4, std::vector<const T*>(static_cast<size_t>(span_))) {}
+        taps_(static_cast<size_t>(4 * span_)) {}
 
   /// SSIM rows i (and i + 1 when rows = 2) of `plane`: each row's sum into sums[], and with
   /// gradients, its derivative rows into their ring (slot i mod (n + 2)).
   CROWDLOSS_SIMD_TARGET void ssim_rows(int64_t plane, int64_t i, int64_t rows, double* sums) {
     const int64_t n = n_, pad = a_.pad, H = a_.H, W = a_.W, Wo = a_.Wo;
-    const T* zeros = along_[6];
+    const T* zeros = along_[kZeroRow];
     const T* xs = a_.x + plane * H * W;
     const T* ys = a_.y + plane * H * W;
-    auto &xr = taps_[0], &yr = taps_[1], &sqr = taps_[2], &xyr = taps_[3];
-    tap_rows(xs, H, W, i - pad, zeros, xr);
-    tap_rows(ys, H, W, i - pad, zeros, yr);
+    const T **xr = taps(0), **yr = taps(1), **sqr = taps(2), **xyr = taps(3);
+    int64_t* product_row = product_row_.data();
+    tap_rows(xs, H, W, i - pad, zeros, span_, xr);
+    tap_rows(ys, H, W, i - pad, zeros, span_, yr);
     for (int64_t k = 0; k < n + rows - 1; ++k) {
       const int64_t r = i - pad + k, slot = (r % span_ + span_) % span_;
       if (xr[k] == zeros) {  // outside the plane (tap_rows decided)
         sqr[k] = xyr[k] = zeros;
         continue;
       }
-      if (product_row_[slot] != plane * H + r) {
+      if (product_row[slot] != plane * H + r) {
         products(xs + r * W, ys + r * W, W, products_[slot], products_[span_ + slot]);
-        product_row_[slot] = plane * H + r;
+        product_row[slot] = plane * H + r;
       }
       sqr[k] = products_[slot];
       xyr[k] = products_[span_ + slot];
@@ -366,20 +370,20 @@ class Pipeline {
     // across_[4·row + q]: moment q of each row filtered across rows, zero margins for the pass along.
     for (int q = 0; q < 4; ++q) {
       if (rows == 2)
-        filter_pair(taps_[q].data(), a_.window, n, W, across_[q], across_[4 + q]);
+        filter_pair(taps(q), a_.window, n, W, across_[q], across_[4 + q]);
       else
-        filter(RowTaps<T>{taps_[q].data()}, a_.window, n, W, across_[q]);
+        filter(RowTaps<T>{taps(q)}, a_.window, n, W, across_[q]);
     }
-    T* m[4] = {along_[0], along_[1], along_[2], along_[3]};
-    T* ssim = along_[4];
-    T* scratch = along_[5];
+    T* m[4] = {along_[kMoment], along_[kMoment + 1], along_[kMoment + 2], along_[kMoment + 3]};  // μx μy E[x²+y²] E[xy]
+    T* ssim = along_[kSSIMRow];
+    T* scratch = along_[kScratchRow];
     for (int64_t r = 0; r < rows; ++r) {
       for (int q = 0; q < 4; ++q) filter_along(across_[4 * r + q] - pad, a_.window, n, Wo, m[q]);
       if (slots_) {
         const int64_t slot = (i + r) % ring_;
-        pointwise<true>(
-            m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, a_.need_x() ? derivs_[2 * ring_ + slot] : scratch,
-            a_.need_y() ? derivs_[(2 + a_.need_x()) * ring_ + slot] : scratch, derivs_[slot], derivs_[ring_ + slot]);
+        const auto deriv = [&](int64_t map) { return map < 0 ? scratch : derivs_[map * ring_ + slot]; };
+        pointwise<true>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, deriv(d_mx_), deriv(d_my_), deriv(kDSquares),
+                        deriv(kDProduct));
       } else {
         pointwise<false, T>(m[0], m[1], m[2], m[3], Wo, a_.C1, a_.C2, ssim, nullptr, nullptr, nullptr, nullptr);
       }
@@ -392,39 +396,50 @@ class Pipeline {
   /// others), apad = n − 1 − pad the adjoint's padding; only rows in [first, last) are written.
   CROWDLOSS_SIMD_TARGET void gradient_rows(int64_t plane, int64_t r, int64_t rows, int64_t first, int64_t last) {
     const int64_t n = n_, H = a_.H, W = a_.W, Ho = a_.Ho, Wo = a_.Wo;
-    const T* zeros = along_[6];
-    auto& across = taps_[0];
+    const T* zeros = along_[kZeroRow];
+    const T** across = taps(0);
     for (int64_t q = 0; q < slots_; ++q) {
       for (int64_t k = 0; k < n + rows - 1; ++k) {
         const int64_t i = r - apad_ + k;
         across[k] = i >= 0 && i < Ho ? derivs_[q * ring_ + i % ring_] : zeros;
       }
       if (rows == 2)
-        filter_pair(across.data(), a_.window, n, Wo, back_[2 * q], back_[2 * q + 1]);
+        filter_pair(across, a_.window, n, Wo, back_[2 * q], back_[2 * q + 1]);
       else
-        filter(RowTaps<T>{across.data()}, a_.window, n, Wo, back_[2 * q]);
+        filter(RowTaps<T>{across}, a_.window, n, Wo, back_[2 * q]);
     }
     for (int64_t k = 0; k < rows; ++k) {
       if (r + k < first || r + k >= last) continue;
-      for (int64_t q = 0; q < slots_; ++q) filter_along(back_[2 * q + k] - apad_, a_.window, n, W, along_[q]);
+      // Derivative map q filtered back along the row lands in along_[kMoment + q] (over the moments).
+      for (int64_t q = 0; q < slots_; ++q) filter_along(back_[2 * q + k] - apad_, a_.window, n, W, along_[kMoment + q]);
+      const auto back = [&](int64_t map) { return along_[kMoment + map]; };
       const int64_t offset = plane * H * W + (r + k) * W;
       const T* xr = a_.x + offset;
       const T* yr = a_.y + offset;
-      if (a_.need_x()) gradient_row(along_[2], along_[0], along_[1], xr, yr, W, a_.gx + offset);
-      if (a_.need_y()) gradient_row(along_[2 + a_.need_x()], along_[0], along_[1], yr, xr, W, a_.gy + offset);
+      if (a_.need_x()) gradient_row(back(d_mx_), back(kDSquares), back(kDProduct), xr, yr, W, a_.gx + offset);
+      if (a_.need_y()) gradient_row(back(d_my_), back(kDSquares), back(kDProduct), yr, xr, W, a_.gy + offset);
     }
   }
 
  private:
+  // The rows of along_: the four moments filtered along rows (reused for the derivative maps
+  // filtered back), the SSIM row, a scratch row (derivatives nobody needs), a row of zeros.
+  enum AlongRow : int64_t { kMoment = 0, kSSIMRow = 4, kScratchRow = 5, kZeroRow = 6, kAlongRows = 7 };
+  // The derivative maps, in derivs_ (a ring of rows each) and back_: SSIM's derivatives with
+  // respect to E[x²+y²], E[xy], and (those wanted) μx and μy; d_mx_ / d_my_ are −1 when unwanted.
+  enum DerivMap : int64_t { kDSquares = 0, kDProduct = 1, kDMeanX = 2 };
+
   const SSIMForwardArgs<T>& a_;
   int64_t n_, span_, ring_, apad_, slots_;  // span_: the products ring; ring_: the derivatives ring
-  // across_: two rows' moments filtered across rows; along_: moments along rows, the SSIM row,
-  // a scratch row, the filtered-back maps (reusing the moment rows), a zero row; products_: the
-  // input rows' products; derivs_: the derivative rows; back_: two rows of each derivative map
-  // filtered back across rows.
+  int64_t d_mx_, d_my_;
+  // across_: two rows' moments filtered across rows; products_: the input rows' products (x²+y²,
+  // xy); derivs_: the derivative rows; back_: two rows of each derivative map filtered back across rows.
   AlignedRows<T> across_, along_, products_, derivs_, back_;
-  std::vector<int64_t> product_row_;
-  std::vector<std::vector<const T*>> taps_;
+  std::vector<int64_t> product_row_;  // the input row whose products each products_ slot holds
+  std::vector<const T*> taps_;        // four lists of span_ row pointers (see taps)
+
+  /// List q of row pointers: the rows a filter across rows reads, one per tap.
+  const T** taps(int64_t q) { return taps_.data() + q * span_; }
 };
 
 // Rows go in pairs (2m, 2m + 1) of each plane, the last row of an odd count alone, whatever range
