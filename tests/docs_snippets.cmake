@@ -62,3 +62,9 @@ message(STATUS "crowdloss: ${_count} C++ snippets from the docs are compiled")
 
 add_library(crowdloss_docs_snippets OBJECT ${_snippets})
 target_link_libraries(crowdloss_docs_snippets PRIVATE crowdloss::crowdloss crowdloss_warnings)
+# The library's own code is held to -Wsign-conversion here (and so to the casts it needs, no
+# more): the examples call every public function, and the dtype dispatch of each instantiates
+# every kernel. LibTorch's headers are system headers, so only crowdloss's lines are checked.
+if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  target_compile_options(crowdloss_docs_snippets PRIVATE -Wsign-conversion)
+endif()

@@ -158,7 +158,7 @@ TEST_CASE("points_to_density: the grid neighbour search equals brute force") {
   };
   for (const auto& pts : sets) {
     for (const int64_t k : {1, 3, 8}) {
-      const auto grid = crowdloss::detail::mean_knn_distance(flat(pts), k);
+      const auto grid = crowdloss::detail::mean_knn_distance(flat(pts).data(), pts.size(0), k);
       const auto brute = brute_knn(pts, k);
       double worst = 0;
       for (size_t i = 0; i < grid.size(); ++i) worst = std::max(worst, std::abs(grid[i] - brute[i]));

@@ -90,49 +90,16 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
   const auto out_dtype = points_xy.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto pts = points_xy.to(at::kCPU, at::kDouble).contiguous();
   const int64_t n = pts.size(0);
-  const double* p = pts.data_ptr<double>();
-  std::vector<double> xy(p, p + 2 * n);
+  const double* xy = pts.data_ptr<double>();
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK(std::isfinite(xy[2 * i]) && std::isfinite(xy[2 * i + 1]), fn, ": point ", i, " is not finite: (",
                 xy[2 * i], ", ", xy[2 * i + 1], ")");
     TORCH_CHECK(xy[2 * i] >= 0 && xy[2 * i + 1] >= 0, fn, ": point ", i, " has a negative coordinate: (", xy[2 * i],
                 ", ", xy[2 * i + 1], ")");
   }
-  const double stride = options.stride();
-  std::vector<double> sigma(static_cast<size_t>(n), options.sigma());
-  if (options.adaptive()) {
-    const auto knn = detail::mean_knn_distance(xy, options.k());
-    const double lone = options.sigma() > 0 ? options.sigma() : (height * stride + width * stride) / 4.0;
-    for (int64_t i = 0; i < n; ++i)
-      sigma[static_cast<size_t>(i)] = n > 1 ? options.beta() * knn[static_cast<size_t>(i)] : lone;
-  }
   auto map = at::zeros({height, width}, at::kDouble);
-  double* m = map.data_ptr<double>();
-  std::vector<double> wy, wx;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = std::min(static_cast<int64_t>(xy[2 * i + 1] / stride), height - 1);
-    const int64_t c = std::min(static_cast<int64_t>(xy[2 * i] / stride), width - 1);
-    const double s = sigma[static_cast<size_t>(i)] / stride;
-    if (s <= 0) {  // raw count (also two points at the same place under adaptive σ)
-      m[r * width + c] += 1.0;
-      continue;
-    }
-    int64_t r0 = 0, c0 = 0;
-    const double ty = detail::gaussian_line(s, r, height, wy, r0);
-    const double tx = detail::gaussian_line(s, c, width, wx, c0);
-    double norm = tx * ty;
-    if (options.preserve_count()) {
-      double sy = 0, sx = 0;
-      for (const double v : wy) sy += v;
-      for (const double v : wx) sx += v;
-      norm = sx * sy;
-    }
-    for (size_t a = 0; a < wy.size(); ++a) {
-      double* row = m + (r0 + static_cast<int64_t>(a)) * width + c0;
-      const double wa = wy[a] / norm;
-      for (size_t b = 0; b < wx.size(); ++b) row[b] += wa * wx[b];
-    }
-  }
+  detail::render_density(xy, n, height, width, options.stride(), options.sigma(), options.adaptive(), options.beta(),
+                         options.k(), options.preserve_count(), map.data_ptr<double>());
   return map.to(points_xy.device(), out_dtype);
 }
 

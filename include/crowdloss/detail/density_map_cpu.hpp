@@ -19,8 +19,7 @@ namespace detail {
 /// For each of the n points (x, y interleaved, input pixels), the mean Euclidean distance to its
 /// k nearest other points (k clamped to n − 1). A uniform grid of about one point per cell keeps
 /// memory O(n) and the search local; rows are processed in parallel.
-inline std::vector<double> mean_knn_distance(const std::vector<double>& xy, int64_t k) {
-  const int64_t n = static_cast<int64_t>(xy.size() / 2);
+inline std::vector<double> mean_knn_distance(const double* xy, int64_t n, int64_t k) {
   k = std::min<int64_t>(k, n - 1);
   std::vector<double> result(static_cast<size_t>(n), 0.0);
   if (k <= 0) return result;
@@ -103,6 +102,48 @@ inline double gaussian_line(double sigma, int64_t centre, int64_t size, std::vec
   double total = 1.0;  // the centre weight
   for (int64_t d = 1; d <= radius; ++d) total += 2 * std::exp(-static_cast<double>(d * d) / (2 * sigma * sigma));
   return total;
+}
+
+/// Renders n points (x, y interleaved, input pixels; checked finite and ≥ 0) into the zeroed
+/// height×width float64 `map`, as points_to_density documents: a raw count per cell where the
+/// Gaussian's σ is 0, otherwise a Gaussian of σ = sigma (fixed) or beta × the mean distance to the
+/// k nearest other points (adaptive), in input pixels, truncated as gaussian_line does and, with
+/// `preserve_count`, renormalised over the map.
+inline void render_density(const double* xy, int64_t n, int64_t height, int64_t width, double stride, double sigma,
+                           bool adaptive, double beta, int64_t k, bool preserve_count, double* map) {
+  std::vector<double> sigmas(static_cast<size_t>(n), sigma);
+  if (adaptive && n > 1) {
+    sigmas = mean_knn_distance(xy, n, k);
+    for (double& s : sigmas) s *= beta;
+  } else if (adaptive) {  // a lone point: the fixed σ, else CSRNet's fallback
+    std::fill(sigmas.begin(), sigmas.end(),
+              sigma > 0 ? sigma : (static_cast<double>(height) * stride + static_cast<double>(width) * stride) / 4.0);
+  }
+  std::vector<double> wy, wx;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = std::min(static_cast<int64_t>(xy[2 * i + 1] / stride), height - 1);
+    const int64_t c = std::min(static_cast<int64_t>(xy[2 * i] / stride), width - 1);
+    const double s = sigmas.data()[i] / stride;
+    if (s <= 0) {  // raw count (also two points at the same place under adaptive σ)
+      map[r * width + c] += 1.0;
+      continue;
+    }
+    int64_t r0 = 0, c0 = 0;
+    const double ty = gaussian_line(s, r, height, wy, r0);
+    const double tx = gaussian_line(s, c, width, wx, c0);
+    double norm = tx * ty;
+    if (preserve_count) {
+      double sy = 0, sx = 0;
+      for (const double v : wy) sy += v;
+      for (const double v : wx) sx += v;
+      norm = sx * sy;
+    }
+    for (size_t a = 0; a < wy.size(); ++a) {
+      double* row = map + (r0 + static_cast<int64_t>(a)) * width + c0;
+      const double wa = wy[a] / norm;
+      for (size_t b = 0; b < wx.size(); ++b) row[b] += wa * wx[b];
+    }
+  }
 }
 
 }  // namespace detail

@@ -271,8 +271,8 @@ void find_entries(const WorkingMatrix<T>& w, int64_t i0, int64_t n, const double
     cols[s].push_back(j);
     values[s].push_back(x);
   };
-  Bits pattern[lanes];
-  bool by_block[lanes];
+  Bits pattern[static_cast<size_t>(lanes)];
+  bool by_block[static_cast<size_t>(lanes)];
   for (int64_t s = 0; s < n; ++s) {
     cols[s].clear();
     values[s].clear();
