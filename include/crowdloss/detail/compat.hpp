@@ -1,15 +1,12 @@
 #pragma once
 /// \file
-/// The one place for differences between the LibTorch versions crowdloss supports
-/// (Debian's 1.13 and the 2.x that ships inside Python torch). Nothing else branches on
-/// `TORCH_VERSION_*`; library code that needs a version-dependent spelling gets a helper here.
-///
-/// Code outside the library that needs a version-dependent spelling (the examples' autocast
-/// guard, the benchmark's counting allocator) branches on `CROWDLOSS_TORCH_VERSION_AT_LEAST` too.
-///
-/// Differences handled elsewhere by design rather than by a shim:
-/// - torch's `reduction_t` is a `c10::variant` on 1.13 and a `std::variant` on 2.x, so crowdloss
-///   has its own `crowdloss::Reduction` (reduction.hpp) built from torch's tag types.
+/// The one place for differences between the LibTorch versions crowdloss supports (Debian's 1.13
+/// and the 2.x inside Python torch):
+/// - nothing else branches on `TORCH_VERSION_*`; code that needs a version-dependent spelling
+///   branches on `CROWDLOSS_TORCH_VERSION_AT_LEAST` (the examples' autocast guard, the bench's
+///   counting allocator do);
+/// - by design rather than by a shim: torch's `reduction_t` is a `c10::variant` on 1.13 and a
+///   `std::variant` on 2.x, so crowdloss has its own `crowdloss::Reduction` (reduction.hpp).
 
 #include <torch/version.h>
 

@@ -1,18 +1,16 @@
 #pragma once
 /// \file
 /// The CPU kernel of `lla_assign`: per gt, a search of the anchors that keeps its `topk` lowest
-/// costs, without the G×A cost matrix. The cost of a pair is the ATen path's expression
-/// (lla_assign_aten in lla_aten.hpp) in the same dtype (a compiler may fuse a multiply–add, and
-/// std::log may differ from ATen's vectorised log in the last bit, so exact near-ties can fall
-/// either way between the two). The IoU term is ≥ 0 (IoU ≤ 1 holds after rounding, every rounding
-/// involved being monotonic; the kernel also clamps it, in case a fused multiply–add rounds
-/// otherwise), so cls + penalty·outside is a lower bound of the cost, and a pair whose bound
-/// cannot beat the gt's current k-th cost skips the IoU and its logarithm — which is most pairs
-/// (the anchors outside the box). So each gt first visits the anchors strictly inside its box
-/// (most of them inside by more than inside_eps, so without the penalty), and then the others
-/// only while the least possible outside cost (the lowest class cost + penalty) can still beat
-/// its k-th; the top k is ordered by (cost, anchor), so the visiting order does not change it. On CUDA the ATen path runs; a test holds
-/// the two to the same assignments.
+/// costs, without the G×A cost matrix.
+/// - a pair's cost is the ATen path's expression (lla_aten.hpp) in the same dtype; exact near-ties
+///   may fall either way between the two (fused multiply–adds, ATen's vectorised log);
+/// - the IoU term is ≥ 0 (clamped), so cls + penalty·outside bounds the cost from below: a pair
+///   whose bound cannot beat the gt's k-th cost skips the IoU and its logarithm;
+/// - each gt visits the anchors strictly inside its box first, then the others only while the
+///   least outside cost can still beat its k-th;
+/// - the top k is ordered by (cost, anchor), so the visiting order does not change it;
+/// - CUDA runs the ATen path; a test holds the two to the same assignments.
+/// The argument and the timings: docs/performance.md, "Batch assignment".
 
 #include <crowdloss/detail/lla_aten.hpp>
 #include <crowdloss/detail/spatial_prior.hpp>

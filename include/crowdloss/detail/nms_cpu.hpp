@@ -1,14 +1,13 @@
 #pragma once
 /// \file
-/// The CPU kernel of `nms` and `batched_nms` (nms.hpp): torchvision's greedy scan and arithmetic,
-/// over a packed list of the boxes still alive. The boxes, sorted by score, are stored as columns
-/// (x1, y1, x2, y2, area) with a lane mask per box; each kept box marks the boxes it suppresses in
-/// one vectorised pass over the rest of the list (nms_scan.hpp, compiled per instruction set as
-/// simd.hpp describes), and the list is compacted once more than half of it is dead, so the work
-/// is about (kept boxes) × (live boxes) IoUs, a vector of them at a time. With classes, each
-/// class is scanned on its own (a box only suppresses its own class), which is exact and keeps the
-/// speed with thousands of classes. On CUDA the ATen path (nms.hpp) runs; the parity tests hold
-/// this kernel to it.
+/// The CPU kernel of `nms` and `batched_nms` (nms.hpp): torchvision's greedy scan and arithmetic.
+/// - the boxes, sorted by score, are packed as columns (x1, y1, x2, y2, area) with a lane mask;
+/// - each kept box marks the boxes it suppresses in one vectorised pass over the live rest
+///   (nms_scan.hpp, compiled per instruction set as simd.hpp describes);
+/// - the list is compacted once more than half of it is dead: the work is about (kept) × (live) IoUs;
+/// - with classes, each class is scanned on its own (exact; fast with thousands of classes);
+/// - CUDA runs the ATen path (nms_aten.hpp); the parity tests hold this kernel to it.
+/// Timings beside torchvision: docs/performance.md, "Non-maximum suppression, beside torchvision".
 
 #include <crowdloss/detail/simd.hpp>
 

@@ -1,18 +1,15 @@
 #pragma once
 /// \file
-/// Which instruction set the CPU kernels run with. A kernel's source (ssim_rows.hpp,
-/// lsap_scan.hpp, nms_scan.hpp) is written once over GCC/Clang vector extensions (simd_ops.hpp) and included
-/// once per instruction set into its own namespace, with `CROWDLOSS_SIMD_TARGET` (the functions'
-/// target attribute), `CROWDLOSS_SIMD_BYTES` (the vector width; 0 = plain scalars) and, for SSIM,
-/// `CROWDLOSS_SIMD_SHUFFLES` (whether to use lane shuffles, below) set by the includer:
-///  - baseline: what the build targets (16-byte vectors on x86-64 and AArch64, 32 with -mavx…);
-///  - avx2: AVX2 + FMA, 32-byte vectors, compiled in through the target attribute on x86-64 with
-///    GCC or Clang whatever the build's flags, and chosen at run time when the CPU has both —
-///    as ATen dispatches its own CPU kernels. Builds that already target AVX2 + FMA need only one.
-/// `CROWDLOSS_CPU_CAPABILITY=baseline` in the environment (read once) keeps the baseline set.
-/// As with any header-only library with vector code (Eigen documents the same), every
-/// translation unit of a program must be compiled with the same instruction-set flags (-m…):
-/// the kernels' inline functions differ between them, and the linker keeps one of each.
+/// Which instruction set the CPU kernels run with:
+/// - a kernel's source (ssim_rows.hpp, lsap_scan.hpp, nms_scan.hpp) is written once over GCC/Clang
+///   vector extensions (simd_ops.hpp) and included once per instruction set into its own
+///   namespace, with `CROWDLOSS_SIMD_TARGET` (target attribute), `CROWDLOSS_SIMD_BYTES` (vector
+///   width; 0 = plain scalars) and, for SSIM, `CROWDLOSS_SIMD_SHUFFLES` set by the includer;
+/// - sets: baseline (what the build targets) and avx2 (AVX2 + FMA through the target attribute on
+///   x86-64, chosen at run time when the CPU has both, as ATen chooses its own kernels);
+/// - `CROWDLOSS_CPU_CAPABILITY=baseline` in the environment (read once) keeps the baseline;
+/// - every translation unit of a program must use the same -m… flags (the kernels' inline
+///   functions differ between them and the linker keeps one of each; Eigen documents the same).
 
 #include <cstdint>
 #include <cstdlib>

@@ -1,23 +1,19 @@
 #pragma once
 /// \file
-/// The CPU kernel of SSIM's per-channel mean: a custom autograd function whose forward streams
-/// the maps row by row through cache-sized buffers (no B×C×H×W moment tensor): the four local
-/// moments, filtered separably; SSIM; and, when a gradient is wanted, SSIM's closed-form
-/// derivatives with respect to the moments filtered back through the window's adjoint into the
-/// unscaled gradient map, so that the backward only scales it. On CUDA (and for `ssim_map`) SSIM
-/// runs as ATen ops (ssim.hpp), which the parity tests hold this kernel to. The rows themselves
-/// are in ssim_rows.hpp, compiled once per instruction set (simd.hpp).
-///
-/// SSIM needs only four filtered moments: μx = F(x), μy = F(y), m2 = F(x² + y²), mxy = F(xy)
-/// (F the windowed filter), since the variances enter only as their sum. With
-///   A1 = 2μxμy + C1, B1 = μx² + μy² + C1, A2 = 2(mxy − μxμy) + C2, B2 = m2 − μx² − μy² + C2,
-/// SSIM = A1·A2 / (B1·B2) = S, and with D = B1·B2:
-///   ∂S/∂μx = μy·P + μx·Q, ∂S/∂μy = μx·P + μy·Q, P = 2(A2 − A1)/D, Q = 2S(1/B2 − 1/B1),
-///   ∂S/∂m2 = −S/B2, ∂S/∂mxy = 2A1/D,
-/// each evaluated from l = A1/B1, c = A2/B2 (|l|, |c| ≤ 1), 1/B1 and 1/B2 (P = 2(c/B1 − l/B2)), so
-/// that no intermediate is larger than a B: D itself would overflow float32 beyond ±2^32.
-/// So ∂ΣS/∂x = Fᵀ(∂S/∂μx) + 2x·Fᵀ(∂S/∂m2) + y·Fᵀ(∂S/∂mxy), and symmetrically for y. The Gaussian
-/// window is symmetric, so Fᵀ is F with the padding of the adjoint (n − 1 − pad zeros a side).
+/// The CPU kernel of SSIM's per-channel mean (`SSIMCpuFunction`, a custom autograd function):
+/// - the forward streams the maps row by row through a few rows of buffers (no B×C×H×W tensor);
+///   the rows are in ssim_rows.hpp, compiled once per instruction set (simd.hpp);
+/// - four filtered moments suffice: μx = F(x), μy = F(y), m2 = F(x² + y²), mxy = F(xy);
+/// - with A1 = 2μxμy + C1, B1 = μx² + μy² + C1, A2 = 2(mxy − μxμy) + C2, B2 = m2 − μx² − μy² + C2,
+///   S = A1·A2 / (B1·B2) and D = B1·B2:
+///   ∂S/∂μx = μy·P + μx·Q, ∂S/∂μy = μx·P + μy·Q, ∂S/∂m2 = −S/B2, ∂S/∂mxy = 2A1/D,
+///   P = 2(c/B1 − l/B2), Q = 2S(1/B2 − 1/B1), l = A1/B1, c = A2/B2 (D itself overflows float32);
+/// - ∂ΣS/∂x = Fᵀ(∂S/∂μx) + 2x·Fᵀ(∂S/∂m2) + y·Fᵀ(∂S/∂mxy) (y symmetrically); Fᵀ is F with the
+///   adjoint's padding (n − 1 − pad), since the window is symmetric;
+/// - the forward writes the gradient map without the upstream factor; the backward only scales it;
+/// - results do not depend on the thread count (rows go in fixed pairs);
+/// - the ATen path (ssim_aten.hpp) is the reference the parity tests hold this kernel to.
+/// Why it is built this way, and what it costs: docs/performance.md, "SSIM and the SANet loss: how".
 
 #include <crowdloss/detail/accumulate.hpp>
 #include <crowdloss/detail/simd.hpp>
