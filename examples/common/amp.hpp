@@ -3,11 +3,14 @@
 // under autocast (AutocastGuard, the C++ torch.autocast) and, for fp16, scales
 // the loss dynamically as torch.cuda.amp.GradScaler does. Losses are computed in float32 outside
 // the autocast region.
+#include "choices.hpp"
+
 #include <crowdloss/crowdloss.hpp>
 #include <torch/torch.h>
 
 #include <ATen/autocast_mode.h>
 
+#include <array>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -81,16 +84,28 @@ class AutocastGuard {
   c10::ScalarType previous_dtype_;
 };
 
-/// The autocast dtype for `--amp name` on `device`, nullopt for "off". fp16 needs CUDA (CPU
-/// autocast computes in bf16 only).
-inline std::optional<at::ScalarType> amp_dtype(const std::string& name, const torch::Device& device) {
-  if (name == "off") return std::nullopt;
-  if (name == "bf16") return at::kBFloat16;
-  if (name == "fp16") {
-    if (!device.is_cuda()) throw std::runtime_error("--amp fp16 needs --device cuda (on the CPU use --amp bf16)");
-    return at::kHalf;
+/// Mixed precision (`--amp`): off, bfloat16 autocast, or float16 autocast with loss scaling.
+enum class Amp { kOff, kBF16, kFP16 };
+template <>
+struct Choices<Amp> {
+  static constexpr const char* option = "--amp";
+  static constexpr std::array<std::pair<Amp, const char*>, 3> names{
+      {{Amp::kOff, "off"}, {Amp::kBF16, "bf16"}, {Amp::kFP16, "fp16"}}};
+};
+
+/// The autocast dtype for `amp` on `device`, nullopt for kOff. fp16 needs CUDA (CPU autocast
+/// computes in bf16 only).
+inline std::optional<at::ScalarType> amp_dtype(Amp amp, const torch::Device& device) {
+  switch (amp) {
+    case Amp::kOff:
+      return std::nullopt;
+    case Amp::kBF16:
+      return at::kBFloat16;
+    case Amp::kFP16:
+      if (!device.is_cuda()) throw std::runtime_error("--amp fp16 needs --device cuda (on the CPU use --amp bf16)");
+      return at::kHalf;
   }
-  throw std::runtime_error("unknown --amp '" + name + "' (off, bf16, fp16)");
+  throw std::logic_error("--amp: a value without a name");
 }
 
 /// Autocast to `dtype` on `device` for the guard's lifetime; nothing when dtype is nullopt.

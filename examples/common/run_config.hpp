@@ -4,6 +4,7 @@
 // once, in NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT, so writing and reading cannot
 // disagree, and a key a checkpoint lacks (one written before the setting existed) takes the
 // program's default.
+#include "amp.hpp"
 #include "choices.hpp"
 
 #include <nlohmann/json.hpp>
@@ -32,7 +33,7 @@ struct RunConfig {
   int64_t epochs = 1, batch = 1, crop = 0, longest_side = 0, workers = 2;
   uint64_t seed = 1;
   std::string device = "cpu";
-  std::string amp = "off";  // off | bf16 | fp16 (CUDA): autocast for the model, loss in float32
+  Amp amp = Amp::kOff;  // autocast for the model (fp16: CUDA only), loss in float32
 };
 
 // RunConfig's fields, for the JSON macros of the configurations that derive from it.

@@ -216,7 +216,8 @@ int main(int argc, char** argv) {
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
-  std::string out = "crowdloss-results", data, val, checkpoint, device = "cpu", amp = "off";
+  std::string out = "crowdloss-results", data, val, checkpoint, device = "cpu";
+  auto amp = ex::Amp::kOff;
   bool quick = false, resume = false, overwrite = false, skip_bad = false, allow_outside = false;
   double max_megapixels = static_cast<double>(ex::max_image_pixels()) / 1e6;
   // A recipe sets the defaults that explicit options then override, so find it first.
@@ -269,7 +270,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--workers", c.workers, "threads decoding and augmenting images, beside the training thread");
   train_cmd->add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
   train_cmd->add_option("--device", c.device, "cpu | cuda");
-  train_cmd->add_option("--amp", c.amp, "mixed precision: off | bf16 | fp16 (fp16: CUDA, with dynamic loss scaling)");
+  ex::add_choice_option(*train_cmd, c.amp, "mixed precision (fp16: CUDA, with dynamic loss scaling)");
   train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
   train_cmd->add_option("--synthetic-count", synthetic_count,
                         "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already "
@@ -285,7 +286,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--checkpoint", checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
   eval_cmd->add_option("--data", data, formats)->required();
   eval_cmd->add_option("--device", device, "cpu | cuda");
-  eval_cmd->add_option("--amp", amp, "off | bf16 | fp16");
+  ex::add_choice_option(*eval_cmd, amp, "mixed precision");
   ex::add_bad_data_options(*eval_cmd, skip_bad,
                            "leave out images and annotations that cannot be read, with a warning naming each",
                            allow_outside, max_megapixels);

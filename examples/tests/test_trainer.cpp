@@ -137,11 +137,12 @@ TEST_CASE("config: each choice is parsed from its name once, names the option ot
 TEST_CASE_TEMPLATE("config: JSON keeps every saved setting, and a key a checkpoint lacks takes the default", Config,
                    ex::TrainConfig, ex::DetectConfig) {
   Config c;
-  c.width = 0.5, c.lr = 0.25, c.epochs = 3, c.seed = 12345678901234ull, c.amp = "bf16";
+  c.width = 0.5, c.lr = 0.25, c.epochs = 3, c.seed = 12345678901234ull, c.amp = ex::Amp::kBF16;
   const nlohmann::json j = c;
   DOCTEST_CHECK(j.at("lr") == 0.25);
   DOCTEST_CHECK(j.at("seed") == 12345678901234ull);
   DOCTEST_CHECK(j.contains(Config::kIdentifyingKey));
+  DOCTEST_CHECK(j.at("amp") == "bf16");                 // choices are stored by name
   DOCTEST_CHECK(nlohmann::json(j.get<Config>()) == j);  // every saved field reads back
   auto old = j;
   old.erase("amp");  // a checkpoint from before --amp existed
@@ -164,7 +165,7 @@ TEST_CASE("trainer: check_config rejects each bad option, naming it and its valu
       DOCTEST_CHECK(std::string(e.what()).find(message) != std::string::npos);
     }
   };
-  rejects([](ex::TrainConfig& c) { c.amp = "fp8"; }, "unknown --amp 'fp8'");
+  rejects([](ex::TrainConfig& c) { c.amp = ex::Amp::kFP16; }, "--amp fp16 needs --device cuda");
   rejects([](ex::TrainConfig& c) { c.device = "tpu"; }, "unknown --device 'tpu'");
   rejects([](ex::TrainConfig& c) { c.width = 1.5; }, "--width must be in (0, 1], got 1.5");
   rejects([](ex::TrainConfig& c) { c.lr = 0; }, "--lr must be > 0, got 0");
@@ -252,18 +253,19 @@ TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and
   ex::LossScaler off(false);
   DOCTEST_CHECK(off.scale(torch::ones({})).item<double>() == 1.0);
 
-  DOCTEST_CHECK_FALSE(ex::amp_dtype("off", torch::kCPU).has_value());
-  DOCTEST_CHECK((ex::amp_dtype("bf16", torch::kCPU) == at::kBFloat16));
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp16", torch::kCPU), doctest::Contains("--device cuda"),
+  DOCTEST_CHECK_FALSE(ex::amp_dtype(ex::Amp::kOff, torch::kCPU).has_value());
+  DOCTEST_CHECK((ex::amp_dtype(ex::Amp::kBF16, torch::kCPU) == at::kBFloat16));
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype(ex::Amp::kFP16, torch::kCPU), doctest::Contains("--device cuda"),
                                std::runtime_error);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::amp_dtype("fp8", torch::kCPU), doctest::Contains("fp8"), std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Amp>("fp8"),
+                               doctest::Contains("unknown --amp 'fp8' (off, bf16, fp16)"), std::runtime_error);
 }
 
 TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers the loss") {
   const auto dir = fixture_dir("train_amp");
   const auto train = tiny_set(dir / "train", 8, 5), val = tiny_set(dir / "val", 2, 6);
   auto c = tiny_config(ex::CountLoss::kPML);
-  c.amp = "bf16", c.epochs = 4, c.cosine_t_max = 4;
+  c.amp = ex::Amp::kBF16, c.epochs = 4, c.cosine_t_max = 4;
   {
     auto m = ex::make_model(c);
     ex::AmpScope scope(torch::kCPU, at::kBFloat16);
@@ -274,5 +276,5 @@ TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers t
   REQUIRE(lines.size() == 4);
   DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "BFloat16");
   DOCTEST_CHECK(lines.back().at("train_loss").get<double>() < lines.front().at("train_loss").get<double>());
-  DOCTEST_CHECK(ex::checkpoint_config(dir / "out" / "last.pt").amp == "bf16");
+  DOCTEST_CHECK(ex::checkpoint_config(dir / "out" / "last.pt").amp == ex::Amp::kBF16);
 }
