@@ -109,7 +109,62 @@ struct DetectionLoss {
   nlohmann::json parts;  // cls, reg, aux, iou, foreground, assign_ms
 };
 
-/// Assigns every image of the batch with the configured mode and sums the losses:
+/// One image's assignment: `assigned` holds each anchor's gt index or −1; `valid` marks the
+/// anchors that take a classification loss (undefined: positives and anchors outside ignore
+/// regions); `aux_assigned` is the one-to-many assignment of poto-3dmf-aux (else undefined).
+struct ImageAssignment {
+  at::Tensor assigned, valid, aux_assigned;
+};
+
+/// Assigns the anchors of image `b` of `out` to its boxes `gt` (ignore regions `ign`) as `mode`
+/// does, without gradients.
+inline ImageAssignment assign_image(AssignMode mode, const FCOSOutput& out, int64_t b, const at::Tensor& points,
+                                    const at::Tensor& gt, const at::Tensor& ign,
+                                    const std::vector<int64_t>& level_sizes) {
+  torch::NoGradGuard no_grad;
+  const auto cls = out.cls_logits[b].to(torch::kFloat), ltrb = out.box_ltrb[b].to(torch::kFloat);
+  const int64_t A = points.size(0), G = gt.size(0);
+  const auto gt_classes = torch::zeros({G}, gt.options().dtype(torch::kLong));
+  ImageAssignment r;
+  switch (mode) {
+    case AssignMode::kFCOS:
+      r.assigned = crowdloss::fcos_assign(points, gt,
+                                          crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
+      break;
+    case AssignMode::kLLA: {
+      // Ignore regions join the matching as class −1 and claim the anchors there.
+      const auto all = torch::cat({gt, ign}),
+                 classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
+      const auto gt_of_anchor = crowdloss::lla_assign(cls, ltrb, points, all, classes);
+      const auto on_ignore = gt_of_anchor >= G;
+      r.assigned = gt_of_anchor.masked_fill(on_ignore, -1);
+      r.valid = on_ignore.logical_not();
+      break;
+    }
+    case AssignMode::kPOTO:
+    case AssignMode::kPOTO3DMFAux: {
+      const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
+      const auto prob =
+          mode == AssignMode::kPOTO ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[b].to(torch::kFloat).sigmoid();
+      const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
+                                                  crowdloss::POTOAssignOptions()
+                                                      .alpha(0.8)
+                                                      .center_sampling_radius(1.5)
+                                                      .strides(out.strides)
+                                                      .level_sizes(level_sizes));
+      r.assigned = torch::full({A}, -1, gt_classes.options());
+      const auto ok = matched >= 0;
+      r.assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
+      if (mode == AssignMode::kPOTO3DMFAux)
+        r.aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
+                                                    crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
+      break;
+    }
+  }
+  return r;
+}
+
+/// Assigns every image of the batch with the configured mode (assign_image) and sums the losses:
 /// focal (α 0.25, γ 2) on the classification (for poto-3dmf-aux on σ(cls)·σ(filter)), 2·GIoU on
 /// the positives' boxes, plus the auxiliary one-to-many focal loss on σ(cls) (poto-3dmf-aux) or
 /// 0.5·BCE of the IoU branch against the positives' IoU (lla). Anchors inside ignore regions
@@ -130,48 +185,15 @@ inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, cons
     const auto bi = static_cast<int64_t>(b);
     const auto cls = out.cls_logits[bi].to(torch::kFloat), ltrb = out.box_ltrb[bi].to(torch::kFloat);
     const auto gt = gt_boxes[b].to(device), ign = ignore[b].to(device);
-    const int64_t G = gt.size(0);
-    const auto gt_classes = torch::zeros({G}, torch::TensorOptions(torch::kLong).device(device));
     const auto in_ignore = ign.size(0) > 0 ? (crowdloss::ltrb_targets(points, ign).amin(-1) > 0).any(0)
                                            : torch::zeros({A}, torch::TensorOptions(torch::kBool).device(device));
-    auto cls_input = cls;
-    at::Tensor assigned, aux_assigned, valid;
     const auto t0 = std::chrono::steady_clock::now();
-    {
-      torch::NoGradGuard no_grad;
-      const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
-      if (mode == AssignMode::kFCOS) {
-        assigned = crowdloss::fcos_assign(points, gt,
-                                          crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
-      } else if (mode == AssignMode::kLLA) {
-        // Ignore regions join the matching as class −1 and claim the anchors there.
-        const auto all = torch::cat({gt, ign}),
-                   classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
-        const auto gt_of_anchor = crowdloss::lla_assign(cls, ltrb, points, all, classes);
-        const auto on_ignore = gt_of_anchor >= G;
-        assigned = gt_of_anchor.masked_fill(on_ignore, -1);
-        valid = on_ignore.logical_not();
-      } else {
-        const auto prob = mode == AssignMode::kPOTO ? cls.sigmoid()
-                                                    : cls.sigmoid() * out.filter_logits[bi].to(torch::kFloat).sigmoid();
-        const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
-                                                    crowdloss::POTOAssignOptions()
-                                                        .alpha(0.8)
-                                                        .center_sampling_radius(1.5)
-                                                        .strides(out.strides)
-                                                        .level_sizes(level_sizes));
-        assigned = torch::full({A}, -1, gt_classes.options());
-        const auto ok = matched >= 0;
-        assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
-        if (mode == AssignMode::kPOTO3DMFAux)
-          aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
-                                                    crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
-      }
-    }
+    auto [assigned, valid, aux_assigned] = assign_image(mode, out, bi, points, gt, ign, level_sizes);
     assign_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const auto positive = assigned >= 0;
     if (!valid.defined()) valid = positive.logical_or(in_ignore.logical_not());
-    if (mode == AssignMode::kPOTO3DMFAux) cls_input = product_logit(cls, out.filter_logits[bi].to(torch::kFloat));
+    const auto cls_input =
+        mode == AssignMode::kPOTO3DMFAux ? product_logit(cls, out.filter_logits[bi].to(torch::kFloat)) : cls;
     const auto target = positive.to(torch::kFloat).unsqueeze(1).expand_as(cls);
     cls_sum = cls_sum + crowdloss::sigmoid_focal_loss(cls_input.index({valid}), target.index({valid}), focal);
     const auto pos = positive.nonzero().squeeze(1);
