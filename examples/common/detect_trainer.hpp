@@ -413,4 +413,18 @@ inline at::Tensor draw_detections(const at::Tensor& image, const Detections& d, 
   return out;
 }
 
+/// The detections scoring above `threshold` (for drawing).
+inline Detections confident(const Detections& d, double threshold) {
+  const auto keep = (d.scores > threshold).nonzero().squeeze(1);
+  return {d.boxes.index_select(0, keep), d.scores.index_select(0, keep)};
+}
+
+/// Runs `net` on one image file and returns its detections in the image's pixels.
+inline Detections predict_image(const DetectConfig& c, FCOS& net, const at::Tensor& image) {
+  torch::NoGradGuard no_grad;
+  const auto x = pad_to_multiple(Sample{to_chw_float(image), torch::zeros({0, 2})}, 32).image;
+  const auto out = net->forward(normalize(x).unsqueeze(0).to(torch::Device(c.device)));
+  return detect(c, out, anchor_points(out), {{image.size(0), image.size(1)}}).at(0);
+}
+
 }  // namespace crowdloss_examples

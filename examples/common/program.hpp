@@ -1,0 +1,221 @@
+#pragma once
+// What the two example programs share around their own training code, written once:
+// - the option values of every subcommand (ProgramOptions) and the options both programs declare
+//   alike (demo, train's data / run options, eval, predict);
+// - FORMAT:PATH data loading for a program's Data (its sample type, formats, generator, reader);
+// - a demo's frame (DemoFrame: banner, splits, results files, closing lines);
+// - parsing and the error handling around the chosen subcommand (run_program).
+#include "cli.hpp"
+#include "datasets.hpp"
+#include "report.hpp"
+#include "run_config.hpp"
+#include "synthetic.hpp"
+#include "training.hpp"
+
+#include <CLI/CLI.hpp>
+#include <crowdloss/version.hpp>
+#include <torch/version.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace crowdloss_examples {
+
+/// The values of the options both programs have (each subcommand uses some of them).
+struct ProgramOptions {
+  std::string out, data, val, checkpoint, device = "cpu";
+  Amp amp = Amp::kOff;
+  bool quick = false, resume = false, overwrite = false, skip_bad = false, allow_outside = false;
+  double max_megapixels = static_cast<double>(max_image_pixels()) / 1e6;
+  int64_t synthetic_count = 400, threads = at::get_num_threads();
+  std::vector<std::string> images;
+};
+
+/// The data a program reads, named FORMAT:PATH. A Data type provides `Sample`, `Synthetic` (its
+/// scene options, with a `seed`), `formats()` (synthetic first), `format_note` (said after the
+/// formats in --help), `generate(path, count, synthetic, ExistingSet)` and `read(format, path,
+/// BadSamples*, allow_outside)`.
+template <class Data>
+std::string formats_help() {
+  return "FORMAT:PATH, FORMAT one of " + join(Data::formats()) + " (synthetic:DIR is generated there if absent" +
+         Data::format_note + ")";
+}
+
+/// The data set `spec`: a synthetic one is generated with `synthetic_count` images unless its
+/// folder holds one, which is used as it is (another count is an error when `count_given`).
+template <class Data>
+std::vector<typename Data::Sample> load_data(const DataSpec& spec, int64_t synthetic_count, bool count_given,
+                                             const typename Data::Synthetic& synthetic, BadSamples& bad,
+                                             bool allow_outside) {
+  if (spec.format == "synthetic")
+    return Data::generate(spec.path, synthetic_count, synthetic,
+                          count_given ? ExistingSet::kError : ExistingSet::kUseExisting);
+  return Data::read(spec.format, spec.path, &bad, allow_outside);
+}
+
+/// The `train` command's data sets (--data, --val; see load_train_and_val).
+template <class Data>
+auto load_train_and_val(const CLI::App& train_cmd, const ProgramOptions& o, BadSamples& bad) {
+  const bool count_given = train_cmd.count("--synthetic-count") > 0;
+  return load_train_and_val(o.data, o.val, Data::formats(), o.synthetic_count, typename Data::Synthetic{},
+                            [&](const DataSpec& spec, int64_t count, const typename Data::Synthetic& s) {
+                              return load_data<Data>(spec, count, count_given, s, bad, o.allow_outside);
+                            });
+}
+
+/// The `eval` command's data set (--data), not empty.
+template <class Data>
+std::vector<typename Data::Sample> load_eval_data(const ProgramOptions& o, BadSamples& bad) {
+  const auto spec = parse_data_spec("--data", o.data, Data::formats());
+  auto set =
+      load_data<Data>(spec, o.synthetic_count, /*count_given=*/false, typename Data::Synthetic{}, bad, o.allow_outside);
+  check_not_empty("--data", o.data, set.size());
+  return set;
+}
+
+constexpr const char* kSkipBadHelp = "leave out images and annotations that cannot be read, with a warning naming each";
+
+/// `demo` with --out, --quick and --threads.
+inline CLI::App* add_demo_command(CLI::App& app, ProgramOptions& o, const std::string& help) {
+  auto* cmd = app.add_subcommand("demo", help);
+  cmd->add_option("--out", o.out, "results folder");
+  cmd->add_flag("--quick", o.quick, "a smoke run on a tiny budget (for tests): its numbers mean nothing");
+  cmd->add_option("--threads", o.threads, "LibTorch's threads (the results depend on it; default: the cores)");
+  return cmd;
+}
+
+/// `train` with --data, --val and --out; the program adds its own options, then add_run_options.
+template <class Data>
+CLI::App* add_train_command(CLI::App& app, ProgramOptions& o, const std::string& help) {
+  auto* cmd = app.add_subcommand("train", help);
+  cmd->add_option("--data", o.data, "training set, " + formats_help<Data>())->required();
+  cmd->add_option("--val", o.val, "validation set, " + formats_help<Data>())->required();
+  cmd->add_option("--out", o.out, "output folder (checkpoints, metrics.jsonl)");
+  return cmd;
+}
+
+/// The options of RunConfig `c` and of the run folder on the train command `cmd`, after the
+/// program's own.
+inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
+  add_choice_option(cmd, c.optimizer, "the optimizer");
+  cmd.add_option("--lr", c.lr, "learning rate (the schedule's start or peak)");
+  cmd.add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
+  cmd.add_option("--min-lr", c.min_lr, "end of the cosine schedule");
+  cmd.add_option("--clip", c.clip, "gradient-norm clip (0: off)");
+  cmd.add_option("--epochs", c.epochs, "epochs to train (with --resume: in all)");
+  cmd.add_option("--batch", c.batch, "images per training batch");
+  cmd.add_option("--crop", c.crop, "random square crop side (0: whole images)");
+  cmd.add_option("--longest-side", c.longest_side, "resize so the longer side is this (0: keep)");
+  cmd.add_option("--workers", c.workers, "threads decoding and augmenting images, beside the training thread");
+  cmd.add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
+  cmd.add_option("--device", c.device, "cpu | cuda");
+  add_choice_option(cmd, c.amp, "mixed precision (fp16: CUDA, with dynamic loss scaling)");
+  cmd.add_option("--synthetic-count", o.synthetic_count,
+                 "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in "
+                 "DIR is used as it is");
+  add_run_folder_flags(cmd, o.resume, o.overwrite);
+  add_bad_data_options(cmd, o.skip_bad, std::string(kSkipBadHelp) + ", and count them", o.allow_outside,
+                       o.max_megapixels);
+  cmd.footer(kFaultsHelp);
+}
+
+/// `eval` with --checkpoint, --data, --device, --amp and the bad-data options.
+template <class Data>
+CLI::App* add_eval_command(CLI::App& app, ProgramOptions& o, const std::string& help) {
+  auto* cmd = app.add_subcommand("eval", help);
+  cmd->add_option("--checkpoint", o.checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
+  cmd->add_option("--data", o.data, formats_help<Data>())->required();
+  cmd->add_option("--device", o.device, "cpu | cuda");
+  add_choice_option(*cmd, o.amp, "mixed precision");
+  add_bad_data_options(*cmd, o.skip_bad, kSkipBadHelp, o.allow_outside, o.max_megapixels);
+  return cmd;
+}
+
+/// `predict` with --checkpoint, --out, --device, --max-megapixels and the image files.
+inline CLI::App* add_predict_command(CLI::App& app, ProgramOptions& o, const std::string& help,
+                                     const std::string& out_help) {
+  auto* cmd = app.add_subcommand("predict", help);
+  cmd->add_option("--checkpoint", o.checkpoint, "a checkpoint written by train (best.pt or last.pt)")->required();
+  cmd->add_option("--out", o.out, out_help);
+  cmd->add_option("--device", o.device, "cpu | cuda");
+  add_max_megapixels_option(*cmd, o.max_megapixels);
+  cmd->add_option("images", o.images, "image files")->required();
+  return cmd;
+}
+
+/// Parses the command line into `app` (CLI11's messages and exit codes for a bad one), then runs
+/// `run` with the bad-data record: an exception ends the program with "NAME: message" and exit
+/// 1; with --skip-bad the record's summary is printed at the end.
+inline int run_program(const char* name, CLI::App& app, int argc, char** argv, const ProgramOptions& o,
+                       const std::function<int(BadSamples&)>& run) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    BadSamples bad(o.skip_bad);
+    set_max_megapixels(o.max_megapixels);
+    const int rc = run(bad);
+    if (o.skip_bad) std::printf("%s\n", bad.summary().c_str());
+    return rc;
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+/// The frame of a demo: the banner and the clock at the start; the data splits; at the end the
+/// results files (write_results) and the closing lines.
+class DemoFrame {
+ public:
+  /// Prints "crowdloss V `what` demo (LibTorch V, N threads)".
+  DemoFrame(const std::string& what, bool quick, const char* quick_note) : quick_(quick), quick_note_(quick_note) {
+    std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " " << what << " demo (LibTorch " << TORCH_VERSION << ", "
+              << at::get_num_threads() << " threads)\n";
+  }
+
+  /// Training, validation and test sets of `sizes` scenes in OUT/data/{train,val,test}, made by
+  /// `generate(path, count, options, ExistingSet)` with the seeds 1, 1001 and 2001.
+  template <class Synthetic, class Generate>
+  auto splits(const std::filesystem::path& out, const std::array<int64_t, 3>& sizes, const Synthetic& synthetic,
+              Generate generate) const {
+    const std::array<const char*, 3> names = {"train", "val", "test"};
+    const std::array<uint64_t, 3> seeds = {1, 1001, 2001};
+    std::array<decltype(generate(out, 0, synthetic, ExistingSet::kReplace)), 3> sets;
+    for (size_t i = 0; i < 3; ++i) {
+      auto o = synthetic;
+      o.seed = seeds[i];
+      sets[i] = generate(out / "data" / names[i], sizes[i], o, ExistingSet::kReplace);
+    }
+    return sets;
+  }
+
+  /// The quick-run note, or "" for a full run.
+  const char* quick_note() const { return quick_ ? quick_note_ : ""; }
+
+  /// Writes OUT/results.md and results.json (write_results) and prints the table, "Also in …",
+  /// `pictures` and `metrics` (sentences about the other outputs) and the total time.
+  int finish(const std::filesystem::path& out, const std::string& command, const Table& table, const std::string& notes,
+             const nlohmann::json& json, const std::string& pictures, const std::string& metrics) const {
+    const std::string md = write_results(out, command, table, notes, json);
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::printf("\n%s\nAlso in %s/results.md and results.json. %s\n%s Total time %.0f s.\n", md.c_str(),
+                out.string().c_str(), pictures.c_str(), metrics.c_str(), total);
+    std::printf("%s", quick_note());
+    return 0;
+  }
+
+ private:
+  bool quick_;
+  const char* quick_note_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace crowdloss_examples
