@@ -292,7 +292,8 @@ TEST_CASE("PMLLoss prints every option, as LibTorch's modules do") {
   os << *crowdloss::PMLLoss(crowdloss::PMLLossOptions().grids({1, 2, 4}).pixel_mse_weight(0.5).reference_order(true));
   DOCTEST_CHECK(
       os.str() ==
-      "crowdloss::PMLLoss(grids=[1, 2, 4], pixel_mse_weight=0.5, pad_to_multiple=false, reference_order=true)");
+      "crowdloss::PMLLoss(grids=[1, 2, 4], pixel_mse_weight=0.5, pad_to_multiple=false, reference_order=true, "
+      "all_reduce=none)");
 }
 
 TEST_CASE("PMLLoss module equals the functional form") {
@@ -368,4 +369,96 @@ TEST_CASE("pml_loss: every bad input throws c10::Error naming the function and t
   check_error([&] { crowdloss::pml_loss_terms(ok, ok.narrow(2, 0, 4), grids); }, {"pml_loss_terms", "[2, 1, 4, 8]"});
   // Mixed devices, testable without a GPU through the meta device.
   check_error([&] { crowdloss::pml_loss(ok, ok.to(at::kMeta), grids); }, {"pml_loss", "meta", "cpu"});
+}
+
+namespace {
+
+/// Runs `loss(pred_r, target_r, options)` for each rank r's shard as a data-parallel job would,
+/// in one process: first each rank's all_reduce input is recorded, then each rank runs again with
+/// an all_reduce that returns the sum over the ranks. Returns each rank's value and gradient
+/// with respect to its pred shard.
+template <class Loss>
+std::vector<std::pair<at::Tensor, at::Tensor>> simulate_ranks(const std::vector<at::Tensor>& preds,
+                                                              const std::vector<at::Tensor>& targets,
+                                                              crowdloss::PMLLossOptions options, Loss loss) {
+  std::vector<at::Tensor> sent;
+  options.all_reduce([&](at::Tensor& t) { sent.push_back(t.clone()); });
+  for (size_t r = 0; r < preds.size(); ++r) loss(preds[r], targets[r], options);
+  at::Tensor total = sent.at(0).clone();
+  for (size_t r = 1; r < sent.size(); ++r) total += sent[r];
+  options.all_reduce([&](at::Tensor& t) { t.copy_(total); });
+  std::vector<std::pair<at::Tensor, at::Tensor>> out;
+  for (size_t r = 0; r < preds.size(); ++r) {
+    const auto p = preds[r].detach().clone().requires_grad_(true);
+    const auto value = loss(p, targets[r], options);
+    value.sum().backward();
+    out.emplace_back(value.detach(), p.grad());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pml_loss: all_reduce gives every rank the global batch's PML, and averaged gradients its gradient") {
+  torch::manual_seed(23);
+  const auto pred = torch::rand({6, 1, 32, 32}, torch::kFloat64);
+  const auto target = torch::rand({6, 1, 32, 32}, torch::kFloat64);
+  for (const double pixel : {0.0, 1.5})
+    for (const bool reference : {false, true}) {
+      const auto opts =
+          crowdloss::PMLLossOptions().grids({1, 2, 4, 8}).pixel_mse_weight(pixel).reference_order(reference);
+      const auto p = pred.clone().requires_grad_(true);
+      const auto global = crowdloss::pml_loss(p, target, opts);
+      global.backward();
+      // Unequal shards (3 + 2 + 1 images): the image and pixel counts are reduced too.
+      const std::vector<int64_t> sizes = {3, 2, 1};
+      std::vector<at::Tensor> preds, targets;
+      for (const auto& piece : pred.split_with_sizes(sizes)) preds.push_back(piece);
+      for (const auto& piece : target.split_with_sizes(sizes)) targets.push_back(piece);
+      const auto ranks = simulate_ranks(
+          preds, targets, opts, [](const at::Tensor& a, const at::Tensor& b, const crowdloss::PMLLossOptions& o) {
+            return crowdloss::pml_loss(a, b, o);
+          });
+      INFO("pixel_mse_weight " << pixel << ", reference_order " << reference);
+      std::vector<at::Tensor> averaged;
+      for (const auto& [value, grad] : ranks) {
+        DOCTEST_CHECK(value.item<double>() == doctest::Approx(global.item<double>()).epsilon(1e-12));
+        averaged.push_back(grad / static_cast<double>(ranks.size()));  // what DDP's averaging makes of it
+      }
+      DOCTEST_CHECK(scaled_error(torch::cat(averaged), p.grad()) < 1e-12);
+      // The per-level terms too.
+      const auto terms = simulate_ranks(
+          preds, targets, opts, [](const at::Tensor& a, const at::Tensor& b, const crowdloss::PMLLossOptions& o) {
+            return crowdloss::pml_loss_terms(a, b, o);
+          });
+      for (const auto& rank : terms)
+        DOCTEST_CHECK(scaled_error(rank.first, crowdloss::pml_loss_terms(pred, target, opts)) < 1e-12);
+    }
+}
+
+TEST_CASE("pml_loss: all_reduce on one rank is the plain loss, and a broken all_reduce throws") {
+  torch::manual_seed(29);
+  const auto pred = torch::rand({2, 1, 16, 16}, torch::kFloat64), target = torch::rand({2, 1, 16, 16}, torch::kFloat64);
+  auto opts = crowdloss::PMLLossOptions().grids({1, 4}).pixel_mse_weight(1.0);
+  int calls = 0;
+  opts.all_reduce([&](at::Tensor& t) {
+    ++calls;
+    DOCTEST_CHECK((t.scalar_type() == at::kDouble));
+    DOCTEST_CHECK(t.numel() == 2 + 4);  // two levels, images, Σ(pred − target)², pixels, ranks
+  });
+  const auto p = pred.clone().requires_grad_(true), q = pred.clone().requires_grad_(true);
+  const auto one = crowdloss::pml_loss(p, target, opts);
+  const auto plain = crowdloss::pml_loss(q, target, opts.all_reduce({}));
+  DOCTEST_CHECK(calls == 1);
+  DOCTEST_CHECK(one.item<double>() == doctest::Approx(plain.item<double>()).epsilon(1e-12));
+  one.backward();
+  plain.backward();
+  DOCTEST_CHECK(scaled_error(p.grad(), q.grad()) < 1e-12);
+  check_error(
+      [&] {
+        crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions().grids({1, 4}).all_reduce([](at::Tensor& t) {
+          t = t.view({2, -1});
+        }));
+      },
+      {"pml_loss", "all_reduce", "in place"});
 }

@@ -13,6 +13,8 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 namespace crowdloss {
@@ -39,6 +41,16 @@ struct PMLLossOptions {
   /// derives every coarser grid from it (block sums are linear), so forward and backward each
   /// touch the pixels once; the results agree to rounding (tested in float64 to 1e-12).
   TORCH_ARG(bool, reference_order) = false;
+  /// Data-parallel training: a callable that sum-reduces a small 1-D float64 tensor in place
+  /// across the ranks (the program binds it to its process group, e.g. c10d's `allreduce` with
+  /// `ReduceOp::SUM`; on pred's device, so NCCL can take it). With it, every rank's value is the
+  /// PML of the global batch (all ranks' images together), and its gradient is the world size
+  /// times its share of the global batch's gradient, so that *averaging* the gradients over the
+  /// ranks, as DistributedDataParallel does, gives exactly the gradient of one process on the
+  /// global batch (summing them gives world size times that). The callable is called once per
+  /// call, with L + 4 values (L = grids().size()); every rank must call the loss the same
+  /// number of times, as with any collective. Empty (the default): this process's batch only.
+  TORCH_ARG(std::function<void(at::Tensor&)>, all_reduce) = {};
 };
 
 namespace detail {
@@ -56,13 +68,10 @@ inline void check_pml_options(const char* fn, const PMLLossOptions& options) {
   TORCH_CHECK(options.pixel_mse_weight() >= 0, fn, ": pixel_mse_weight must be >= 0, got ", options.pixel_mse_weight());
 }
 
-/// Validates, pads if asked, and returns the per-level PML terms (a 1-D tensor in the compute
-/// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
-/// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
-/// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
-/// (summed in grid order one addition at a time with `reference_order`, as the authors do).
-inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                     const PMLLossOptions& options, bool summed) {
+/// Checks `pred`, `target` and `options` and returns both maps in the compute dtype, zero-padded
+/// to a multiple of the finest grid where `pad_to_multiple` allows.
+inline std::pair<at::Tensor, at::Tensor> pml_prepared(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                                      const PMLLossOptions& options) {
   check_map_pair(fn, pred, target);
   check_pml_options(fn, options);
   const auto dtype = compute_dtype(pred);
@@ -76,6 +85,17 @@ inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, con
     p = at::constant_pad_nd(p, {0, pad_w, 0, pad_h}, 0);
     t = at::constant_pad_nd(t, {0, pad_w, 0, pad_h}, 0);
   }
+  return {p, t};
+}
+
+/// The per-level PML terms of this process's batch (a 1-D tensor in the compute
+/// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
+/// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
+/// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
+/// (summed in grid order one addition at a time with `reference_order`, as the authors do).
+inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
+                                     const PMLLossOptions& options, bool summed) {
+  const auto [p, t] = pml_prepared(fn, pred, target, options);
   if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids(), summed);
   const auto terms = pml_terms_aten(p, t, options.grids(), options.reference_order());
   if (!summed) return terms;
@@ -85,10 +105,15 @@ inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, con
   return loss;
 }
 
-/// The PML terms' dispatch: `pml_terms_as_given`, on the CPU redone in float64 where
-/// float32 overflowed (`needs_float64`).
+/// The PML terms' dispatch: `pml_all_reduced_aten` with `all_reduce`; else `pml_terms_as_given`, on
+/// the CPU redone in float64 where float32 overflowed (`needs_float64`).
 inline at::Tensor pml_terms_dispatch(const char* fn, const at::Tensor& pred, const at::Tensor& target,
                                      const PMLLossOptions& options, bool summed = false) {
+  if (options.all_reduce()) {
+    const auto [p, t] = pml_prepared(fn, pred, target, options);
+    return pml_all_reduced_aten(fn, pred, target, p, t, options.grids(), options.reference_order(),
+                                /*pixel_mse_weight=*/0.0, options.all_reduce(), summed);
+  }
   const auto terms = pml_terms_as_given(fn, pred, target, options, summed);
   if (!pred.is_cpu() || !needs_float64(fn, {terms}, pred, "pred", target, "target")) return terms;
   return pml_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
@@ -140,6 +165,12 @@ inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& targe
 /// loss.backward();
 /// ```
 inline at::Tensor pml_loss(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
+  if (options.all_reduce()) {
+    const auto [p, t] = detail::pml_prepared("pml_loss", pred, target, options);
+    return detail::pml_all_reduced_aten("pml_loss", pred, target, p, t, options.grids(), options.reference_order(),
+                                        options.pixel_mse_weight(), options.all_reduce(), /*summed=*/true)
+        .to(pred.scalar_type());
+  }
   at::Tensor loss = detail::pml_terms_dispatch("pml_loss", pred, target, options, /*summed=*/true);
   if (options.pixel_mse_weight() > 0) {
     const auto dtype = loss.scalar_type();

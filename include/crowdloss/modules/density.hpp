@@ -48,7 +48,7 @@ struct PMLLossImpl : torch::nn::Cloneable<PMLLossImpl> {
     stream << "crowdloss::PMLLoss(grids=" << at::IntArrayRef(options.grids())
            << ", pixel_mse_weight=" << options.pixel_mse_weight() << std::boolalpha
            << ", pad_to_multiple=" << options.pad_to_multiple() << ", reference_order=" << options.reference_order()
-           << std::noboolalpha << ")";
+           << std::noboolalpha << ", all_reduce=" << (options.all_reduce() ? "set" : "none") << ")";
   }
   /// The options passed to `crowdloss::pml_loss` on every call. They may be changed between
   /// calls; the function validates them each time.
