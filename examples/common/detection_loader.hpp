@@ -26,6 +26,7 @@ struct DetectionLoaderOptions {
   bool shuffle = false;
   int64_t workers = 2;
   uint64_t seed = 0;
+  Shard shard;                // this rank's part of each epoch (data-parallel runs)
   BadSamples* bad = nullptr;  // an image that cannot be read: stop (null) or as `bad` says
 };
 

@@ -1,9 +1,10 @@
 #pragma once
 // A multi-worker loader for point-annotated crowd images: decodes, augments (in torch ops),
 // builds the ground-truth density at the model's output stride with crowdloss, and collates.
-// Batch i of epoch e is augmented with a generator seeded from (seed, e, i), so batches are the
-// same whatever the number of workers and however they are scheduled — which is what makes
-// `--resume` reproduce an uninterrupted run.
+// The sample at position p of epoch e's order is augmented with a generator seeded from
+// (seed, e, p), so batches are the same whatever the number of workers and however they are
+// scheduled — which is what makes `--resume` reproduce an uninterrupted run — and a sample is
+// augmented alike whichever rank of a data-parallel run loads it.
 #include "datasets.hpp"
 #include "image_io.hpp"
 #include "transforms.hpp"
@@ -23,31 +24,74 @@
 
 namespace crowdloss_examples {
 
+/// Which part of each epoch a loader serves: all of it, or rank `rank`'s shard of a data-parallel
+/// run of `world` ranks, as PyTorch's DistributedSampler cuts it — positions rank, rank + world, …
+/// of the epoch order; with `pad`, the order is first extended by its own beginning to a
+/// multiple of `world`, so that every rank has as many batches (training); without, the shards
+/// differ by at most one sample (validation).
+struct Shard {
+  int64_t rank = 0, world = 1;
+  bool pad = true;
+};
+
 /// The part of a loader that does not depend on what it loads: the epoch order (shuffled from
-/// (seed, epoch) or in order), the samples of each batch, the generator that augments batch i of
-/// epoch e (seeded from (seed, e, i)), and the worker threads that prepare batches ahead of the
-/// consumer. Loader and DetectionLoader are this plus their own make_batch.
+/// (seed, epoch) or in order), this shard's positions in it, the samples of each batch, the
+/// generator that augments the sample at position p of epoch e (seeded from (seed, e, p)), and
+/// the worker threads that prepare batches ahead of the consumer. Loader and DetectionLoader are
+/// this plus their own make_batch.
 class BatchSchedule {
  public:
-  BatchSchedule(int64_t size, int64_t batch, bool shuffle, int64_t workers, uint64_t seed)
-      : size_(size), batch_(batch), shuffle_(shuffle), workers_(workers), seed_(seed) {
+  BatchSchedule(int64_t size, int64_t batch, bool shuffle, int64_t workers, uint64_t seed, Shard shard = {})
+      : size_(size), batch_(batch), shuffle_(shuffle), workers_(workers), seed_(seed), shard_(shard) {
     if (batch_ < 1 || workers_ < 1) throw std::invalid_argument("BatchSchedule: batch and workers must be >= 1");
+    if (shard_.world < 1 || shard_.rank < 0 || shard_.rank >= shard_.world)
+      throw std::invalid_argument("BatchSchedule: the shard's rank must be in [0, world)");
   }
 
+  /// The samples in the data set.
   int64_t size() const { return size_; }
-  int64_t batches() const { return (size_ + batch_ - 1) / batch_; }
+  /// The positions this shard serves in each epoch.
+  int64_t shard_size() const {
+    const int64_t w = shard_.world, r = shard_.rank;
+    return shard_.pad ? (size_ + w - 1) / w : (size_ > r ? (size_ - r + w - 1) / w : 0);
+  }
+  int64_t batches() const { return (shard_size() + batch_ - 1) / batch_; }
 
-  /// The sample indices of batch `index` of epoch `epoch`.
-  std::vector<int64_t> indices(int64_t epoch, int64_t index) const {
-    const auto order = epoch_order(epoch);
-    const int64_t begin = index * batch_, end = std::min(size_, begin + batch_);
-    return {order.begin() + begin, order.begin() + end};
+  /// The positions in epoch order of batch `index`'s samples (those of this shard).
+  std::vector<int64_t> positions(int64_t index) const {
+    const int64_t begin = index * batch_, end = std::min(shard_size(), begin + batch_);
+    std::vector<int64_t> p;
+    for (int64_t q = begin; q < end; ++q) p.push_back(q * shard_.world + shard_.rank);
+    return p;
   }
 
-  /// The generator that drives the augmentation of batch `index` of epoch `epoch`.
-  at::Generator generator(int64_t epoch, int64_t index) const {
-    return at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<uint64_t>(epoch) * 7919ULL +
-                                                    static_cast<uint64_t>(index) + 1);
+  /// The sample at `position` of an epoch whose order is `order` (a padded position wraps around).
+  int64_t sample_at(const std::vector<int64_t>& order, int64_t position) const {
+    return order[static_cast<size_t>(position % size_)];
+  }
+
+  /// The generator that drives the augmentation of the sample at `position` of epoch `epoch`.
+  at::Generator generator(int64_t epoch, int64_t position) const {
+    const auto mix = [](uint64_t x) {  // splitmix64's finaliser: nearby inputs, unrelated seeds
+      x += 0x9e3779b97f4a7c15ULL;
+      x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+      return x ^ (x >> 31);
+    };
+    return at::make_generator<at::CPUGeneratorImpl>(
+        mix(mix(mix(seed_) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(position)));
+  }
+
+  /// Epoch `epoch`'s order of the samples: shuffled from (seed, epoch), or in order.
+  std::vector<int64_t> epoch_order(int64_t epoch) const {
+    std::vector<int64_t> order(static_cast<size_t>(size_));
+    std::iota(order.begin(), order.end(), 0);
+    if (shuffle_) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 31ULL + static_cast<uint64_t>(epoch) + 17);
+      const auto perm = torch::randperm(size_, gen, torch::kLong);
+      std::copy(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size_, order.begin());
+    }
+    return order;
   }
 
   /// Runs `fn(index, batch)` for the batches of an epoch in order, starting at `first`, where
@@ -118,21 +162,11 @@ class BatchSchedule {
   }
 
  private:
-  std::vector<int64_t> epoch_order(int64_t epoch) const {
-    std::vector<int64_t> order(static_cast<size_t>(size_));
-    std::iota(order.begin(), order.end(), 0);
-    if (shuffle_) {
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 31ULL + static_cast<uint64_t>(epoch) + 17);
-      const auto perm = torch::randperm(size_, gen, torch::kLong);
-      std::copy(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size_, order.begin());
-    }
-    return order;
-  }
-
   int64_t size_, batch_;
   bool shuffle_;
   int64_t workers_;
   uint64_t seed_;
+  Shard shard_;
 };
 
 /// What Loader and DetectionLoader share: the BatchSchedule over their samples, the loop that
@@ -149,11 +183,12 @@ class LoaderBase {
 
   /// Batch `index` of epoch `epoch`; a batch of skipped samples only has no `images`.
   BatchT make_batch(int64_t epoch, int64_t index) const {
-    auto gen = schedule_.generator(epoch, index);
+    const auto order = schedule_.epoch_order(epoch);
     std::vector<Prepared> prepared;
     std::vector<std::string> files;
-    for (const int64_t k : schedule_.indices(epoch, index)) {
-      const auto& s = samples_[static_cast<size_t>(k)];
+    for (const int64_t position : schedule_.positions(index)) {
+      auto gen = schedule_.generator(epoch, position);
+      const auto& s = samples_[static_cast<size_t>(schedule_.sample_at(order, position))];
       if (!data_detail::read_sample(o_.bad, s.image,
                                     [&] { prepared.push_back(static_cast<const Derived&>(*this).prepare(s, gen)); }))
         continue;
@@ -165,12 +200,14 @@ class LoaderBase {
 
   /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
   /// `workers` threads preparing up to two batches each ahead. A worker's exception (e.g. a
-  /// corrupt image, named in the message) is rethrown here; a batch whose samples were all
-  /// skipped as bad is not passed on.
+  /// corrupt image, named in the message) is rethrown here. A batch whose samples were all
+  /// skipped as bad is passed on (without `images`) only by a padded shard of several ranks: a
+  /// data-parallel training step, which every rank must take.
   void run_epoch(int64_t epoch, const std::function<void(int64_t, BatchT&)>& fn, int64_t first = 0) const {
+    const bool keep_empty = o_.shard.world > 1 && o_.shard.pad;
     schedule_.run<BatchT>([&](int64_t i) { return make_batch(epoch, i); },
                           [&](int64_t i, BatchT& b) {
-                            if (b.images.defined()) fn(i, b);
+                            if (keep_empty || b.images.defined()) fn(i, b);
                           },
                           first);
   }
@@ -178,7 +215,7 @@ class LoaderBase {
  protected:
   LoaderBase(std::vector<Sample> samples, Options options)
       : samples_(std::move(samples)), o_(std::move(options)),
-        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed) {}
+        schedule_(static_cast<int64_t>(samples_.size()), o_.batch, o_.shuffle, o_.workers, o_.seed, o_.shard) {}
 
   std::vector<Sample> samples_;
   Options o_;
@@ -194,6 +231,7 @@ struct LoaderOptions {
   bool shuffle = false;
   int64_t workers = 2;
   uint64_t seed = 0;
+  Shard shard;                                // this rank's part of each epoch (data-parallel runs)
   crowdloss::PointsToDensityOptions density;  // its stride is set to `stride`
   BadSamples* bad = nullptr;                  // an image that cannot be read: stop (null) or as `bad` says
 };
