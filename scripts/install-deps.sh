@@ -9,6 +9,7 @@ packages=(
   doctest-dev nlohmann-json3-dev                 # tests
   libbenchmark-dev                               # benchmarks
   libstb-dev libcli11-dev libmatio-dev           # examples: images, command lines, .mat annotations
+  libgloo-dev                                    # examples: data-parallel training (c10d's Gloo)
   doxygen                                        # API reference (target crowdloss_docs, test api_docs)
   clang libclang-rt-14-dev                       # ASan/UBSan build and libFuzzer (test sanitizers)
   clang-format                                   # the sources' layout (test format)

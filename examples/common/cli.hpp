@@ -25,6 +25,9 @@ inline std::string join(const std::vector<std::string>& words) {
   return s;
 }
 
+/// The first line of `text` (an exception's message without LibTorch's backtrace).
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 /// Throws unless `value` is one of `choices`: "unknown --loss 'x' (l2, pml, …)".
 inline void check_choice(const std::string& option, const std::string& value, const std::vector<std::string>& choices) {
   for (const auto& c : choices)

@@ -168,9 +168,12 @@ inline ImageAssignment assign_image(AssignMode mode, const FCOSOutput& out, int6
 /// focal (α 0.25, γ 2) on the classification (for poto-3dmf-aux on σ(cls)·σ(filter)), 2·GIoU on
 /// the positives' boxes, plus the auxiliary one-to-many focal loss on σ(cls) (poto-3dmf-aux) or
 /// 0.5·BCE of the IoU branch against the positives' IoU (lla). Anchors inside ignore regions
-/// that are not positives take no classification loss.
+/// that are not positives take no classification loss. In a data-parallel run (`ranks`) the
+/// foreground counts that normalise the losses are the mean over the ranks (DeFCN's reduce_sum /
+/// world size), so that the ranks' averaged gradients are those of one process on the global batch.
 inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, const at::Tensor& points,
-                                    const std::vector<at::Tensor>& gt_boxes, const std::vector<at::Tensor>& ignore) {
+                                    const std::vector<at::Tensor>& gt_boxes, const std::vector<at::Tensor>& ignore,
+                                    ProcessGroup* ranks = nullptr) {
   std::vector<int64_t> level_sizes;
   for (const auto& hw : out.level_hw) level_sizes.push_back(hw[0] * hw[1]);
   const auto device = out.cls_logits.device();
@@ -220,7 +223,14 @@ inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, cons
                               aux_positive.to(torch::kFloat).unsqueeze(1).expand_as(cls).index({aux_valid}), focal);
     }
   }
-  const double n = static_cast<double>(std::max<int64_t>(1, foreground));
+  double n = static_cast<double>(foreground), n_aux = static_cast<double>(aux_foreground);
+  if (ranks) {
+    auto counts = torch::tensor({n, n_aux}, at::kDouble);
+    ranks->all_reduce_sum(counts, "reducing the foreground counts");
+    n = counts[0].item<double>() / static_cast<double>(ranks->world());
+    n_aux = counts[1].item<double>() / static_cast<double>(ranks->world());
+  }
+  n = std::max(1.0, n), n_aux = std::max(1.0, n_aux);
   const auto cls_loss = cls_sum / n, reg_loss = 2.0 * reg_sum / n;
   auto total = cls_loss + reg_loss;
   nlohmann::json parts = {{"cls", cls_loss.item<double>()},
@@ -228,7 +238,7 @@ inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, cons
                           {"foreground", foreground},
                           {"assign_ms", assign_ms}};
   if (mode == AssignMode::kPOTO3DMFAux) {
-    const auto aux_loss = aux_sum / static_cast<double>(std::max<int64_t>(1, aux_foreground));
+    const auto aux_loss = aux_sum / n_aux;
     total = total + aux_loss;
     parts["aux"] = aux_loss.item<double>();
   }
@@ -327,7 +337,8 @@ inline DetectorMetrics evaluate_detector(const DetectConfig& c, FCOS& net, const
 /// Returns the best validation's metrics and its epoch.
 inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
                                       const std::vector<DetectionSample>& val, const fs::path& out,
-                                      ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr) {
+                                      ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr,
+                                      std::shared_ptr<ProcessGroup> ranks = nullptr) {
   check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
@@ -337,6 +348,7 @@ inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<D
   DetectionLoaderOptions tl;
   tl.batch = c.batch, tl.longest_side = c.longest_side, tl.crop = c.crop, tl.augment = true, tl.shuffle = true;
   tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
+  if (ranks) tl.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
   DetectionLoaderOptions vl;
   vl.batch = c.batch, vl.longest_side = c.longest_side, vl.workers = c.workers, vl.bad = bad;
   const DetectionLoader train_loader(train, tl), val_loader(val, vl);
@@ -349,12 +361,13 @@ inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<D
     return warm * cosine_lr(c.lr, c.min_lr, c.epochs, iteration / static_cast<double>(batches));
   };
   hooks.loss = [&](DetectionBatch& b) {
+    check_step_has_images(b.images);
     FCOSOutput o;
     {
       AmpScope scope(device, amp);
       o = net->forward(b.images.to(device));
     }
-    auto loss = detection_loss(c.assign, o, anchor_points(o), b.boxes, b.ignore);
+    auto loss = detection_loss(c.assign, o, anchor_points(o), b.boxes, b.ignore, ranks.get());
     assign_ms += loss.parts.at("assign_ms").get<double>(), ++assign_batches;
     return std::make_pair(loss.total, b.images.size(0));
   };
@@ -366,6 +379,7 @@ inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<D
   };
   FitSettings s;
   s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
+  s.ranks = ranks;
   const auto best = fit(*net, *opt, train_loader, hooks, s);
   auto m = best.get<DetectorMetrics>();
   m.epoch = best.value("epoch", int64_t{0});

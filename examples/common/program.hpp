@@ -7,6 +7,7 @@
 // - parsing and the error handling around the chosen subcommand (run_program).
 #include "cli.hpp"
 #include "datasets.hpp"
+#include "distributed.hpp"
 #include "report.hpp"
 #include "run_config.hpp"
 #include "synthetic.hpp"
@@ -35,6 +36,7 @@ struct ProgramOptions {
   double max_megapixels = static_cast<double>(max_image_pixels()) / 1e6;
   int64_t synthetic_count = 400, threads = at::get_num_threads();
   std::vector<std::string> images;
+  LaunchOptions launch;  // train: data-parallel ranks (distributed.hpp)
 };
 
 /// The data a program reads, named FORMAT:PATH. A Data type provides `Sample`, `Synthetic` (its
@@ -59,14 +61,31 @@ std::vector<typename Data::Sample> load_data(const DataSpec& spec, int64_t synth
   return Data::read(spec.format, spec.path, &bad, allow_outside);
 }
 
-/// The `train` command's data sets (--data, --val; see load_train_and_val).
+/// The `train` command's data sets (--data, --val; see load_train_and_val). In a data-parallel
+/// run (`ranks`) rank 0 reads them first (generating synthetic sets), the others after it.
 template <class Data>
-auto load_train_and_val(const CLI::App& train_cmd, const ProgramOptions& o, BadSamples& bad) {
+auto load_train_and_val(const CLI::App& train_cmd, const ProgramOptions& o, BadSamples& bad,
+                        ProcessGroup* ranks = nullptr) {
   const bool count_given = train_cmd.count("--synthetic-count") > 0;
-  return load_train_and_val(o.data, o.val, Data::formats(), o.synthetic_count, typename Data::Synthetic{},
-                            [&](const DataSpec& spec, int64_t count, const typename Data::Synthetic& s) {
-                              return load_data<Data>(spec, count, count_given, s, bad, o.allow_outside);
-                            });
+  constexpr const char* kWait = "waiting for rank 0 to prepare the data";
+  if (ranks && !ranks->main()) ranks->barrier(kWait);
+  auto sets = load_train_and_val(o.data, o.val, Data::formats(), o.synthetic_count, typename Data::Synthetic{},
+                                 [&](const DataSpec& spec, int64_t count, const typename Data::Synthetic& s) {
+                                   return load_data<Data>(spec, count, count_given, s, bad, o.allow_outside);
+                                 });
+  if (ranks && ranks->main()) ranks->barrier(kWait);
+  return sets;
+}
+
+/// The ranks of a data-parallel `train` run that this process belongs to (null: it trains
+/// alone). Data-parallel runs take CPU devices: the Gloo group averages CPU tensors.
+inline std::shared_ptr<ProcessGroup> join_train_run(const LaunchOptions& launch, const std::string& device) {
+  auto ranks = join_run(launch.dist_timeout);
+  if (ranks && !torch::Device(device).is_cpu())
+    throw std::runtime_error("--device " + device +
+                             ": data-parallel training runs on CPUs (Gloo) in this version; NCCL for CUDA is not "
+                             "built yet");
+  return ranks;
 }
 
 /// The `eval` command's data set (--data), not empty.
@@ -100,8 +119,8 @@ CLI::App* add_train_command(CLI::App& app, ProgramOptions& o, const std::string&
   return cmd;
 }
 
-/// The options of RunConfig `c` and of the run folder on the train command `cmd`, after the
-/// program's own.
+/// The options of RunConfig `c`, of the run folder and of data-parallel launching on the train
+/// command `cmd`, after the program's own.
 inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
   add_choice_option(cmd, c.optimizer, "the optimizer");
   cmd.add_option("--lr", c.lr, "learning rate (the schedule's start or peak)");
@@ -122,6 +141,7 @@ inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
   add_run_folder_flags(cmd, o.resume, o.overwrite);
   add_bad_data_options(cmd, o.skip_bad, std::string(kSkipBadHelp) + ", and count them", o.allow_outside,
                        o.max_megapixels);
+  add_launch_options(cmd, o.launch);
   cmd.footer(kFaultsHelp);
 }
 

@@ -137,8 +137,12 @@ inline CountingModel make_model(const TrainConfig& c) {
   return m;
 }
 
-/// The training objective for density maps pred, target (B×1×h×w).
-inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::Tensor& target) {
+/// The training objective for density maps pred, target (B×1×h×w). In a data-parallel run
+/// (`ranks`), PML reduces its sums over the ranks (PMLLossOptions::all_reduce) and the SANet
+/// loss's SSIM takes the data range of the global batch, so that each is the global batch's loss;
+/// the means (l2, euclidean) need nothing, the ranks' batches being equal.
+inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::Tensor& target,
+                             ProcessGroup* ranks = nullptr) {
   switch (loss) {
     case CountLoss::kL2:
       return torch::mse_loss(pred, target);
@@ -149,12 +153,21 @@ inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::T
       std::vector<int64_t> grids{1};
       while (grids.back() < 32 && pred.size(2) % (grids.back() * 2) == 0 && pred.size(3) % (grids.back() * 2) == 0)
         grids.push_back(grids.back() * 2);
-      return crowdloss::pml_loss(pred, target, crowdloss::PMLLossOptions().grids(grids).pixel_mse_weight(1.0));
+      auto options = crowdloss::PMLLossOptions().grids(grids).pixel_mse_weight(1.0);
+      if (ranks)
+        options.all_reduce([ranks](at::Tensor& sums) {
+          auto host = sums.cpu();
+          ranks->all_reduce_sum(host, "reducing PML's sums");
+          sums.copy_(host);
+        });
+      return crowdloss::pml_loss(pred, target, options);
     }
     case CountLoss::kSANet:
       break;
   }
-  const double range = std::max(target.max().item<double>(), 1e-6);
+  auto range_max = target.max().to(torch::kCPU, torch::kFloat).reshape({1});
+  if (ranks) ranks->all_reduce_max(range_max, "reducing the SSIM data range");
+  const double range = std::max(range_max.item<double>(), 1e-6);
   return crowdloss::sanet_loss(
       pred, target,
       crowdloss::SANetLossOptions().ssim(crowdloss::SSIMOptions().data_range(range).padding(crowdloss::kSame)));
@@ -177,9 +190,10 @@ struct Metrics {
 };
 
 /// MAE and RMSE of the predicted counts over `loader` (no augmentation expected; images skipped
-/// as bad do not count), the model run under autocast to `amp` when given.
+/// as bad do not count), the model run under autocast to `amp` when given. In a data-parallel
+/// run (`ranks`) each rank's loader holds its shard, and the sums are reduced over the ranks.
 inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Device& device,
-                        std::optional<at::ScalarType> amp = std::nullopt) {
+                        std::optional<at::ScalarType> amp = std::nullopt, ProcessGroup* ranks = nullptr) {
   torch::NoGradGuard no_grad;
   m.ptr->eval();
   double abs_sum = 0, sq_sum = 0;
@@ -196,6 +210,11 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
     sq_sum += err.square().sum().item<double>();
     images += b.images.size(0);
   });
+  if (ranks) {
+    auto sums = torch::tensor({abs_sum, sq_sum, static_cast<double>(images)}, at::kDouble);
+    ranks->all_reduce_sum(sums, "reducing the validation metrics");
+    abs_sum = sums[0].item<double>(), sq_sum = sums[1].item<double>(), images = sums[2].item<int64_t>();
+  }
   const double n = static_cast<double>(std::max<int64_t>(1, images));
   return {abs_sum / n, std::sqrt(sq_sum / n)};
 }
@@ -207,10 +226,13 @@ inline TrainConfig checkpoint_config(const fs::path& path) {
 /// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
 /// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
 /// a run already in `out` refused, resumed exactly or replaced as `existing` says. Images that
-/// cannot be read go to `bad` (without one: an error). Returns the best validation's metrics and
+/// cannot be read go to `bad` (without one: an error). In a data-parallel run (`ranks`), each
+/// rank trains on its shard of every epoch with `c.batch` images per step, its gradients averaged
+/// over the ranks, and validates on its shard of `val`. Returns the best validation's metrics and
 /// epoch.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
-                     const fs::path& out, ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr) {
+                     const fs::path& out, ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr,
+                     std::shared_ptr<ProcessGroup> ranks = nullptr) {
   check_config(c);
   torch::manual_seed(c.seed);
   const torch::Device device(c.device);
@@ -220,26 +242,31 @@ inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train
   LoaderOptions tl;
   tl.batch = c.batch, tl.crop = c.crop, tl.longest_side = c.longest_side, tl.stride = m.stride, tl.augment = true;
   tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
+  if (ranks) tl.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
   LoaderOptions vl;
   vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers,
   vl.bad = bad;
+  if (ranks) vl.shard = {ranks->rank(), ranks->world(), /*pad=*/false};
   const Loader train_loader(train, tl), val_loader(val, vl);
   FitHooks<Batch> hooks;
   hooks.learning_rate = [&](int64_t epoch, int64_t, int64_t) { return learning_rate(c, epoch); };
   hooks.loss = [&](Batch& b) {
+    check_step_has_images(b.images);
     at::Tensor pred;
     {
       AmpScope scope(device, amp);
       pred = m.module.forward(b.images.to(device));
     }
-    return std::make_pair(count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device)), b.images.size(0));
+    return std::make_pair(count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device), ranks.get()),
+                          b.images.size(0));
   };
   hooks.validate = [&](int64_t) {
-    const auto v = evaluate(m, val_loader, device, amp);
+    const auto v = evaluate(m, val_loader, device, amp, ranks.get());
     return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
   };
   FitSettings s;
   s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
+  s.ranks = ranks;
   const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
   return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0),
           best.value("epoch", int64_t{0})};

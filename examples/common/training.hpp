@@ -5,6 +5,7 @@
 // --resume, also after a run killed at any moment (SIGKILL, a crash) or stopped by a full disk:
 // see `fit`.
 #include "amp.hpp"
+#include "distributed.hpp"
 #include "run_config.hpp"
 
 #include <torch/torch.h>
@@ -136,7 +137,6 @@ inline void write_text_atomically(const fs::path& path, const std::string& text)
 }
 
 /// The first line of `text` (LibTorch's messages go on with a C++ backtrace).
-inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 /// Opens the checkpoint `path`. Throws std::runtime_error, one line naming the file, when it is
 /// missing or is not a LibTorch archive (empty, truncated, corrupt, another kind of file).
@@ -337,7 +337,8 @@ struct FitSettings {
   fs::path out;                                 // last.pt, best.pt, metrics.jsonl
   ExistingRun existing = ExistingRun::kRefuse;  // a run already in `out`
   bool quiet = false;
-  nlohmann::json config;  // stored in the checkpoints
+  nlohmann::json config;                // stored in the checkpoints
+  std::shared_ptr<ProcessGroup> ranks;  // a data-parallel run's ranks; null: this process alone
 };
 
 /// One epoch's validation: the metrics to log, and the number the best checkpoint is chosen
@@ -346,6 +347,15 @@ struct Validation {
   nlohmann::json metrics;
   double score = 0;
 };
+
+/// Throws unless a training batch has images: only a data-parallel run passes on a batch whose
+/// images were all skipped as bad (each rank must take every step, and this one cannot).
+inline void check_step_has_images(const at::Tensor& images) {
+  if (!images.defined())
+    throw std::runtime_error(
+        "--skip-bad left this rank no image in a training batch; a data-parallel step needs at "
+        "least one readable image on every rank");
+}
 
 /// The per-task parts of the loop. `loss` runs the forward pass (under `AmpScope` for the
 /// model) and returns the scalar float32 loss of a batch and its number of images.
@@ -372,8 +382,12 @@ struct FitHooks {
 template <class Loader, class Batch>
 nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const Loader& loader,
                    const FitHooks<Batch>& hooks, const FitSettings& s) {
+  ProcessGroup* const ranks = s.ranks.get();
+  const bool main = ranks == nullptr || ranks->main();  // the rank that writes and prints
+  const bool quiet = s.quiet || !main;
   fs::create_directories(s.out);
-  const FolderLock lock(s.out);
+  std::optional<FolderLock> lock;
+  if (main) lock.emplace(s.out);
   const auto params = model.parameters();
   LossScaler scaler(s.amp == at::kHalf);
   int64_t first_epoch = 0;
@@ -410,15 +424,23 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     scaler.restore(checkpoint_value(archive, last, "loss_scale").toDouble(),
                    checkpoint_value(archive, last, "loss_scale_good_steps").toInt());
     log_text = checkpoint_value(archive, last, "log").toStringRef();
-    write_text_atomically(log, log_text);  // drops what a run killed after its last checkpoint logged
-    if (!s.quiet) std::cerr << "resuming " << last << " at epoch " << first_epoch + 1 << "\n";
+    if (main) write_text_atomically(log, log_text);  // drops what a run killed after its last checkpoint logged
+    if (!quiet) std::cerr << "resuming " << last << " at epoch " << first_epoch + 1 << "\n";
   } else {
-    if (s.existing == ExistingRun::kResume && !s.quiet)
+    if (s.existing == ExistingRun::kResume && !quiet)
       std::cerr << "no " << last << " to resume from: starting at epoch 1\n";
-    for (const auto& f : {last, best, log}) fs::remove(f);
+    if (main)
+      for (const auto& f : {last, best, log}) fs::remove(f);
+  }
+  if (ranks) {  // every rank starts from rank 0's weights (and waits for its folder)
+    std::vector<at::Tensor> state;
+    for (const auto& t : model.parameters()) state.push_back(t.detach());
+    for (const auto& t : model.buffers()) state.push_back(t.detach());
+    ranks->broadcast(state, "broadcasting rank 0's weights");
   }
   int64_t saved_epochs = first_epoch;  // the epochs in last.pt, when it is this run's
   const auto save = [&](const fs::path& path, bool full, int64_t next_epoch) {
+    if (!main) return;
     torch::serialize::OutputArchive archive;
     model.save(archive);
     archive.write("config", c10::IValue(s.config.dump()));
@@ -443,19 +465,37 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     double loss_sum = 0, lr = 0;
     int64_t images = 0, skipped = 0;
     const auto start = std::chrono::steady_clock::now();
-    loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
-      lr = hooks.learning_rate(epoch, i, batches);
-      for (auto& group : opt.param_groups()) group.options().set_lr(lr);
-      const auto [loss, n] = hooks.loss(b);
-      const double value = loss.template item<double>();
+    const auto check_finite = [&](double value, int64_t i) {
       if (!std::isfinite(value))
         throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " +
                                  std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + "; " +
                                  (saved_epochs > 0 ? "the last good checkpoint is " + last.string() + " (after epoch " +
                                                          std::to_string(saved_epochs) + ")"
                                                    : std::string("no checkpoint was written yet")));
+    };
+    loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
+      lr = hooks.learning_rate(epoch, i, batches);
+      for (auto& group : opt.param_groups()) group.options().set_lr(lr);
       opt.zero_grad();
-      scaler.scale(loss).backward();
+      double value = 0;
+      int64_t n = 0;
+      if (ranks) {
+        // The gradients are averaged, and the loss summed over the ranks with them, so that every
+        // rank sees the same loss and takes the same decisions.
+        const auto [loss, count] = hooks.loss(b);
+        scaler.scale(loss).backward();
+        value = loss.template item<double>() * static_cast<double>(count), n = count;
+        auto sums = torch::tensor({value, static_cast<double>(n)}, at::kFloat);
+        ranks->average_gradients(params, sums);
+        n = static_cast<int64_t>(sums[1].template item<double>());
+        value = sums[0].template item<double>() / static_cast<double>(std::max<int64_t>(1, n));
+        check_finite(value, i);
+      } else {
+        const auto [loss, count] = hooks.loss(b);
+        value = loss.template item<double>(), n = count;
+        check_finite(value, i);
+        scaler.scale(loss).backward();
+      }
       if (scaler.unscale_and_check(params)) {
         if (s.clip > 0) torch::nn::utils::clip_grad_norm_(params, s.clip);
         opt.step();
@@ -464,7 +504,7 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
       }
       loss_sum += value * static_cast<double>(n);
       images += n;
-      if (!s.quiet) bar.update(i + 1, loss_sum / static_cast<double>(images), images);
+      if (!quiet) bar.update(i + 1, loss_sum / static_cast<double>(std::max<int64_t>(1, images)), images);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto v = hooks.validate(epoch);
@@ -477,7 +517,7 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     if (s.amp)
       line["amp"] = {
           {"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
-    if (!s.quiet) std::cerr << line.dump() << "\n";
+    if (!quiet) std::cerr << line.dump() << "\n";
     // The checkpoints first, the log after: last.pt holds the log with this epoch's line, so a
     // kill or a full disk in between loses nothing that --resume does not restore.
     log_text += line.dump() + "\n";
@@ -488,8 +528,9 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     }
     save(last, true, epoch + 1);
     saved_epochs = epoch + 1;
-    write_text_atomically(log, log_text);
+    if (main) write_text_atomically(log, log_text);
   }
+  if (ranks) ranks->barrier("finishing");  // rank 0's last files are written when any rank returns
   return best_metrics;
 }
 

@@ -56,7 +56,7 @@ ex::Recipe recipe_of(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(ex::default_threads());  // the cores, shared among this machine's ranks
   CLI::App app{"crowdloss-count: crowd counting with the crowdloss density losses"};
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows each option's default
@@ -98,12 +98,15 @@ int main(int argc, char** argv) {
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
       ex::check_config(c);
+      if (ex::should_launch(o.launch)) return ex::launch_local("crowdloss-count", argv, o.launch);
+      const auto ranks = ex::join_train_run(o.launch, c.device);
       if (o.resume)
         c = ex::resumed(c, o.out, [&](const std::string& key) { return ex::given_option(*train_cmd, key); });
-      const auto [train_set, val_set] = ex::load_train_and_val<CountData>(*train_cmd, o, bad);
-      const auto best =
-          ex::train(c, train_set, val_set, o.out, ex::existing_run(o.resume, o.overwrite), /*quiet=*/false, &bad);
-      std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, o.out.c_str());
+      const auto [train_set, val_set] = ex::load_train_and_val<CountData>(*train_cmd, o, bad, ranks.get());
+      const auto best = ex::train(c, train_set, val_set, o.out, ex::existing_run(o.resume, o.overwrite),
+                                  /*quiet=*/false, &bad, ranks);
+      if (!ranks || ranks->main())
+        std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, o.out.c_str());
     } else if (*eval_cmd) {
       ex::parse_data_spec("--data", o.data, CountData::formats());
       ex::check_device(o.device);

@@ -39,11 +39,12 @@ inline std::vector<std::string> child_environment() {
 }
 
 /// A running program: `argv` (argv[0], the program's path, included) with stdout and stderr
-/// going to `log`, in child_environment(). The destructor kills (SIGKILL) and reaps it if it
-/// still runs, so a failing test leaves no process behind.
+/// going to `log`, in child_environment() plus `extra_env` ("NAME=value" each). The destructor
+/// kills (SIGKILL) and reaps it if it still runs, so a failing test leaves no process behind.
 class Child {
  public:
-  Child(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  Child(const std::vector<std::string>& argv, const std::filesystem::path& log,
+        const std::vector<std::string>& extra_env = {}) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -54,7 +55,8 @@ class Child {
       p.push_back(nullptr);
       return p;
     };
-    const auto env = child_environment();
+    auto env = child_environment();
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
     auto args = pointers(argv), envp = pointers(env);
     const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
