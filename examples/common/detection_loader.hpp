@@ -37,9 +37,9 @@ struct DetectionBatch {
   std::vector<std::array<int64_t, 2>> sizes;  // each image's {h, w} before padding
 };
 
-/// The detection counterpart of Loader, with the same guarantees: batch i of epoch e is
-/// augmented from a generator seeded by (seed, e, i), so batches do not depend on the number of
-/// workers, and an epoch can be resumed at any batch.
+/// The detection counterpart of Loader, with the same guarantees: the sample at position p of
+/// epoch e's order is augmented from a generator seeded by (seed, e, p), so batches do not depend
+/// on the number of workers, and an epoch can be resumed at any batch.
 class DetectionLoader
     : public LoaderBase<DetectionLoader, DetectionSample, BoxSample, DetectionBatch, DetectionLoaderOptions> {
  public:
