@@ -345,7 +345,7 @@ class ProcessGroup {
         }
         most = std::max(most, steps[static_cast<size_t>(r)]);
       }
-      if (!dead.empty()) return "lost rank " + dead + " (its heartbeat stopped: the process died)";
+      if (!dead.empty()) return "lost rank " + dead + " (its heartbeat stopped: the process died or is stopped)";
       for (int64_t r = 0; r < env_.world; ++r)
         if (steps[static_cast<size_t>(r)] < most) late += (late.empty() ? "" : ", ") + std::to_string(r);
       if (!late.empty())
