@@ -96,6 +96,26 @@ void check_close(const std::vector<std::vector<double>>& a, const std::vector<st
     }
 }
 
+/// The environment torchrun gives rank `rank` of 2 on one machine, with the store at `port` and
+/// collectives waiting `timeout` s. LOCAL_WORLD_SIZE makes each rank take 1 of the 2 cores, as
+/// launched ranks do (another thread count would sum in another order).
+std::vector<std::string> torchrun_env(int rank, int port, int timeout) {
+  return {"RANK=" + std::to_string(rank),
+          "LOCAL_RANK=" + std::to_string(rank),
+          "WORLD_SIZE=2",
+          "LOCAL_WORLD_SIZE=2",
+          "MASTER_ADDR=127.0.0.1",
+          "MASTER_PORT=" + std::to_string(port),
+          "CROWDLOSS_DIST_TIMEOUT=" + std::to_string(timeout)};
+}
+
+/// Waits until rank 0's log `log` shows epoch 2 under way (required within 300 s).
+void wait_for_epoch_2(Child& rank0, const fs::path& log) {
+  const bool underway =
+      wait_until([&] { return !rank0.running() || contains(read_text(log), "epoch 2/"); }, std::chrono::seconds(300));
+  REQUIRE_MESSAGE(underway, "epoch 2 did not start within 300 s:\n" << read_text(log));
+}
+
 }  // namespace
 
 TEST_CASE("distributed: two Gloo ranks at batch 4 train the counting model as one process at batch 8") {
@@ -130,21 +150,9 @@ TEST_CASE("distributed: a killed rank stops the other, naming it, and --resume r
   REQUIRE_MESSAGE(straight.code == 0, straight.output);
   // The ranks started as torchrun starts them, so that the test can kill rank 1 alone.
   const auto rank = command(CROWDLOSS_COUNT_EXE, count_args(dir, 4, 3), {"--out", (dir / "killed").string()});
-  // LOCAL_WORLD_SIZE as torchrun sets it: each rank then takes 1 of the 2 cores, as the launched
-  // ranks of the other runs do (another thread count would sum in another order).
-  const std::vector<std::string> env = {"WORLD_SIZE=2", "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
-                                        "MASTER_PORT=29631", "CROWDLOSS_DIST_TIMEOUT=120"};
-  const auto with = [&](const std::string& rank_env, const std::string& local_env) {
-    auto e = env;
-    e.insert(e.end(), {rank_env, local_env});
-    return e;
-  };
-  Child rank0(rank, dir / "rank0.log", with("RANK=0", "LOCAL_RANK=0"));
-  Child rank1(rank, dir / "rank1.log", with("RANK=1", "LOCAL_RANK=1"));
-  const bool underway =
-      wait_until([&] { return !rank0.running() || contains(read_text(dir / "rank0.log"), "epoch 2/"); },
-                 std::chrono::seconds(300));
-  REQUIRE_MESSAGE(underway, "epoch 2 did not start within 300 s:\n" << read_text(dir / "rank0.log"));
+  Child rank0(rank, dir / "rank0.log", torchrun_env(0, 29631, 120));
+  Child rank1(rank, dir / "rank1.log", torchrun_env(1, 29631, 120));
+  wait_for_epoch_2(rank0, dir / "rank0.log");
   rank1.kill(SIGKILL);
   const auto killed_at = std::chrono::steady_clock::now();
   REQUIRE(rank1.wait() == -SIGKILL);
@@ -210,19 +218,9 @@ TEST_CASE("distributed: a stopped rank makes the other stop within --dist-timeou
   small_synthetic_set(dir / "train", 32, 80, 80, 60, 5);
   small_synthetic_set(dir / "val", 4, 80, 80, 60, 6);
   const auto args = command(CROWDLOSS_COUNT_EXE, count_args(dir, 4, 3), {"--out", (dir / "run").string()});
-  const std::vector<std::string> env = {"WORLD_SIZE=2", "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
-                                        "MASTER_PORT=29661", "CROWDLOSS_DIST_TIMEOUT=10"};
-  const auto with = [&](const std::string& rank_env, const std::string& local_env) {
-    auto e = env;
-    e.insert(e.end(), {rank_env, local_env});
-    return e;
-  };
-  Child rank0(args, dir / "rank0.log", with("RANK=0", "LOCAL_RANK=0"));
-  Child rank1(args, dir / "rank1.log", with("RANK=1", "LOCAL_RANK=1"));
-  const bool underway =
-      wait_until([&] { return !rank0.running() || contains(read_text(dir / "rank0.log"), "epoch 2/"); },
-                 std::chrono::seconds(300));
-  REQUIRE_MESSAGE(underway, "epoch 2 did not start within 300 s:\n" << read_text(dir / "rank0.log"));
+  Child rank0(args, dir / "rank0.log", torchrun_env(0, 29661, 10));
+  Child rank1(args, dir / "rank1.log", torchrun_env(1, 29661, 10));
+  wait_for_epoch_2(rank0, dir / "rank0.log");
   rank1.kill(SIGSTOP);  // hangs: alive, but neither computing nor answering
   const auto stopped_at = std::chrono::steady_clock::now();
   const bool ended = wait_until([&] { return !rank0.running(); }, std::chrono::seconds(60));
