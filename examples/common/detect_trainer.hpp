@@ -8,6 +8,7 @@
 #include "pedestrians.hpp"
 #include "detection_eval.hpp"
 #include "models/fcos.hpp"
+#include "throughput.hpp"
 #include "training.hpp"
 
 #include <crowdloss/crowdloss.hpp>
@@ -331,59 +332,112 @@ inline DetectorMetrics evaluate_detector(const DetectConfig& c, FCOS& net, const
   return m;
 }
 
-/// Trains a detector per `c` on `train`, validating on `val` after every epoch (the best AP50 is
-/// kept as best.pt); the shared loop of training.hpp, a run already in `out` refused, resumed or
-/// replaced as `existing` says. Images that cannot be read go to `bad` (without one: an error).
-/// Returns the best validation's metrics and its epoch.
+/// A detection run, built from its configuration: the detector (seeded with c.seed), the
+/// optimiser, the training and validation loaders and the step's hooks. `fit` trains it
+/// (train_detector); `throughput` measures its training phase against the bare step
+/// (`crowdloss-detect bench`). In a data-parallel run (`ranks`), each rank trains on its shard of
+/// every epoch. Images that cannot be read go to `bad` (without one: an error).
+class DetectTraining {
+ public:
+  DetectTraining(const DetectConfig& c, const std::vector<DetectionSample>& train,
+                 const std::vector<DetectionSample>& val, BadSamples* bad = nullptr,
+                 std::shared_ptr<ProcessGroup> ranks = nullptr)
+      : c_(checked(c)), device_(c.device), net_(seeded_detector(c)),
+        opt_(make_optimizer(c.optimizer, net_->parameters(), c.lr, c.weight_decay, c.momentum)),
+        amp_(amp_dtype(c.amp, device_)), ranks_(std::move(ranks)),
+        train_loader_(train, train_options(c, bad, ranks_.get())), val_loader_(val, val_options(c, bad)) {
+    hooks_.learning_rate = [this](int64_t epoch, int64_t i, int64_t batches) {
+      const double iteration = static_cast<double>(epoch * batches + i);
+      const double warm = c_.warmup > 0 ? std::min(1.0, (iteration + 1) / static_cast<double>(c_.warmup)) : 1.0;
+      return warm * cosine_lr(c_.lr, c_.min_lr, c_.epochs, iteration / static_cast<double>(batches));
+    };
+    hooks_.loss = [this](DetectionBatch& b) {
+      check_step_has_images(b.images);
+      FCOSOutput o;
+      {
+        AmpScope scope(device_, amp_);
+        o = net_->forward(b.images.to(device_));
+      }
+      auto loss = detection_loss(c_.assign, o, anchor_points(o), b.boxes, b.ignore, ranks_.get());
+      assign_ms_ += loss.parts.at("assign_ms").get<double>(), ++assign_batches_;
+      return std::make_pair(loss.total, b.images.size(0));
+    };
+    hooks_.validate = [this](int64_t) {
+      auto m = evaluate_detector(c_, net_, val_loader_, amp_);
+      m.assign_ms_per_batch = assign_ms_ / static_cast<double>(std::max<int64_t>(1, assign_batches_));
+      assign_ms_ = 0, assign_batches_ = 0;
+      return Validation{m, -m.ap50};
+    };
+  }
+  DetectTraining(const DetectTraining&) = delete;
+  DetectTraining& operator=(const DetectTraining&) = delete;
+
+  /// Trains with the shared loop of training.hpp (`fit`), validating after every epoch (the best
+  /// AP50 is kept as best.pt), a run already in `out` refused, resumed or replaced as `existing`
+  /// says. Returns the best validation's metrics and its epoch.
+  DetectorMetrics fit(const fs::path& out, ExistingRun existing, bool quiet = false) {
+    auto s = settings();
+    s.out = out, s.existing = existing, s.quiet = quiet;
+    const auto best = crowdloss_examples::fit(*net_, *opt_, train_loader_, hooks_, s);
+    auto m = best.get<DetectorMetrics>();
+    m.epoch = best.value("epoch", int64_t{0});
+    return m;
+  }
+
+  /// The bare step on the training loader's first batch (moved to the device) against one epoch
+  /// of the training loader (measure_throughput).
+  Throughput throughput(const ThroughputOptions& o) {
+    net_->train();
+    auto batch = train_loader_.make_batch(0, 0);
+    batch.images = batch.images.to(device_);
+    for (auto& t : batch.boxes) t = t.to(device_);
+    for (auto& t : batch.ignore) t = t.to(device_);
+    TrainStep<DetectionBatch> step(*net_, *opt_, hooks_, settings());
+    return measure_throughput(step, hooks_, train_loader_, std::move(batch), o);
+  }
+
+ private:
+  static const DetectConfig& checked(const DetectConfig& c) {
+    check_config(c);
+    return c;
+  }
+  static FCOS seeded_detector(const DetectConfig& c) {
+    torch::manual_seed(c.seed);
+    return make_detector(c);
+  }
+  static DetectionLoaderOptions train_options(const DetectConfig& c, BadSamples* bad, ProcessGroup* ranks) {
+    DetectionLoaderOptions o;
+    o.batch = c.batch, o.longest_side = c.longest_side, o.crop = c.crop, o.augment = true, o.shuffle = true;
+    o.workers = c.workers, o.seed = c.seed, o.bad = bad;
+    if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
+    return o;
+  }
+  static DetectionLoaderOptions val_options(const DetectConfig& c, BadSamples* bad) {
+    DetectionLoaderOptions o;
+    o.batch = c.batch, o.longest_side = c.longest_side, o.workers = c.workers, o.bad = bad;
+    return o;
+  }
+  FitSettings settings() const { return fit_settings(c_, amp_, c_, ranks_); }
+
+  DetectConfig c_;
+  torch::Device device_;
+  FCOS net_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::optional<at::ScalarType> amp_;
+  std::shared_ptr<ProcessGroup> ranks_;
+  DetectionLoader train_loader_, val_loader_;
+  FitHooks<DetectionBatch> hooks_;
+  double assign_ms_ = 0;
+  int64_t assign_batches_ = 0;
+};
+
+/// Trains a detector per `c` on `train`, validating on `val` after every epoch
+/// (DetectTraining::fit). Returns the best validation's metrics and its epoch.
 inline DetectorMetrics train_detector(const DetectConfig& c, const std::vector<DetectionSample>& train,
                                       const std::vector<DetectionSample>& val, const fs::path& out,
                                       ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr,
                                       std::shared_ptr<ProcessGroup> ranks = nullptr) {
-  check_config(c);
-  torch::manual_seed(c.seed);
-  const torch::Device device(c.device);
-  auto net = make_detector(c);
-  auto opt = make_optimizer(c.optimizer, net->parameters(), c.lr, c.weight_decay, c.momentum);
-  const auto amp = amp_dtype(c.amp, device);
-  DetectionLoaderOptions tl;
-  tl.batch = c.batch, tl.longest_side = c.longest_side, tl.crop = c.crop, tl.augment = true, tl.shuffle = true;
-  tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
-  if (ranks) tl.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
-  DetectionLoaderOptions vl;
-  vl.batch = c.batch, vl.longest_side = c.longest_side, vl.workers = c.workers, vl.bad = bad;
-  const DetectionLoader train_loader(train, tl), val_loader(val, vl);
-  double assign_ms = 0;
-  int64_t assign_batches = 0;
-  FitHooks<DetectionBatch> hooks;
-  hooks.learning_rate = [&](int64_t epoch, int64_t i, int64_t batches) {
-    const double iteration = static_cast<double>(epoch * batches + i);
-    const double warm = c.warmup > 0 ? std::min(1.0, (iteration + 1) / static_cast<double>(c.warmup)) : 1.0;
-    return warm * cosine_lr(c.lr, c.min_lr, c.epochs, iteration / static_cast<double>(batches));
-  };
-  hooks.loss = [&](DetectionBatch& b) {
-    check_step_has_images(b.images);
-    FCOSOutput o;
-    {
-      AmpScope scope(device, amp);
-      o = net->forward(b.images.to(device));
-    }
-    auto loss = detection_loss(c.assign, o, anchor_points(o), b.boxes, b.ignore, ranks.get());
-    assign_ms += loss.parts.at("assign_ms").get<double>(), ++assign_batches;
-    return std::make_pair(loss.total, b.images.size(0));
-  };
-  hooks.validate = [&](int64_t) {
-    auto m = evaluate_detector(c, net, val_loader, amp);
-    m.assign_ms_per_batch = assign_ms / static_cast<double>(std::max<int64_t>(1, assign_batches));
-    assign_ms = 0, assign_batches = 0;
-    return Validation{m, -m.ap50};
-  };
-  FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
-  s.ranks = ranks;
-  const auto best = fit(*net, *opt, train_loader, hooks, s);
-  auto m = best.get<DetectorMetrics>();
-  m.epoch = best.value("epoch", int64_t{0});
-  return m;
+  return DetectTraining(c, train, val, bad, std::move(ranks)).fit(out, existing, quiet);
 }
 
 /// A detector from a checkpoint written by `train_detector`, on `device`, in eval mode.

@@ -1,7 +1,7 @@
 #pragma once
 // What the two example programs share around their own training code, written once:
 // - the option values of every subcommand (ProgramOptions) and the options both programs declare
-//   alike (demo, train's data / run options, eval, predict);
+//   alike (demo, train's data / run options, bench, eval, predict);
 // - FORMAT:PATH data loading for a program's Data (its sample type, formats, generator, reader);
 // - a demo's frame (DemoFrame: banner, splits, results files, closing lines);
 // - parsing and the error handling around the chosen subcommand (run_program).
@@ -11,6 +11,7 @@
 #include "report.hpp"
 #include "run_config.hpp"
 #include "synthetic.hpp"
+#include "throughput.hpp"
 #include "training.hpp"
 
 #include <CLI/CLI.hpp>
@@ -119,15 +120,15 @@ CLI::App* add_train_command(CLI::App& app, ProgramOptions& o, const std::string&
   return cmd;
 }
 
-/// The options of RunConfig `c`, of the run folder and of data-parallel launching on the train
-/// command `cmd`, after the program's own.
-inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
+/// The options of RunConfig `c` that shape a training step and its data (optimiser, batch,
+/// crop, loader threads, seed, device, precision), on `train` and `bench` alike, after the
+/// program's own.
+inline void add_step_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
   add_choice_option(cmd, c.optimizer, "the optimizer");
   cmd.add_option("--lr", c.lr, "learning rate (the schedule's start or peak)");
   cmd.add_option("--weight-decay", c.weight_decay, "the optimizer's weight decay");
   cmd.add_option("--min-lr", c.min_lr, "end of the cosine schedule");
   cmd.add_option("--clip", c.clip, "gradient-norm clip (0: off)");
-  cmd.add_option("--epochs", c.epochs, "epochs to train (with --resume: in all)");
   cmd.add_option("--batch", c.batch, "images per training batch");
   cmd.add_option("--crop", c.crop, "random square crop side (0: whole images)");
   cmd.add_option("--longest-side", c.longest_side, "resize so the longer side is this (0: keep)");
@@ -138,11 +139,70 @@ inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
   cmd.add_option("--synthetic-count", o.synthetic_count,
                  "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in "
                  "DIR is used as it is");
+}
+
+/// The `train` options after the program's own: add_step_options, --epochs, the run folder's,
+/// the bad-data ones and data-parallel launching.
+inline void add_run_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
+  add_step_options(cmd, o, c);
+  cmd.add_option("--epochs", c.epochs, "epochs to train (with --resume: in all)");
   add_run_folder_flags(cmd, o.resume, o.overwrite);
   add_bad_data_options(cmd, o.skip_bad, std::string(kSkipBadHelp) + ", and count them", o.allow_outside,
                        o.max_megapixels);
   add_launch_options(cmd, o.launch);
   cmd.footer(kFaultsHelp);
+}
+
+/// `bench` with --data (optional), --out, --steps, --warmup-steps and --json; the program adds its
+/// own model options, then add_step_options.
+inline CLI::App* add_bench_command(CLI::App& app, ProgramOptions& o, ThroughputOptions& t, std::string& json,
+                                   const std::vector<std::string>& formats) {
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "training throughput: the bare step on a batch already on the device against the trainer's training phase "
+      "(loader included), with the train command's settings");
+  cmd->add_option("--data", o.data,
+                  "training data, FORMAT:PATH with FORMAT one of " + join(formats) +
+                      " (default: a synthetic set of steps x batch images in OUT/bench-data)");
+  cmd->add_option("--out", o.out, "folder for the generated data");
+  cmd->add_option("--steps", t.steps, "timed bare steps; the generated set has steps x batch images");
+  cmd->add_option("--warmup-steps", t.warmup, "untimed bare steps first");
+  cmd->add_option("--json", json, "append the result to the JSON list in this file");
+  return cmd;
+}
+
+/// Throws, naming the option and the value, for --steps or --warmup-steps that `bench` cannot
+/// run with (checked before any data is read or generated).
+inline void check_bench_options(const ThroughputOptions& t) {
+  check_value(t.steps >= 1, "--steps", t.steps, ">= 1");
+  check_value(t.warmup >= 0, "--warmup-steps", t.warmup, ">= 0");
+}
+
+/// The data `bench` trains on: --data as `train` reads it, or by default a synthetic set of
+/// `count` images in OUT/bench-data (replaced when it holds another).
+template <class Data>
+std::vector<typename Data::Sample> load_bench_data(const ProgramOptions& o, int64_t count, BadSamples& bad) {
+  if (o.data.empty())
+    return Data::generate(std::filesystem::path(o.out) / "bench-data", count, typename Data::Synthetic{},
+                          ExistingSet::kReplace);
+  const auto spec = parse_data_spec("--data", o.data, Data::formats());
+  auto set =
+      load_data<Data>(spec, o.synthetic_count, /*count_given=*/false, typename Data::Synthetic{}, bad, o.allow_outside);
+  check_not_empty("--data", o.data, set.size());
+  return set;
+}
+
+/// Runs `bench` for a program's training run `training` (CountTraining, DetectTraining) with
+/// configuration `config`: prints the result and, with `json`, appends it there
+/// (throughput_json).
+template <class Training>
+int run_bench(const char* program, Training& training, const nlohmann::json& config, const std::string& device,
+              const ThroughputOptions& t, const std::string& json) {
+  const auto result = training.throughput(t);
+  const auto where = describe_device(torch::Device(device));
+  print_throughput(result, where);
+  if (!json.empty()) append_to_json_list(json, throughput_json(program, config, result, where));
+  return 0;
 }
 
 /// `eval` with --checkpoint, --data, --device, --amp and the bad-data options.

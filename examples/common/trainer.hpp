@@ -5,6 +5,7 @@
 #include "run_config.hpp"
 #include "image_io.hpp"
 #include "loader.hpp"
+#include "throughput.hpp"
 #include "training.hpp"
 #include "models/csrnet.hpp"
 #include "models/sanet.hpp"
@@ -223,53 +224,101 @@ inline TrainConfig checkpoint_config(const fs::path& path) {
   return checkpoint_config_of<TrainConfig>(path, "crowdloss-count");
 }
 
-/// Trains per `c` on `train`, validating on `val` after every epoch, with the shared loop of
-/// training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the best validation MAE), metrics.jsonl,
-/// a run already in `out` refused, resumed exactly or replaced as `existing` says. Images that
-/// cannot be read go to `bad` (without one: an error). In a data-parallel run (`ranks`), each
-/// rank trains on its shard of every epoch with `c.batch` images per step, its gradients averaged
-/// over the ranks, and validates on its shard of `val`. Returns the best validation's metrics and
-/// epoch.
+/// A counting run, built from its configuration: the model (seeded with c.seed), the optimiser,
+/// the training and validation loaders and the step's hooks. `fit` trains it (train); `throughput`
+/// measures its training phase against the bare step (`crowdloss-count bench`). In a data-parallel
+/// run (`ranks`), each rank trains on its shard of every epoch with `c.batch` images per step, its
+/// gradients averaged over the ranks, and validates on its shard of `val`. Images that cannot be
+/// read go to `bad` (without one: an error).
+class CountTraining {
+ public:
+  CountTraining(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
+                BadSamples* bad = nullptr, std::shared_ptr<ProcessGroup> ranks = nullptr)
+      : c_(checked(c)), device_(c.device), m_(seeded_model(c)), opt_(make_optimizer(c, m_.ptr->parameters())),
+        amp_(amp_dtype(c.amp, device_)), ranks_(std::move(ranks)),
+        train_loader_(train, train_options(c, m_.stride, bad, ranks_.get())),
+        val_loader_(val, val_options(c, m_.stride, bad, ranks_.get())) {
+    hooks_.learning_rate = [this](int64_t epoch, int64_t, int64_t) { return learning_rate(c_, epoch); };
+    hooks_.loss = [this](Batch& b) {
+      check_step_has_images(b.images);
+      at::Tensor pred;
+      {
+        AmpScope scope(device_, amp_);
+        pred = m_.module.forward(b.images.to(device_));
+      }
+      return std::make_pair(count_loss(c_.loss, pred.to(torch::kFloat), b.density.to(device_), ranks_.get()),
+                            b.images.size(0));
+    };
+    hooks_.validate = [this](int64_t) {
+      const auto v = evaluate(m_, val_loader_, device_, amp_, ranks_.get());
+      return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
+    };
+  }
+  CountTraining(const CountTraining&) = delete;
+  CountTraining& operator=(const CountTraining&) = delete;
+
+  /// Trains with the shared loop of training.hpp (`fit`): `out`/last.pt and `out`/best.pt (the
+  /// best validation MAE), metrics.jsonl, a run already in `out` refused, resumed exactly or
+  /// replaced as `existing` says. Returns the best validation's metrics and epoch.
+  Metrics fit(const fs::path& out, ExistingRun existing, bool quiet = false) {
+    auto step_settings = settings();
+    step_settings.out = out, step_settings.existing = existing, step_settings.quiet = quiet;
+    const auto best = crowdloss_examples::fit(*m_.ptr, *opt_, train_loader_, hooks_, step_settings);
+    return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0),
+            best.value("epoch", int64_t{0})};
+  }
+
+  /// The bare step on the training loader's first batch (moved to the device) against one epoch
+  /// of the training loader (measure_throughput).
+  Throughput throughput(const ThroughputOptions& o) {
+    m_.ptr->train();
+    auto batch = train_loader_.make_batch(0, 0);
+    batch.images = batch.images.to(device_), batch.density = batch.density.to(device_);
+    TrainStep<Batch> step(*m_.ptr, *opt_, hooks_, settings());
+    return measure_throughput(step, hooks_, train_loader_, std::move(batch), o);
+  }
+
+ private:
+  static const TrainConfig& checked(const TrainConfig& c) {
+    check_config(c);
+    return c;
+  }
+  static CountingModel seeded_model(const TrainConfig& c) {
+    torch::manual_seed(c.seed);
+    return make_model(c);
+  }
+  static LoaderOptions train_options(const TrainConfig& c, int64_t stride, BadSamples* bad, ProcessGroup* ranks) {
+    LoaderOptions o;
+    o.batch = c.batch, o.crop = c.crop, o.longest_side = c.longest_side, o.stride = stride, o.augment = true;
+    o.shuffle = true, o.workers = c.workers, o.seed = c.seed, o.bad = bad;
+    if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
+    return o;
+  }
+  static LoaderOptions val_options(const TrainConfig& c, int64_t stride, BadSamples* bad, ProcessGroup* ranks) {
+    LoaderOptions o;
+    o.batch = 1, o.longest_side = c.longest_side, o.stride = std::max<int64_t>(stride, 8), o.workers = c.workers;
+    o.bad = bad;
+    if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/false};
+    return o;
+  }
+  FitSettings settings() const { return fit_settings(c_, amp_, c_, ranks_); }
+
+  TrainConfig c_;
+  torch::Device device_;
+  CountingModel m_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::optional<at::ScalarType> amp_;
+  std::shared_ptr<ProcessGroup> ranks_;
+  Loader train_loader_, val_loader_;
+  FitHooks<Batch> hooks_;
+};
+
+/// Trains per `c` on `train`, validating on `val` after every epoch (CountTraining::fit).
+/// Returns the best validation's metrics and epoch.
 inline Metrics train(const TrainConfig& c, const std::vector<CrowdSample>& train, const std::vector<CrowdSample>& val,
                      const fs::path& out, ExistingRun existing, bool quiet = false, BadSamples* bad = nullptr,
                      std::shared_ptr<ProcessGroup> ranks = nullptr) {
-  check_config(c);
-  torch::manual_seed(c.seed);
-  const torch::Device device(c.device);
-  auto m = make_model(c);
-  auto opt = make_optimizer(c, m.ptr->parameters());
-  const auto amp = amp_dtype(c.amp, device);
-  LoaderOptions tl;
-  tl.batch = c.batch, tl.crop = c.crop, tl.longest_side = c.longest_side, tl.stride = m.stride, tl.augment = true;
-  tl.shuffle = true, tl.workers = c.workers, tl.seed = c.seed, tl.bad = bad;
-  if (ranks) tl.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
-  LoaderOptions vl;
-  vl.batch = 1, vl.longest_side = c.longest_side, vl.stride = std::max<int64_t>(m.stride, 8), vl.workers = c.workers,
-  vl.bad = bad;
-  if (ranks) vl.shard = {ranks->rank(), ranks->world(), /*pad=*/false};
-  const Loader train_loader(train, tl), val_loader(val, vl);
-  FitHooks<Batch> hooks;
-  hooks.learning_rate = [&](int64_t epoch, int64_t, int64_t) { return learning_rate(c, epoch); };
-  hooks.loss = [&](Batch& b) {
-    check_step_has_images(b.images);
-    at::Tensor pred;
-    {
-      AmpScope scope(device, amp);
-      pred = m.module.forward(b.images.to(device));
-    }
-    return std::make_pair(count_loss(c.loss, pred.to(torch::kFloat), b.density.to(device), ranks.get()),
-                          b.images.size(0));
-  };
-  hooks.validate = [&](int64_t) {
-    const auto v = evaluate(m, val_loader, device, amp, ranks.get());
-    return Validation{{{"val_mae", v.mae}, {"val_rmse", v.rmse}}, v.mae};
-  };
-  FitSettings s;
-  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.out = out, s.existing = existing, s.quiet = quiet, s.config = c;
-  s.ranks = ranks;
-  const auto best = fit(*m.ptr, *opt, train_loader, hooks, s);
-  return {best.value("val_mae", std::numeric_limits<double>::infinity()), best.value("val_rmse", 0.0),
-          best.value("epoch", int64_t{0})};
+  return CountTraining(c, train, val, bad, std::move(ranks)).fit(out, existing, quiet);
 }
 
 /// A model from a checkpoint written by `train` (best.pt or last.pt).

@@ -8,6 +8,7 @@
 #include "distributed.hpp"
 #include "run_config.hpp"
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace crowdloss_examples {
 
@@ -341,6 +344,15 @@ struct FitSettings {
   std::shared_ptr<ProcessGroup> ranks;  // a data-parallel run's ranks; null: this process alone
 };
 
+/// The FitSettings of a run configured by `c` (its epochs and gradient clip) with autocast `amp`,
+/// the `ranks` of a data-parallel run, and `config` to store in checkpoints.
+inline FitSettings fit_settings(const RunConfig& c, std::optional<at::ScalarType> amp, nlohmann::json config,
+                                std::shared_ptr<ProcessGroup> ranks) {
+  FitSettings s;
+  s.epochs = c.epochs, s.clip = c.clip, s.amp = amp, s.config = std::move(config), s.ranks = std::move(ranks);
+  return s;
+}
+
 /// One epoch's validation: the metrics to log, and the number the best checkpoint is chosen
 /// by (lower is better).
 struct Validation {
@@ -366,6 +378,134 @@ struct FitHooks {
   std::function<Validation(int64_t epoch)> validate;
 };
 
+/// Scales the gradients of `params` so that their joint 2-norm is at most `max_norm`: the
+/// arithmetic of torch::nn::utils::clip_grad_norm_ (bit for bit), without the host read of the
+/// norm that it returns, so that a GPU step does not wait for the device.
+inline void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> grads, norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad()), norms.push_back(p.grad().norm(2));
+  if (grads.empty()) return;
+  const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
+  const auto coefficient = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  for (auto& g : grads) g.mul_(coefficient);
+}
+
+/// Returns when the device of `params` has run everything queued so far (at once on the CPU).
+inline void wait_for_device(const std::vector<at::Tensor>& params) {
+  if (!params.empty() && !params.front().is_cpu()) torch::cuda::synchronize(params.front().device().index());
+}
+
+/// One optimisation step of `fit`: the learning rate, the loss of a batch (FitHooks::loss), its
+/// gradients (in a data-parallel run averaged over the ranks, the loss summed with them), fp16
+/// loss scaling, the gradient-norm clip and the optimiser's step. Nothing in it reads the device
+/// back, but for fp16's overflow check and a data-parallel run's collectives.
+template <class Batch>
+class TrainStep {
+ public:
+  /// The loss of a step (0-dim, still on the loss's device: not read back) and its images.
+  struct Result {
+    at::Tensor loss;
+    int64_t images = 0;
+  };
+
+  TrainStep(torch::nn::Module& model, torch::optim::Optimizer& opt, const FitHooks<Batch>& hooks, const FitSettings& s)
+      : params_(model.parameters()), opt_(opt), hooks_(hooks), clip_(s.clip), ranks_(s.ranks.get()),
+        scaler_(s.amp == at::kHalf) {}
+
+  Result operator()(double lr, Batch& b) {
+    for (auto& group : opt_.param_groups()) group.options().set_lr(lr);
+    opt_.zero_grad();
+    auto [loss, n] = hooks_.loss(b);
+    scaler_.scale(loss).backward();
+    if (ranks_) {
+      // The gradients are averaged, and the loss summed over the ranks with them, so that every
+      // rank sees the same loss and takes the same decisions.
+      auto sums =
+          torch::tensor({loss.template item<double>() * static_cast<double>(n), static_cast<double>(n)}, at::kFloat);
+      ranks_->average_gradients(params_, sums);
+      n = static_cast<int64_t>(sums[1].template item<double>());
+      loss = torch::scalar_tensor(sums[0].template item<double>() / static_cast<double>(std::max<int64_t>(1, n)),
+                                  at::kDouble);
+    }
+    if (scaler_.unscale_and_check(params_)) {
+      if (clip_ > 0) clip_gradients(params_, clip_);
+      opt_.step();
+    } else {
+      ++skipped_;  // fp16 overflow: the scaler backed off, the step is skipped
+    }
+    return {loss.detach(), n};
+  }
+
+  LossScaler& scaler() { return scaler_; }
+  /// Steps skipped since the last call (fp16 overflows).
+  int64_t take_skipped() { return std::exchange(skipped_, 0); }
+  const std::vector<at::Tensor>& params() const { return params_; }
+
+ private:
+  std::vector<at::Tensor> params_;
+  torch::optim::Optimizer& opt_;
+  const FitHooks<Batch>& hooks_;
+  double clip_;
+  ProcessGroup* ranks_;
+  LossScaler scaler_;
+  int64_t skipped_ = 0;
+};
+
+/// Steps of a GPU run between two reads of the training loss: the host queues that many steps
+/// ahead of the device instead of waiting for each. A CPU run reads every step (it costs nothing).
+inline constexpr int64_t kLossReadBack = 16;
+
+/// One training epoch's totals.
+struct EpochTotals {
+  double loss_sum = 0;  // the batches' losses weighted by their images
+  int64_t images = 0, skipped_steps = 0;
+  double seconds = 0;  // the epoch's wall time, the loader's included
+  double lr = 0;       // the last step's learning rate
+};
+
+/// Trains one epoch of `loader` with `step` (the trainer's training phase): losses read back every
+/// step on the CPU, every kLossReadBack steps on a device, each checked to be finite (else a
+/// std::runtime_error naming the epoch, the batch and `checkpoint_note`); a progress bar unless
+/// `quiet`. The time ends when the device has finished the epoch's last step.
+template <class Loader, class Batch>
+EpochTotals train_epoch(const Loader& loader, TrainStep<Batch>& step, const FitHooks<Batch>& hooks, int64_t epoch,
+                        int64_t epochs, bool quiet, const std::string& checkpoint_note) {
+  const int64_t batches = loader.batches();
+  ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), batches);
+  EpochTotals t;
+  std::vector<std::pair<int64_t, typename TrainStep<Batch>::Result>> pending;  // steps not yet read back
+  const auto read_back = [&] {
+    if (pending.empty()) return;
+    std::vector<at::Tensor> losses;
+    for (const auto& [i, r] : pending) losses.push_back(r.loss.to(at::kDouble).reshape({1}));
+    const auto values = torch::cat(losses).cpu();
+    for (size_t k = 0; k < pending.size(); ++k) {
+      const double value = values[static_cast<int64_t>(k)].template item<double>();
+      if (!std::isfinite(value))
+        throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " +
+                                 std::to_string(epoch + 1) + ", batch " + std::to_string(pending[k].first + 1) + "; " +
+                                 checkpoint_note);
+      t.loss_sum += value * static_cast<double>(pending[k].second.images);
+      t.images += pending[k].second.images;
+    }
+    if (!quiet)
+      bar.update(pending.back().first + 1, t.loss_sum / static_cast<double>(std::max<int64_t>(1, t.images)), t.images);
+    pending.clear();
+  };
+  const auto start = std::chrono::steady_clock::now();
+  loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
+    t.lr = hooks.learning_rate(epoch, i, batches);
+    pending.emplace_back(i, step(t.lr, b));
+    if (pending.back().second.loss.is_cpu() || static_cast<int64_t>(pending.size()) >= kLossReadBack) read_back();
+  });
+  read_back();
+  wait_for_device(step.params());
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  t.skipped_steps = step.take_skipped();
+  return t;
+}
+
 /// Trains `model` with `opt` over `loader` (anything with batches() and run_epoch(epoch, fn))
 /// for `s.epochs` epochs, validating after each, with its output folder `out` locked
 /// (FolderLock). After each epoch it writes `out`/best.pt (when the epoch is the best so far),
@@ -388,8 +528,8 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
   fs::create_directories(s.out);
   std::optional<FolderLock> lock;
   if (main) lock.emplace(s.out);
-  const auto params = model.parameters();
-  LossScaler scaler(s.amp == at::kHalf);
+  TrainStep<Batch> step(model, opt, hooks, s);
+  LossScaler& scaler = step.scaler();
   int64_t first_epoch = 0;
   double best_score = std::numeric_limits<double>::infinity();
   nlohmann::json best_metrics;
@@ -457,66 +597,23 @@ nlohmann::json fit(torch::nn::Module& model, torch::optim::Optimizer& opt, const
     }
     save_atomically(archive, path);
   };
-  const int64_t batches = loader.batches();
-  if (batches == 0) throw std::runtime_error("no training data: the training set has no images");
+  if (loader.batches() == 0) throw std::runtime_error("no training data: the training set has no images");
   for (int64_t epoch = first_epoch; epoch < s.epochs; ++epoch) {
     model.train();
-    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(s.epochs), batches);
-    double loss_sum = 0, lr = 0;
-    int64_t images = 0, skipped = 0;
-    const auto start = std::chrono::steady_clock::now();
-    const auto check_finite = [&](double value, int64_t i) {
-      if (!std::isfinite(value))
-        throw std::runtime_error("non-finite loss (" + std::to_string(value) + ") at epoch " +
-                                 std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + "; " +
-                                 (saved_epochs > 0 ? "the last good checkpoint is " + last.string() + " (after epoch " +
-                                                         std::to_string(saved_epochs) + ")"
-                                                   : std::string("no checkpoint was written yet")));
-    };
-    loader.run_epoch(epoch, [&](int64_t i, Batch& b) {
-      lr = hooks.learning_rate(epoch, i, batches);
-      for (auto& group : opt.param_groups()) group.options().set_lr(lr);
-      opt.zero_grad();
-      double value = 0;
-      int64_t n = 0;
-      if (ranks) {
-        // The gradients are averaged, and the loss summed over the ranks with them, so that every
-        // rank sees the same loss and takes the same decisions.
-        const auto [loss, count] = hooks.loss(b);
-        scaler.scale(loss).backward();
-        value = loss.template item<double>() * static_cast<double>(count), n = count;
-        auto sums = torch::tensor({value, static_cast<double>(n)}, at::kFloat);
-        ranks->average_gradients(params, sums);
-        n = static_cast<int64_t>(sums[1].template item<double>());
-        value = sums[0].template item<double>() / static_cast<double>(std::max<int64_t>(1, n));
-        check_finite(value, i);
-      } else {
-        const auto [loss, count] = hooks.loss(b);
-        value = loss.template item<double>(), n = count;
-        check_finite(value, i);
-        scaler.scale(loss).backward();
-      }
-      if (scaler.unscale_and_check(params)) {
-        if (s.clip > 0) torch::nn::utils::clip_grad_norm_(params, s.clip);
-        opt.step();
-      } else {
-        ++skipped;  // fp16 overflow: the scaler backed off, the step is skipped
-      }
-      loss_sum += value * static_cast<double>(n);
-      images += n;
-      if (!quiet) bar.update(i + 1, loss_sum / static_cast<double>(std::max<int64_t>(1, images)), images);
-    });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto t = train_epoch(loader, step, hooks, epoch, s.epochs, quiet,
+                               saved_epochs > 0 ? "the last good checkpoint is " + last.string() + " (after epoch " +
+                                                      std::to_string(saved_epochs) + ")"
+                                                : std::string("no checkpoint was written yet"));
     const auto v = hooks.validate(epoch);
     nlohmann::json line = {{"epoch", epoch + 1},
-                           {"lr", lr},
-                           {"train_loss", loss_sum / std::max<int64_t>(1, images)},
-                           {"images_per_s", images / seconds},
-                           {"seconds", seconds}};
+                           {"lr", t.lr},
+                           {"train_loss", t.loss_sum / static_cast<double>(std::max<int64_t>(1, t.images))},
+                           {"images_per_s", static_cast<double>(t.images) / t.seconds},
+                           {"seconds", t.seconds}};
     line.update(v.metrics);
     if (s.amp)
       line["amp"] = {
-          {"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", skipped}};
+          {"dtype", c10::toString(*s.amp)}, {"loss_scale", scaler.current_scale()}, {"skipped_steps", t.skipped_steps}};
     if (!quiet) std::cerr << line.dump() << "\n";
     // The checkpoints first, the log after: last.pt holds the log with this epoch's line, so a
     // kill or a full disk in between loses nothing that --resume does not restore.

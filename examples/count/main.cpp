@@ -3,6 +3,7 @@
 //
 //   crowdloss-count demo   [--out DIR] [--quick] [--seeds N] [--threads N]
 //   crowdloss-count train  --data FORMAT:PATH --val FORMAT:PATH [--recipe pml|csrnet|sanet] [options]
+//   crowdloss-count bench  [--recipe pml|csrnet|sanet] [options] [--steps N] [--json FILE]
 //   crowdloss-count eval   --checkpoint DIR/best.pt --data FORMAT:PATH
 //   crowdloss-count predict --checkpoint DIR/best.pt --out DIR IMAGE...
 //
@@ -75,15 +76,25 @@ int main(int argc, char** argv) {
   int64_t seeds = 1;
   demo_cmd->add_option("--seeds", seeds, "train each loss with seeds 1..N and report mean ± standard deviation");
 
+  // The model and its objective, on train and bench alike.
+  const auto add_model_options = [&](CLI::App& cmd) {
+    ex::add_choice_option(cmd, recipe, "the papers' settings, applied before the other options");
+    ex::add_choice_option(cmd, c.model, "the counting model");
+    cmd.add_option("--width", c.width, "CSRNet channel multiplier in (0, 1]");
+    ex::add_choice_option(cmd, c.loss, "the training objective");
+    ex::add_choice_option(cmd, c.schedule, "the learning-rate schedule");
+    cmd.add_option("--t-max", c.cosine_t_max, "cosine period in epochs");
+    cmd.add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
+  };
   auto* train_cmd = ex::add_train_command<CountData>(app, o, "train a counting model");
-  ex::add_choice_option(*train_cmd, recipe, "the papers' settings, applied before the other options");
-  ex::add_choice_option(*train_cmd, c.model, "the counting model");
-  train_cmd->add_option("--width", c.width, "CSRNet channel multiplier in (0, 1]");
-  ex::add_choice_option(*train_cmd, c.loss, "the training objective");
-  ex::add_choice_option(*train_cmd, c.schedule, "the learning-rate schedule");
-  train_cmd->add_option("--t-max", c.cosine_t_max, "cosine period in epochs");
-  train_cmd->add_option("--vgg-weights", c.vgg_weights, "torchvision VGG-16 state dict for the CSRNet front end");
+  add_model_options(*train_cmd);
   ex::add_run_options(*train_cmd, o, c);
+
+  ex::ThroughputOptions throughput;
+  std::string bench_json;
+  auto* bench_cmd = ex::add_bench_command(app, o, throughput, bench_json, CountData::formats());
+  add_model_options(*bench_cmd);
+  ex::add_step_options(*bench_cmd, o, c);
 
   auto* eval_cmd = ex::add_eval_command<CountData>(app, o, "MAE and RMSE of a checkpoint on a dataset");
   auto* predict_cmd =
@@ -107,6 +118,11 @@ int main(int argc, char** argv) {
                                   /*quiet=*/false, &bad, ranks);
       if (!ranks || ranks->main())
         std::printf("best validation MAE %.2f RMSE %.2f; checkpoints in %s\n", best.mae, best.rmse, o.out.c_str());
+    } else if (*bench_cmd) {
+      ex::check_bench_options(throughput);
+      ex::check_config(c);
+      ex::CountTraining training(c, ex::load_bench_data<CountData>(o, throughput.steps * c.batch, bad), {}, &bad);
+      return ex::run_bench("crowdloss-count", training, c, c.device, throughput, bench_json);
     } else if (*eval_cmd) {
       ex::parse_data_spec("--data", o.data, CountData::formats());
       ex::check_device(o.device);

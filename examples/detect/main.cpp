@@ -4,6 +4,7 @@
 //
 //   crowdloss-detect demo    [--out DIR] [--quick] [--threads N]
 //   crowdloss-detect train   --data FORMAT:PATH --val FORMAT:PATH [--assign MODE] [options]
+//   crowdloss-detect bench   [--assign MODE] [options] [--steps N] [--json FILE]
 //   crowdloss-detect eval    --checkpoint DIR/best.pt --data FORMAT:PATH
 //   crowdloss-detect predict --checkpoint DIR/best.pt --out DIR IMAGE...
 //
@@ -54,17 +55,27 @@ int main(int argc, char** argv) {
   auto* demo_cmd =
       ex::add_demo_command(app, o, "train the same detector with each assignment on synthetic pedestrians, compare");
 
+  // The detector and its assignment, on train and bench alike.
+  const auto add_model_options = [&](CLI::App& cmd) {
+    ex::add_choice_option(cmd, c.assign, "the label assignment");
+    cmd.add_option("--backbone", c.backbone, "resnet18 | resnet34 | resnet50");
+    cmd.add_option("--width", c.width, "backbone channel multiplier in (0, 1]");
+    cmd.add_option("--fpn-channels", c.fpn_channels, "FPN and head channels (a multiple of 32)");
+    cmd.add_option("--backbone-weights", c.backbone_weights, "torchvision ResNet state dict (torch.save'd dict)");
+    cmd.add_flag("--freeze-bn", c.freeze_bn, "keep the backbone's batch norms frozen (with pretrained weights)");
+    cmd.add_option("--momentum", c.momentum, "SGD momentum");
+    cmd.add_option("--warmup", c.warmup, "linear warm-up iterations");
+  };
   auto* train_cmd = ex::add_train_command<DetectData>(app, o, "train a detector");
-  ex::add_choice_option(*train_cmd, c.assign, "the label assignment");
-  train_cmd->add_option("--backbone", c.backbone, "resnet18 | resnet34 | resnet50");
-  train_cmd->add_option("--width", c.width, "backbone channel multiplier in (0, 1]");
-  train_cmd->add_option("--fpn-channels", c.fpn_channels, "FPN and head channels (a multiple of 32)");
-  train_cmd->add_option("--backbone-weights", c.backbone_weights, "torchvision ResNet state dict (torch.save'd dict)");
-  train_cmd->add_flag("--freeze-bn", c.freeze_bn, "keep the backbone's batch norms frozen (with pretrained weights)");
-  train_cmd->add_option("--momentum", c.momentum, "SGD momentum");
-  train_cmd->add_option("--warmup", c.warmup, "linear warm-up iterations");
+  add_model_options(*train_cmd);
   ex::add_choice_option(*train_cmd, c.nms, "NMS at inference: auto (for fcos and lla), on or off");
   ex::add_run_options(*train_cmd, o, c);
+
+  ex::ThroughputOptions throughput;
+  std::string bench_json;
+  auto* bench_cmd = ex::add_bench_command(app, o, throughput, bench_json, DetectData::formats());
+  add_model_options(*bench_cmd);
+  ex::add_step_options(*bench_cmd, o, c);
 
   auto* eval_cmd = ex::add_eval_command<DetectData>(app, o, "AP50, mMR and recall of a checkpoint on a dataset");
   auto* predict_cmd =
@@ -88,6 +99,11 @@ int main(int argc, char** argv) {
       if (!ranks || ranks->main())
         std::printf("best validation AP50 %.3f mMR %.3f recall %.3f; checkpoints in %s\n", best.ap50, best.mmr,
                     best.recall, o.out.c_str());
+    } else if (*bench_cmd) {
+      ex::check_bench_options(throughput);
+      ex::check_config(c);
+      ex::DetectTraining training(c, ex::load_bench_data<DetectData>(o, throughput.steps * c.batch, bad), {}, &bad);
+      return ex::run_bench("crowdloss-detect", training, c, c.device, throughput, bench_json);
     } else if (*eval_cmd) {
       ex::parse_data_spec("--data", o.data, DetectData::formats());
       ex::check_device(o.device);

@@ -32,6 +32,20 @@ expect_output("predict" "people")
 if(NOT EXISTS "${WORK}/predict/000000_density.png")
   message(FATAL_ERROR "predict wrote no ${WORK}/predict/000000_density.png")
 endif()
+# bench: the bare step against the trainer, printed and appended to a JSON list.
+run("bench" bench --out ${WORK}/bench --width 0.125 --crop 64 --batch 2 --steps 2 --warmup-steps 1 --workers 1
+    --json ${WORK}/bench/t.json)
+expect_output("bench" "bare training step [0-9.]+ images/s, trainer [0-9.]+ images/s, ratio [0-9.]+")
+run("bench again" bench --out ${WORK}/bench --width 0.125 --crop 64 --batch 2 --steps 2 --warmup-steps 0 --workers 1
+    --json ${WORK}/bench/t.json)
+file(READ "${WORK}/bench/t.json" bench_json)
+string(JSON entries LENGTH "${bench_json}")
+string(JSON program GET "${bench_json}" 1 program)
+string(JSON ratio GET "${bench_json}" 1 ratio)
+if(NOT entries EQUAL 2 OR NOT program STREQUAL "crowdloss-count" OR NOT ratio GREATER 0)
+  message(FATAL_ERROR "bench --json: expected two entries of crowdloss-count with a ratio > 0:\n${bench_json}")
+endif()
+expect_error("bad --steps" "--steps must be >= 1, got 0" bench --out ${WORK}/bench --steps 0)
 # Bad input is reported, not crashed on.
 expect_failure("eval of a missing checkpoint" eval --checkpoint ${WORK}/absent.pt --data coco:${WORK}/val/annotations.json)
 message(STATUS "crowdloss-count smoke: ${last_output}")

@@ -23,6 +23,9 @@ run("train --resume" ${train} --epochs 2 --out ${WORK}/poto --resume)
 expect_lines("${WORK}/poto/metrics.jsonl" 2)  # one line per epoch, none lost or repeated by the resume
 run("eval" eval --checkpoint ${WORK}/poto/best.pt --data crowdhuman:${WORK}/val/annotation.odgt)
 expect_output("eval" "AP50 [0-9.]+ mMR [0-9.]+ recall [0-9.]+")
+run("bench" bench --out ${WORK}/bench --backbone resnet18 --width 0.25 --fpn-channels 32 --batch 2 --steps 2
+    --warmup-steps 1 --workers 1)
+expect_output("bench" "bare training step [0-9.]+ images/s, trainer [0-9.]+ images/s, ratio [0-9.]+")
 run("predict" predict --checkpoint ${WORK}/poto/last.pt --out ${WORK}/predict ${WORK}/val/Images/000000.png)
 expect_output("predict" "people")
 if(NOT EXISTS "${WORK}/predict/000000_detections.png")
