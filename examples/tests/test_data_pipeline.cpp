@@ -8,6 +8,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
@@ -178,6 +180,30 @@ TEST_CASE_TEMPLATE("loaders: batches do not depend on the workers, epochs differ
   DOCTEST_REQUIRE(rest.size() == 2);
   DOCTEST_CHECK(torch::equal(rest[0].images, first[1].images));
   DOCTEST_CHECK(rest[1].files == first[2].files);
+}
+
+TEST_CASE("BatchSchedule: loader threads run one intra-op thread each, the consuming thread keeps its own") {
+  // A fresh consuming thread whose team is not set up yet: run() must set it up (at 2) before its
+  // workers lower ATen's default to 1, or the training step would run on one thread.
+  std::vector<int> in_workers;
+  int consumer = 0;
+  const int before = at::get_num_threads();
+  std::thread([&] {
+    at::set_num_threads(2);
+    const ex::BatchSchedule schedule(6, 2, false, 2, 0);
+    std::mutex m;
+    schedule.run<int>(
+        [&](int64_t) {
+          std::lock_guard<std::mutex> lock(m);
+          in_workers.push_back(at::get_num_threads());
+          return 0;
+        },
+        [](int64_t, int&) {});
+    consumer = at::get_num_threads();
+    at::set_num_threads(before);  // ATen's default for later threads, as it was
+  }).join();
+  DOCTEST_CHECK(consumer == 2);
+  DOCTEST_CHECK(in_workers == std::vector<int>{1, 1, 1});
 }
 
 TEST_CASE("Loader: batch shapes, density sums equal counts, whole images for evaluation, errors name the file") {
