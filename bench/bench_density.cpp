@@ -15,6 +15,7 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
 
@@ -22,7 +23,9 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__GLIBC__)
@@ -45,22 +48,37 @@ struct AllocatorAdapter : at::Allocator {
 #endif
 };
 
-/// Wraps LibTorch's CPU allocator while it lives, counting the bytes in use and their peak.
+/// Wraps LibTorch's CPU allocator while it lives, counting the bytes in use and their peak. Its
+/// data pointers are their own context (the bookkeeping is in a table keyed by them), as
+/// `raw_allocate` requires: some CPU kernels (e.g. convolutions on small maps) take their
+/// buffers that way.
 class CountingAllocator final : public AllocatorAdapter {
  public:
-  CountingAllocator() : base_(c10::GetAllocator(at::kCPU)) { c10::SetAllocator(at::kCPU, this, kPriority); }
-  ~CountingAllocator() override { c10::SetAllocator(at::kCPU, base_, kPriority); }
+  CountingAllocator() : base_(c10::GetAllocator(at::kCPU)) {
+    table().active = this;
+    c10::SetAllocator(at::kCPU, this, kPriority);
+  }
+  ~CountingAllocator() override {
+    c10::SetAllocator(at::kCPU, base_, kPriority);
+    std::lock_guard<std::mutex> lock(table().mutex);
+    table().active = nullptr;
+  }
   CountingAllocator(const CountingAllocator&) = delete;
   CountingAllocator& operator=(const CountingAllocator&) = delete;
 
   at::DataPtr allocate_bytes(size_t n) const override {
-    auto* block = new Block{base_->allocate(n), n, this};
+    at::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    std::lock_guard<std::mutex> lock(table().mutex);
     live_ += n;
     peak_ = std::max(peak_, live_);
-    return {const_cast<void*>(static_cast<const void*>(block->inner.get())), block, &release, at::Device(at::kCPU)};
+    table().blocks[data] = {std::move(inner), n};
+    return {data, data, &release, at::Device(at::kCPU)};
   }
+  at::DeleterFnPtr raw_deleter() const override { return &release; }
   /// The most bytes in use at once since the last call, beyond those in use at that call.
   size_t take_peak() const {
+    std::lock_guard<std::mutex> lock(table().mutex);
     const size_t extra = peak_ - start_;
     start_ = peak_ = live_;
     return extra;
@@ -71,13 +89,31 @@ class CountingAllocator final : public AllocatorAdapter {
   struct Block {
     at::DataPtr inner;
     size_t bytes;
-    const CountingAllocator* owner;
   };
-  static void release(void* context) {
-    auto* block = static_cast<Block*>(context);
-    block->owner->live_ -= block->bytes;
-    delete block;
+  /// Every block allocated through a CountingAllocator, until freed (possibly after it is gone).
+  struct Table {
+    std::mutex mutex;
+    std::unordered_map<void*, Block> blocks;
+    const CountingAllocator* active = nullptr;
+  };
+  static Table& table() {
+    static Table t;
+    return t;
   }
+  static void release(void* data) {
+    Block block;
+    {
+      std::lock_guard<std::mutex> lock(table().mutex);
+      auto it = table().blocks.find(data);
+      if (it == table().blocks.end()) {  // raw-allocated before this allocator was installed
+        c10::GetDefaultCPUAllocator()->raw_deallocate(data);
+        return;
+      }
+      block = std::move(it->second);
+      table().blocks.erase(it);
+      if (table().active != nullptr) table().active->live_ -= block.bytes;
+    }
+  }  // block.inner frees the memory here, outside the lock
   at::Allocator* base_;
   mutable size_t live_ = 0, peak_ = 0, start_ = 0;
 };
