@@ -6,6 +6,7 @@
 #include <cmath>
 #include <optional>
 #include <sstream>
+#include <string>
 
 using crowdloss_test::check_error;
 using crowdloss_test::tensor_from_json;
@@ -71,6 +72,87 @@ TEST_CASE("iou_loss: hand-derived values for IoU, linear IoU and GIoU") {
                       torch::rand({5, 4}, torch::kFloat64) * 10 + 1) < 1e-6);
 }
 
+TEST_CASE("iou_loss: hand-derived DIoU and CIoU") {
+  // pred (1, 1, 1, 1): the 2×2 box [−1, 1]²; target (1, 1, 3, 1): [−1, 3]×[−1, 1]. Intersection 4,
+  // union 8; centres (0, 0) and (1, 0): ρ² = 1; enclosing box 4×2: c² = 20.
+  const auto pred = torch::tensor({1.0, 1.0, 1.0, 1.0}, torch::kFloat64).view({1, 4});
+  const auto target = torch::tensor({1.0, 1.0, 3.0, 1.0}, torch::kFloat64).view({1, 4});
+  using O = crowdloss::IoULossOptions;
+  const double eps = 1e-7, iou = 4 / (8 + eps), diou = 1 - iou + 1 / (20 + eps);
+  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kDIoU))[0].item<double>() ==
+                doctest::Approx(diou).epsilon(1e-15));
+  // Aspect ratios 1 and 2: v = 4/π² (atan 2 − atan 1)², α = v / (1 − IoU + v + ε).
+  const double pi = 3.14159265358979323846, v = 4 / (pi * pi) * std::pow(std::atan(2.0) - std::atan(1.0), 2);
+  const double ciou = diou + v / (1 - iou + v + eps) * v;
+  DOCTEST_CHECK(crowdloss::iou_loss(pred, target, O().loss_type(crowdloss::kCIoU))[0].item<double>() ==
+                doctest::Approx(ciou).epsilon(1e-15));
+  // Same centre and shape: both are 1 − IoU (up to the eps).
+  DOCTEST_CHECK(crowdloss::iou_loss(target, target, O().loss_type(crowdloss::kCIoU))[0].item<double>() ==
+                doctest::Approx(1 - 8 / (8 + eps)).epsilon(1e-15));
+  // Disjoint boxes [−1, 1]² and [2, 4]×[−1, 1]: no intersection, ρ² = 9, c² = 25 + 4.
+  const auto apart = torch::tensor({-2.0, 1.0, 4.0, 1.0}, torch::kFloat64).view({1, 4});
+  DOCTEST_CHECK(crowdloss::iou_loss(pred, apart, O().loss_type(crowdloss::kDIoU))[0].item<double>() ==
+                doctest::Approx(1 + 9 / (29 + eps)).epsilon(1e-15));
+  torch::manual_seed(5);
+  const auto tgt = torch::rand({5, 4}, torch::kFloat64) * 10 + 1;
+  DOCTEST_CHECK(crowdloss_test::gradcheck_max_error(
+                    [&](const at::Tensor& p) {
+                      return crowdloss::iou_loss(p, tgt, O().loss_type(crowdloss::kDIoU).reduction(torch::kSum));
+                    },
+                    torch::rand({5, 4}, torch::kFloat64) * 10 + 1) < 1e-6);
+}
+
+TEST_CASE("iou_loss: DIoU and CIoU equal torchvision's losses (oracle)") {
+  const auto oracle = crowdloss_test::load_json("beyond.json");
+  int checked = 0;
+  for (const auto& c : oracle.at("iou")) {
+    const auto name = c.at("name").get<std::string>();
+    DOCTEST_CAPTURE(name);
+    const auto type = c.at("type").get<std::string>();
+    const auto reduction = c.at("reduction").get<std::string>();
+    const auto options = crowdloss::IoULossOptions()
+                             .loss_type(type == "diou" ? crowdloss::IoULossType(crowdloss::kDIoU)
+                                                       : crowdloss::IoULossType(crowdloss::kCIoU))
+                             .reduction(reduction == "none"   ? crowdloss::Reduction(torch::kNone)
+                                        : reduction == "mean" ? crowdloss::Reduction(torch::kMean)
+                                                              : crowdloss::Reduction(torch::kSum));
+    const auto pred = tensor_from_json(c.at("pred_ltrb")).requires_grad_(true);
+    const auto loss = crowdloss::iou_loss(pred, tensor_from_json(c.at("target_ltrb")), options);
+    const auto& e = c.at("expected");
+    DOCTEST_CHECK(crowdloss_test::scaled_error(loss, tensor_from_json(e.at("loss")).view(loss.sizes())) < 1e-12);
+    if (reduction == "none")
+      loss.backward(tensor_from_json(c.at("grad_output")));
+    else
+      loss.backward();
+    DOCTEST_CHECK(crowdloss_test::scaled_error(pred.grad(), tensor_from_json(e.at("grad_pred"))) < 1e-12);
+    ++checked;
+  }
+  DOCTEST_CHECK(checked >= 2);
+}
+
+TEST_CASE("iou_loss: the mean over no boxes is 0 with zero gradients, for every type") {
+  for (const crowdloss::IoULossType type :
+       {crowdloss::IoULossType(crowdloss::kIoU), crowdloss::IoULossType(crowdloss::kLinearIoU),
+        crowdloss::IoULossType(crowdloss::kGIoU), crowdloss::IoULossType(crowdloss::kDIoU),
+        crowdloss::IoULossType(crowdloss::kCIoU)}) {
+    const auto index = type.index();
+    DOCTEST_CAPTURE(index);
+    const auto none = torch::zeros({0, 4}, torch::kFloat64).requires_grad_(true);
+    const auto mean = crowdloss::iou_loss(none, torch::zeros({0, 4}, torch::kFloat64),
+                                          crowdloss::IoULossOptions().loss_type(type).reduction(torch::kMean));
+    DOCTEST_CHECK(mean.dim() == 0);
+    DOCTEST_CHECK(mean.item<double>() == 0.0);
+    mean.backward();
+    DOCTEST_REQUIRE(none.grad().defined());
+    DOCTEST_CHECK(none.grad().sizes() == at::IntArrayRef({0, 4}));
+    // With boxes, kMean is still the plain mean.
+    const auto a = torch::rand({3, 4}, torch::kFloat64) + 1, b = torch::rand({3, 4}, torch::kFloat64) + 1;
+    const auto o = crowdloss::IoULossOptions().loss_type(type);
+    DOCTEST_CHECK(torch::allclose(crowdloss::iou_loss(a, b, crowdloss::IoULossOptions(o).reduction(torch::kMean)),
+                                  crowdloss::iou_loss(a, b, o).mean()));
+  }
+}
+
 TEST_CASE("sigmoid_focal_loss and iou_loss: DeFCN's losses on its POTO targets (oracle)") {
   // DeFCN: loss_cls = focal(α 0.25, γ 2) summed / max(1, #fg); loss_box_reg = 2 · GIoU loss on
   // the foreground anchors summed / max(1, #fg).
@@ -107,6 +189,9 @@ TEST_CASE("SigmoidFocalLoss and IoULoss print every option, as LibTorch's module
   DOCTEST_CHECK(unweighted.str() == "crowdloss::SigmoidFocalLoss(alpha=None, gamma=0.5, reduction=kMean)");
   iou << *crowdloss::IoULoss(crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
   DOCTEST_CHECK(iou.str() == "crowdloss::IoULoss(loss_type=kGIoU, reduction=kSum)");
+  std::ostringstream ciou;
+  ciou << *crowdloss::IoULoss(crowdloss::IoULossOptions().loss_type(crowdloss::kCIoU));
+  DOCTEST_CHECK(ciou.str() == "crowdloss::IoULoss(loss_type=kCIoU, reduction=kNone)");
 }
 
 TEST_CASE("SigmoidFocalLoss and IoULoss modules equal the functional forms") {
@@ -133,8 +218,12 @@ TEST_CASE("sigmoid_focal_loss and iou_loss: CPU and CUDA agree") {
   DOCTEST_CHECK(
       torch::allclose(crowdloss::sigmoid_focal_loss(x.cuda(), t.cuda()).cpu(), crowdloss::sigmoid_focal_loss(x, t)));
   const auto a = torch::rand({50, 4}, torch::kFloat64) * 9 + 1, b = torch::rand({50, 4}, torch::kFloat64) * 9 + 1;
-  const auto g = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU);
-  DOCTEST_CHECK(torch::allclose(crowdloss::iou_loss(a.cuda(), b.cuda(), g).cpu(), crowdloss::iou_loss(a, b, g)));
+  for (const crowdloss::IoULossType type :
+       {crowdloss::IoULossType(crowdloss::kGIoU), crowdloss::IoULossType(crowdloss::kDIoU),
+        crowdloss::IoULossType(crowdloss::kCIoU)}) {
+    const auto o = crowdloss::IoULossOptions().loss_type(type);
+    DOCTEST_CHECK(torch::allclose(crowdloss::iou_loss(a.cuda(), b.cuda(), o).cpu(), crowdloss::iou_loss(a, b, o)));
+  }
 }
 
 TEST_CASE("sigmoid_focal_loss and iou_loss: bad inputs throw c10::Error naming the function and the value") {

@@ -20,6 +20,10 @@ struct kIoU {};
 struct kLinearIoU {};
 /// IoU loss: 1 − GIoU.
 struct kGIoU {};
+/// IoU loss: 1 − DIoU (torchvision's `distance_box_iou_loss`).
+struct kDIoU {};
+/// IoU loss: 1 − CIoU (torchvision's `complete_box_iou_loss`).
+struct kCIoU {};
 }  // namespace enumtype
 
 /// POTO matcher (default): one-to-one by `linear_sum_assignment` (maximize), e.g.
@@ -34,11 +38,17 @@ inline constexpr enumtype::kIoU kIoU{};
 inline constexpr enumtype::kLinearIoU kLinearIoU{};
 /// IoU loss type: 1 − GIoU, e.g. `IoULossOptions().loss_type(crowdloss::kGIoU)`.
 inline constexpr enumtype::kGIoU kGIoU{};
+/// IoU loss type: 1 − DIoU, e.g. `IoULossOptions().loss_type(crowdloss::kDIoU)`.
+inline constexpr enumtype::kDIoU kDIoU{};
+/// IoU loss type: 1 − CIoU, e.g. `IoULossOptions().loss_type(crowdloss::kCIoU)`.
+inline constexpr enumtype::kCIoU kCIoU{};
 
 /// `crowdloss::kHungarian` or `crowdloss::kArgmax` (`POTOAssignOptions::matcher`).
 using POTOMatcher = std::variant<enumtype::kHungarian, enumtype::kArgmax>;
 
-/// `crowdloss::kIoU`, `crowdloss::kLinearIoU` or `crowdloss::kGIoU` (`IoULossOptions::loss_type`).
-using IoULossType = std::variant<enumtype::kIoU, enumtype::kLinearIoU, enumtype::kGIoU>;
+/// `crowdloss::kIoU`, `crowdloss::kLinearIoU`, `crowdloss::kGIoU`, `crowdloss::kDIoU` or
+/// `crowdloss::kCIoU` (`IoULossOptions::loss_type`).
+using IoULossType =
+    std::variant<enumtype::kIoU, enumtype::kLinearIoU, enumtype::kGIoU, enumtype::kDIoU, enumtype::kCIoU>;
 
 }  // namespace crowdloss

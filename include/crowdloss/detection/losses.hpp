@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// The losses used with the dense-detection assignments: sigmoid focal loss and IoU losses on
-/// ltrb distances (−log IoU, 1 − IoU, 1 − GIoU), with cvpods' / fvcore's numerics.
+/// ltrb distances (−log IoU, 1 − IoU, 1 − GIoU with cvpods' / fvcore's numerics; 1 − DIoU,
+/// 1 − CIoU with torchvision's).
 
 #include <crowdloss/detail/checks.hpp>
 #include <crowdloss/detail/detection_checks.hpp>
@@ -45,9 +46,11 @@ using FocalLossOptions [[deprecated("crowdloss: use SigmoidFocalLossOptions")]] 
 /// auto opts = crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum);
 /// ```
 struct IoULossOptions {
-  /// `kIoU` (−log IoU, default), `kLinearIoU` (1 − IoU) or `kGIoU` (1 − GIoU).
+  /// `kIoU` (−log IoU, default), `kLinearIoU` (1 − IoU), `kGIoU` (1 − GIoU), `kDIoU` (1 − DIoU)
+  /// or `kCIoU` (1 − CIoU).
   TORCH_ARG(IoULossType, loss_type) = kIoU;
-  /// `torch::kNone` (default, as cvpods), `torch::kMean` or `torch::kSum`.
+  /// `torch::kNone` (default, as cvpods), `torch::kMean` (0 over no boxes, as torchvision) or
+  /// `torch::kSum`.
   TORCH_ARG(Reduction, reduction) = torch::kNone;
 };
 
@@ -78,13 +81,23 @@ inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor&
 }
 
 /// IoU losses between predicted and target boxes given as ltrb distances (left, top, right,
-/// bottom) around the same points, as cvpods' `iou_loss(box_mode="ltrb")`:
+/// bottom) around the same points. kIoU, kLinearIoU and kGIoU as cvpods'
+/// `iou_loss(box_mode="ltrb")`:
 ///
 ///   IoU = |P ∩ T| / max(|P ∪ T|, ε),   kIoU: −log(max(IoU, ε)),   kLinearIoU: 1 − IoU,
 ///   kGIoU: 1 − (IoU − (|C| − |P ∪ T|) / max(|C|, ε)),   C the enclosing box,
 ///
-/// ε = float32 machine epsilon; box sides are clamped at 0 for the areas. Reduced by
-/// `reduction` (`kNone` default, `kMean`, `kSum`).
+/// ε = float32 machine epsilon, box sides clamped at 0 for the areas. kDIoU and kCIoU as
+/// torchvision's `distance_box_iou_loss` and `complete_box_iou_loss` on the boxes (−l, −t, r, b):
+///
+///   IoU = |P ∩ T| / (|P ∪ T| + ε),   kDIoU: 1 − IoU + ρ² / (c² + ε),
+///   kCIoU: kDIoU + α·v,   v = 4/π² · (atan(w_T / h_T) − atan(w_P / h_P))²,   α = v / (1 − IoU + v + ε),
+///
+/// ε = 1e-7, ρ the distance between the boxes' centres, c the enclosing box's diagonal, the
+/// intersection 0 (without gradient) unless both of its sides are positive, α without gradient.
+/// Reduced by `reduction` (`kNone` default, `kMean`, `kSum`); as in torchvision, the mean of no
+/// boxes is 0 (with zero gradients), not NaN, for every type, so that a batch without foreground
+/// does not turn a training loss into NaN.
 ///
 /// pred_ltrb, target_ltrb: …×4 floating tensors of the same shape, dtype and device.
 /// Differentiable. Throws c10::Error naming `iou_loss` for other shapes, mismatched
@@ -94,13 +107,17 @@ inline at::Tensor sigmoid_focal_loss(const at::Tensor& logits, const at::Tensor&
 /// ```cpp
 /// auto reg = crowdloss::iou_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}),
 ///                                crowdloss::IoULossOptions().loss_type(crowdloss::kGIoU).reduction(torch::kSum));
+/// auto ciou = crowdloss::iou_loss(pred_ltrb, target_ltrb,
+///                                 crowdloss::IoULossOptions().loss_type(crowdloss::kCIoU).reduction(torch::kMean));
 /// ```
 inline at::Tensor iou_loss(const at::Tensor& pred_ltrb, const at::Tensor& target_ltrb,
                            const IoULossOptions& options = {}) {
   detail::check_pair("iou_loss", pred_ltrb, "pred_ltrb", target_ltrb, "target_ltrb");
   TORCH_CHECK(pred_ltrb.dim() >= 1 && pred_ltrb.size(-1) == 4,
               "iou_loss: expected ltrb tensors of shape (..., 4), got ", pred_ltrb.sizes());
-  return detail::reduce(detail::ltrb_iou_loss(pred_ltrb, target_ltrb, options.loss_type()), options.reduction());
+  const auto loss = detail::ltrb_iou_loss(pred_ltrb, target_ltrb, options.loss_type());
+  if (std::holds_alternative<torch::enumtype::kMean>(options.reduction()) && loss.numel() == 0) return loss.sum() * 0;
+  return detail::reduce(loss, options.reduction());
 }
 
 }  // namespace crowdloss

@@ -72,7 +72,7 @@ struct IoULossImpl : torch::nn::Cloneable<IoULossImpl> {
   }
   /// Writes `crowdloss::IoULoss(loss_type=kIoU, reduction=kNone)`.
   void pretty_print(std::ostream& stream) const override {
-    static constexpr const char* types[] = {"kIoU", "kLinearIoU", "kGIoU"};
+    static constexpr const char* types[] = {"kIoU", "kLinearIoU", "kGIoU", "kDIoU", "kCIoU"};
     stream << "crowdloss::IoULoss(loss_type=" << types[options.loss_type().index()]
            << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
   }
