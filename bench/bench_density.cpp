@@ -155,6 +155,7 @@ void forward_backward(benchmark::State& state, const LossFn& loss, at::Device de
 void register_all() {
   const auto pml_full = crowdloss::PMLLossOptions().pixel_mse_weight(1.0);
   const auto pml_reference = crowdloss::PMLLossOptions().reference_order(true);
+  const auto ms_ssim_opts = crowdloss::MSSSIMOptions().drop_levels(true);  // 128²: four levels
   const std::vector<std::pair<std::string, LossFn>> losses = {
       {"mse_loss", [](const at::Tensor& p, const at::Tensor& t) { return at::mse_loss(p, t); }},
       {"pml_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t); }},
@@ -164,6 +165,8 @@ void register_all() {
        [pml_full](const at::Tensor& p, const at::Tensor& t) { return crowdloss::pml_loss(p, t, pml_full); }},
       {"ssim", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ssim(p, t); }},
       {"sanet_loss", [](const at::Tensor& p, const at::Tensor& t) { return crowdloss::sanet_loss(p, t); }},
+      {"ms_ssim",
+       [ms_ssim_opts](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ms_ssim(p, t, ms_ssim_opts); }},
   };
   std::vector<at::Device> devices = {at::kCPU};
   if (torch::cuda::is_available()) devices.emplace_back(at::kCUDA);

@@ -19,6 +19,7 @@
 #include <crowdloss/detection/nms.hpp>
 
 #include <crowdloss/density/density_map.hpp>
+#include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>
 

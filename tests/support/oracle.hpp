@@ -39,14 +39,18 @@ inline at::Tensor tensor_from_list(const json& data, std::vector<int64_t> shape,
   return torch::tensor(values, torch::kFloat64).reshape(shape).to(dtype);
 }
 
-/// A `{"shape", "dtype", "data"}` object → a tensor.
+/// A `{"shape", "dtype", "data"}` object → a tensor; `data` may come with a `scale` (value = data ·
+/// scale, a power of two) or be replaced by a `fill` value (beyond.json).
 inline at::Tensor tensor_from_json(const json& t) {
   const auto dtype_name = t.at("dtype").get<std::string>();
   const at::ScalarType dtype = dtype_name == "float32"   ? at::kFloat
                                : dtype_name == "float64" ? at::kDouble
                                : dtype_name == "int64"   ? at::kLong
                                                          : throw std::runtime_error("dtype " + dtype_name);
-  return tensor_from_list(t.at("data"), t.at("shape").get<std::vector<int64_t>>(), dtype);
+  const auto shape = t.at("shape").get<std::vector<int64_t>>();
+  if (t.contains("fill")) return torch::full(shape, json_number(t.at("fill")), torch::kFloat64).to(dtype);
+  const auto values = tensor_from_list(t.at("data"), shape, at::kDouble);
+  return (t.contains("scale") ? values * json_number(t.at("scale")) : values).to(dtype);
 }
 
 /// Largest elementwise |actual − expected| divided by max(|expected|): the error relative to the

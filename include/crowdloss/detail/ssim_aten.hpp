@@ -1,13 +1,14 @@
 #pragma once
 /// \file
 /// SSIM as ATen ops, for any device (differentiable to any order): the Gaussian window, the
-/// separable filter, the per-pixel map, and the validated inputs they take. The path CUDA tensors
+/// separable filter, the per-pixel map, MS-SSIM, and the validated inputs they take. The path CUDA tensors
 /// and `ssim_map` take, and the reference the CPU kernel (detail/ssim_cpu.hpp) is tested against.
 
 #include <torch/types.h>
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 namespace crowdloss {
 namespace detail {
@@ -41,9 +42,15 @@ struct SSIMSetup {
   double c1, c2;
 };
 
-/// The per-pixel SSIM map in the compute dtype, as ATen ops (any device, differentiable to any
-/// order): the reference the CPU kernel is tested against.
-inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
+/// The two factors of the per-pixel SSIM map in the compute dtype, as ATen ops: luminance
+/// (2·μx·μy + C1) / (μx² + μy² + C1) and contrast-structure (2·σxy + C2) / (σx² + σy² + C2), and
+/// `guard`: 0, or NaN where a denominator overflowed (a quotient over an infinite denominator
+/// would be a finite wrong value), to be added to what is made of them.
+struct SSIMFactors {
+  at::Tensor luminance, cs, guard;
+};
+
+inline SSIMFactors ssim_factors_aten(const SSIMSetup& s) {
   const int64_t C = s.x.size(1);
   // The five local moments in one grouped filtering pass.
   const auto moments = separable_filter(at::cat({s.x, s.y, s.x * s.x, s.y * s.y, s.x * s.y}, 1), s.window, s.pad);
@@ -53,11 +60,39 @@ inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
   const auto sigma2_sq = moments.narrow(1, 3 * C, C) - mu2_sq;
   const auto sigma12 = moments.narrow(1, 4 * C, C) - mu1_mu2;
   const auto b1 = mu1_sq + mu2_sq + s.c1, b2 = sigma1_sq + sigma2_sq + s.c2;
-  const auto map = ((2 * mu1_mu2 + s.c1) / b1) * ((2 * sigma12 + s.c2) / b2);
-  // + 0, or NaN where a denominator overflowed (as the CPU kernel does): a quotient over an
-  // infinite denominator would be a finite wrong value.
   const auto guard = b1 + b2;
-  return map + (guard - guard);
+  return {(2 * mu1_mu2 + s.c1) / b1, (2 * sigma12 + s.c2) / b2, guard - guard};
+}
+
+/// The per-pixel SSIM map in the compute dtype, as ATen ops (any device, differentiable to any
+/// order): the reference the CPU kernel is tested against.
+inline at::Tensor ssim_map_aten(const SSIMSetup& s) {
+  const auto f = ssim_factors_aten(s);
+  return f.luminance * f.cs + f.guard;
+}
+
+/// MS-SSIM per image and channel (B×C) in the compute dtype, as ATen ops (any device,
+/// differentiable): pytorch-msssim's `ms_ssim` over `weights.size()` levels of `s` (valid
+/// filtering). Level l < last contributes relu(mean cs), then both maps are 2×2 average-pooled
+/// with one zero row / column before an odd side (counted in the average); the last level
+/// contributes relu(mean SSIM); the result is Π_l term_l ^ weight_l. Every level must be at
+/// least the window's size.
+inline at::Tensor ms_ssim_aten(SSIMSetup s, const std::vector<double>& weights) {
+  const auto levels = static_cast<int64_t>(weights.size());
+  std::vector<at::Tensor> terms;
+  for (int64_t l = 0; l < levels; ++l) {
+    const auto f = ssim_factors_aten(s);
+    if (l + 1 == levels) {
+      terms.push_back(at::relu((f.luminance * f.cs + f.guard).flatten(2).mean(-1)));
+      break;
+    }
+    terms.push_back(at::relu((f.cs + f.guard).flatten(2).mean(-1)));
+    const std::array<int64_t, 2> two{2, 2}, pad{s.x.size(2) % 2, s.x.size(3) % 2};
+    s.x = at::avg_pool2d(s.x, two, two, pad);
+    s.y = at::avg_pool2d(s.y, two, two, pad);
+  }
+  const auto w = at::tensor(weights, at::TensorOptions().dtype(at::kDouble)).to(s.x.options()).view({levels, 1, 1});
+  return at::prod(at::pow(at::stack(terms), w), 0);
 }
 
 /// Inputs widened to float64 (the constants and the window's float32-rounded taps are the same).

@@ -3,6 +3,7 @@
 /// `torch::nn` modules wrapping the density-map losses, for use as members of a model or trainer.
 /// Each holds its options and forwards to the free function of the same name.
 
+#include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>
 
@@ -16,10 +17,11 @@ namespace crowdloss {
 namespace detail {
 
 /// Writes the SSIM options as `window_size=11, sigma=1.5, …, padding=kValid` (no reduction).
-inline void print_ssim_options(std::ostream& stream, const SSIMOptions& o) {
+inline void print_ssim_options(std::ostream& stream, const SSIMOptions& o, bool padding = true) {
   stream << "window_size=" << o.window_size() << ", sigma=" << o.sigma() << ", k1=" << o.k1() << ", k2=" << o.k2()
-         << ", data_range=" << o.data_range()
-         << ", padding=" << (std::holds_alternative<torch::enumtype::kSame>(o.padding()) ? "kSame" : "kValid");
+         << ", data_range=" << o.data_range();
+  if (padding)
+    stream << ", padding=" << (std::holds_alternative<torch::enumtype::kSame>(o.padding()) ? "kSame" : "kValid");
 }
 
 }  // namespace detail
@@ -93,6 +95,44 @@ struct SSIMLossImpl : torch::nn::Cloneable<SSIMLossImpl> {
 /// `torch::nn::Xxx`. Construct it from `SSIMLossOptions` (or with none, for the defaults), call it like
 /// a function, register it in a model with `register_module`.
 TORCH_MODULE(SSIMLoss);
+
+/// Module form of 1 − `crowdloss::ms_ssim`.
+///
+/// Example:
+/// ```cpp
+/// crowdloss::MSSSIMLoss criterion(crowdloss::MSSSIMLossOptions().drop_levels(true));
+/// auto loss = criterion(pred, target);
+/// ```
+struct MSSSIMLossImpl : torch::nn::Cloneable<MSSSIMLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `MSSSIMLoss` for options `ms_ssim` rejects
+  /// whatever the maps (window, constants, weights).
+  explicit MSSSIMLossImpl(MSSSIMLossOptions options_ = {}) : options(std::move(options_)) {
+    detail::check_ms_ssim_options("MSSSIMLoss", options);
+  }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
+  void reset() override {}
+  /// `1 - crowdloss::ms_ssim(pred, target, options)`: a 0-dim tensor (kMean) or a B tensor
+  /// (kNone), in pred's dtype. pred, target: B×C×H×W floating tensors of one shape, dtype and
+  /// device; errors as for `ms_ssim`.
+  at::Tensor forward(const at::Tensor& pred, const at::Tensor& target) { return 1 - ms_ssim(pred, target, options); }
+  /// Writes `crowdloss::MSSSIMLoss(window_size=11, …, weights=[0.0448, …], drop_levels=false,
+  /// reduction=kMean)`: every option.
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::MSSSIMLoss(";
+    detail::print_ssim_options(stream, detail::ms_ssim_window_options(options), /*padding=*/false);
+    stream << ", weights=[";
+    for (size_t i = 0; i < options.weights().size(); ++i) stream << (i ? ", " : "") << options.weights()[i];
+    stream << "], drop_levels=" << (options.drop_levels() ? "true" : "false")
+           << ", reduction=" << detail::reduction_name(options.reduction()) << ")";
+  }
+  /// The options passed to `crowdloss::ms_ssim` on every call. They may be changed between calls;
+  /// the function validates them each time.
+  MSSSIMLossOptions options;
+};
+/// `MSSSIMLoss`, the module to use: a holder (shared pointer) of `MSSSIMLossImpl`, like torch's own
+/// `torch::nn::Xxx`. Construct it from `MSSSIMLossOptions` (or with none, for the defaults), call
+/// it like a function, register it in a model with `register_module`.
+TORCH_MODULE(MSSSIMLoss);
 
 /// Module form of `crowdloss::sanet_loss`.
 ///
