@@ -22,11 +22,14 @@ struct Model {
 }  // namespace crowdloss_header_examples
 
 // The inputs, named as the examples name them: density maps (pred, target, gt_density,
-// density, images), detection head outputs and ground truth, boxes for NMS, cost matrices.
+// density, images), detection head outputs and ground truth, boxes for NMS, cost matrices, point
+// predictions and head points.
 #define CROWDLOSS_EXAMPLE_INPUTS                                                        \
   at::Tensor pred, target, gt_density, density, images;                                 \
   at::Tensor cls_logits, cls_prob, box_ltrb, pred_boxes, points, gt_boxes, gt_classes;  \
   at::Tensor onehot, onehot_targets, pred_ltrb, target_ltrb, fg, boxes, scores, labels; \
   at::Tensor quality, q0, q1, q2;                                                       \
+  at::Tensor logits, pred_xy, gt_xy;                                                    \
+  std::vector<at::Tensor> gt_points;                                                    \
   int64_t num_foreground = 0;                                                           \
   auto model = std::make_shared<crowdloss_header_examples::Model>();

@@ -13,6 +13,7 @@
 #include <crowdloss/assign/fcos.hpp>
 #include <crowdloss/assign/linear_sum_assignment.hpp>
 #include <crowdloss/assign/lla.hpp>
+#include <crowdloss/assign/point_match.hpp>
 #include <crowdloss/assign/poto.hpp>
 #include <crowdloss/detection/boxes.hpp>
 #include <crowdloss/detection/losses.hpp>
