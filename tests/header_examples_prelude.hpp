@@ -30,6 +30,6 @@ struct Model {
   at::Tensor onehot, onehot_targets, pred_ltrb, target_ltrb, fg, boxes, scores, labels; \
   at::Tensor quality, q0, q1, q2;                                                       \
   at::Tensor logits, pred_xy, gt_xy;                                                    \
-  std::vector<at::Tensor> gt_points;                                                    \
+  std::vector<at::Tensor> gt_points, heads;                                             \
   int64_t num_foreground = 0;                                                           \
   auto model = std::make_shared<crowdloss_header_examples::Model>();

@@ -19,6 +19,7 @@
 #include <crowdloss/detection/losses.hpp>
 #include <crowdloss/detection/nms.hpp>
 
+#include <crowdloss/density/bayesian.hpp>
 #include <crowdloss/density/density_map.hpp>
 #include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>

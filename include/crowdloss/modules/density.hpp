@@ -3,6 +3,7 @@
 /// `torch::nn` modules wrapping the density-map losses, for use as members of a model or trainer.
 /// Each holds its options and forwards to the free function of the same name.
 
+#include <crowdloss/density/bayesian.hpp>
 #include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>
@@ -11,6 +12,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <ostream>
+#include <vector>
 
 namespace crowdloss {
 
@@ -133,6 +135,43 @@ struct MSSSIMLossImpl : torch::nn::Cloneable<MSSSIMLossImpl> {
 /// `torch::nn::Xxx`. Construct it from `MSSSIMLossOptions` (or with none, for the defaults), call
 /// it like a function, register it in a model with `register_module`.
 TORCH_MODULE(MSSSIMLoss);
+
+/// Module form of `crowdloss::bayesian_loss`.
+///
+/// Example:
+/// ```cpp
+/// crowdloss::BayesianLoss criterion(crowdloss::BayesianLossOptions().use_background(true));
+/// auto loss = criterion(density, heads);   // heads: one N×2 tensor per image
+/// ```
+struct BayesianLossImpl : torch::nn::Cloneable<BayesianLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `BayesianLoss` for stride < 1, σ or ratio ≤ 0,
+  /// or a shorter side that is not positive.
+  explicit BayesianLossImpl(BayesianLossOptions options_ = {}) : options(std::move(options_)) {
+    detail::check_bayesian_options("BayesianLoss", options);
+  }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
+  void reset() override {}
+  /// `crowdloss::bayesian_loss(pred, points, options)`: a 0-dim tensor in pred's dtype. pred:
+  /// B×1×h×w; points: B tensors N_b×2 (x, y) in image pixels; errors as for `bayesian_loss`.
+  at::Tensor forward(const at::Tensor& pred, const std::vector<at::Tensor>& points) {
+    return bayesian_loss(pred, points, options);
+  }
+  /// Writes `crowdloss::BayesianLoss(stride=8, sigma=8, use_background=true, …)`: every option.
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::BayesianLoss(stride=" << options.stride() << ", sigma=" << options.sigma()
+           << ", use_background=" << (options.use_background() ? "true" : "false")
+           << ", background_ratio=" << options.background_ratio() << ", shorter_sides=[";
+    for (size_t i = 0; i < options.shorter_sides().size(); ++i) stream << (i ? ", " : "") << options.shorter_sides()[i];
+    stream << "])";
+  }
+  /// The options passed to `crowdloss::bayesian_loss` on every call. They may be changed between
+  /// calls; the function validates them each time.
+  BayesianLossOptions options;
+};
+/// `BayesianLoss`, the module to use: a holder (shared pointer) of `BayesianLossImpl`, like
+/// torch's own `torch::nn::Xxx`. Construct it from `BayesianLossOptions` (or with none, for the
+/// defaults), call it like a function, register it in a model with `register_module`.
+TORCH_MODULE(BayesianLoss);
 
 /// Module form of `crowdloss::sanet_loss`.
 ///

@@ -1,0 +1,181 @@
+#pragma once
+/// \file
+/// The Bayesian loss for point-supervised counting (Ma et al., "Bayesian Loss for Crowd Count
+/// Estimation with Point Supervision", ICCV 2019), with the background term of its Bayesian+
+/// variant, as ZhihengCV/Bayesian-Crowd-Counting computes it.
+
+#include <crowdloss/detail/checks.hpp>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crowdloss {
+
+/// Options for `crowdloss::bayesian_loss` and the `BayesianLoss` module (defaults: the authors'
+/// train.py).
+///
+/// Example:
+/// ```cpp
+/// auto opts = crowdloss::BayesianLossOptions().sigma(8.0).shorter_sides({768.0, 1024.0});
+/// ```
+struct BayesianLossOptions {
+  /// Image pixels per density cell (the model's output stride); ≥ 1.
+  TORCH_ARG(int64_t, stride) = 8;
+  /// σ of the Gaussian likelihood of a cell given a head, in image pixels; > 0.
+  TORCH_ARG(double, sigma) = 8.0;
+  /// Adds the background row (Bayesian+): a pseudo-head at distance (d·ratio)² / (nearest
+  /// head's squared distance + 1e-5) from each cell, whose expected count is 0.
+  TORCH_ARG(bool, use_background) = true;
+  /// The ratio of the background distance; > 0.
+  TORCH_ARG(double, background_ratio) = 1.0;
+  /// d above: the shorter side, in pixels, of each original image before cropping (their
+  /// `st_size`); one per image (> 0), or empty for min(h, w)·stride of the map.
+  TORCH_ARG(std::vector<double>, shorter_sides) = {};
+};
+
+namespace detail {
+
+inline void check_bayesian_options(const char* fn, const BayesianLossOptions& o) {
+  TORCH_CHECK(o.stride() >= 1, fn, ": stride must be >= 1, got ", o.stride());
+  TORCH_CHECK(o.sigma() > 0 && std::isfinite(o.sigma()), fn, ": sigma must be positive, got ", o.sigma());
+  TORCH_CHECK(o.background_ratio() > 0 && std::isfinite(o.background_ratio()), fn,
+              ": background_ratio must be positive, got ", o.background_ratio());
+  for (const double s : o.shorter_sides())
+    TORCH_CHECK(s > 0 && std::isfinite(s), fn, ": every shorter side must be positive, got ", s);
+}
+
+/// Checks `points` against a B×1×h×w `pred` at `stride`: one N_b×2 floating tensor per image on
+/// pred's device, every coordinate finite and on the map (0 ≤ x ≤ w·stride, 0 ≤ y ≤ h·stride),
+/// with one host read for all of them.
+inline void check_head_points(const char* fn, const at::Tensor& pred, const std::vector<at::Tensor>& points,
+                              int64_t stride) {
+  TORCH_CHECK(pred.defined() && pred.dim() == 4 && pred.size(1) == 1 && pred.numel() > 0, fn,
+              ": expected pred of shape (B, 1, h, w), got ", pred.defined() ? pred.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(pred.is_floating_point(), fn, ": expected a floating-point pred, got ", pred.scalar_type());
+  TORCH_CHECK(static_cast<int64_t>(points.size()) == pred.size(0), fn, ": expected ", pred.size(0),
+              " point tensors (one per image of pred), got ", points.size());
+  std::vector<at::Tensor> all;
+  for (size_t b = 0; b < points.size(); ++b) {
+    const auto name = "points[" + std::to_string(b) + "]";
+    const auto& p = points[b];
+    TORCH_CHECK(p.defined() && p.dim() == 2 && p.size(1) == 2, fn, ": expected ", name, " of shape (N, 2), got ",
+                p.defined() ? p.sizes() : at::IntArrayRef{});
+    TORCH_CHECK(p.is_floating_point(), fn, ": expected floating-point ", name, ", got ", p.scalar_type());
+    check_same_device(fn, pred, "pred", p, name.c_str());
+    all.push_back(p.to(at::kDouble));
+  }
+  const auto xy = at::cat(all).cpu();
+  if (xy.numel() == 0) return;
+  const double width = static_cast<double>(pred.size(3) * stride), height = static_cast<double>(pred.size(2) * stride);
+  const auto x = xy.select(1, 0), y = xy.select(1, 1);
+  const auto bad = (x.isfinite() & y.isfinite() & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)).logical_not();
+  if (!bad.any().item<bool>()) return;
+  int64_t row = bad.nonzero()[0][0].item<int64_t>(), image = 0;
+  while (row >= points[static_cast<size_t>(image)].size(0)) row -= points[static_cast<size_t>(image++)].size(0);
+  const auto bad_point = points[static_cast<size_t>(image)][row].to(at::kDouble).cpu();
+  TORCH_CHECK(false, fn, ": points[", image, "][", row, "] = (", bad_point[0].item<double>(), ", ",
+              bad_point[1].item<double>(), ") is not a finite point of the ", width, "x", height,
+              " image the map covers");
+}
+
+/// The cell centres along one side of `cells` cells: i·stride + stride/2.
+inline at::Tensor cell_centres(int64_t cells, int64_t stride, const at::TensorOptions& options) {
+  return (at::arange(cells, options.dtype(at::kFloat)) * static_cast<double>(stride) + static_cast<double>(stride) / 2)
+      .to(options)
+      .unsqueeze(0);
+}
+
+}  // namespace detail
+
+/// The Bayesian loss (Bayesian+ with `use_background`), as the authors' `Post_Prob` and
+/// `Bay_Loss` compute it. For image b with heads z_1…z_N and cells m at centres c_m:
+///
+///   d_km = ‖z_k − c_m‖² (expanded as −2·z·c + z² + c² per axis),
+///   background: d_{N+1,m} = (s_b·ratio)² / (max(min_k d_km, 0) + 1e-5),
+///   p(k | m) = softmax_k(−d_km / (2σ²))   (over the N heads and the background),
+///   loss_b = Σ_k |t_k − Σ_m pred_m·p(k | m)|,   t = 1 per head, 0 for the background,
+///
+/// an image without heads adding |Σ_m pred_m|; the loss is Σ_b loss_b / B. s_b is the image's
+/// `shorter_sides` entry (default min(h, w)·stride). The posterior does not depend on pred: the
+/// gradient is −(1/B) Σ_k sign(t_k − count_k)·p(k | m). The distances of all heads are computed
+/// at once (as the authors do), the posteriors per image. Cell centres are i·stride + stride/2
+/// along each side (the authors' square crops; non-square maps take their own rows and columns).
+///
+/// pred: B×1×h×w floating (float16/bfloat16 computed in float32, result in pred's dtype);
+/// points: B tensors N_b×2, (x, y) in image pixels, floating, on pred's device. Returns a 0-dim
+/// tensor. Throws c10::Error naming `bayesian_loss` and the value for other shapes, a batch
+/// mismatch, mixed devices, integer dtypes, a point that is not finite or lies off the h·stride ×
+/// w·stride image, stride < 1, σ or ratio ≤ 0, or `shorter_sides` of another length than B or
+/// not positive. Negative densities are accepted, as the authors' code accepts them.
+///
+/// Example:
+/// ```cpp
+/// // density: B×1×64×64 at stride 8 for 512×512 crops; heads[b]: N_b×2 crop pixels.
+/// at::Tensor loss = crowdloss::bayesian_loss(density, heads);
+/// ```
+inline at::Tensor bayesian_loss(const at::Tensor& pred, const std::vector<at::Tensor>& points,
+                                const BayesianLossOptions& options = {}) {
+  const char* fn = "bayesian_loss";
+  detail::check_bayesian_options(fn, options);
+  detail::check_head_points(fn, pred, points, options.stride());
+  const int64_t B = pred.size(0), h = pred.size(2), w = pred.size(3), stride = options.stride();
+  const auto& sides = options.shorter_sides();
+  TORCH_CHECK(sides.empty() || static_cast<int64_t>(sides.size()) == B, fn, ": expected ", B,
+              " shorter_sides (one per image) or none, got ", sides.size());
+  const auto dtype = detail::compute_dtype(pred);
+  const auto density = pred.to(dtype).flatten(1);  // B×n
+  const auto opts = density.options().requires_grad(false);
+  std::vector<int64_t> counts;
+  std::vector<at::Tensor> heads;
+  for (const auto& p : points) {
+    counts.push_back(p.size(0));
+    heads.push_back(p.detach().to(dtype));
+  }
+  std::vector<at::Tensor> posteriors(static_cast<size_t>(B));
+  {
+    const at::NoGradGuard no_grad;  // the posterior is a function of the points only
+    const auto all = at::cat(heads);
+    if (all.size(0) > 0) {
+      const auto axis = [&](const at::Tensor& z, int64_t cells) {  // N×cells squared distances
+        const auto c = detail::cell_centres(cells, stride, opts);
+        return -2 * at::matmul(z.unsqueeze(1), c) + z.unsqueeze(1) * z.unsqueeze(1) + c * c;
+      };
+      const auto distance =
+          (axis(all.select(1, 1), h).unsqueeze(2) + axis(all.select(1, 0), w).unsqueeze(1)).view({all.size(0), -1});
+      const auto per_image = distance.split_with_sizes(counts);
+      for (int64_t b = 0; b < B; ++b) {
+        auto d = per_image[static_cast<size_t>(b)];
+        if (d.size(0) == 0) continue;
+        if (options.use_background()) {
+          const double side =
+              sides.empty() ? static_cast<double>(std::min(h, w) * stride) : sides[static_cast<size_t>(b)];
+          const auto nearest = std::get<0>(d.min(0, /*keepdim=*/true)).clamp_min(0.0);
+          d = at::cat({d, std::pow(side * options.background_ratio(), 2) / (nearest + 1e-5)}, 0);
+        }
+        posteriors[static_cast<size_t>(b)] = (-d / (2.0 * options.sigma() * options.sigma())).softmax(0);
+      }
+    }
+  }
+  at::Tensor loss;  // summed image by image, as the authors' loop
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& prob = posteriors[static_cast<size_t>(b)];
+    at::Tensor term;
+    if (!prob.defined()) {  // no heads: |0 − Σ pred|
+      term = density[b].sum().abs();
+    } else {
+      auto target = at::ones({prob.size(0)}, opts);
+      if (options.use_background()) target[prob.size(0) - 1] = 0;
+      term = (target - (density[b].view({1, -1}) * prob).sum(1)).abs().sum();
+    }
+    loss = b == 0 ? term : loss + term;
+  }
+  return (loss / static_cast<double>(B)).to(pred.scalar_type());
+}
+
+}  // namespace crowdloss
