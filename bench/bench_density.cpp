@@ -183,9 +183,10 @@ void register_all() {
   }
 }
 
-// The Bayesian loss, forward + backward, on 8×1×S×S maps at stride 8 (crops of 8S pixels) with
-// 200 heads per image (CPU, float32).
-void BM_bayesian_loss(benchmark::State& state) {
+// A point-supervised loss, forward + backward, on 8×1×S×S maps at stride 8 (crops of 8S pixels)
+// with 200 heads per image (CPU, float32).
+void point_loss_forward_backward(
+    benchmark::State& state, const std::function<at::Tensor(const at::Tensor&, const std::vector<at::Tensor>&)>& loss) {
   const int64_t side = state.range(0);
   torch::manual_seed(0);
   auto pred = torch::rand({8, 1, side, side}).requires_grad_(true);
@@ -193,12 +194,25 @@ void BM_bayesian_loss(benchmark::State& state) {
   for (int i = 0; i < 8; ++i) heads.push_back(torch::rand({200, 2}) * static_cast<double>(8 * side));
   for (auto _ : state) {
     pred.mutable_grad() = at::Tensor();
-    crowdloss::bayesian_loss(pred, heads).backward();
+    loss(pred, heads).backward();
   }
   state.SetItemsProcessed(state.iterations() * pred.numel());
   state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side) + ", 200 heads per image");
 }
+
+// The Bayesian loss with its background term.
+void BM_bayesian_loss(benchmark::State& state) {
+  point_loss_forward_backward(
+      state, [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::bayesian_loss(p, h); });
+}
 BENCHMARK(BM_bayesian_loss)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+
+// DM-Count's loss: count + OT through up to 100 Sinkhorn iterations + TV.
+void BM_dm_count_loss(benchmark::State& state) {
+  point_loss_forward_backward(
+      state, [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::dm_count_loss(p, h); });
+}
+BENCHMARK(BM_dm_count_loss)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
 
 // Ground-truth maps: N uniformly scattered points on a 768×1024 map, adaptive kernels (CPU).
 void BM_points_to_density_adaptive(benchmark::State& state) {

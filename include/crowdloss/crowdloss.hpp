@@ -21,6 +21,7 @@
 
 #include <crowdloss/density/bayesian.hpp>
 #include <crowdloss/density/density_map.hpp>
+#include <crowdloss/density/dm_count.hpp>
 #include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>

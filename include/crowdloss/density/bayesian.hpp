@@ -5,6 +5,7 @@
 /// variant, as ZhihengCV/Bayesian-Crowd-Counting computes it.
 
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/head_points.hpp>
 
 #include <torch/arg.h>
 #include <torch/types.h>
@@ -48,47 +49,6 @@ inline void check_bayesian_options(const char* fn, const BayesianLossOptions& o)
               ": background_ratio must be positive, got ", o.background_ratio());
   for (const double s : o.shorter_sides())
     TORCH_CHECK(s > 0 && std::isfinite(s), fn, ": every shorter side must be positive, got ", s);
-}
-
-/// Checks `points` against a B×1×h×w `pred` at `stride`: one N_b×2 floating tensor per image on
-/// pred's device, every coordinate finite and on the map (0 ≤ x ≤ w·stride, 0 ≤ y ≤ h·stride),
-/// with one host read for all of them.
-inline void check_head_points(const char* fn, const at::Tensor& pred, const std::vector<at::Tensor>& points,
-                              int64_t stride) {
-  TORCH_CHECK(pred.defined() && pred.dim() == 4 && pred.size(1) == 1 && pred.numel() > 0, fn,
-              ": expected pred of shape (B, 1, h, w), got ", pred.defined() ? pred.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(pred.is_floating_point(), fn, ": expected a floating-point pred, got ", pred.scalar_type());
-  TORCH_CHECK(static_cast<int64_t>(points.size()) == pred.size(0), fn, ": expected ", pred.size(0),
-              " point tensors (one per image of pred), got ", points.size());
-  std::vector<at::Tensor> all;
-  for (size_t b = 0; b < points.size(); ++b) {
-    const auto name = "points[" + std::to_string(b) + "]";
-    const auto& p = points[b];
-    TORCH_CHECK(p.defined() && p.dim() == 2 && p.size(1) == 2, fn, ": expected ", name, " of shape (N, 2), got ",
-                p.defined() ? p.sizes() : at::IntArrayRef{});
-    TORCH_CHECK(p.is_floating_point(), fn, ": expected floating-point ", name, ", got ", p.scalar_type());
-    check_same_device(fn, pred, "pred", p, name.c_str());
-    all.push_back(p.to(at::kDouble));
-  }
-  const auto xy = at::cat(all).cpu();
-  if (xy.numel() == 0) return;
-  const double width = static_cast<double>(pred.size(3) * stride), height = static_cast<double>(pred.size(2) * stride);
-  const auto x = xy.select(1, 0), y = xy.select(1, 1);
-  const auto bad = (x.isfinite() & y.isfinite() & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)).logical_not();
-  if (!bad.any().item<bool>()) return;
-  int64_t row = bad.nonzero()[0][0].item<int64_t>(), image = 0;
-  while (row >= points[static_cast<size_t>(image)].size(0)) row -= points[static_cast<size_t>(image++)].size(0);
-  const auto bad_point = points[static_cast<size_t>(image)][row].to(at::kDouble).cpu();
-  TORCH_CHECK(false, fn, ": points[", image, "][", row, "] = (", bad_point[0].item<double>(), ", ",
-              bad_point[1].item<double>(), ") is not a finite point of the ", width, "x", height,
-              " image the map covers");
-}
-
-/// The cell centres along one side of `cells` cells: i·stride + stride/2.
-inline at::Tensor cell_centres(int64_t cells, int64_t stride, const at::TensorOptions& options) {
-  return (at::arange(cells, options.dtype(at::kFloat)) * static_cast<double>(stride) + static_cast<double>(stride) / 2)
-      .to(options)
-      .unsqueeze(0);
 }
 
 }  // namespace detail
@@ -142,12 +102,8 @@ inline at::Tensor bayesian_loss(const at::Tensor& pred, const std::vector<at::Te
     const at::NoGradGuard no_grad;  // the posterior is a function of the points only
     const auto all = at::cat(heads);
     if (all.size(0) > 0) {
-      const auto axis = [&](const at::Tensor& z, int64_t cells) {  // N×cells squared distances
-        const auto c = detail::cell_centres(cells, stride, opts);
-        return -2 * at::matmul(z.unsqueeze(1), c) + z.unsqueeze(1) * z.unsqueeze(1) + c * c;
-      };
       const auto distance =
-          (axis(all.select(1, 1), h).unsqueeze(2) + axis(all.select(1, 0), w).unsqueeze(1)).view({all.size(0), -1});
+          detail::squared_distances(all, detail::cell_centres(h, stride, opts), detail::cell_centres(w, stride, opts));
       const auto per_image = distance.split_with_sizes(counts);
       for (int64_t b = 0; b < B; ++b) {
         auto d = per_image[static_cast<size_t>(b)];

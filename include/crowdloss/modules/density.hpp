@@ -4,6 +4,7 @@
 /// Each holds its options and forwards to the free function of the same name.
 
 #include <crowdloss/density/bayesian.hpp>
+#include <crowdloss/density/dm_count.hpp>
 #include <crowdloss/density/ms_ssim.hpp>
 #include <crowdloss/density/pml.hpp>
 #include <crowdloss/density/ssim.hpp>
@@ -172,6 +173,41 @@ struct BayesianLossImpl : torch::nn::Cloneable<BayesianLossImpl> {
 /// torch's own `torch::nn::Xxx`. Construct it from `BayesianLossOptions` (or with none, for the
 /// defaults), call it like a function, register it in a model with `register_module`.
 TORCH_MODULE(BayesianLoss);
+
+/// Module form of `crowdloss::dm_count_loss`.
+///
+/// Example:
+/// ```cpp
+/// crowdloss::DMCountLoss criterion;   // DM-Count's train.py weights
+/// auto loss = criterion(density, heads);
+/// ```
+struct DMCountLossImpl : torch::nn::Cloneable<DMCountLossImpl> {
+  /// Stores `options_`. Throws c10::Error naming `DMCountLoss` for options `dm_count_loss` refuses.
+  explicit DMCountLossImpl(DMCountLossOptions options_ = {}) : options(std::move(options_)) {
+    detail::check_dm_count_options("DMCountLoss", options);
+  }
+  /// Does nothing: the module has no parameters or buffers to (re)initialise.
+  void reset() override {}
+  /// `crowdloss::dm_count_loss(pred, points, options)`: a 0-dim tensor in pred's dtype. pred:
+  /// B×1×h×w; points: B tensors N_b×2 (x, y) in image pixels; errors as for `dm_count_loss`.
+  at::Tensor forward(const at::Tensor& pred, const std::vector<at::Tensor>& points) {
+    return dm_count_loss(pred, points, options);
+  }
+  /// Writes `crowdloss::DMCountLoss(stride=8, ot_weight=0.1, …)`: every option.
+  void pretty_print(std::ostream& stream) const override {
+    stream << "crowdloss::DMCountLoss(stride=" << options.stride() << ", ot_weight=" << options.ot_weight()
+           << ", tv_weight=" << options.tv_weight() << ", reg=" << options.reg()
+           << ", sinkhorn_iterations=" << options.sinkhorn_iterations()
+           << ", norm_coordinates=" << (options.norm_coordinates() ? "true" : "false") << ")";
+  }
+  /// The options passed to `crowdloss::dm_count_loss` on every call. They may be changed between
+  /// calls; the function validates them each time.
+  DMCountLossOptions options;
+};
+/// `DMCountLoss`, the module to use: a holder (shared pointer) of `DMCountLossImpl`, like torch's
+/// own `torch::nn::Xxx`. Construct it from `DMCountLossOptions` (or with none, for the defaults),
+/// call it like a function, register it in a model with `register_module`.
+TORCH_MODULE(DMCountLoss);
 
 /// Module form of `crowdloss::sanet_loss`.
 ///

@@ -1,0 +1,71 @@
+#pragma once
+/// \file
+/// What the point-supervised losses (Bayesian loss, DM-Count) share: the check of the head points
+/// against the density map they annotate, and the cells' centres in image pixels.
+
+#include <crowdloss/detail/checks.hpp>
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crowdloss {
+namespace detail {
+
+/// Checks `points` against a B×1×h×w `pred` at `stride`: one N_b×2 floating tensor per image on
+/// pred's device, every coordinate finite and on the map (0 ≤ x ≤ w·stride, 0 ≤ y ≤ h·stride),
+/// with one host read for all of them.
+inline void check_head_points(const char* fn, const at::Tensor& pred, const std::vector<at::Tensor>& points,
+                              int64_t stride) {
+  TORCH_CHECK(pred.defined() && pred.dim() == 4 && pred.size(1) == 1 && pred.numel() > 0, fn,
+              ": expected pred of shape (B, 1, h, w), got ", pred.defined() ? pred.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(pred.is_floating_point(), fn, ": expected a floating-point pred, got ", pred.scalar_type());
+  TORCH_CHECK(static_cast<int64_t>(points.size()) == pred.size(0), fn, ": expected ", pred.size(0),
+              " point tensors (one per image of pred), got ", points.size());
+  std::vector<at::Tensor> all;
+  for (size_t b = 0; b < points.size(); ++b) {
+    const auto name = "points[" + std::to_string(b) + "]";
+    const auto& p = points[b];
+    TORCH_CHECK(p.defined() && p.dim() == 2 && p.size(1) == 2, fn, ": expected ", name, " of shape (N, 2), got ",
+                p.defined() ? p.sizes() : at::IntArrayRef{});
+    TORCH_CHECK(p.is_floating_point(), fn, ": expected floating-point ", name, ", got ", p.scalar_type());
+    check_same_device(fn, pred, "pred", p, name.c_str());
+    all.push_back(p.to(at::kDouble));
+  }
+  const auto xy = at::cat(all).cpu();
+  if (xy.numel() == 0) return;
+  const double width = static_cast<double>(pred.size(3) * stride), height = static_cast<double>(pred.size(2) * stride);
+  const auto x = xy.select(1, 0), y = xy.select(1, 1);
+  const auto bad = (x.isfinite() & y.isfinite() & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)).logical_not();
+  if (!bad.any().item<bool>()) return;
+  int64_t row = bad.nonzero()[0][0].item<int64_t>(), image = 0;
+  while (row >= points[static_cast<size_t>(image)].size(0)) row -= points[static_cast<size_t>(image++)].size(0);
+  const auto bad_point = points[static_cast<size_t>(image)][row].to(at::kDouble).cpu();
+  TORCH_CHECK(false, fn, ": points[", image, "][", row, "] = (", bad_point[0].item<double>(), ", ",
+              bad_point[1].item<double>(), ") is not a finite point of the ", width, "x", height,
+              " image the map covers");
+}
+
+/// The cell centres along one side of `cells` cells: i·stride + stride/2.
+inline at::Tensor cell_centres(int64_t cells, int64_t stride, const at::TensorOptions& options) {
+  return (at::arange(cells, options.dtype(at::kFloat)) * static_cast<double>(stride) + static_cast<double>(stride) / 2)
+      .to(options)
+      .unsqueeze(0);
+}
+
+/// The squared distances, N×(h·w), between `heads` (N×2, x then y) and the cells of a map whose
+/// row centres are `centres_y` (1×h) and column centres `centres_x` (1×w), cells row-major, as
+/// both losses' authors expand them: per axis −2·z·c + z² + c², then rows plus columns.
+inline at::Tensor squared_distances(const at::Tensor& heads, const at::Tensor& centres_y, const at::Tensor& centres_x) {
+  const auto axis = [](const at::Tensor& z, const at::Tensor& c) {  // N×cells
+    const auto column = z.unsqueeze(1);
+    return -2 * at::matmul(column, c) + column * column + c * c;
+  };
+  const auto rows = axis(heads.select(1, 1), centres_y), columns = axis(heads.select(1, 0), centres_x);
+  return (rows.unsqueeze(2) + columns.unsqueeze(1)).view({heads.size(0), -1});
+}
+
+}  // namespace detail
+}  // namespace crowdloss
