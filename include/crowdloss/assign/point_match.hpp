@@ -7,6 +7,7 @@
 
 #include <crowdloss/assign/linear_sum_assignment.hpp>
 #include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/head_points.hpp>
 
 #include <torch/arg.h>
 #include <torch/types.h>
@@ -33,12 +34,6 @@ struct PointMatchOptions {
 };
 
 namespace detail {
-
-inline void check_point_set(const char* fn, const std::string& name, const at::Tensor& points) {
-  TORCH_CHECK(points.defined() && points.dim() == 2 && points.size(1) == 2, fn, ": expected ", name,
-              " of shape (N, 2), got ", points.defined() ? points.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(points.is_floating_point(), fn, ": expected floating-point ", name, ", got ", points.scalar_type());
-}
 
 /// The first non-finite entry's row of `host` (a CPU tensor), or -1.
 inline int64_t first_non_finite_row(const at::Tensor& host) {
@@ -108,13 +103,18 @@ inline std::vector<std::tuple<at::Tensor, at::Tensor>> point_match(const at::Ten
   const auto host_inputs = at::cat({scores.flatten(1), pred_points.flatten(1)}, 1).cpu();
   const int64_t bad_image = detail::first_non_finite_row(host_inputs);
   TORCH_CHECK(bad_image < 0, fn, ": image ", bad_image, " has a NaN or infinite score or predicted point");
+  if (batch > 0) {  // every image's ground truth in one host read
+    const int64_t bad_row = detail::first_non_finite_row(at::cat(gt_points).cpu());
+    if (bad_row >= 0) {
+      const auto [image, row] = detail::image_and_row(gt_points, bad_row);
+      TORCH_CHECK(false, fn, ": gt_points[", image, "] row ", row, " is not finite");
+    }
+  }
   const auto person = scores.softmax(-1).select(-1, 1);  // B×Q
   std::vector<at::Tensor> costs;
   costs.reserve(gt_points.size());
   for (int64_t b = 0; b < batch; ++b) {
     const auto& g = gt_points[static_cast<size_t>(b)];
-    const int64_t row = detail::first_non_finite_row(g.cpu());
-    TORCH_CHECK(row < 0, fn, ": gt_points[", b, "] row ", row, " is not finite");
     const auto distance = at::cdist(pred_points[b], g, 2.0);
     costs.push_back(wp * distance + wc * (-person[b]).unsqueeze(1).expand({queries, g.size(0)}));
   }

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// What the point-supervised losses (Bayesian loss, DM-Count) share: the check of the head points
-/// against the density map they annotate, and the cells' centres in image pixels.
+/// What the point-supervised losses (Bayesian loss, DM-Count) and the point matching share: the
+/// checks of point sets and of head points against the density map they annotate, and the
+/// cells' centres in image pixels.
 
 #include <crowdloss/detail/checks.hpp>
 
@@ -9,10 +10,25 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crowdloss {
 namespace detail {
+
+/// Checks one set of points: an N×2 floating tensor (`name` in the message).
+inline void check_point_set(const char* fn, const std::string& name, const at::Tensor& points) {
+  TORCH_CHECK(points.defined() && points.dim() == 2 && points.size(1) == 2, fn, ": expected ", name,
+              " of shape (N, 2), got ", points.defined() ? points.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(points.is_floating_point(), fn, ": expected floating-point ", name, ", got ", points.scalar_type());
+}
+
+/// The image and its row of row `flat` of the images' `points` stacked in order.
+inline std::pair<int64_t, int64_t> image_and_row(const std::vector<at::Tensor>& points, int64_t flat) {
+  int64_t image = 0;
+  while (flat >= points[static_cast<size_t>(image)].size(0)) flat -= points[static_cast<size_t>(image++)].size(0);
+  return {image, flat};
+}
 
 /// Checks `points` against a B×1×h×w `pred` at `stride`: one N_b×2 floating tensor per image on
 /// pred's device, every coordinate finite and on the map (0 ≤ x ≤ w·stride, 0 ≤ y ≤ h·stride),
@@ -27,12 +43,9 @@ inline void check_head_points(const char* fn, const at::Tensor& pred, const std:
   std::vector<at::Tensor> all;
   for (size_t b = 0; b < points.size(); ++b) {
     const auto name = "points[" + std::to_string(b) + "]";
-    const auto& p = points[b];
-    TORCH_CHECK(p.defined() && p.dim() == 2 && p.size(1) == 2, fn, ": expected ", name, " of shape (N, 2), got ",
-                p.defined() ? p.sizes() : at::IntArrayRef{});
-    TORCH_CHECK(p.is_floating_point(), fn, ": expected floating-point ", name, ", got ", p.scalar_type());
-    check_same_device(fn, pred, "pred", p, name.c_str());
-    all.push_back(p.to(at::kDouble));
+    check_point_set(fn, name, points[b]);
+    check_same_device(fn, pred, "pred", points[b], name.c_str());
+    all.push_back(points[b].to(at::kDouble));
   }
   const auto xy = at::cat(all).cpu();
   if (xy.numel() == 0) return;
@@ -40,8 +53,7 @@ inline void check_head_points(const char* fn, const at::Tensor& pred, const std:
   const auto x = xy.select(1, 0), y = xy.select(1, 1);
   const auto bad = (x.isfinite() & y.isfinite() & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)).logical_not();
   if (!bad.any().item<bool>()) return;
-  int64_t row = bad.nonzero()[0][0].item<int64_t>(), image = 0;
-  while (row >= points[static_cast<size_t>(image)].size(0)) row -= points[static_cast<size_t>(image++)].size(0);
+  const auto [image, row] = image_and_row(points, bad.nonzero()[0][0].item<int64_t>());
   const auto bad_point = points[static_cast<size_t>(image)][row].to(at::kDouble).cpu();
   TORCH_CHECK(false, fn, ": points[", image, "][", row, "] = (", bad_point[0].item<double>(), ", ",
               bad_point[1].item<double>(), ") is not a finite point of the ", width, "x", height,
