@@ -18,9 +18,13 @@ inline at::Tensor box_area(const at::Tensor& b) {
 /// Intersection and union of xyxy boxes a and b (…×4, broadcast against each other), as cvpods
 /// computes them.
 inline std::array<at::Tensor, 2> broadcast_intersection_union(const at::Tensor& a, const at::Tensor& b) {
-  const auto wh =
-      (at::min(a.slice(-1, 2, 4), b.slice(-1, 2, 4)) - at::max(a.slice(-1, 0, 2), b.slice(-1, 0, 2))).clamp_min(0);
-  const auto inter = wh.prod(-1);
+  // One coordinate at a time from contiguous copies: a trailing dimension of 2 would leave the
+  // broadcast loops unvectorised (3× slower for 100 boxes × 20,000 anchors).
+  const auto side = [](const at::Tensor& t, int64_t k) { return t.select(-1, k).contiguous(); };
+  const auto extent = [&](int64_t lo, int64_t hi) {
+    return (at::minimum(side(a, hi), side(b, hi)) - at::maximum(side(a, lo), side(b, lo))).clamp_min(0);
+  };
+  const auto inter = extent(0, 2) * extent(1, 3);  // (out of place: box_iou is differentiable)
   return {inter, box_area(a) + box_area(b) - inter};
 }
 
