@@ -138,7 +138,9 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
                  << opts.outside_penalty() << ", inside_eps " << opts.inside_eps());
       const auto l = logits.to(dtype), d = ltrb.to(dtype), p = points.to(dtype), b = gt_boxes.to(dtype);
       const auto kernel = crowdloss::detail::lla_assign_cpu(l, d, p, b, gt_classes, crowdloss::detail::lla_cost(opts));
-      const auto aten = crowdloss::detail::lla_assign_aten(l, d, p, b, gt_classes, crowdloss::detail::lla_cost(opts));
+      const auto aten = crowdloss::detail::lla_assign_aten(l.unsqueeze(0), d.unsqueeze(0), p, b.unsqueeze(0),
+                                                           gt_classes.unsqueeze(0), crowdloss::detail::lla_cost(opts))
+                            .squeeze(0);
       DOCTEST_CHECK((kernel >= 0).sum().item<int64_t>() > (opts.topk() == 1 ? G / 2 : G));  // not vacuous
       DOCTEST_CHECK(torch::equal(kernel, aten));
     }

@@ -2,8 +2,9 @@
 /// \file
 /// FCOS's classic one-to-many label assignment (Tian et al., "FCOS: Fully Convolutional One-Stage
 /// Object Detection", ICCV 2019, with the centre sampling of its later versions), for one
-/// image: the baseline the prediction-aware assignments (POTO, LLA) are compared against.
+/// image or a batch: the baseline the prediction-aware assignments (POTO, LLA) are compared against.
 
+#include <crowdloss/detail/assign_batch.hpp>
 #include <crowdloss/detail/box_geometry.hpp>
 #include <crowdloss/detail/detection_checks.hpp>
 #include <crowdloss/detail/spatial_prior.hpp>
@@ -38,6 +39,39 @@ struct FCOSAssignOptions {
   TORCH_ARG(std::vector<double>, size_bounds) = std::vector<double>{64, 128, 256, 512};
 };
 
+namespace detail {
+
+/// Checks FCOS's levels against A anchors.
+inline void check_fcos_options(const char* fn, int64_t A, const FCOSAssignOptions& options) {
+  const auto& sizes = options.level_sizes();
+  check_levels(fn, sizes, A, &options.strides());
+  TORCH_CHECK(options.size_bounds().size() + 1 == sizes.size(), fn, ": expected ", sizes.size() - 1,
+              " size_bounds for ", sizes.size(), " levels, got ", options.size_bounds().size());
+}
+
+/// FCOS's assignment of B images at once (any device): points A×2, gt_boxes B×G×4 (finite), of
+/// which `valid` (B×G bool; undefined: all) are real. Returns B×A.
+inline at::Tensor fcos_assign_aten(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes,
+                                   const at::Tensor& valid, const FCOSAssignOptions& options) {
+  const auto& sizes = options.level_sizes();
+  const auto& bounds = options.size_bounds();
+  const auto inside = spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), sizes);
+  const auto reach = largest_ltrb_distance(points, gt_boxes);  // B×G×A
+  std::vector<at::Tensor> lo, hi;
+  const double inf = std::numeric_limits<double>::infinity();
+  for (size_t l = 0; l < sizes.size(); ++l) {
+    lo.push_back(at::full({sizes[l]}, l == 0 ? -1.0 : bounds[l - 1], reach.options()));
+    hi.push_back(at::full({sizes[l]}, l + 1 == sizes.size() ? inf : bounds[l], reach.options()));
+  }
+  auto candidate = inside.logical_and_(reach >= at::cat(lo)).logical_and_(reach <= at::cat(hi));
+  if (valid.defined()) candidate.logical_and_(valid.unsqueeze(-1));
+  const auto area = box_area(gt_boxes).unsqueeze(-1).expand_as(reach);
+  const auto [min_area, gt] = area.masked_fill(candidate.logical_not(), inf).min(-2);
+  return gt.masked_fill(min_area == inf, -1);
+}
+
+}  // namespace detail
+
 /// FCOS label assignment for one image. Returns for each anchor the index of its gt (A int64,
 /// −1 = background, on the inputs' device).
 ///
@@ -69,28 +103,41 @@ inline at::Tensor fcos_assign(const at::Tensor& points, const at::Tensor& gt_box
   detail::check_same_device(fn, points, "points", gt_boxes, "gt_boxes");
   detail::check_finite_boxes(fn, "gt_boxes", gt_boxes);
   const int64_t A = points.size(0), G = gt_boxes.size(0);
-  const auto& sizes = options.level_sizes();
-  detail::check_levels(fn, sizes, A, &options.strides());
-  const auto& bounds = options.size_bounds();
-  TORCH_CHECK(bounds.size() + 1 == sizes.size(), fn, ": expected ", sizes.size() - 1, " size_bounds for ", sizes.size(),
-              " levels, got ", bounds.size());
-  auto assigned = at::full({A}, -1, points.options().dtype(at::kLong));
-  if (G == 0 || A == 0) return assigned;
+  detail::check_fcos_options(fn, A, options);
+  if (G == 0 || A == 0) return at::full({A}, -1, points.options().dtype(at::kLong));
+  return detail::fcos_assign_aten(fn, points, gt_boxes.unsqueeze(0), {}, options).squeeze(0);
+}
 
-  const auto inside =
-      detail::spatial_prior(fn, points, gt_boxes, options.center_sampling_radius(), options.strides(), sizes);
-  const auto reach = ltrb_targets(points, gt_boxes).amax(-1);  // G×A, the largest ltrb distance
-  std::vector<at::Tensor> lo, hi;
-  const double inf = std::numeric_limits<double>::infinity();
-  for (size_t l = 0; l < sizes.size(); ++l) {
-    lo.push_back(at::full({sizes[l]}, l == 0 ? -1.0 : bounds[l - 1], reach.options()));
-    hi.push_back(at::full({sizes[l]}, l + 1 == sizes.size() ? inf : bounds[l], reach.options()));
-  }
-  const auto in_range = (reach >= at::cat(lo)).logical_and(reach <= at::cat(hi));
-  const auto area = detail::box_area(gt_boxes).unsqueeze(1).expand({G, A});
-  const auto candidate_area = area.masked_fill(inside.logical_and(in_range).logical_not(), inf);
-  const auto [min_area, gt] = candidate_area.min(0);
-  return gt.masked_fill(min_area == inf, -1);
+/// FCOS label assignment for a batch of B images that share their anchor points: image b's
+/// result is `fcos_assign(points, gt_boxes[b], options)`. Returns B×A int64 on the inputs'
+/// device. CPU tensors take the one-image path per image; on other devices the whole batch is
+/// one pass of ATen ops over B×G×A (G the largest image's count, the others padded), with no
+/// per-image kernels and no host reads beyond the input checks.
+///
+/// points: A×2; gt_boxes: B tensors of G_b×4 xyxy boxes (any G_b, 0 included), floating, on the
+/// points' device. Errors as for the one-image form; a box's error names its image
+/// (`gt_boxes[b][g]`).
+///
+/// Example:
+/// ```cpp
+/// auto opts = crowdloss::FCOSAssignOptions().strides({8, 16}).level_sizes({100 * 168, 50 * 84});
+/// auto points = crowdloss::anchor_points({{100, 168}, {50, 84}}, {8, 16});
+/// auto gt_of_anchor = crowdloss::fcos_assign_batch(points, {gt_boxes, gt_boxes.flip(0)}, opts);  // 2×A
+/// ```
+inline at::Tensor fcos_assign_batch(const at::Tensor& points, const std::vector<at::Tensor>& gt_boxes,
+                                    const FCOSAssignOptions& options = {}) {
+  constexpr const char* fn = "fcos_assign_batch";
+  detail::check_points(fn, points);
+  const auto B = static_cast<int64_t>(gt_boxes.size()), A = points.size(0);
+  detail::check_gt_batch(fn, B, points.device(), gt_boxes, nullptr);
+  detail::check_fcos_options(fn, A, options);
+  if (points.is_cpu())
+    return detail::stack_per_image(B, A, points.options(), [&](int64_t b) {
+      return fcos_assign(points, gt_boxes[static_cast<size_t>(b)], options);
+    });
+  const auto gts = detail::pad_gt_batch(gt_boxes, nullptr, points);
+  if (gts.boxes.size(1) == 0 || A == 0) return at::full({B, A}, -1, points.options().dtype(at::kLong));
+  return detail::fcos_assign_aten(fn, points, gts.boxes, gts.valid, options);
 }
 
 }  // namespace crowdloss

@@ -38,12 +38,33 @@ inline at::Tensor iou_from(const at::Tensor& inter, const at::Tensor& uni) {
   return at::where(inter > 0, inter / uni, at::zeros({}, inter.options()));
 }
 
-/// G×A bool: point a lies strictly inside box g — the same as `ltrb_targets(points,
-/// boxes).amin(-1) > 0` (x − x0 > 0 ⇔ x > x0 in floating point), without the G×A×4 tensor.
+/// …×G×A bool: point a (points A×2) lies strictly inside box g (boxes …×G×4) — the same as
+/// `ltrb_distances(points, boxes).amin(-1) > 0` (x − x0 > 0 ⇔ x > x0 in floating point), without
+/// the …×G×A×4 tensor.
 inline at::Tensor strictly_inside(const at::Tensor& points, const at::Tensor& boxes) {
-  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);
-  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };
+  const auto x = points.select(1, 0).contiguous(), y = points.select(1, 1).contiguous();  // faster loops
+  const auto side = [&](int64_t k) { return boxes.select(-1, k).unsqueeze(-1); };
   return x.gt(side(0)).logical_and_(y.gt(side(1))).logical_and_(x.lt(side(2))).logical_and_(y.lt(side(3)));
+}
+
+/// Distances from each point (A×2) to the four sides of each box (…×G×4): …×G×A×4, (x − x0,
+/// y − y0, x1 − x, y1 − y), stored side by side (a permuted 4×…×G×A tensor) so that elementwise
+/// work on the sides runs on contiguous planes.
+inline at::Tensor ltrb_distances(const at::Tensor& points, const at::Tensor& boxes) {
+  const auto x = points.select(1, 0).contiguous(), y = points.select(1, 1).contiguous();  // faster loops
+  const auto side = [&](int64_t k) { return boxes.select(-1, k).unsqueeze(-1); };
+  return at::stack({x - side(0), y - side(1), side(2) - x, side(3) - y}).movedim(0, -1);
+}
+
+/// The largest of the four distances of ltrb_distances (…×G×A), without the …×G×A×4 tensor.
+inline at::Tensor largest_ltrb_distance(const at::Tensor& points, const at::Tensor& boxes) {
+  const auto x = points.select(1, 0).contiguous(), y = points.select(1, 1).contiguous();  // faster loops
+  const auto side = [&](int64_t k) { return boxes.select(-1, k).unsqueeze(-1); };
+  // Two …×G×A buffers, updated in place: each large temporary costs its page faults.
+  auto largest = x - side(0), next = y - side(1);
+  at::maximum_out(largest, largest, next);
+  at::maximum_out(largest, largest, at::sub_out(next, side(2), x));
+  return at::maximum_out(largest, largest, at::sub_out(next, side(3), y));
 }
 
 }  // namespace detail

@@ -24,14 +24,23 @@ inline void check_boxes(const char* fn, const char* name, const at::Tensor& boxe
   TORCH_CHECK(boxes.is_floating_point(), fn, ": expected floating-point ", name, ", got ", boxes.scalar_type());
 }
 
+/// The index of the first box of `boxes` (N×4) with a NaN or infinite coordinate, or −1 (one
+/// host read; always −1 for meta tensors, which hold no values).
+inline int64_t first_nonfinite_box(const at::Tensor& boxes) {
+  if (boxes.numel() == 0 || boxes.is_meta()) return -1;
+  const auto bad = boxes.isfinite().all(1).logical_not();
+  // argmax finds the first true; where none is, it points at a finite box.
+  const auto first = bad.to(at::kByte).argmax();
+  const auto found = at::stack({first, bad.index({first}).to(at::kLong)}).cpu();
+  return found[1].item<int64_t>() ? found[0].item<int64_t>() : -1;
+}
+
 /// Throws c10::Error naming `fn`, `name` and the first box of `boxes` (N×4, checked by
 /// `check_boxes`, on the inputs' device) that has a NaN or infinite coordinate: the rule of every assigner for its
 /// ground-truth boxes, whose cost or prior means nothing for such a box.
 inline void check_finite_boxes(const char* fn, const char* name, const at::Tensor& boxes) {
-  if (boxes.numel() == 0 || boxes.is_meta()) return;  // meta tensors hold no values
-  const auto bad = boxes.isfinite().all(1).logical_not();
-  if (!bad.any().item<bool>()) return;
-  const int64_t g = bad.nonzero()[0][0].item<int64_t>();
+  const int64_t g = first_nonfinite_box(boxes);
+  if (g < 0) return;
   const auto box = boxes[g].to(at::kDouble).cpu();
   const double* b = box.data_ptr<double>();
   TORCH_CHECK(false, fn, ": ", name, "[", g, "] is not finite: (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ")");

@@ -48,7 +48,7 @@ inline void inside_pairs_cpu(const at::Tensor& points, const at::Tensor& boxes, 
   }
 }
 
-/// The boxes a spatial prior tests one run of anchors [start, start + size) against (G×4).
+/// The boxes a spatial prior tests one run of anchors [start, start + size) against (…×G×4).
 struct PriorLevel {
   int64_t start, size;
   at::Tensor boxes;
@@ -64,27 +64,27 @@ inline std::vector<PriorLevel> prior_levels(const char* fn, const at::Tensor& po
   TORCH_CHECK(radius >= 0, fn, ": center_sampling_radius must be >= 0, got ", radius);
   if (radius == 0) return {{0, points.size(0), gt_boxes}};
   check_levels(fn, level_sizes, points.size(0), &strides);
-  const auto centres = (gt_boxes.slice(1, 0, 2) + gt_boxes.slice(1, 2, 4)) / 2;
+  const auto corner0 = gt_boxes.slice(-1, 0, 2), corner1 = gt_boxes.slice(-1, 2, 4);
+  const auto centres = (corner0 + corner1) / 2;
   std::vector<PriorLevel> levels;
   int64_t start = 0;
   for (size_t l = 0; l < level_sizes.size(); ++l) {
     const double r = strides[l] * radius;
     levels.push_back(
-        {start, level_sizes[l],
-         at::cat({at::max(centres - r, gt_boxes.slice(1, 0, 2)), at::min(centres + r, gt_boxes.slice(1, 2, 4))}, 1)});
+        {start, level_sizes[l], at::cat({at::max(centres - r, corner0), at::min(centres + r, corner1)}, -1)});
     start += level_sizes[l];
   }
   return levels;
 }
 
-/// The spatial prior as a G×A bool mask: anchor point a lies strictly inside its level's box of
-/// gt g (prior_levels).
+/// The spatial prior as a …×G×A bool mask (gt_boxes …×G×4, e.g. a batch's B×G×4): anchor point
+/// a lies strictly inside its level's box of gt g (prior_levels).
 inline at::Tensor spatial_prior(const char* fn, const at::Tensor& points, const at::Tensor& gt_boxes, double radius,
                                 const std::vector<double>& strides, const std::vector<int64_t>& level_sizes) {
   std::vector<at::Tensor> per_level;
   for (const auto& level : prior_levels(fn, points, gt_boxes, radius, strides, level_sizes))
     per_level.push_back(strictly_inside(points.narrow(0, level.start, level.size), level.boxes));
-  return per_level.size() == 1 ? per_level[0] : at::cat(per_level, 1);
+  return per_level.size() == 1 ? per_level[0] : at::cat(per_level, -1);
 }
 
 /// The spatial prior's pairs (g, a) in row-major order (P×2 int64): `spatial_prior(…).nonzero()`,

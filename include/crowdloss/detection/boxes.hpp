@@ -105,9 +105,7 @@ inline at::Tensor ltrb_targets(const at::Tensor& points, const at::Tensor& boxes
   detail::check_points("ltrb_targets", points);
   detail::check_boxes("ltrb_targets", "boxes", boxes);
   detail::check_same_device("ltrb_targets", points, "points", boxes, "boxes");
-  const auto x = points.select(1, 0).unsqueeze(0), y = points.select(1, 1).unsqueeze(0);  // 1×A
-  const auto side = [&](int64_t k) { return boxes.select(1, k).unsqueeze(1); };           // G×1
-  return at::stack({x - side(0), y - side(1), side(2) - x, side(3) - y}).permute({1, 2, 0});
+  return detail::ltrb_distances(points, boxes);
 }
 
 /// Boxes from ltrb distances around points: (x − l, y − t, x + r, y + b).
