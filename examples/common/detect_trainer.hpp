@@ -117,55 +117,72 @@ struct ImageAssignment {
   at::Tensor assigned, valid, aux_assigned;
 };
 
-/// Assigns the anchors of image `b` of `out` to its boxes `gt` (ignore regions `ign`) as `mode`
-/// does, without gradients.
-inline ImageAssignment assign_image(AssignMode mode, const FCOSOutput& out, int64_t b, const at::Tensor& points,
-                                    const at::Tensor& gt, const at::Tensor& ign,
-                                    const std::vector<int64_t>& level_sizes) {
+/// Assigns the anchors of every image of `out` to its boxes `gt_boxes[b]` (ignore regions
+/// `ignore[b]`, both on the outputs' device) as `mode` does, with the batched assigners (one pass
+/// over the batch on a GPU), without gradients.
+inline std::vector<ImageAssignment> assign_batch(AssignMode mode, const FCOSOutput& out, const at::Tensor& points,
+                                                 const std::vector<at::Tensor>& gt_boxes,
+                                                 const std::vector<at::Tensor>& ignore,
+                                                 const std::vector<int64_t>& level_sizes) {
   torch::NoGradGuard no_grad;
-  const auto cls = out.cls_logits[b].to(torch::kFloat), ltrb = out.box_ltrb[b].to(torch::kFloat);
-  const int64_t A = points.size(0), G = gt.size(0);
-  const auto gt_classes = torch::zeros({G}, gt.options().dtype(torch::kLong));
-  ImageAssignment r;
+  const auto cls = out.cls_logits.to(torch::kFloat), ltrb = out.box_ltrb.to(torch::kFloat);
+  const auto B = static_cast<int64_t>(gt_boxes.size()), A = points.size(0);
+  std::vector<at::Tensor> gt_classes;
+  for (const auto& gt : gt_boxes) gt_classes.push_back(torch::zeros({gt.size(0)}, gt.options().dtype(torch::kLong)));
+  std::vector<ImageAssignment> r(gt_boxes.size());
   switch (mode) {
-    case AssignMode::kFCOS:
-      r.assigned = crowdloss::fcos_assign(points, gt,
-                                          crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
+    case AssignMode::kFCOS: {
+      const auto assigned = crowdloss::fcos_assign_batch(
+          points, gt_boxes, crowdloss::FCOSAssignOptions().strides(out.strides).level_sizes(level_sizes));
+      for (int64_t b = 0; b < B; ++b) r[static_cast<size_t>(b)].assigned = assigned[b];
       break;
+    }
     case AssignMode::kLLA: {
       // Ignore regions join the matching as class −1 and claim the anchors there.
-      const auto all = torch::cat({gt, ign}),
-                 classes = torch::cat({gt_classes, torch::full({ign.size(0)}, -1, gt_classes.options())});
-      const auto gt_of_anchor = crowdloss::lla_assign(cls, ltrb, points, all, classes);
-      const auto on_ignore = gt_of_anchor >= G;
-      r.assigned = gt_of_anchor.masked_fill(on_ignore, -1);
-      r.valid = on_ignore.logical_not();
+      std::vector<at::Tensor> all, classes;
+      for (size_t b = 0; b < gt_boxes.size(); ++b) {
+        all.push_back(torch::cat({gt_boxes[b], ignore[b]}));
+        classes.push_back(torch::cat({gt_classes[b], torch::full({ignore[b].size(0)}, -1, gt_classes[b].options())}));
+      }
+      const auto gt_of_anchor = crowdloss::lla_assign_batch(cls, ltrb, points, all, classes);
+      for (int64_t b = 0; b < B; ++b) {
+        const auto on_ignore = gt_of_anchor[b] >= gt_boxes[static_cast<size_t>(b)].size(0);
+        r[static_cast<size_t>(b)].assigned = gt_of_anchor[b].masked_fill(on_ignore, -1);
+        r[static_cast<size_t>(b)].valid = on_ignore.logical_not();
+      }
       break;
     }
     case AssignMode::kPOTO:
     case AssignMode::kPOTO3DMFAux: {
       const auto pred_boxes = crowdloss::ltrb_to_boxes(points, ltrb);
       const auto prob =
-          mode == AssignMode::kPOTO ? cls.sigmoid() : cls.sigmoid() * out.filter_logits[b].to(torch::kFloat).sigmoid();
-      const auto matched = crowdloss::poto_assign(prob, pred_boxes, points, gt, gt_classes,
-                                                  crowdloss::POTOAssignOptions()
-                                                      .alpha(0.8)
-                                                      .center_sampling_radius(1.5)
-                                                      .strides(out.strides)
-                                                      .level_sizes(level_sizes));
-      r.assigned = torch::full({A}, -1, gt_classes.options());
-      const auto ok = matched >= 0;
-      r.assigned.index_put_({matched.index({ok})}, torch::arange(G, gt_classes.options()).index({ok}));
-      if (mode == AssignMode::kPOTO3DMFAux)
-        r.aux_assigned = crowdloss::poto_aux_assign(cls.sigmoid(), pred_boxes, points, gt, gt_classes,
-                                                    crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
+          mode == AssignMode::kPOTO ? cls.sigmoid() : cls.sigmoid() * out.filter_logits.to(torch::kFloat).sigmoid();
+      const auto matched = crowdloss::poto_assign_batch(prob, pred_boxes, points, gt_boxes, gt_classes,
+                                                        crowdloss::POTOAssignOptions()
+                                                            .alpha(0.8)
+                                                            .center_sampling_radius(1.5)
+                                                            .strides(out.strides)
+                                                            .level_sizes(level_sizes));
+      for (int64_t b = 0; b < B; ++b) {
+        const auto& m = matched[static_cast<size_t>(b)];
+        const auto ok = m >= 0;
+        auto& assigned = r[static_cast<size_t>(b)].assigned;
+        assigned = torch::full({A}, -1, m.options());
+        assigned.index_put_({m.index({ok})}, torch::arange(m.size(0), m.options()).index({ok}));
+      }
+      if (mode == AssignMode::kPOTO3DMFAux) {
+        const auto aux =
+            crowdloss::poto_aux_assign_batch(cls.sigmoid(), pred_boxes, points, gt_boxes, gt_classes,
+                                             crowdloss::POTOAuxAssignOptions().topk(9).level_sizes(level_sizes));
+        for (int64_t b = 0; b < B; ++b) r[static_cast<size_t>(b)].aux_assigned = aux[b];
+      }
       break;
     }
   }
   return r;
 }
 
-/// Assigns every image of the batch with the configured mode (assign_image) and sums the losses:
+/// Assigns every image of the batch with the configured mode (assign_batch) and sums the losses:
 /// focal (α 0.25, γ 2) on the classification (for poto-3dmf-aux on σ(cls)·σ(filter)), 2·GIoU on
 /// the positives' boxes, plus the auxiliary one-to-many focal loss on σ(cls) (poto-3dmf-aux) or
 /// 0.5·BCE of the IoU branch against the positives' IoU (lla). Anchors inside ignore regions
@@ -183,17 +200,20 @@ inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, cons
   auto cls_sum = torch::zeros({}, out.cls_logits.options().dtype(torch::kFloat)), reg_sum = cls_sum, aux_sum = cls_sum,
        iou_sum = cls_sum;
   int64_t foreground = 0, aux_foreground = 0;
-  double assign_ms = 0;
   const int64_t A = points.size(0);
+  std::vector<at::Tensor> gts, ignores;
+  for (size_t b = 0; b < gt_boxes.size(); ++b)
+    gts.push_back(gt_boxes[b].to(device)), ignores.push_back(ignore[b].to(device));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto assignments = assign_batch(mode, out, points, gts, ignores, level_sizes);
+  const double assign_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   for (size_t b = 0; b < gt_boxes.size(); ++b) {
     const auto bi = static_cast<int64_t>(b);
     const auto cls = out.cls_logits[bi].to(torch::kFloat), ltrb = out.box_ltrb[bi].to(torch::kFloat);
-    const auto gt = gt_boxes[b].to(device), ign = ignore[b].to(device);
+    const auto &gt = gts[b], &ign = ignores[b];
     const auto in_ignore = ign.size(0) > 0 ? (crowdloss::ltrb_targets(points, ign).amin(-1) > 0).any(0)
                                            : torch::zeros({A}, torch::TensorOptions(torch::kBool).device(device));
-    const auto t0 = std::chrono::steady_clock::now();
-    auto [assigned, valid, aux_assigned] = assign_image(mode, out, bi, points, gt, ign, level_sizes);
-    assign_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    auto [assigned, valid, aux_assigned] = assignments[b];
     const auto positive = assigned >= 0;
     if (!valid.defined()) valid = positive.logical_or(in_ignore.logical_not());
     const auto cls_input =
