@@ -422,6 +422,7 @@ class DetectTraining {
     return c;
   }
   static FCOS seeded_detector(const DetectConfig& c) {
+    apply_determinism(c.deterministic);
     torch::manual_seed(c.seed);
     return make_detector(c);
   }

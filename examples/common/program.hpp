@@ -136,6 +136,8 @@ inline void add_step_options(CLI::App& cmd, ProgramOptions& o, RunConfig& c) {
   cmd.add_option("--seed", c.seed, "seed of the weights, the shuffling and the augmentation");
   cmd.add_option("--device", c.device, "cpu | cuda");
   add_choice_option(cmd, c.amp, "mixed precision (fp16: CUDA, with dynamic loss scaling)");
+  cmd.add_flag("--deterministic", c.deterministic,
+               "deterministic algorithms only (cuDNN, cuBLAS, ATen); an op without one stops the run, naming it");
   cmd.add_option("--synthetic-count", o.synthetic_count,
                  "images to generate for synthetic:DIR sets (validation: a quarter); without it, a set already in "
                  "DIR is used as it is");

@@ -33,11 +33,13 @@ struct RunConfig {
   int64_t epochs = 1, batch = 1, crop = 0, longest_side = 0, workers = 2;
   uint64_t seed = 1;
   std::string device = "cpu";
-  Amp amp = Amp::kOff;  // autocast for the model (fp16: CUDA only), loss in float32
+  Amp amp = Amp::kOff;         // autocast for the model (fp16: CUDA only), loss in float32
+  bool deterministic = false;  // deterministic algorithms only (apply_determinism)
 };
 
 // RunConfig's fields, for the JSON macros of the configurations that derive from it.
-#define CROWDLOSS_RUN_CONFIG_FIELDS \
-  width, optimizer, lr, weight_decay, min_lr, clip, epochs, batch, crop, longest_side, workers, seed, device, amp
+#define CROWDLOSS_RUN_CONFIG_FIELDS                                                                                \
+  width, optimizer, lr, weight_decay, min_lr, clip, epochs, batch, crop, longest_side, workers, seed, device, amp, \
+      deterministic
 
 }  // namespace crowdloss_examples

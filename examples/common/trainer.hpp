@@ -284,6 +284,7 @@ class CountTraining {
     return c;
   }
   static CountingModel seeded_model(const TrainConfig& c) {
+    apply_determinism(c.deterministic);
     torch::manual_seed(c.seed);
     return make_model(c);
   }

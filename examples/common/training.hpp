@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -264,8 +265,27 @@ inline ExistingRun existing_run(bool resume, bool overwrite) {
 }
 
 /// Whether a --resume run may change configuration key `key`: how many epochs in all, on which
-/// device, with how many loader threads. Every other setting stays the checkpoint's.
-inline bool resumable_setting(const std::string& key) { return key == "epochs" || key == "device" || key == "workers"; }
+/// device, with how many loader threads, whether with deterministic algorithms only. Every other
+/// setting stays the checkpoint's.
+inline bool resumable_setting(const std::string& key) {
+  return key == "epochs" || key == "device" || key == "workers" || key == "deterministic";
+}
+
+/// `--deterministic` (on) or the backends' defaults (off), for the whole process: ATen's
+/// deterministic algorithms (an op without a deterministic implementation throws, naming itself,
+/// rather than run), cuDNN's deterministic algorithms without its benchmark search, and cuBLAS's
+/// fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8 unless the environment sets it; cuBLAS reads
+/// it when its first handle is made, so this runs before the model). The examples' own
+/// reductions are in a fixed order either way: losses and metrics are summed on the host in batch
+/// order, and Gloo's ring all-reduce adds in a fixed order for a given number of ranks. On the
+/// CPU a run is deterministic for a given thread count without the flag.
+inline void apply_determinism(bool on) {
+  if (on) ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  auto& context = at::globalContext();
+  context.setDeterministicAlgorithms(on, /*warn_only=*/false);
+  context.setDeterministicCuDNN(on);
+  context.setBenchmarkCuDNN(false);
+}
 
 /// The configuration (as checkpoints store it) a --resume run continues with: the checkpoint's,
 /// `saved`, but for the resumable settings given on the command line, taken from `given`.
@@ -281,10 +301,11 @@ inline nlohmann::json resumed_config(const fs::path& checkpoint, const nlohmann:
     const auto option = option_given(key);
     if (option.empty() || config[key] == value) continue;
     if (!resumable_setting(key))
-      throw std::runtime_error("--resume: " + checkpoint.string() + " was trained with " + option + " " +
-                               config[key].dump() + ", not " + value.dump() +
-                               "; a resumed run keeps its settings (but --epochs, --device, --workers): leave " +
-                               option + " out, or train afresh in another --out");
+      throw std::runtime_error(
+          "--resume: " + checkpoint.string() + " was trained with " + option + " " + config[key].dump() + ", not " +
+          value.dump() +
+          "; a resumed run keeps its settings (but --epochs, --device, --workers, --deterministic): leave " + option +
+          " out, or train afresh in another --out");
     config[key] = value;
   }
   return config;

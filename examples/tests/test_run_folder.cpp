@@ -231,9 +231,10 @@ TEST_CASE(
     "faults: --resume keeps the checkpoint's settings: a contradicting option is refused, an omitted one is the "
     "checkpoint's") {
   const auto last = fs::path("run") / "last.pt";
-  const nlohmann::json saved = {{"loss", "l2"}, {"width", 0.25}, {"epochs", 2}, {"workers", 2}, {"device", "cpu"}};
+  const nlohmann::json saved = {{"loss", "l2"}, {"width", 0.25},   {"epochs", 2},
+                                {"workers", 2}, {"device", "cpu"}, {"deterministic", false}};
   nlohmann::json given = saved;
-  given["loss"] = "pml", given["width"] = 0.5, given["epochs"] = 5, given["workers"] = 4;
+  given["loss"] = "pml", given["width"] = 0.5, given["epochs"] = 5, given["workers"] = 4, given["deterministic"] = true;
   // Options left out: the checkpoint's values; the resumable ones given: the command line's.
   const auto option = [](std::vector<std::string> keys) {
     return [keys](const std::string& key) {
@@ -241,15 +242,16 @@ TEST_CASE(
     };
   };
   auto expected = saved;
-  expected["epochs"] = 5, expected["workers"] = 4;
-  DOCTEST_CHECK(ex::resumed_config(last, saved, given, option({"epochs", "workers"})) == expected);
+  expected["epochs"] = 5, expected["workers"] = 4, expected["deterministic"] = true;
+  DOCTEST_CHECK(ex::resumed_config(last, saved, given, option({"epochs", "workers", "deterministic"})) == expected);
   DOCTEST_CHECK(ex::resumed_config(last, saved, given, option({})) == saved);
   // A given option that contradicts the checkpoint: an error naming both values.
-  DOCTEST_CHECK(error_of([&] {
-                  ex::resumed_config(last, saved, given, option({"epochs", "width"}));
-                }) == "--resume: " + last.string() +
-                          " was trained with --width 0.25, not 0.5; a resumed run keeps its settings (but "
-                          "--epochs, --device, --workers): leave --width out, or train afresh in another --out");
+  DOCTEST_CHECK(
+      error_of([&] {
+        ex::resumed_config(last, saved, given, option({"epochs", "width"}));
+      }) == "--resume: " + last.string() +
+                " was trained with --width 0.25, not 0.5; a resumed run keeps its settings (but "
+                "--epochs, --device, --workers, --deterministic): leave --width out, or train afresh in another --out");
   DOCTEST_CHECK(contains(error_of([&] { ex::resumed_config(last, saved, given, option({"loss"})); }),
                          "--loss \"l2\", not \"pml\""));
   // fit itself refuses a configuration that differs from its checkpoint's but for those settings.

@@ -6,7 +6,9 @@
 #include "synthetic.hpp"
 #include "trainer.hpp"
 
+#include <cstdlib>
 #include <filesystem>
+#include <string>
 
 namespace ex = crowdloss_examples;
 namespace fs = std::filesystem;
@@ -91,6 +93,46 @@ TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted r
   for (size_t e = 0; e < 3; ++e) {
     DOCTEST_CHECK(ma[e].at("train_loss") == mb[e].at("train_loss"));
     DOCTEST_CHECK(ma[e].at("val_mae") == mb[e].at("val_mae"));
+  }
+}
+
+TEST_CASE("train: --deterministic sets the backends' switches, is saved, and a CPU run trains the same weights") {
+  const auto dir = fixture_dir("train_deterministic");
+  const auto switches_on = [] {
+    const auto& context = at::globalContext();
+    return context.deterministicAlgorithms() && context.deterministicCuDNN() && !context.benchmarkCuDNN();
+  };
+  // Counting (PML, CSRNet) and detection (POTO + 3DMF + aux, LLA): every op of their steps has a
+  // deterministic CPU implementation (one without would throw here).
+  const auto train = tiny_set(dir / "train", 4, 7), val = tiny_set(dir / "val", 2, 8);
+  auto c = tiny_config(ex::CountLoss::kPML);
+  c.epochs = 2, c.cosine_t_max = 2, c.deterministic = true;
+  ex::train(c, train, val, dir / "on", ex::ExistingRun::kRefuse, true);
+  DOCTEST_CHECK(switches_on());
+  DOCTEST_CHECK(std::string(std::getenv("CUBLAS_WORKSPACE_CONFIG")) == ":4096:8");
+  DOCTEST_CHECK(ex::checkpoint_config(dir / "on" / "last.pt").deterministic);
+  c.deterministic = false;
+  ex::train(c, train, val, dir / "off", ex::ExistingRun::kRefuse, true);
+  DOCTEST_CHECK_FALSE(at::globalContext().deterministicAlgorithms());
+  auto a = ex::load_model(dir / "on" / "last.pt", "cpu"), b = ex::load_model(dir / "off" / "last.pt", "cpu");
+  DOCTEST_CHECK(crowdloss_examples_test::different_tensors(*a.ptr, *b.ptr).empty());
+
+  const auto people = crowdloss_examples_test::small_pedestrian_set(dir / "people", 4, 96, 96, 8, 9);
+  for (const auto mode : {ex::AssignMode::kPOTO3DMFAux, ex::AssignMode::kLLA}) {
+    ex::DetectConfig d;
+    d.assign = mode, d.backbone = "resnet18", d.width = 0.25, d.fpn_channels = 32, d.lr = 1e-3, d.warmup = 1;
+    d.epochs = 1, d.batch = 2, d.workers = 2, d.seed = 2, d.clip = 10;
+    const auto name = std::string(ex::name_of(mode));
+    d.deterministic = true;
+    ex::train_detector(d, people, people, dir / (name + "-on"), ex::ExistingRun::kRefuse, true);
+    DOCTEST_CHECK(switches_on());
+    d.deterministic = false;
+    ex::train_detector(d, people, people, dir / (name + "-off"), ex::ExistingRun::kRefuse, true);
+    auto [on, on_config] = ex::load_detector(dir / (name + "-on") / "last.pt", "cpu");
+    auto [off, off_config] = ex::load_detector(dir / (name + "-off") / "last.pt", "cpu");
+    INFO(name);
+    DOCTEST_CHECK(on_config.deterministic);
+    DOCTEST_CHECK(crowdloss_examples_test::different_tensors(*on, *off).empty());
   }
 }
 
