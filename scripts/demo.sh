@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build, and run the main job (crowdloss-count demo):
-# L2 vs PML training on synthetic crowds, results in build/demo (build/demo-quick for --quick and
+# L2 vs PML vs DM-Count training on synthetic crowds, results in build/demo (build/demo-quick for --quick and
 # build/demo-seeds for --seeds N, so that no other run overwrites the full run's results).
 # Extra arguments go to the demo (e.g. --quick, --seeds 5).
 set -euo pipefail

@@ -248,10 +248,19 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  at::Tensor images;   // B×3×H×W, normalised
-  at::Tensor density;  // B×1×(H/stride)×(W/stride), one unit per head
-  at::Tensor counts;   // B, the annotated counts of the (cropped) images
+  at::Tensor images;               // B×3×H×W, normalised
+  at::Tensor density;              // B×1×(H/stride)×(W/stride), one unit per head
+  at::Tensor counts;               // B, the annotated counts of the (cropped) images
+  std::vector<at::Tensor> points;  // B tensors N_b×2, the heads (x, y) in the batch's image pixels
   std::vector<std::string> files;
+
+  /// The batch with its tensors (points included) on `device`.
+  Batch to(const torch::Device& device) const {
+    Batch b = *this;
+    b.images = images.to(device), b.density = density.to(device);
+    for (auto& p : b.points) p = p.to(device);
+    return b;
+  }
 };
 
 class Loader : public LoaderBase<Loader, CrowdSample, Sample, Batch, LoaderOptions> {
@@ -270,17 +279,18 @@ class Loader : public LoaderBase<Loader, CrowdSample, Sample, Batch, LoaderOptio
   }
 
   /// The batch of prepared samples `xs` (images of different sizes padded to the largest) with
-  /// their densities at the stride and their counts.
+  /// their densities at the stride, their counts and their head points.
   Batch collate(std::vector<Sample> xs, std::vector<std::string> files) const {
     int64_t H = 0, W = 0;
     for (const auto& x : xs) H = std::max(H, x.image.size(1)), W = std::max(W, x.image.size(2));
     std::vector<at::Tensor> images, maps, counts;
+    Batch b;
     for (const auto& x : xs) {
       images.push_back(normalize(torch::constant_pad_nd(x.image, {0, W - x.image.size(2), 0, H - x.image.size(1)}, 0)));
       maps.push_back(crowdloss::points_to_density(x.points, H / o_.stride, W / o_.stride, o_.density).unsqueeze(0));
       counts.push_back(torch::full({1}, static_cast<float>(x.points.size(0))));
+      b.points.push_back(x.points);
     }
-    Batch b;
     b.images = torch::stack(images);
     b.density = torch::stack(maps);
     b.counts = torch::cat(counts);

@@ -38,14 +38,15 @@ struct Choices<CountModel> {
 };
 
 /// The training objective (count_loss).
-enum class CountLoss { kL2, kPML, kSANet, kEuclidean };
+enum class CountLoss { kL2, kPML, kSANet, kEuclidean, kDMCount };
 template <>
 struct Choices<CountLoss> {
   static constexpr const char* option = "--loss";
-  static constexpr std::array<std::pair<CountLoss, const char*>, 4> names{{{CountLoss::kL2, "l2"},
+  static constexpr std::array<std::pair<CountLoss, const char*>, 5> names{{{CountLoss::kL2, "l2"},
                                                                            {CountLoss::kPML, "pml"},
                                                                            {CountLoss::kSANet, "sanet"},
-                                                                           {CountLoss::kEuclidean, "euclidean"}}};
+                                                                           {CountLoss::kEuclidean, "euclidean"},
+                                                                           {CountLoss::kDMCount, "dm-count"}}};
 };
 
 /// The learning-rate schedule (learning_rate).
@@ -58,12 +59,12 @@ struct Choices<Schedule> {
 };
 
 /// The papers' settings (recipe).
-enum class Recipe { kPML, kCSRNet, kSANet };
+enum class Recipe { kPML, kCSRNet, kSANet, kDMCount };
 template <>
 struct Choices<Recipe> {
   static constexpr const char* option = "--recipe";
-  static constexpr std::array<std::pair<Recipe, const char*>, 3> names{
-      {{Recipe::kPML, "pml"}, {Recipe::kCSRNet, "csrnet"}, {Recipe::kSANet, "sanet"}}};
+  static constexpr std::array<std::pair<Recipe, const char*>, 4> names{
+      {{Recipe::kPML, "pml"}, {Recipe::kCSRNet, "csrnet"}, {Recipe::kSANet, "sanet"}, {Recipe::kDMCount, "dm-count"}}};
 };
 
 /// A counting run: the model, the loss and the learning-rate schedule, beside RunConfig's
@@ -89,7 +90,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainConfig, CROWDLOSS_RUN_CONFI
 /// T_max 150 to 1e-7, gradient-norm clip 10, batch 8, longest side 1024, pixel MSE + PML),
 /// "csrnet" (CSRNet: the Euclidean loss ½·Σ‖Z − Ẑ‖² per image, SGD at the paper's fixed 1e-6 with
 /// the official code's momentum 0.95 and weight decay 5e-4, batch 1, whole images), "sanet"
-/// (SANet: Adam 1e-5, L2 + 0.001·(1 − SSIM)).
+/// (SANet: Adam 1e-5, L2 + 0.001·(1 − SSIM)) and "dm-count" (DM-Count's train.py: CSRNet here,
+/// Adam 1e-5, weight decay 1e-4, batch 10, 512² crops, its loss weights).
 inline TrainConfig recipe(Recipe name) {
   TrainConfig c;
   switch (name) {
@@ -105,6 +107,10 @@ inline TrainConfig recipe(Recipe name) {
     case Recipe::kSANet:
       c.model = CountModel::kSANet, c.loss = CountLoss::kSANet, c.optimizer = Optimizer::kAdam, c.lr = 1e-5;
       c.weight_decay = 0, c.schedule = Schedule::kConstant, c.clip = 0;
+      break;
+    case Recipe::kDMCount:
+      c.model = CountModel::kCSRNet, c.loss = CountLoss::kDMCount, c.optimizer = Optimizer::kAdam, c.lr = 1e-5;
+      c.weight_decay = 1e-4, c.schedule = Schedule::kConstant, c.clip = 0, c.batch = 10, c.crop = 512;
       break;
   }
   return c;
@@ -122,6 +128,14 @@ struct CountingModel {
   torch::nn::AnyModule module;
   std::shared_ptr<torch::nn::Module> ptr;
   int64_t stride = 8;
+  CountLoss loss = CountLoss::kPML;  // what it trains with: DM-Count wants a density ≥ 0
+
+  /// The density the model predicts: for DM-Count, whose loss needs a density ≥ 0, after a ReLU,
+  /// as DM-Count's own model ends; the other losses train the raw output.
+  at::Tensor forward(const at::Tensor& images) {
+    const auto density = module.forward(images);
+    return loss == CountLoss::kDMCount ? density.relu() : density;
+  }
 };
 
 inline CountingModel make_model(const TrainConfig& c) {
@@ -135,15 +149,20 @@ inline CountingModel make_model(const TrainConfig& c) {
     m.module = torch::nn::AnyModule(net), m.ptr = net.ptr(), m.stride = 1;
   }
   m.ptr->to(torch::Device(c.device));
+  m.loss = c.loss;
   return m;
 }
 
-/// The training objective for density maps pred, target (B×1×h×w). In a data-parallel run
-/// (`ranks`), PML reduces its sums over the ranks (PMLLossOptions::all_reduce) and the SANet
-/// loss's SSIM takes the data range of the global batch, so that each is the global batch's loss;
-/// the means (l2, euclidean) need nothing, the ranks' batches being equal.
-inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::Tensor& target,
+/// The training objective for the density `pred` (B×1×h×w at `stride`) of batch `b` (on pred's
+/// device): against its density maps, or, for dm-count, its head points (DMCountOptions'
+/// defaults, the authors' settings). In a data-parallel run (`ranks`), PML reduces its sums over
+/// the ranks (PMLLossOptions::all_reduce), the SANet loss's SSIM takes the data range of the
+/// global batch, and DM-Count's OT term (a sum over images; its other terms are means) is scaled
+/// by the number of ranks, so that each is the global batch's loss; the means (l2, euclidean)
+/// need nothing, the ranks' batches being equal.
+inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const Batch& b, int64_t stride,
                              ProcessGroup* ranks = nullptr) {
+  const auto& target = b.density;
   switch (loss) {
     case CountLoss::kL2:
       return torch::mse_loss(pred, target);
@@ -162,6 +181,10 @@ inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const at::T
           sums.copy_(host);
         });
       return crowdloss::pml_loss(pred, target, options);
+    }
+    case CountLoss::kDMCount: {
+      const auto t = crowdloss::dm_count_loss_terms(pred, b.points, crowdloss::DMCountOptions().stride(stride));
+      return ranks ? t.count + t.tv + t.ot * static_cast<double>(ranks->world()) : t.total;
     }
     case CountLoss::kSANet:
       break;
@@ -203,7 +226,7 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
     at::Tensor pred;
     {
       AmpScope scope(device, amp);
-      pred = m.module.forward(b.images.to(device));
+      pred = m.forward(b.images.to(device));
     }
     const auto counts = pred.to(torch::kDouble).sum({1, 2, 3}).cpu();
     const auto err = counts - b.counts.to(torch::kDouble);
@@ -241,12 +264,13 @@ class CountTraining {
     hooks_.learning_rate = [this](int64_t epoch, int64_t, int64_t) { return learning_rate(c_, epoch); };
     hooks_.loss = [this](Batch& b) {
       check_step_has_images(b.images);
+      const auto on_device = b.to(device_);
       at::Tensor pred;
       {
         AmpScope scope(device_, amp_);
-        pred = m_.module.forward(b.images.to(device_));
+        pred = m_.forward(on_device.images);
       }
-      return std::make_pair(count_loss(c_.loss, pred.to(torch::kFloat), b.density.to(device_), ranks_.get()),
+      return std::make_pair(count_loss(c_.loss, pred.to(torch::kFloat), on_device, m_.stride, ranks_.get()),
                             b.images.size(0));
     };
     hooks_.validate = [this](int64_t) {
@@ -272,8 +296,7 @@ class CountTraining {
   /// of the training loader (measure_throughput).
   Throughput throughput(const ThroughputOptions& o) {
     m_.ptr->train();
-    auto batch = train_loader_.make_batch(0, 0);
-    batch.images = batch.images.to(device_), batch.density = batch.density.to(device_);
+    auto batch = train_loader_.make_batch(0, 0).to(device_);
     TrainStep<Batch> step(*m_.ptr, *opt_, hooks_, settings());
     return measure_throughput(step, hooks_, train_loader_, std::move(batch), o);
   }

@@ -1,6 +1,7 @@
 #pragma once
 // crowdloss-count's main job, `crowdloss-count demo`: the same narrow CSRNet trained with pixel
-// L2 and with PML (+ pixel L2) on the synthetic crowd set, compared on held-out scenes.
+// L2, with PML (+ pixel L2) and with DM-Count (from the head points) on the synthetic crowd set,
+// compared on held-out scenes.
 #include "program.hpp"
 #include "report.hpp"
 #include "synthetic.hpp"
@@ -20,7 +21,7 @@ constexpr const char* kCountQuickNote =
     "\n--quick: a smoke run that only checks that everything runs (2 epochs on 16 scenes); its numbers say\n"
     "nothing about the losses. The full demo (without --quick) is the comparison.\n";
 
-/// Runs the demo with its results in `out`: both losses under the same budget, each checkpoint
+/// Runs the demo with its results in `out`: the three losses under the same budget, each checkpoint
 /// chosen on a validation set and reported on a separate test set, against the predict-the-mean
 /// baseline; with `seeds` > 1, once per seed 1…seeds (initial weights, data order and
 /// augmentation; the same scenes), reported as mean ± standard deviation. `quick`: the smoke run.
@@ -40,7 +41,7 @@ inline int count_demo(const std::filesystem::path& out, bool quick, int64_t seed
   c.workers = 2;
   std::cout << "Model: CSRNet at width " << c.width << " (channels / 4: the paper's network is too slow to train on a"
             << " CPU in minutes), from scratch, " << c.epochs << " epochs of 128x128 crops, batch " << c.batch
-            << ", AdamW " << c.lr << " with cosine decay; the same budget and seed for both losses"
+            << ", AdamW " << c.lr << " with cosine decay; the same budget and seed for every loss"
             << (seeds > 1 ? " (seeds 1-" + std::to_string(seeds) + ")" : std::string()) << "; the epoch with"
             << " the best validation MAE is kept.\n"
             << frame.quick_note() << "\n";
@@ -62,7 +63,8 @@ inline int count_demo(const std::filesystem::path& out, bool quick, int64_t seed
     double seconds;
   };
   const std::vector<std::pair<CountLoss, std::string>> losses = {{CountLoss::kL2, "pixel L2 (mse_loss)"},
-                                                                 {CountLoss::kPML, "PML + pixel L2 (crowdloss)"}};
+                                                                 {CountLoss::kPML, "PML + pixel L2 (crowdloss)"},
+                                                                 {CountLoss::kDMCount, "DM-Count (crowdloss)"}};
   std::vector<std::vector<Run>> runs(losses.size());
   LoaderOptions test_options;
   test_options.batch = 1;
@@ -82,7 +84,7 @@ inline int count_demo(const std::filesystem::path& out, bool quick, int64_t seed
       runs[i].push_back({evaluate(model, test_loader, torch::kCPU), best.epoch, seconds});
       if (seed == 1) models.push_back(std::move(model));
     }
-  // Three test scenes side by side: image | ground truth (adaptive kernels) | L2 | PML.
+  // Three test scenes side by side: image | ground truth (adaptive kernels) | L2 | PML | DM-Count.
   for (size_t i = 0; i < std::min<size_t>(3, test_set.size()); ++i) {
     // Every panel on the ground truth's colour scale, so that a faint prediction looks faint.
     const auto image = load_image(test_set[i].image);
@@ -93,7 +95,7 @@ inline int count_demo(const std::filesystem::path& out, bool quick, int64_t seed
     std::vector<at::Tensor> panels = {image, density_overlay(image, truth, scale)};
     torch::NoGradGuard no_grad;
     const auto x = normalize(to_chw_float(image)).unsqueeze(0);
-    for (auto& m : models) panels.push_back(density_overlay(image, m.module.forward(x)[0][0], scale));
+    for (auto& m : models) panels.push_back(density_overlay(image, m.forward(x)[0][0], scale));
     save_png((out / ("test_scene" + std::to_string(i) + ".png")).string(), torch::cat(panels, 1));
   }
 
@@ -170,10 +172,11 @@ inline int count_demo(const std::filesystem::path& out, bool quick, int64_t seed
   const std::string folder = out.string() + (seeds > 1 ? "/seed*" : "");
   return frame.finish(
       out, command, table, notes, json,
-      "Test scenes as image | ground truth | L2 | PML (seed 1), each\npanel labelled with its count and "
+      "Test scenes as image | ground truth | L2 | PML | DM-Count (seed 1), each\npanel labelled with its count "
+      "and "
       "coloured on the ground truth's scale: " +
           out.string() + "/test_scene*.png",
-      "Per-epoch metrics: " + folder + "/{l2,pml}/metrics.jsonl.");
+      "Per-epoch metrics: " + folder + "/{l2,pml,dm-count}/metrics.jsonl.");
 }
 
 }  // namespace crowdloss_examples

@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   }
   ex::TrainConfig c = ex::recipe(recipe);
 
-  auto* demo_cmd = ex::add_demo_command(app, o, "generate the synthetic set, train with L2 and with PML, compare");
+  auto* demo_cmd =
+      ex::add_demo_command(app, o, "generate the synthetic set, train with L2, with PML and with DM-Count, compare");
   int64_t seeds = 1;
   demo_cmd->add_option("--seeds", seeds, "train each loss with seeds 1..N and report mean ± standard deviation");
 
@@ -141,8 +142,7 @@ int main(int argc, char** argv) {
       for (const auto& path : o.images) {
         const auto image = ex::load_image(path);
         const auto x = ex::pad_to_multiple({ex::to_chw_float(image), torch::zeros({0, 2})}, 8).image;
-        const auto density =
-            model.module.forward(ex::normalize(x).unsqueeze(0).to(torch::Device(o.device)))[0][0].cpu();
+        const auto density = model.forward(ex::normalize(x).unsqueeze(0).to(torch::Device(o.device)))[0][0].cpu();
         const auto png = (fs::path(o.out) / (fs::path(path).stem().string() + "_density.png")).string();
         ex::save_png(png, ex::density_overlay(image, density));
         std::printf("%s: %.1f people, density overlay %s\n", path.c_str(), density.sum().item<double>(), png.c_str());

@@ -38,13 +38,13 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
   ex::LoaderOptions fixed;
   fixed.batch = 12;
   const auto batch = ex::Loader(train, fixed).make_batch(0, 0);
-  for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML}) {
+  for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML, ex::CountLoss::kDMCount}) {
     INFO("loss " << ex::name_of(loss));
     const auto out = dir / ex::name_of(loss);
     const auto c = tiny_config(loss);
     const auto loss_of = [&](ex::CountingModel& m) {
       torch::NoGradGuard no_grad;
-      return ex::count_loss(loss, m.module.forward(batch.images), batch.density).item<double>();
+      return ex::count_loss(loss, m.forward(batch.images), batch, m.stride).item<double>();
     };
 
     torch::manual_seed(c.seed);  // the initial weights train() starts from
@@ -152,15 +152,23 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(ex::recipe(ex::Recipe::kSANet).lr == 1e-5);
   DOCTEST_CHECK(ex::recipe(ex::Recipe::kCSRNet).loss == ex::CountLoss::kEuclidean);
   DOCTEST_CHECK(ex::parse_choice<ex::Recipe>("csrnet") == ex::Recipe::kCSRNet);
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Recipe>("yolo"), "unknown --recipe 'yolo' (pml, csrnet, sanet)",
-                               std::runtime_error);
+  const auto dm_count = ex::recipe(ex::parse_choice<ex::Recipe>("dm-count"));  // DM-Count's train.py
+  DOCTEST_CHECK(dm_count.loss == ex::CountLoss::kDMCount);
+  DOCTEST_CHECK(dm_count.optimizer == ex::Optimizer::kAdam);
+  DOCTEST_CHECK(dm_count.lr == 1e-5);
+  DOCTEST_CHECK(dm_count.weight_decay == 1e-4);
+  DOCTEST_CHECK(dm_count.batch == 10);
+  DOCTEST_CHECK(dm_count.crop == 512);
+  DOCTEST_CHECK(ex::learning_rate(dm_count, 500) == 1e-5);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Recipe>("yolo"),
+                               "unknown --recipe 'yolo' (pml, csrnet, sanet, dm-count)", std::runtime_error);
 }
 
 TEST_CASE("config: each choice is parsed from its name once, names the option otherwise, and is saved as its name") {
   DOCTEST_CHECK(ex::parse_choice<ex::CountLoss>("euclidean") == ex::CountLoss::kEuclidean);
   DOCTEST_CHECK(std::string(ex::name_of(ex::CountModel::kSANet)) == "sanet");
-  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountLoss>("l1"), "unknown --loss 'l1' (l2, pml, sanet, euclidean)",
-                               std::runtime_error);
+  DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountLoss>("l1"),
+                               "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count)", std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountModel>("mcnn"), "unknown --model 'mcnn' (csrnet, sanet)",
                                std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Optimizer>("lion"), "unknown --optimizer 'lion' (adamw, adam, sgd)",
@@ -172,7 +180,7 @@ TEST_CASE("config: each choice is parsed from its name once, names the option ot
   DOCTEST_CHECK(j.at("loss") == "euclidean");
   DOCTEST_CHECK(j.at("optimizer") == "sgd");
   j["loss"] = "l1";  // a damaged configuration
-  DOCTEST_CHECK_THROWS_WITH_AS(j.get<ex::TrainConfig>(), "unknown --loss 'l1' (l2, pml, sanet, euclidean)",
+  DOCTEST_CHECK_THROWS_WITH_AS(j.get<ex::TrainConfig>(), "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count)",
                                std::runtime_error);
 }
 
