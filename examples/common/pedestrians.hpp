@@ -272,14 +272,13 @@ inline std::vector<DetectionSample> write_synthetic_pedestrians(const fs::path& 
   }
   fs::remove(meta_path);  // written last: a set interrupted while being written is not reused
   fs::create_directories(images);
-  std::vector<DetectionSample> samples;
-  for (int64_t i = 0; i < count; ++i) {
-    auto scene = render_pedestrian_scene(i, o);
+  const auto samples = render_in_parallel(count, [&](int64_t i) {
+    const auto scene = render_pedestrian_scene(i, o);
     char name[32];
     std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
     save_png((images / name).string(), scene.image);
-    samples.push_back({(images / name).string(), scene.boxes, scene.ignore});
-  }
+    return DetectionSample{(images / name).string(), scene.boxes, scene.ignore};
+  });
   write_odgt(odgt, samples);
   std::ofstream out(meta_path);
   if (!(out << meta.dump(2) << '\n')) throw std::runtime_error("cannot write " + meta_path.string());

@@ -18,12 +18,16 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace crowdloss_examples {
@@ -236,6 +240,36 @@ inline bool reuse_synthetic_set(const fs::path& dir, const nlohmann::json& exist
       "): name another folder, remove this one, or leave out --synthetic-count to use it as it is");
 }
 
+/// Runs `render(i)` for i in [0, count) on up to LibTorch's thread count of threads, each with
+/// one intra-op thread (so a scene is computed as a one-thread run computes it, whatever the
+/// machine), and returns the results in index order. The first exception is rethrown here.
+template <class Render>
+auto render_in_parallel(int64_t count, const Render& render) {
+  std::vector<decltype(render(int64_t{0}))> results(static_cast<size_t>(std::max<int64_t>(0, count)));
+  const int threads = at::get_num_threads();  // also sets up this thread's team before the workers change the default
+  std::atomic<int64_t> next{0};
+  std::mutex m;
+  std::exception_ptr error;
+  const auto work = [&] {
+    at::set_num_threads(1);
+    for (int64_t i; (i = next++) < count;) {
+      try {
+        results[static_cast<size_t>(i)] = render(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!error) error = std::current_exception();
+        next = count;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int64_t w = 0; w < std::min<int64_t>(threads, count); ++w) workers.emplace_back(work);
+  for (auto& w : workers) w.join();
+  at::set_num_threads(threads);  // ATen's default for threads started later, as it was
+  if (error) std::rethrow_exception(error);
+  return results;
+}
+
 /// Writes `count` scenes to `dir`/images/<index>.png and `dir`/annotations.json (COCO-style,
 /// one head box per point, the generator's settings under "synthetic"). A folder that already
 /// holds annotations.json is used as it is when it lists exactly that set, and otherwise as
@@ -257,11 +291,20 @@ inline std::vector<CrowdSample> write_synthetic_dataset(const fs::path& dir, int
   fs::create_directories(dir / "images");
   nlohmann::json images = nlohmann::json::array(), annotations = nlohmann::json::array();
   int64_t ann = 1;
-  for (int64_t i = 0; i < count; ++i) {
-    const auto scene = render_synthetic_scene(i, o);
+  const auto file_of = [](int64_t i) {
     char name[32];
     std::snprintf(name, sizeof name, "images/%06lld.png", static_cast<long long>(i));
-    save_png((dir / name).string(), scene.image);
+    return std::string(name);
+  };
+  const auto scenes = render_in_parallel(count, [&](int64_t i) {
+    auto scene = render_synthetic_scene(i, o);
+    save_png((dir / file_of(i)).string(), scene.image);
+    scene.image = at::Tensor();  // written: only the annotations are kept
+    return scene;
+  });
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& scene = scenes[static_cast<size_t>(i)];
+    const auto name = file_of(i);
     images.push_back({{"id", i + 1}, {"file_name", name}, {"height", o.height}, {"width", o.width}});
     const auto p = scene.points.accessor<float, 2>();
     for (int64_t k = 0; k < scene.points.size(0); ++k) {
