@@ -203,7 +203,7 @@ inline DetectionLoss detection_loss(AssignMode mode, const FCOSOutput& out, cons
   const int64_t A = points.size(0);
   std::vector<at::Tensor> gts, ignores;
   for (size_t b = 0; b < gt_boxes.size(); ++b)
-    gts.push_back(gt_boxes[b].to(device)), ignores.push_back(ignore[b].to(device));
+    gts.push_back(to_device(gt_boxes[b], device)), ignores.push_back(to_device(ignore[b], device));
   const auto t0 = std::chrono::steady_clock::now();
   auto assignments = assign_batch(mode, out, points, gts, ignores, level_sizes);
   const double assign_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -339,7 +339,7 @@ inline DetectorMetrics evaluate_detector(const DetectConfig& c, FCOS& net, const
     FCOSOutput out;
     {
       AmpScope scope(device, amp);
-      out = net->forward(b.images.to(device));
+      out = net->forward(to_device(b.images, device));
     }
     for (auto& d : detect(c, out, anchor_points(out), b.sizes)) dets.push_back(std::move(d));
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -376,7 +376,7 @@ class DetectTraining {
       FCOSOutput o;
       {
         AmpScope scope(device_, amp_);
-        o = net_->forward(b.images.to(device_));
+        o = net_->forward(to_device(b.images, device_));
       }
       auto loss = detection_loss(c_.assign, o, anchor_points(o), b.boxes, b.ignore, ranks_.get());
       assign_ms_ += loss.parts.at("assign_ms").get<double>(), ++assign_batches_;
@@ -408,10 +408,7 @@ class DetectTraining {
   /// of the training loader (measure_throughput).
   Throughput throughput(const ThroughputOptions& o) {
     net_->train();
-    auto batch = train_loader_.make_batch(0, 0);
-    batch.images = batch.images.to(device_);
-    for (auto& t : batch.boxes) t = t.to(device_);
-    for (auto& t : batch.ignore) t = t.to(device_);
+    auto batch = train_loader_.make_batch(0, 0).to(device_);
     TrainStep<DetectionBatch> step(*net_, *opt_, hooks_, settings());
     return measure_throughput(step, hooks_, train_loader_, std::move(batch), o);
   }
@@ -429,13 +426,14 @@ class DetectTraining {
   static DetectionLoaderOptions train_options(const DetectConfig& c, BadSamples* bad, ProcessGroup* ranks) {
     DetectionLoaderOptions o;
     o.batch = c.batch, o.longest_side = c.longest_side, o.crop = c.crop, o.augment = true, o.shuffle = true;
-    o.workers = c.workers, o.seed = c.seed, o.bad = bad;
+    o.workers = c.workers, o.seed = c.seed, o.bad = bad, o.pin_memory = torch::Device(c.device).is_cuda();
     if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
     return o;
   }
   static DetectionLoaderOptions val_options(const DetectConfig& c, BadSamples* bad) {
     DetectionLoaderOptions o;
     o.batch = c.batch, o.longest_side = c.longest_side, o.workers = c.workers, o.bad = bad;
+    o.pin_memory = torch::Device(c.device).is_cuda();
     return o;
   }
   FitSettings settings() const { return fit_settings(c_, amp_, c_, ranks_); }

@@ -28,6 +28,7 @@ struct DetectionLoaderOptions {
   uint64_t seed = 0;
   Shard shard;                // this rank's part of each epoch (data-parallel runs)
   BadSamples* bad = nullptr;  // an image that cannot be read: stop (null) or as `bad` says
+  bool pin_memory = false;    // page-locked images (training on a GPU: see `pinned`)
 };
 
 struct DetectionBatch {
@@ -35,6 +36,18 @@ struct DetectionBatch {
   std::vector<at::Tensor> boxes, ignore;  // per image: N×4 people, M×4 ignore regions, xyxy pixels
   std::vector<std::string> files;
   std::vector<std::array<int64_t, 2>> sizes;  // each image's {h, w} before padding
+
+  /// The batch with its tensors on `device` (to_device: no wait for a GPU).
+  DetectionBatch to(const torch::Device& device) const {
+    DetectionBatch b = *this;
+    b.images = to_device(images, device);
+    for (auto& t : b.boxes) t = to_device(t, device);
+    for (auto& t : b.ignore) t = to_device(t, device);
+    return b;
+  }
+
+  /// Moves the images to page-locked memory (`pinned`).
+  void pin_memory() { images = pinned(images); }
 };
 
 /// The detection counterpart of Loader, with the same guarantees: the sample at position p of

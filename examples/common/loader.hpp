@@ -43,6 +43,16 @@ struct Shard {
 /// (BatchSchedule::run): the training step keeps its threads.
 inline void use_one_intraop_thread() { at::set_num_threads(1); }
 
+/// `t` (undefined stays undefined) on `device`. A copy from the host to a GPU does not wait: it is
+/// queued on the current stream, and from page-locked memory (`pinned`) the host goes on at once.
+inline at::Tensor to_device(const at::Tensor& t, const torch::Device& device) {
+  return t.defined() ? t.to(device, /*non_blocking=*/device.is_cuda() && t.is_cpu()) : t;
+}
+
+/// `t` (undefined stays undefined) in page-locked host memory, which a GPU copies from while the
+/// host goes on (LibTorch's caching host allocator keeps it until that copy is done).
+inline at::Tensor pinned(const at::Tensor& t) { return t.defined() ? t.pin_memory() : t; }
+
 /// The part of a loader that does not depend on what it loads: the epoch order (shuffled from
 /// (seed, epoch) or in order), this shard's positions in it, the samples of each batch, the
 /// generator that augments the sample at position p of epoch e (seeded from (seed, e, p)), and
@@ -185,7 +195,7 @@ class BatchSchedule {
 /// one an error naming the file; skipped, it is left out) and run_epoch. `Derived` supplies
 /// `prepare(sample, gen)` (one sample, decoded and augmented) and `collate(prepared, files)` (the
 /// batch from the samples that could be read, at least one); Options has batch, shuffle, workers,
-/// seed and bad.
+/// seed, bad and pin_memory (the batch's `pin_memory()` is called in the worker thread).
 template <class Derived, class Sample, class Prepared, class BatchT, class Options>
 class LoaderBase {
  public:
@@ -206,7 +216,9 @@ class LoaderBase {
       files.push_back(s.image);
     }
     if (prepared.empty()) return BatchT{};
-    return static_cast<const Derived&>(*this).collate(std::move(prepared), std::move(files));
+    auto batch = static_cast<const Derived&>(*this).collate(std::move(prepared), std::move(files));
+    if (o_.pin_memory) batch.pin_memory();
+    return batch;
   }
 
   /// Runs `fn(index, batch)` for the batches of `epoch` in order, starting at `first`, with
@@ -245,6 +257,7 @@ struct LoaderOptions {
   Shard shard;                                // this rank's part of each epoch (data-parallel runs)
   crowdloss::PointsToDensityOptions density;  // its stride is set to `stride`
   BadSamples* bad = nullptr;                  // an image that cannot be read: stop (null) or as `bad` says
+  bool pin_memory = false;                    // page-locked batches (training on a GPU: see `pinned`)
 };
 
 struct Batch {
@@ -254,13 +267,16 @@ struct Batch {
   std::vector<at::Tensor> points;  // B tensors N_b×2, the heads (x, y) in the batch's image pixels
   std::vector<std::string> files;
 
-  /// The batch with its tensors (points included) on `device`.
+  /// The batch with its tensors (points included) on `device` (to_device: no wait for a GPU).
   Batch to(const torch::Device& device) const {
     Batch b = *this;
-    b.images = images.to(device), b.density = density.to(device);
-    for (auto& p : b.points) p = p.to(device);
+    b.images = to_device(images, device), b.density = to_device(density, device);
+    for (auto& p : b.points) p = to_device(p, device);
     return b;
   }
+
+  /// Moves the images and densities to page-locked memory (`pinned`).
+  void pin_memory() { images = pinned(images), density = pinned(density); }
 };
 
 class Loader : public LoaderBase<Loader, CrowdSample, Sample, Batch, LoaderOptions> {

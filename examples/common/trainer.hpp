@@ -226,7 +226,7 @@ inline Metrics evaluate(CountingModel& m, const Loader& loader, const torch::Dev
     at::Tensor pred;
     {
       AmpScope scope(device, amp);
-      pred = m.forward(b.images.to(device));
+      pred = m.forward(to_device(b.images, device));
     }
     const auto counts = pred.to(torch::kDouble).sum({1, 2, 3}).cpu();
     const auto err = counts - b.counts.to(torch::kDouble);
@@ -315,13 +315,14 @@ class CountTraining {
     LoaderOptions o;
     o.batch = c.batch, o.crop = c.crop, o.longest_side = c.longest_side, o.stride = stride, o.augment = true;
     o.shuffle = true, o.workers = c.workers, o.seed = c.seed, o.bad = bad;
+    o.pin_memory = torch::Device(c.device).is_cuda();
     if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/true};
     return o;
   }
   static LoaderOptions val_options(const TrainConfig& c, int64_t stride, BadSamples* bad, ProcessGroup* ranks) {
     LoaderOptions o;
     o.batch = 1, o.longest_side = c.longest_side, o.stride = std::max<int64_t>(stride, 8), o.workers = c.workers;
-    o.bad = bad;
+    o.bad = bad, o.pin_memory = torch::Device(c.device).is_cuda();
     if (ranks) o.shard = {ranks->rank(), ranks->world(), /*pad=*/false};
     return o;
   }

@@ -231,3 +231,26 @@ TEST_CASE("Loader: batch shapes, density sums equal counts, whole images for eva
   DOCTEST_CHECK_THROWS_WITH_AS(three.run_epoch(0, [](int64_t, ex::Batch&) {}), doctest::Contains(corrupt.c_str()),
                                std::runtime_error);
 }
+
+TEST_CASE("loaders: CUDA pinned batches reach the GPU with the unpinned batches' values") {
+  if (!crowdloss_test::cuda_or_skip("pinned batches to the GPU")) return;
+  const auto dir = fixture_dir("pinned");
+  const auto samples = crowdloss_examples_test::small_synthetic_set(dir, 6, 64, 64, 100);
+  ex::LoaderOptions lo;
+  lo.batch = 3, lo.crop = 48, lo.augment = true, lo.shuffle = true, lo.seed = 4;
+  const ex::Loader plain(samples, lo);
+  lo.pin_memory = true;
+  const ex::Loader pinned(samples, lo);
+  const torch::Device gpu(torch::kCUDA);
+  for (int64_t i = 0; i < plain.batches(); ++i) {
+    const auto a = plain.make_batch(1, i), b = pinned.make_batch(1, i);
+    DOCTEST_CHECK(b.images.is_pinned());
+    DOCTEST_CHECK(b.density.is_pinned());
+    DOCTEST_CHECK(!a.images.is_pinned());
+    const auto on_gpu = b.to(gpu);  // queued without waiting; the reads below wait for it
+    DOCTEST_CHECK(on_gpu.images.is_cuda());
+    DOCTEST_CHECK(torch::equal(on_gpu.images.cpu(), a.images));
+    DOCTEST_CHECK(torch::equal(on_gpu.density.cpu(), a.density));
+    for (size_t k = 0; k < a.points.size(); ++k) DOCTEST_CHECK(torch::equal(on_gpu.points[k].cpu(), a.points[k]));
+  }
+}
