@@ -107,6 +107,8 @@ inline CLI::App* add_demo_command(CLI::App& app, ProgramOptions& o, const std::s
   cmd->add_option("--out", o.out, "results folder");
   cmd->add_flag("--quick", o.quick, "a smoke run on a tiny budget (for tests): its numbers mean nothing");
   cmd->add_option("--threads", o.threads, "LibTorch's threads (the results depend on it; default: the cores)");
+  cmd->add_option("--device", o.device,
+                  "cpu: CPU-sized models; cuda or cuda:N: the papers' full-size models at realistic sizes");
   return cmd;
 }
 
@@ -257,10 +259,11 @@ inline int run_program(const char* name, CLI::App& app, int argc, char** argv, c
 /// results files (write_results) and the closing lines.
 class DemoFrame {
  public:
-  /// Prints "crowdloss V `what` demo (LibTorch V, N threads)".
-  DemoFrame(const std::string& what, bool quick, const char* quick_note) : quick_(quick), quick_note_(quick_note) {
+  /// Prints "crowdloss V `what` demo (LibTorch V, N threads[, on DEVICE])".
+  DemoFrame(const std::string& what, const std::string& device, bool quick, const char* quick_note)
+      : device_(device), quick_(quick), quick_note_(quick_note) {
     std::cout << "crowdloss " << CROWDLOSS_VERSION_STRING << " " << what << " demo (LibTorch " << TORCH_VERSION << ", "
-              << at::get_num_threads() << " threads)\n";
+              << at::get_num_threads() << " threads" << (device == "cpu" ? "" : ", on " + device) << ")\n";
   }
 
   /// Training, validation and test sets of `sizes` scenes in OUT/data/{train,val,test}, made by
@@ -286,7 +289,7 @@ class DemoFrame {
   /// `pictures` and `metrics` (sentences about the other outputs) and the total time.
   int finish(const std::filesystem::path& out, const std::string& command, const Table& table, const std::string& notes,
              const nlohmann::json& json, const std::string& pictures, const std::string& metrics) const {
-    const std::string md = write_results(out, command, table, notes, json);
+    const std::string md = write_results(out, command, table, notes, json, device_);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     std::printf("\n%s\nAlso in %s/results.md and results.json. %s\n%s Total time %.0f s.\n", md.c_str(),
                 out.string().c_str(), pictures.c_str(), metrics.c_str(), total);
@@ -295,6 +298,7 @@ class DemoFrame {
   }
 
  private:
+  std::string device_;
   bool quick_;
   const char* quick_note_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -35,28 +37,58 @@ struct Provenance {
   std::string machine;   // CPU model, cores, the crowdloss kernels' instruction set
   std::string software;  // crowdloss, LibTorch
   std::string commit;
+  std::string device;  // "cpu", or the GPU's model and the device ("NVIDIA H200 (cuda:0)")
   int threads = 0;
 
   nlohmann::json to_json() const {
-    return {{"date", date}, {"machine", machine}, {"software", software}, {"commit", commit}, {"threads", threads}};
+    return {{"date", date},     {"machine", machine}, {"software", software},
+            {"commit", commit}, {"threads", threads}, {"device", device}};
   }
 };
 
-/// The CPU's model name from /proc/cpuinfo ("unknown CPU" where there is none).
-inline std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
+/// The value of the first line of `file` that starts with `key` ("key<blanks>: value"), or "".
+inline std::string proc_field(const std::filesystem::path& file, const std::string& key) {
+  std::ifstream in(file);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) != 0) continue;
+    if (line.rfind(key, 0) != 0) continue;
     const auto colon = line.find(':');
     if (colon == std::string::npos) break;
     const auto begin = line.find_first_not_of(" \t", colon + 1);
-    return begin == std::string::npos ? "unknown CPU" : line.substr(begin);
+    return begin == std::string::npos ? std::string() : line.substr(begin);
   }
-  return "unknown CPU";
+  return "";
 }
 
-/// This run's provenance (today's date, this machine, LibTorch's thread count now).
-inline Provenance provenance() {
+/// The CPU's model name from /proc/cpuinfo ("unknown CPU" where there is none).
+inline std::string cpu_model() {
+  const auto model = proc_field("/proc/cpuinfo", "model name");
+  return model.empty() ? "unknown CPU" : model;
+}
+
+/// The device a run uses, in words: the CPU's model and LibTorch's threads, or the GPU's model
+/// (from the NVIDIA driver's /proc entry; "cuda:N" without one).
+inline std::string describe_device(const c10::Device& device) {
+  if (device.is_cpu())
+    return cpu_model() + ", " + std::to_string(at::get_num_threads()) + " LibTorch threads, " +
+           std::to_string(std::thread::hardware_concurrency()) + " cores";
+  const std::filesystem::path gpus = "/proc/driver/nvidia/gpus";
+  std::error_code error;
+  if (device.is_cuda() && std::filesystem::is_directory(gpus, error)) {
+    std::vector<std::filesystem::path> cards;
+    for (const auto& e : std::filesystem::directory_iterator(gpus, error)) cards.push_back(e.path());
+    std::sort(cards.begin(), cards.end());  // by PCI address, the CUDA order without CUDA_VISIBLE_DEVICES
+    const auto index = static_cast<size_t>(std::max<int64_t>(0, device.index()));
+    if (index < cards.size()) {
+      const auto model = proc_field(cards[index] / "information", "Model");
+      if (!model.empty()) return model;
+    }
+  }
+  return device.str();
+}
+
+/// This run's provenance (today's date, this machine, LibTorch's thread count now) on `device`
+/// ("cpu", "cuda", "cuda:N").
+inline Provenance provenance(const std::string& device = "cpu") {
   Provenance p;
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -70,6 +102,8 @@ inline Provenance provenance() {
   p.software = std::string("crowdloss ") + CROWDLOSS_VERSION_STRING + ", LibTorch " + TORCH_VERSION;
   p.commit = build_commit();
   p.threads = at::get_num_threads();
+  const c10::Device d(device);
+  p.device = d.is_cuda() ? describe_device(d) + " (" + device + ")" : device;
   return p;
 }
 
@@ -121,15 +155,15 @@ struct Table {
   }
 };
 
-/// Writes `out`/results.md (`table`, then `notes` and the provenance) and `out`/results.json
-/// (`json` with the provenance added as "provenance"); returns the Markdown.
+/// Writes `out`/results.md (`table`, then `notes` and the provenance of a run on `device`) and
+/// `out`/results.json (`json` with the provenance added as "provenance"); returns the Markdown.
 inline std::string write_results(const std::filesystem::path& out, const std::string& command, const Table& table,
-                                 const std::string& notes, nlohmann::json json) {
-  const Provenance p = provenance();
+                                 const std::string& notes, nlohmann::json json, const std::string& device = "cpu") {
+  const Provenance p = provenance(device);
   std::string md = table.markdown() + "\n";
   if (!notes.empty()) md += notes + "\n\n";
   md += "Made by `" + command + "` on " + p.date + ": " + p.machine + ", " + std::to_string(p.threads) + " threads; " +
-        p.software + "; commit " + p.commit + ".\n";
+        (p.device == "cpu" ? "" : "GPU " + p.device + "; ") + p.software + "; commit " + p.commit + ".\n";
   json["command"] = command;
   json["provenance"] = p.to_json();
   const auto write = [](const std::filesystem::path& path, const std::string& text) {

@@ -2,6 +2,7 @@
 // How fast a trainer trains against how fast it could (the programs' `bench` command): the bare
 // training step on a batch already on the device, then the trainer's training phase over a data
 // set, both with the same TrainStep, reported as images/s, their ratio, and JSON.
+#include "report.hpp"
 #include "training.hpp"
 
 #include <torch/torch.h>
@@ -52,39 +53,6 @@ Throughput measure_throughput(TrainStep<Batch>& step, const FitHooks<Batch>& hoo
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto t = train_epoch(loader, step, hooks, 0, 1, /*quiet=*/true, "in the benchmark");
   return {static_cast<double>(images) / seconds, static_cast<double>(t.images) / t.seconds};
-}
-
-/// The device a run uses, in words: the CPU's model and LibTorch's threads, or the GPU's model
-/// (from the NVIDIA driver's /proc entry; "CUDA device N" without one).
-inline std::string describe_device(const torch::Device& device) {
-  const auto field = [](const std::filesystem::path& file, const std::string& key) {
-    std::ifstream in(file);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(key, 0) == 0) {
-        auto value = line.substr(line.find(':') + 1);
-        value.erase(0, value.find_first_not_of(" \t"));
-        return value;
-      }
-    return std::string();
-  };
-  if (device.is_cpu()) {
-    const auto model = field("/proc/cpuinfo", "model name");
-    return (model.empty() ? std::string("CPU") : model) + ", " + std::to_string(at::get_num_threads()) +
-           " LibTorch threads, " + std::to_string(std::thread::hardware_concurrency()) + " cores";
-  }
-  const std::filesystem::path gpus = "/proc/driver/nvidia/gpus";
-  std::error_code error;
-  if (device.is_cuda() && std::filesystem::is_directory(gpus, error)) {
-    std::vector<std::filesystem::path> cards;
-    for (const auto& e : std::filesystem::directory_iterator(gpus, error)) cards.push_back(e.path());
-    std::sort(cards.begin(), cards.end());  // by PCI address, the CUDA order without CUDA_VISIBLE_DEVICES
-    const auto index = static_cast<size_t>(std::max<int64_t>(0, device.index()));
-    if (index < cards.size()) {
-      const auto model = field(cards[index] / "information", "Model");
-      if (!model.empty()) return model;
-    }
-  }
-  return device.str();
 }
 
 /// The `bench` result as docs/data/train_throughput_*.json lists it: program, config (the

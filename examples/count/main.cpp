@@ -1,7 +1,7 @@
 // crowdloss-count: train, evaluate and run crowd-counting models (CSRNet, SANet) with the
 // crowdloss density losses, and the project's main job (`demo`, examples/count/demo.hpp).
 //
-//   crowdloss-count demo   [--out DIR] [--quick] [--seeds N] [--threads N]
+//   crowdloss-count demo   [--out DIR] [--quick] [--seeds N] [--threads N] [--device cpu|cuda]
 //   crowdloss-count train  --data FORMAT:PATH --val FORMAT:PATH [--recipe pml|csrnet|sanet] [options]
 //   crowdloss-count bench  [--recipe pml|csrnet|sanet] [options] [--steps N] [--json FILE]
 //   crowdloss-count eval   --checkpoint DIR/best.pt --data FORMAT:PATH
@@ -104,8 +104,9 @@ int main(int argc, char** argv) {
   return ex::run_program("crowdloss-count", app, argc, argv, o, [&](ex::BadSamples& bad) {
     if (*demo_cmd) {
       ex::check_value(seeds >= 1, "--seeds", seeds, ">= 1");
+      ex::check_device(o.device);
       ex::set_demo_threads(o.threads);
-      return ex::count_demo(o.out, o.quick, seeds);
+      return ex::count_demo(o.out, ex::count_demo_plan(o.device, o.quick), o.device, o.quick, seeds);
     }
     if (*train_cmd) {
       // Every option is checked before any file is read or written.

@@ -1,8 +1,8 @@
 // crowdloss-detect: train, evaluate and run the FCOS-style dense-pedestrian detector with the
-// crowdloss label assignments (fcos, poto, poto-3dmf-aux, lla), and a CPU demo comparing them
+// crowdloss label assignments (fcos, poto, poto-3dmf-aux, lla), and a demo comparing them
 // (examples/detect/demo.hpp).
 //
-//   crowdloss-detect demo    [--out DIR] [--quick] [--threads N]
+//   crowdloss-detect demo    [--out DIR] [--quick] [--threads N] [--device cpu|cuda]
 //   crowdloss-detect train   --data FORMAT:PATH --val FORMAT:PATH [--assign MODE] [options]
 //   crowdloss-detect bench   [--assign MODE] [options] [--steps N] [--json FILE]
 //   crowdloss-detect eval    --checkpoint DIR/best.pt --data FORMAT:PATH
@@ -83,8 +83,9 @@ int main(int argc, char** argv) {
 
   return ex::run_program("crowdloss-detect", app, argc, argv, o, [&](ex::BadSamples& bad) {
     if (*demo_cmd) {
+      ex::check_device(o.device);
       ex::set_demo_threads(o.threads);
-      return ex::detect_demo(o.out, o.quick);
+      return ex::detect_demo(o.out, ex::detect_demo_plan(o.device, o.quick), o.device, o.quick);
     }
     if (*train_cmd) {
       // Every option is checked before any file is read or written.
