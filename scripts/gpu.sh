@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The GPU build path: configure, build and test crowdloss against the CUDA LibTorch inside a
-# machine's Python torch (2.x), where no Debian -dev package can be installed.
+# machine's Python torch (2.x), where no Debian -dev package can be installed, and produce the GPU
+# proof files that docs/ commit.
 #
 #   scripts/gpu.sh stage   on a Debian 12 machine with apt: downloads the header/library packages
 #                          the build needs into .device-deps/ (git-ignored) with an activate.sh.
 #   scripts/gpu.sh run     on the GPU machine, from the repo root with .device-deps/ copied along:
 #                          unpacks them, builds into build-gpu/, runs ctest and the benchmarks.
-#                          Logs go to $OUT (if set) or build-gpu/logs.
+#   scripts/gpu.sh build   only the configure and build steps of `run`.
+#   scripts/gpu.sh proof [bench] [demos]
+#                          after `build`: the training-throughput benches (bare step vs trainer)
+#                          and bench_assign's CUDA cases, then both GPU demos (`demo --device
+#                          cuda`), written as the files docs/data/ commits (default: both parts):
+#                          train_throughput_cuda.json, bench_assign_cuda.json,
+#                          demo_count_cuda.json, demo_detect_cuda.json, and each demo's results.md.
+# Logs and results go to $OUT (if set) or build-gpu/logs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -31,12 +39,17 @@ ACT
   echo "staged: ${pkgs[*]}; copy .device-deps/ to the GPU machine and run scripts/gpu.sh run"
 }
 
-run() {
+logs=${OUT:-$root/build-gpu/logs}
+
+activate() {
   [ -f .device-deps/activate.sh ] || { echo "no .device-deps/: run 'scripts/gpu.sh stage' first" >&2; exit 1; }
   # shellcheck disable=SC1091
   source .device-deps/activate.sh
-  local logs=${OUT:-$root/build-gpu/logs}
   mkdir -p "$logs"
+}
+
+build() {
+  activate
   python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' |
     tee "$logs/environment.txt"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$logs/environment.txt" 2>&1 || true
@@ -60,6 +73,10 @@ PY
   command -v ninja >/dev/null && generator=(-G Ninja)
   cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCROWDLOSS_WERROR=ON 2>&1 | tee "$logs/configure.log"
   cmake --build build-gpu -j "$(nproc)" 2>&1 | tee "$logs/build.log"
+}
+
+run() {
+  build
   (cd build-gpu && ctest --output-on-failure 2>&1) | tee "$logs/ctest.log"
   for b in build-gpu/bench/bench_*; do
     "$b" --benchmark_min_time=0.5 --benchmark_out="$logs/$(basename "$b").json" --benchmark_out_format=json 2>&1 |
@@ -68,8 +85,50 @@ PY
   cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs"/bench_*.json
 }
 
+# Issue 19's proof on the GPU, from a build-gpu/ that `build` made.
+proof() {
+  activate
+  local parts=("$@") count=build-gpu/examples/crowdloss-count detect=build-gpu/examples/crowdloss-detect
+  [ ${#parts[@]} -gt 0 ] || parts=(bench demos)
+  [ -x "$count" ] || { echo "no $count: run 'scripts/gpu.sh build' first" >&2; exit 1; }
+  local work=build-gpu/proof
+  mkdir -p "$work"
+  for part in "${parts[@]}"; do
+    case "$part" in
+      bench)
+        # Bare step vs trainer (issue 19, item 2's configurations), appended to one JSON list.
+        local json="$logs/train_throughput_cuda.json" common=(--device cuda --workers 8 --steps 40 --warmup-steps 10)
+        rm -f "$json"
+        "$count" bench --recipe pml --width 1 --crop 512 --batch 8 --amp bf16 "${common[@]}" --out "$work/count-pml" --json "$json"
+        "$count" bench --recipe sanet --crop 256 "${common[@]}" --out "$work/count-sanet" --json "$json"
+        for assign in poto-3dmf-aux lla; do
+          "$detect" bench --assign "$assign" --backbone resnet50 --longest-side 512 --batch 8 --amp bf16 "${common[@]}" \
+            --out "$work/detect-$assign" --json "$json"
+        done
+        build-gpu/bench/bench_assign --benchmark_filter='_batch/cuda' --benchmark_repetitions=3 \
+          --benchmark_out="$logs/bench_assign_cuda.json" --benchmark_out_format=json
+        ;;
+      demos)
+        local name program
+        for name in count detect; do
+          program=build-gpu/examples/crowdloss-$name
+          local start=$SECONDS
+          "$program" demo --device cuda --out "$work/demo-$name"
+          echo "$name demo: wall time $((SECONDS - start)) s"
+          python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["rows"], indent=2))' \
+            "$work/demo-$name/results.json" > "$logs/demo_${name}_cuda.json"
+          cp "$work/demo-$name/results.md" "$logs/$name-demo-cuda.md"
+        done
+        ;;
+      *) echo "unknown proof part '$part' (bench, demos)" >&2; exit 2 ;;
+    esac
+  done
+}
+
 case "${1:-}" in
   stage) stage ;;
-  run) set -o pipefail; run ;;
-  *) echo "usage: scripts/gpu.sh stage|run" >&2; exit 2 ;;
+  build) build ;;
+  run) run ;;
+  proof) shift; proof "$@" ;;
+  *) echo "usage: scripts/gpu.sh stage|build|run|proof [bench] [demos]" >&2; exit 2 ;;
 esac
