@@ -38,15 +38,16 @@ struct Choices<CountModel> {
 };
 
 /// The training objective (count_loss).
-enum class CountLoss { kL2, kPML, kSANet, kEuclidean, kDMCount };
+enum class CountLoss { kL2, kPML, kSANet, kEuclidean, kDMCount, kBayesian };
 template <>
 struct Choices<CountLoss> {
   static constexpr const char* option = "--loss";
-  static constexpr std::array<std::pair<CountLoss, const char*>, 5> names{{{CountLoss::kL2, "l2"},
+  static constexpr std::array<std::pair<CountLoss, const char*>, 6> names{{{CountLoss::kL2, "l2"},
                                                                            {CountLoss::kPML, "pml"},
                                                                            {CountLoss::kSANet, "sanet"},
                                                                            {CountLoss::kEuclidean, "euclidean"},
-                                                                           {CountLoss::kDMCount, "dm-count"}}};
+                                                                           {CountLoss::kDMCount, "dm-count"},
+                                                                           {CountLoss::kBayesian, "bayesian"}}};
 };
 
 /// The learning-rate schedule (learning_rate).
@@ -59,12 +60,15 @@ struct Choices<Schedule> {
 };
 
 /// The papers' settings (recipe).
-enum class Recipe { kPML, kCSRNet, kSANet, kDMCount };
+enum class Recipe { kPML, kCSRNet, kSANet, kDMCount, kBayesian };
 template <>
 struct Choices<Recipe> {
   static constexpr const char* option = "--recipe";
-  static constexpr std::array<std::pair<Recipe, const char*>, 4> names{
-      {{Recipe::kPML, "pml"}, {Recipe::kCSRNet, "csrnet"}, {Recipe::kSANet, "sanet"}, {Recipe::kDMCount, "dm-count"}}};
+  static constexpr std::array<std::pair<Recipe, const char*>, 5> names{{{Recipe::kPML, "pml"},
+                                                                        {Recipe::kCSRNet, "csrnet"},
+                                                                        {Recipe::kSANet, "sanet"},
+                                                                        {Recipe::kDMCount, "dm-count"},
+                                                                        {Recipe::kBayesian, "bayesian"}}};
 };
 
 /// A counting run: the model, the loss and the learning-rate schedule, beside RunConfig's
@@ -90,8 +94,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainConfig, CROWDLOSS_RUN_CONFI
 /// T_max 150 to 1e-7, gradient-norm clip 10, batch 8, longest side 1024, pixel MSE + PML),
 /// "csrnet" (CSRNet: the Euclidean loss ½·Σ‖Z − Ẑ‖² per image, SGD at the paper's fixed 1e-6 with
 /// the official code's momentum 0.95 and weight decay 5e-4, batch 1, whole images), "sanet"
-/// (SANet: Adam 1e-5, L2 + 0.001·(1 − SSIM)) and "dm-count" (DM-Count's train.py: CSRNet here,
-/// Adam 1e-5, weight decay 1e-4, batch 10, 512² crops, its loss weights).
+/// (SANet: Adam 1e-5, L2 + 0.001·(1 − SSIM)), "dm-count" (DM-Count's train.py: CSRNet here,
+/// Adam 1e-5, weight decay 1e-4, batch 10, 512² crops, its loss weights) and "bayesian"
+/// (Bayesian-Crowd-Counting's train.py: CSRNet here, Adam 1e-5, weight decay 1e-4, batch 1, 512²
+/// crops, σ 8, the background term with ratio 1).
 inline TrainConfig recipe(Recipe name) {
   TrainConfig c;
   switch (name) {
@@ -112,6 +118,10 @@ inline TrainConfig recipe(Recipe name) {
       c.model = CountModel::kCSRNet, c.loss = CountLoss::kDMCount, c.optimizer = Optimizer::kAdam, c.lr = 1e-5;
       c.weight_decay = 1e-4, c.schedule = Schedule::kConstant, c.clip = 0, c.batch = 10, c.crop = 512;
       break;
+    case Recipe::kBayesian:
+      c.model = CountModel::kCSRNet, c.loss = CountLoss::kBayesian, c.optimizer = Optimizer::kAdam, c.lr = 1e-5;
+      c.weight_decay = 1e-4, c.schedule = Schedule::kConstant, c.clip = 0, c.batch = 1, c.crop = 512;
+      break;
   }
   return c;
 }
@@ -128,15 +138,23 @@ struct CountingModel {
   torch::nn::AnyModule module;
   std::shared_ptr<torch::nn::Module> ptr;
   int64_t stride = 8;
-  CountLoss loss = CountLoss::kPML;  // what it trains with: DM-Count wants a density ≥ 0
+  CountLoss loss = CountLoss::kPML;  // what it trains with: the point losses want a density ≥ 0
 
-  /// The density the model predicts: for DM-Count, whose loss needs a density ≥ 0, after a ReLU,
-  /// as DM-Count's own model ends; the other losses train the raw output.
+  /// The density the model predicts. The point losses need a density ≥ 0, so it ends as their
+  /// authors' models end: for DM-Count in a ReLU, for the Bayesian loss in |·|. The other losses
+  /// train the raw output.
   at::Tensor forward(const at::Tensor& images) {
     const auto density = module.forward(images);
-    return loss == CountLoss::kDMCount ? density.relu() : density;
+    if (loss == CountLoss::kDMCount) return density.relu();
+    return loss == CountLoss::kBayesian ? density.abs() : density;
   }
 };
+
+/// The bias the output convolution starts from when the model ends in |·| (the Bayesian loss):
+/// a from-scratch CSRNet's N(0, 0.01) weights give outputs of order 1e-17 (at width 0.25), whose
+/// random signs under |·| cancel the bias's gradient, and a run stays at zero. Starting every
+/// output at this small positive density puts |·| in its linear part.
+inline constexpr double kAbsOutputBias = 0.01;
 
 inline CountingModel make_model(const TrainConfig& c) {
   CountingModel m;
@@ -148,18 +166,26 @@ inline CountingModel make_model(const TrainConfig& c) {
     SANet net;
     m.module = torch::nn::AnyModule(net), m.ptr = net.ptr(), m.stride = 1;
   }
+  if (c.loss == CountLoss::kBayesian) {
+    torch::NoGradGuard no_grad;
+    if (c.model == CountModel::kCSRNet)
+      m.ptr->as<CSRNetImpl>()->output->bias.fill_(kAbsOutputBias);
+    else
+      m.ptr->as<SANetImpl>()->output_bias().fill_(kAbsOutputBias);
+  }
   m.ptr->to(torch::Device(c.device));
   m.loss = c.loss;
   return m;
 }
 
 /// The training objective for the density `pred` (B×1×h×w at `stride`) of batch `b` (on pred's
-/// device): against its density maps, or, for dm-count, its head points (DMCountOptions'
-/// defaults, the authors' settings). In a data-parallel run (`ranks`), PML reduces its sums over
+/// device): against its density maps, or, for dm-count and bayesian, its head points
+/// (DMCountOptions' and BayesianLossOptions' defaults, the authors' settings; the Bayesian loss's
+/// background distance from each crop's shorter side, the authors' from the whole image's). In a data-parallel run (`ranks`), PML reduces its sums over
 /// the ranks (PMLLossOptions::all_reduce), the SANet loss's SSIM takes the data range of the
 /// global batch, and DM-Count's OT term (a sum over images; its other terms are means) is scaled
-/// by the number of ranks, so that each is the global batch's loss; the means (l2, euclidean)
-/// need nothing, the ranks' batches being equal.
+/// by the number of ranks, so that each is the global batch's loss; the means (l2, euclidean,
+/// bayesian) need nothing, the ranks' batches being equal.
 inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const Batch& b, int64_t stride,
                              ProcessGroup* ranks = nullptr) {
   const auto& target = b.density;
@@ -186,6 +212,8 @@ inline at::Tensor count_loss(CountLoss loss, const at::Tensor& pred, const Batch
       const auto t = crowdloss::dm_count_loss_terms(pred, b.points, crowdloss::DMCountOptions().stride(stride));
       return ranks ? t.count + t.tv + t.ot * static_cast<double>(ranks->world()) : t.total;
     }
+    case CountLoss::kBayesian:  // a mean over the images
+      return crowdloss::bayesian_loss(pred, b.points, crowdloss::BayesianLossOptions().stride(stride));
     case CountLoss::kSANet:
       break;
   }

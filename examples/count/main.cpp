@@ -2,8 +2,8 @@
 // crowdloss density losses, and the project's main job (`demo`, examples/count/demo.hpp).
 //
 //   crowdloss-count demo   [--out DIR] [--quick] [--seeds N] [--threads N] [--device cpu|cuda]
-//   crowdloss-count train  --data FORMAT:PATH --val FORMAT:PATH [--recipe pml|csrnet|sanet] [options]
-//   crowdloss-count bench  [--recipe pml|csrnet|sanet] [options] [--steps N] [--json FILE]
+//   crowdloss-count train  --data FORMAT:PATH --val FORMAT:PATH [--recipe pml|csrnet|sanet|dm-count|bayesian] [options]
+//   crowdloss-count bench  [--recipe pml|csrnet|sanet|dm-count|bayesian] [options] [--steps N] [--json FILE]
 //   crowdloss-count eval   --checkpoint DIR/best.pt --data FORMAT:PATH
 //   crowdloss-count predict --checkpoint DIR/best.pt --out DIR IMAGE...
 //

@@ -89,9 +89,11 @@ struct SANetImpl : torch::nn::Cloneable<SANetImpl> {
       if (auto* c = m->as<torch::nn::Conv2d>()) c->weight.normal_(0, 0.01);
       if (auto* t = m->as<torch::nn::ConvTranspose2d>()) t->weight.normal_(0, 0.01);
     }
-    // The output convolution's bias starts at 0.
-    decoder->ptr<torch::nn::Conv2dImpl>(decoder->size() - 2)->bias.zero_();
+    output_bias().zero_();  // the output convolution's bias starts at 0
   }
+
+  /// The 1×1 output convolution's bias (before the final ReLU).
+  at::Tensor& output_bias() { return decoder->ptr<torch::nn::Conv2dImpl>(decoder->size() - 2)->bias; }
 
   /// images B×3×H×W (H, W multiples of 8) → density B×1×H×W.
   at::Tensor forward(const at::Tensor& images) { return decoder->forward(encoder->forward(images)); }

@@ -124,19 +124,23 @@ TEST_CASE("distributed: two Gloo ranks at batch 4 train the counting model as on
   const auto dir = fixture_dir("distributed_count");
   small_synthetic_set(dir / "train", 16, 80, 80, 60, 1);
   small_synthetic_set(dir / "val", 4, 80, 80, 60, 2);
-  // PML reduces its sums over the ranks; DM-Count trains from the points, sharded with the images.
+  // PML reduces its sums over the ranks; DM-Count and the Bayesian loss train from the points,
+  // sharded with the images.
   // (Its OT term, a sum over images, is scaled by the ranks; this run is too short for its
   // gradient to show whether it is.)
-  for (const std::string loss : {"pml", "dm-count"}) {
+  for (const std::string loss : {"pml", "dm-count", "bayesian"}) {
     INFO("--loss " << loss);
     const auto one = run_program(
         command(CROWDLOSS_COUNT_EXE, count_args(dir, 8, 2, loss), {"--out", (dir / (loss + "-one")).string()}),
         dir / (loss + "-one.log"));
     REQUIRE_MESSAGE(one.code == 0, one.output);
-    const auto two = run_program(command(CROWDLOSS_COUNT_EXE, count_args(dir, 4, 2, loss),
-                                         {"--out", (dir / (loss + "-two")).string(), "--nproc-per-node", "2",
-                                          "--master-port", loss == "pml" ? "29611" : "29612"}),
-                                 dir / (loss + "-two.log"));
+    const auto two =
+        run_program(command(CROWDLOSS_COUNT_EXE, count_args(dir, 4, 2, loss),
+                            {"--out", (dir / (loss + "-two")).string(), "--nproc-per-node", "2", "--master-port",
+                             loss == "pml"        ? "29611"
+                             : loss == "dm-count" ? "29612"
+                                                  : "29613"}),
+                    dir / (loss + "-two.log"));
     REQUIRE_MESSAGE(two.code == 0, two.output);
     DOCTEST_CHECK(occurrences(two.output, "best validation MAE") == 1);  // rank 0 alone reports
     const auto [worst, where] = weight_difference(dir / (loss + "-one") / "last.pt", dir / (loss + "-two") / "last.pt");

@@ -38,7 +38,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
   ex::LoaderOptions fixed;
   fixed.batch = 12;
   const auto batch = ex::Loader(train, fixed).make_batch(0, 0);
-  for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML, ex::CountLoss::kDMCount}) {
+  for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML, ex::CountLoss::kDMCount, ex::CountLoss::kBayesian}) {
     INFO("loss " << ex::name_of(loss));
     const auto out = dir / ex::name_of(loss);
     const auto c = tiny_config(loss);
@@ -160,15 +160,24 @@ TEST_CASE("recipes, learning-rate schedule, overlays") {
   DOCTEST_CHECK(dm_count.batch == 10);
   DOCTEST_CHECK(dm_count.crop == 512);
   DOCTEST_CHECK(ex::learning_rate(dm_count, 500) == 1e-5);
+  const auto bayesian = ex::recipe(ex::parse_choice<ex::Recipe>("bayesian"));  // Bayesian-Crowd-Counting's train.py
+  DOCTEST_CHECK(bayesian.loss == ex::CountLoss::kBayesian);
+  DOCTEST_CHECK(bayesian.optimizer == ex::Optimizer::kAdam);
+  DOCTEST_CHECK(bayesian.lr == 1e-5);
+  DOCTEST_CHECK(bayesian.weight_decay == 1e-4);
+  DOCTEST_CHECK(bayesian.batch == 1);
+  DOCTEST_CHECK(bayesian.crop == 512);
+  DOCTEST_CHECK(ex::learning_rate(bayesian, 500) == 1e-5);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Recipe>("yolo"),
-                               "unknown --recipe 'yolo' (pml, csrnet, sanet, dm-count)", std::runtime_error);
+                               "unknown --recipe 'yolo' (pml, csrnet, sanet, dm-count, bayesian)", std::runtime_error);
 }
 
 TEST_CASE("config: each choice is parsed from its name once, names the option otherwise, and is saved as its name") {
   DOCTEST_CHECK(ex::parse_choice<ex::CountLoss>("euclidean") == ex::CountLoss::kEuclidean);
   DOCTEST_CHECK(std::string(ex::name_of(ex::CountModel::kSANet)) == "sanet");
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountLoss>("l1"),
-                               "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count)", std::runtime_error);
+                               "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count, bayesian)",
+                               std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::CountModel>("mcnn"), "unknown --model 'mcnn' (csrnet, sanet)",
                                std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::Optimizer>("lion"), "unknown --optimizer 'lion' (adamw, adam, sgd)",
@@ -180,7 +189,8 @@ TEST_CASE("config: each choice is parsed from its name once, names the option ot
   DOCTEST_CHECK(j.at("loss") == "euclidean");
   DOCTEST_CHECK(j.at("optimizer") == "sgd");
   j["loss"] = "l1";  // a damaged configuration
-  DOCTEST_CHECK_THROWS_WITH_AS(j.get<ex::TrainConfig>(), "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count)",
+  DOCTEST_CHECK_THROWS_WITH_AS(j.get<ex::TrainConfig>(),
+                               "unknown --loss 'l1' (l2, pml, sanet, euclidean, dm-count, bayesian)",
                                std::runtime_error);
 }
 
@@ -327,4 +337,34 @@ TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers t
   DOCTEST_CHECK(lines.back().at("amp").at("dtype") == "BFloat16");
   DOCTEST_CHECK(lines.back().at("train_loss").get<double>() < lines.front().at("train_loss").get<double>());
   DOCTEST_CHECK(ex::checkpoint_config(dir / "out" / "last.pt").amp == ex::Amp::kBF16);
+}
+
+TEST_CASE("make_model: the Bayesian loss's models end in |·| and start from a positive output bias") {
+  for (const auto model : {ex::CountModel::kCSRNet, ex::CountModel::kSANet}) {
+    INFO("model " << ex::name_of(model));
+    auto c = tiny_config(ex::CountLoss::kBayesian);
+    c.model = model;
+    torch::manual_seed(1);
+    auto m = ex::make_model(c);
+    c.loss = ex::CountLoss::kL2;
+    torch::manual_seed(1);
+    auto plain = ex::make_model(c);
+    const auto bias = model == ex::CountModel::kCSRNet ? m.ptr->as<ex::CSRNetImpl>()->output->bias
+                                                       : m.ptr->as<ex::SANetImpl>()->output_bias();
+    DOCTEST_CHECK(torch::all(bias == ex::kAbsOutputBias).item<bool>());
+    torch::NoGradGuard no_grad;
+    const auto x = torch::randn({1, 3, 32, 32});
+    const auto y = m.forward(x), z = plain.forward(x);
+    DOCTEST_CHECK(y.min().item<double>() >= 0);
+    // Only the output bias differs from the L2 model of the same seed: CSRNet's density is that
+    // model's output shifted by the bias, under |·|; SANet's final ReLU comes before |·|, so its
+    // density is relu(a + bias) where the other's is relu(a): at most the bias above it.
+    if (model == ex::CountModel::kCSRNet) {
+      DOCTEST_CHECK(torch::allclose(y, (z + ex::kAbsOutputBias).abs()));
+    } else {
+      DOCTEST_CHECK((y - z).min().item<double>() >= 0);
+      DOCTEST_CHECK((y - z).max().item<double>() <= ex::kAbsOutputBias * (1 + 1e-5));
+    }
+    DOCTEST_CHECK(y.mean().item<double>() > 0.5 * ex::kAbsOutputBias);
+  }
 }
