@@ -115,6 +115,57 @@ TEST_CASE("dm_count_loss: the OT gradient is DM-Count's closed form, the rest au
   DOCTEST_CHECK(early.wasserstein.item<double>() != doctest::Approx(t.wasserstein.item<double>()));
 }
 
+TEST_CASE("dm_count_loss: the separable OT solves, batched or not, equal the reference in float64") {
+  // Random scenes: images without points, sparse and zero maps, non-square maps, normalised
+  // coordinates, a sharp kernel, and iteration limits around the error tests (every 10th).
+  struct Scene {
+    int64_t h, w;
+    std::vector<int64_t> heads;  // per image
+    double reg, sparsity;        // sparsity: the share of cells set to 0
+    int64_t iterations;
+    bool norm;
+  };
+  const std::vector<Scene> scenes = {
+      {8, 8, {5, 0, 17, 1}, 10.0, 0.0, 100, false}, {6, 11, {3, 30, 2}, 10.0, 0.7, 100, false},
+      {12, 7, {40, 9}, 1.0, 0.3, 100, false},       {9, 9, {6, 6, 6}, 10.0, 0.0, 15, false},
+      {5, 5, {4, 2}, 10.0, 0.0, 1, false},          {10, 10, {12, 0, 3}, 0.05, 0.5, 100, true},
+      {8, 8, {3, 20, 1}, 10.0, 0.0, 1000, false}};  // each stops on its own
+  torch::manual_seed(7);
+  const int64_t stride = 8;
+  for (size_t k = 0; k < scenes.size(); ++k) {
+    const auto& sc = scenes[k];
+    DOCTEST_CAPTURE(k);
+    const auto B = static_cast<int64_t>(sc.heads.size());
+    auto mu = torch::rand({B, 1, sc.h, sc.w}, torch::kFloat64);
+    mu = mu * (torch::rand_like(mu) >= sc.sparsity).to(torch::kFloat64);
+    if (k == 1) mu[2].zero_();  // a zero map with points
+    const auto normed = mu / (mu.flatten(1).sum(1).view({B, 1, 1, 1}) + 1e-6);
+    auto cy = crowdloss::detail::cell_centres(sc.h, stride, torch::kFloat64);
+    auto cx = crowdloss::detail::cell_centres(sc.w, stride, torch::kFloat64);
+    const double W = static_cast<double>(sc.w * stride), H = static_cast<double>(sc.h * stride);
+    if (sc.norm) cy = cy / H * 2 - 1, cx = cx / W * 2 - 1;
+    std::vector<at::Tensor> heads;
+    for (const int64_t n : sc.heads) {
+      auto p = torch::rand({n, 2}, torch::kFloat64) * torch::tensor({W, H}, torch::kFloat64);
+      if (sc.norm) p = p / torch::tensor({W, H}, torch::kFloat64) * 2 - 1;
+      heads.push_back(p);
+    }
+    const auto ref = crowdloss::detail::dm_count_ot_reference(mu, normed, heads, cy, cx, sc.reg, sc.iterations);
+    for (const bool batched : {true, false}) {
+      const auto fast =
+          crowdloss::detail::dm_count_ot_separable(mu, normed, heads, cy, cx, sc.reg, sc.iterations, batched);
+      const double grad_error = crowdloss_test::scaled_error(fast.gradient, ref.gradient);
+      const double w_error = rel(fast.wasserstein.item<double>(), ref.wasserstein.item<double>());
+      MESSAGE("scene " << k << std::string(batched ? ", batched" : ", image by image") << ": gradient error "
+                       << grad_error << ", Wasserstein error " << w_error);
+      DOCTEST_CHECK(grad_error < 1e-12);
+      DOCTEST_CHECK(w_error < 1e-12);
+      for (int64_t b = 0; b < B; ++b)  // no points: no gradient
+        if (sc.heads[static_cast<size_t>(b)] == 0) DOCTEST_CHECK(torch::all(fast.gradient[b] == 0).item<bool>());
+    }
+  }
+}
+
 TEST_CASE("DMCountLoss prints every option and equals dm_count_loss, with non-square maps and half precision") {
   std::ostringstream text;
   text << *crowdloss::DMCountLoss();

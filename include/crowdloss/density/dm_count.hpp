@@ -86,6 +86,93 @@ inline at::Tensor dm_count_discrete_map(const at::Tensor& points, int64_t h, int
   return map;
 }
 
+/// What the OT term takes from the Sinkhorn solves: `gradient` (B×1×h×w, no autograd: DM-Count's
+/// closed form g per image, 0 for an image without points) and `wasserstein` (0-dim, Σ_b ⟨C_b,
+/// P_b⟩).
+struct DMCountOT {
+  at::Tensor gradient, wasserstein;
+};
+
+/// The closed-form OT gradients of P images from their dual potentials β (P×h×w): (S·β − ⟨μ, β⟩) /
+/// (S² + 1e-8) with S = Σμ per image, μ = `density` (P×h×w), as DM-Count's ot_loss.py.
+inline at::Tensor dm_count_ot_gradient(const at::Tensor& density, const at::Tensor& beta) {
+  const int64_t P = density.size(0);
+  const auto total = density.flatten(1).sum(1).view({P, 1, 1}), denominator = total * total + 1e-8;
+  return total / denominator * beta - (density * beta).flatten(1).sum(1).view({P, 1, 1}) / denominator;
+}
+
+/// DM-Count's OT solves as its ot_loss.py runs them, image by image: the N×(h·w) cost, its kernel
+/// and sinkhorn_knopp. The reference `dm_count_ot_separable` is tested against. `mu`, `normed`: B×1×h×w
+/// (no autograd needed); `heads[b]`: N_b×2 in the cost's coordinates; centres 1×h and 1×w.
+inline DMCountOT dm_count_ot_reference(const at::Tensor& mu, const at::Tensor& normed,
+                                       const std::vector<at::Tensor>& heads, const at::Tensor& centres_y,
+                                       const at::Tensor& centres_x, double reg, int64_t iterations) {
+  const at::NoGradGuard no_grad;
+  const int64_t h = mu.size(2), w = mu.size(3);
+  DMCountOT ot{at::zeros_like(mu), at::zeros({}, mu.options())};
+  for (int64_t b = 0; b < mu.size(0); ++b) {
+    const auto& p = heads[static_cast<size_t>(b)];
+    if (p.size(0) == 0) continue;
+    const auto cost = squared_distances(p, centres_y, centres_x);
+    const auto target = at::ones({p.size(0)}, mu.options()) / static_cast<double>(p.size(0));
+    const auto s = sinkhorn_knopp(target, normed[b][0].reshape({-1}), cost, reg, iterations);
+    const auto beta = reg * at::log(s.v + 1e-16);
+    ot.gradient[b][0].copy_(dm_count_ot_gradient(mu[b][0].view({1, h, w}), beta.view({1, h, w}))[0]);
+    ot.wasserstein = ot.wasserstein + (cost * (s.u.view({-1, 1}) * s.K * s.v.view({1, -1}))).sum();
+  }
+  return ot;
+}
+
+/// The same solves through the cost's separability: C[i, (r, c)] = Cy[i, r] + Cx[i, c] (DM-Count's
+/// own sum of the two axes' expanded squares), so K = exp(−C/reg) = Ky ⊗ Kx with Ky = exp(−Cy/reg),
+/// Kx = exp(−Cx/reg), and sinkhorn_knopp_separable's batched matrix products replace the N×(h·w)
+/// kernel: per iteration O(N·h·w) work in matrix products instead of matrix–vector products over
+/// an N×(h·w) matrix, and O(N·(h + w) + h·w) memory. ⟨C, P⟩ likewise: Σ_i u_i Σ_r,c (Cy + Cx)·Ky·
+/// Kx·v. Only rounding differs from the reference: exp(a)·exp(b) for exp(a + b). With `batched`
+/// the images with points are solved together, their points padded to the most (one host read
+/// per ten iterations for the batch, the work of the largest image for each); otherwise one
+/// after the other (no padding). Arguments as for dm_count_ot_reference.
+inline DMCountOT dm_count_ot_separable(const at::Tensor& mu, const at::Tensor& normed,
+                                       const std::vector<at::Tensor>& heads, const at::Tensor& centres_y,
+                                       const at::Tensor& centres_x, double reg, int64_t iterations, bool batched) {
+  const at::NoGradGuard no_grad;
+  const int64_t h = mu.size(2), w = mu.size(3);
+  const auto opts = mu.options();
+  DMCountOT ot{at::zeros_like(mu), at::zeros({}, opts)};
+  const auto solve = [&](const std::vector<int64_t>& images) {
+    const auto P = static_cast<int64_t>(images.size());
+    const auto padded = pad_heads(heads, images, opts);
+    const auto mask = padded.valid.to(opts.dtype());
+    std::vector<double> counts;
+    for (const int64_t b : images) counts.push_back(static_cast<double>(heads[static_cast<size_t>(b)].size(0)));
+    const auto index = at::tensor(images, at::kLong).to(mu.device());
+    const auto a = mask / at::tensor(counts, at::TensorOptions().dtype(at::kDouble)).to(opts).view({P, 1});
+    const auto Cy = axis_squared_distances(padded.points.select(2, 1), centres_y);  // P×N×h
+    const auto Cx = axis_squared_distances(padded.points.select(2, 0), centres_x);  // P×N×w
+    const auto Ky = at::div(Cy, -reg).exp() * mask.unsqueeze(2), Kx = at::div(Cx, -reg).exp();
+    const auto s = sinkhorn_knopp_separable(a, normed.index_select(0, index).view({P, h, w}), Ky, Kx, a, iterations);
+    const auto beta = reg * at::log(s.v + 1e-16);  // P×h×w
+    const auto gradient = dm_count_ot_gradient(mu.index_select(0, index).view({P, h, w}), beta);
+    ot.gradient.index_copy_(0, index, gradient.view({P, 1, h, w}));
+    const auto Kyv = at::bmm(Ky, s.v), Cy_Kyv = at::bmm(Ky * Cy, s.v);  // P×N×w
+    ot.wasserstein = ot.wasserstein + (s.u * ((Cy_Kyv + Kyv * Cx) * Kx).sum(2)).sum();
+  };
+  std::vector<int64_t> images;  // those with points
+  for (int64_t b = 0; b < mu.size(0); ++b)
+    if (heads[static_cast<size_t>(b)].size(0) > 0) images.push_back(b);
+  if (batched && !images.empty()) solve(images);
+  if (!batched)
+    for (const int64_t b : images) solve({b});
+  return ot;
+}
+
+/// The OT solves of dm_count_loss_terms, separable on every device: on a GPU all images at once
+/// (no per-image loop of small kernels), on the CPU one image after the other (no padding work).
+inline DMCountOT dm_count_ot(const at::Tensor& mu, const at::Tensor& normed, const std::vector<at::Tensor>& heads,
+                             const at::Tensor& centres_y, const at::Tensor& centres_x, double reg, int64_t iterations) {
+  return dm_count_ot_separable(mu, normed, heads, centres_y, centres_x, reg, iterations, /*batched=*/!mu.is_cpu());
+}
+
 }  // namespace detail
 
 /// DM-Count's loss and its terms, as its training step computes them (`losses/ot_loss.py`,
@@ -112,8 +199,10 @@ inline at::Tensor dm_count_discrete_map(const at::Tensor& points, int64_t h, int
 /// N_b×2, (x, y) in image pixels, floating, on pred's device. Throws c10::Error naming
 /// `dm_count_loss` and the value for other shapes, a batch mismatch, mixed devices, integer
 /// dtypes, a point that is not finite or lies off the h·stride × w·stride image, a negative or
-/// NaN density in an image with points (DM-Count's Sinkhorn refuses it), and bad options. One host
-/// read per Sinkhorn iteration and image, as DM-Count's own loop.
+/// NaN density in an image with points (DM-Count's Sinkhorn refuses it), and bad options. The
+/// Sinkhorn solves go through the separable kernel (detail::dm_count_ot: the same iterations up to
+/// rounding); on a GPU the images' solves run together, with one host read per ten iterations
+/// for the batch.
 ///
 /// Example:
 /// ```cpp
@@ -152,31 +241,21 @@ inline DMCountTerms dm_count_loss_terms(const at::Tensor& pred, const std::vecto
   }
   DMCountTerms t;
   t.count = (sums - n).abs().mean();  // nn.L1Loss()
-  // The OT term, image by image (DM-Count's loop).
+  // The OT term: DM-Count's loop over the images, solved for the batch at once (dm_count_ot).
   const double c_w = static_cast<double>(w * stride), c_h = static_cast<double>(h * stride);
   auto centres_y = detail::cell_centres(h, stride, opts), centres_x = detail::cell_centres(w, stride, opts);
   if (options.norm_coordinates()) centres_y = centres_y / c_h * 2 - 1, centres_x = centres_x / c_w * 2 - 1;
-  at::Tensor ot = at::zeros({}, opts), wasserstein = at::zeros({}, opts);
-  for (int64_t b = 0; b < B; ++b) {
-    auto heads = points[static_cast<size_t>(b)].detach().to(opts);
-    if (heads.size(0) == 0) continue;
-    if (options.norm_coordinates())
-      heads = at::stack({heads.select(1, 0) / c_w * 2 - 1, heads.select(1, 1) / c_h * 2 - 1}, 1);
-    const at::NoGradGuard no_grad;
-    const auto cost = detail::squared_distances(heads, centres_y, centres_x);
-    const auto source = normed[b][0].reshape({-1});
-    const auto target = at::ones({heads.size(0)}, opts) / static_cast<double>(heads.size(0));
-    const auto s = detail::sinkhorn_knopp(target, source, cost, options.reg(), options.sinkhorn_iterations());
-    const auto beta = options.reg() * at::log(s.v + 1e-16);
-    const auto density = mu[b][0].reshape({-1});
-    const auto total = density.sum(), denominator = total * total + 1e-8;
-    const auto gradient = (total / denominator * beta - (density * beta).sum() / denominator).view({1, h, w});
-    wasserstein = wasserstein + (cost * (s.u.view({-1, 1}) * s.K * s.v.view({1, -1}))).sum();
-    {
-      const at::AutoGradMode with_grad(true);
-      ot = ot + (mu[b] * gradient).sum();
-    }
+  std::vector<at::Tensor> heads;
+  for (const auto& p : points) {
+    auto xy = p.detach().to(opts);
+    if (options.norm_coordinates() && xy.size(0) > 0)
+      xy = at::stack({xy.select(1, 0) / c_w * 2 - 1, xy.select(1, 1) / c_h * 2 - 1}, 1);
+    heads.push_back(xy);
   }
+  const auto solved = detail::dm_count_ot(mu.detach(), normed.detach(), heads, centres_y, centres_x, options.reg(),
+                                          options.sinkhorn_iterations());
+  const auto ot = (mu * solved.gradient).sum();
+  const auto& wasserstein = solved.wasserstein;
   t.ot = ot * options.ot_weight();
   // The TV term against the normalised discrete map.
   std::vector<at::Tensor> maps;

@@ -8,6 +8,7 @@
 
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -67,16 +68,40 @@ inline at::Tensor cell_centres(int64_t cells, int64_t stride, const at::TensorOp
       .unsqueeze(0);
 }
 
+/// The squared distances along one axis, …×N×cells, between the coordinates `z` (…×N) and the
+/// cell centres `c` (1×cells), as both losses' authors expand them: −2·z·c + z² + c².
+inline at::Tensor axis_squared_distances(const at::Tensor& z, const at::Tensor& c) {
+  const auto column = z.unsqueeze(-1);
+  return -2 * at::matmul(column, c) + column * column + c * c;
+}
+
 /// The squared distances, N×(h·w), between `heads` (N×2, x then y) and the cells of a map whose
 /// row centres are `centres_y` (1×h) and column centres `centres_x` (1×w), cells row-major, as
-/// both losses' authors expand them: per axis −2·z·c + z² + c², then rows plus columns.
+/// both losses' authors compute them: axis_squared_distances per axis, then rows plus columns.
 inline at::Tensor squared_distances(const at::Tensor& heads, const at::Tensor& centres_y, const at::Tensor& centres_x) {
-  const auto axis = [](const at::Tensor& z, const at::Tensor& c) {  // N×cells
-    const auto column = z.unsqueeze(1);
-    return -2 * at::matmul(column, c) + column * column + c * c;
-  };
-  const auto rows = axis(heads.select(1, 1), centres_y), columns = axis(heads.select(1, 0), centres_x);
+  const auto rows = axis_squared_distances(heads.select(1, 1), centres_y);
+  const auto columns = axis_squared_distances(heads.select(1, 0), centres_x);
   return (rows.unsqueeze(2) + columns.unsqueeze(1)).view({heads.size(0), -1});
+}
+
+/// The heads of the images `images` (indices into `heads`, each N_b×2) padded to the most:
+/// `points` P×N×2 (padding 0) in `options`' dtype and device, `valid` P×N (bool).
+struct PaddedHeads {
+  at::Tensor points, valid;
+};
+
+inline PaddedHeads pad_heads(const std::vector<at::Tensor>& heads, const std::vector<int64_t>& images,
+                             const at::TensorOptions& options) {
+  const auto P = static_cast<int64_t>(images.size());
+  int64_t most = 0;
+  for (const int64_t b : images) most = std::max(most, heads[static_cast<size_t>(b)].size(0));
+  PaddedHeads padded{at::zeros({P, most, 2}, options), at::zeros({P, most}, options.dtype(at::kBool))};
+  for (int64_t k = 0; k < P; ++k) {
+    const auto& p = heads[static_cast<size_t>(images[static_cast<size_t>(k)])];
+    padded.points[k].narrow(0, 0, p.size(0)).copy_(p);
+    padded.valid[k].narrow(0, 0, p.size(0)).fill_(true);
+  }
+  return padded;
 }
 
 }  // namespace detail
