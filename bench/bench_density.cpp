@@ -184,17 +184,21 @@ void register_all() {
 }
 
 // A point-supervised loss, forward + backward, on 8×1×S×S maps at stride 8 (crops of 8S pixels)
-// with 200 heads per image (CPU, float32).
-void point_loss_forward_backward(
-    benchmark::State& state, const std::function<at::Tensor(const at::Tensor&, const std::vector<at::Tensor>&)>& loss) {
+// with 200 heads per image (float32), made on the CPU and moved to `device` (a GPU run is timed
+// with a device synchronisation).
+using PointLossFn = std::function<at::Tensor(const at::Tensor&, const std::vector<at::Tensor>&)>;
+void point_loss_forward_backward(benchmark::State& state, const PointLossFn& loss, at::Device device = at::kCPU) {
   const int64_t side = state.range(0);
   torch::manual_seed(0);
-  auto pred = torch::rand({8, 1, side, side}).requires_grad_(true);
+  auto pred = torch::rand({8, 1, side, side}).to(device).requires_grad_(true);
   std::vector<at::Tensor> heads;
-  for (int i = 0; i < 8; ++i) heads.push_back(torch::rand({200, 2}) * static_cast<double>(8 * side));
+  for (int i = 0; i < 8; ++i) heads.push_back((torch::rand({200, 2}) * static_cast<double>(8 * side)).to(device));
   for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
     pred.mutable_grad() = at::Tensor();
     loss(pred, heads).backward();
+    if (device.is_cuda()) torch::cuda::synchronize();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   state.SetItemsProcessed(state.iterations() * pred.numel());
   state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side) + ", 200 heads per image");
@@ -205,14 +209,31 @@ void BM_bayesian_loss(benchmark::State& state) {
   point_loss_forward_backward(
       state, [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::bayesian_loss(p, h); });
 }
-BENCHMARK(BM_bayesian_loss)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_bayesian_loss)->Arg(64)->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // DM-Count's loss: count + OT through up to 100 Sinkhorn iterations + TV.
 void BM_dm_count_loss(benchmark::State& state) {
   point_loss_forward_backward(
       state, [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::dm_count_loss(p, h); });
 }
-BENCHMARK(BM_dm_count_loss)->Arg(64)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dm_count_loss)->Arg(64)->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// Both point losses on a GPU, where one is available.
+void register_point_losses_cuda() {
+  if (!torch::cuda::is_available()) return;
+  const std::vector<std::pair<std::string, PointLossFn>> losses = {
+      {"BM_bayesian_loss_cuda",
+       [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::bayesian_loss(p, h); }},
+      {"BM_dm_count_loss_cuda",
+       [](const at::Tensor& p, const std::vector<at::Tensor>& h) { return crowdloss::dm_count_loss(p, h); }}};
+  for (const auto& [name, fn] : losses)
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [fn = fn](benchmark::State& s) { point_loss_forward_backward(s, fn, at::kCUDA); })
+        ->Arg(64)
+        ->Arg(128)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+}
 
 // Ground-truth maps: N uniformly scattered points on a 768×1024 map, adaptive kernels (CPU).
 void BM_points_to_density_adaptive(benchmark::State& state) {
@@ -258,6 +279,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("libtorch", TORCH_VERSION);
   benchmark::AddCustomContext("cuda", torch::cuda::is_available() ? "available" : "not available");
   register_all();
+  register_point_losses_cuda();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -8,18 +8,18 @@ scipy.optimize.linear_sum_assignment on each (best and median of the repetitions
 checks that SciPy picks the same column for every row, runs bench_assign's own timings of the same
 cases, and prints a markdown table. Needs numpy and scipy (Debian: python3-scipy).
 """
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from bench_common import medians_ms, timed  # noqa: E402
 
 
 def ms(t):
@@ -38,26 +38,18 @@ def main():
             m = np.fromfile(os.path.join(tmp, name), dtype=np.float64).reshape(int(rows), int(cols))
             ours = np.fromfile(os.path.join(tmp, name[:-4] + ".cols.i64"), dtype=np.int64)
             maximize = kind == "poto"
-            times = []
-            for _ in range(reps):
-                start = time.perf_counter()
-                _, theirs = linear_sum_assignment(m, maximize=maximize)
-                times.append((time.perf_counter() - start) * 1e3)
+            (_, theirs), best, median = timed(lambda: linear_sum_assignment(m, maximize=maximize), reps)
             key = (kind, int(rows), int(cols))
-            scipy_ms[key] = (min(times), sorted(times)[len(times) // 2])
+            scipy_ms[key] = (best, median)
             same[key] = bool(np.array_equal(theirs, ours))
-        out = subprocess.run([exe, "--benchmark_filter=lsap", "--benchmark_format=json",
-                              "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true"],
-                             check=True, capture_output=True, text=True).stdout
     ours_ms = {}
-    for b in json.loads(out)["benchmarks"]:
-        m = re.match(r"BM_lsap_(dense|poto_shaped)/(\d+)(?:/(\d+))?_median", b["name"])
+    for name, t in medians_ms(exe, "lsap").items():
+        m = re.fullmatch(r"BM_lsap_(dense|poto_shaped)/(\d+)(?:/(\d+))?", name)
         if m:
             kind = "dense" if m.group(1) == "dense" else "poto"
             rows = int(m.group(2))
             cols = int(m.group(3)) if m.group(3) else rows
-            scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
-            ours_ms[(kind, rows, cols)] = b["real_time"] * scale
+            ours_ms[(kind, rows, cols)] = t
     print(f"SciPy {scipy.__version__}, NumPy {np.__version__}; crowdloss: median of 5, SciPy: best / median of {reps}\n")
     print("| matrix | crowdloss | SciPy best | SciPy median | SciPy / crowdloss | same assignment |")
     print("| --- | ---: | ---: | ---: | ---: | :---: |")

@@ -8,13 +8,11 @@ torchvision.ops.batched_nms on each case (best and median of the repetitions, on
 checks that torchvision keeps the same boxes in the same order (see agreement), runs bench_detect's own timings
 of the same cases, and prints a markdown table. Needs Debian's python3-torchvision.
 """
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
@@ -22,16 +20,9 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torchvision.ops import batched_nms, nms  # noqa: E402
 
+from bench_common import medians_ms, timed  # noqa: E402
+
 THRESHOLD = 0.5  # bench_detect's
-
-
-def timed(fn, reps):
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return result, min(times), sorted(times)[len(times) // 2]
 
 
 def torchvision_cases(exe, reps):
@@ -68,14 +59,11 @@ def agreement(theirs, ours, scores):
 
 def crowdloss_ms(exe):
     """{(n, classes, bits): median ms} from bench_detect's own run."""
-    out = subprocess.run([exe, "--benchmark_filter=BM_nms", "--benchmark_format=json", "--benchmark_repetitions=5",
-                          "--benchmark_report_aggregates_only=true"], check=True, capture_output=True, text=True).stdout
     times = {}
-    for b in json.loads(out)["benchmarks"]:
-        m = re.match(r"BM_nms/(\d+)/(\d+)/(\d+)_median", b["name"])
+    for name, ms in medians_ms(exe, "BM_nms").items():
+        m = re.fullmatch(r"BM_nms/(\d+)/(\d+)/(\d+)", name)
         if m:
-            scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
-            times[tuple(map(int, m.groups()))] = b["real_time"] * scale
+            times[tuple(map(int, m.groups()))] = ms
     return times
 
 
