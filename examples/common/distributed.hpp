@@ -186,8 +186,9 @@ inline int launch_local(const char* program, char** argv, const LaunchOptions& o
 #if CROWDLOSS_EXAMPLES_HAVE_GLOO
 
 /// The ranks of a data-parallel run: a Gloo process group over a TCPStore hosted by rank 0, with
-/// each rank's heartbeat and step in the store, so that a failed or timed-out collective names
-/// the rank that died (no heartbeat) or is late (behind in steps).
+/// each rank's heartbeat and the number of collectives it has entered in the store, so that a
+/// failed or timed-out collective names the rank that died (no heartbeat) or is late (it has not
+/// reached the collective the others wait in: it hangs or is slow).
 class ProcessGroup {
  public:
   /// Joins the run `env` describes; waits up to `timeout` for the others to join, and lets each
@@ -270,8 +271,6 @@ class ProcessGroup {
   /// float32 tensor, e.g. the step's loss and image count) with the first bucket. A parameter
   /// without a gradient counts as zeros.
   void average_gradients(const std::vector<at::Tensor>& params, at::Tensor& extra, int64_t bucket_bytes = 25 << 20) {
-    ++step_;
-    step_mark();
     std::vector<std::vector<size_t>> buckets(1);
     int64_t bytes = 0;
     for (size_t i = 0; i < params.size(); ++i) {
@@ -306,10 +305,13 @@ class ProcessGroup {
   }
 
  private:
-  /// Runs collective `fn`; a failure becomes an error naming the ranks the heartbeats and step
-  /// marks say were lost or late.
+  /// Runs collective `fn`, first marking it entered; a failure becomes an error naming the ranks
+  /// the heartbeats and the marks say were lost or late. Every rank enters the same collectives in
+  /// the same order, so a rank that has entered fewer has not reached this one.
   template <class Fn>
   void run(const char* what, Fn fn) {
+    ++entered_;
+    mark_entered();
     try {
       fn();
     } catch (const std::exception& e) {
@@ -318,9 +320,9 @@ class ProcessGroup {
     }
   }
 
-  void step_mark() {
+  void mark_entered() {
     try {
-      store_->set("crowdloss/step/" + std::to_string(env_.rank), to_bytes(std::to_string(step_)));
+      store_->set("crowdloss/entered/" + std::to_string(env_.rank), to_bytes(std::to_string(entered_)));
     } catch (const std::exception&) {
       // a lost store shows in the collective that follows
     }
@@ -328,29 +330,30 @@ class ProcessGroup {
 
   static std::vector<uint8_t> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
 
-  /// Which ranks were lost: those whose heartbeat stopped (died), else those behind in steps (late).
+  /// Which ranks were lost: those whose heartbeat stopped (died), else those that entered fewer
+  /// collectives (late).
   std::string culprits() {
     try {
-      std::vector<int64_t> before(static_cast<size_t>(env_.world)), steps(static_cast<size_t>(env_.world), -1);
+      std::vector<int64_t> before(static_cast<size_t>(env_.world)), entered(static_cast<size_t>(env_.world), -1);
       for (int64_t r = 0; r < env_.world; ++r) before[static_cast<size_t>(r)] = beat(r);
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));
       std::string dead, late;
       int64_t most = 0;
       for (int64_t r = 0; r < env_.world; ++r) {
         if (beat(r) == before[static_cast<size_t>(r)]) dead += (dead.empty() ? "" : ", ") + std::to_string(r);
-        const auto key = "crowdloss/step/" + std::to_string(r);
+        const auto key = "crowdloss/entered/" + std::to_string(r);
         if (store_->check({key})) {
           const auto v = store_->get(key);
-          steps[static_cast<size_t>(r)] = std::stoll(std::string(v.begin(), v.end()));
+          entered[static_cast<size_t>(r)] = std::stoll(std::string(v.begin(), v.end()));
         }
-        most = std::max(most, steps[static_cast<size_t>(r)]);
+        most = std::max(most, entered[static_cast<size_t>(r)]);
       }
       if (!dead.empty()) return "lost rank " + dead + " (its heartbeat stopped: the process died or is stopped)";
       for (int64_t r = 0; r < env_.world; ++r)
-        if (steps[static_cast<size_t>(r)] < most) late += (late.empty() ? "" : ", ") + std::to_string(r);
+        if (entered[static_cast<size_t>(r)] < most) late += (late.empty() ? "" : ", ") + std::to_string(r);
       if (!late.empty())
         return "rank " + late + " did not arrive within " + std::to_string(timeout_.count()) +
-               " s (behind in steps: hung or slow)";
+               " s (it has not reached this collective: hung or slow)";
       return "no rank is known to be lost";
     } catch (const std::exception&) {
       return "lost rank 0 (the rendezvous store at " + env_.master_addr + ":" + std::to_string(env_.master_port) +
@@ -366,7 +369,7 @@ class ProcessGroup {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
-  int64_t step_ = 0;
+  int64_t entered_ = 0;  // collectives this rank has entered
 };
 
 #else

@@ -1,6 +1,6 @@
 // Data-parallel training (distributed.hpp, docs/distributed.md): two Gloo ranks on localhost
-// train as one process with their global batch does, and a rank that dies stops the other with
-// an error naming it, after which --resume reproduces the uninterrupted run. The programs run as
+// train as one process with their global batch does, and a rank that dies, stops or hangs stops
+// the other with an error naming it, after which --resume reproduces the uninterrupted run. The programs run as
 // child processes (programs.hpp); skipped visibly where the build has no Gloo.
 #include "support/checks.hpp"
 #include "fault_support.hpp"
@@ -8,6 +8,8 @@
 #include "programs.hpp"
 #include "detect_trainer.hpp"
 #include "trainer.hpp"
+
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <string>
@@ -244,4 +246,39 @@ TEST_CASE("distributed: a stopped rank makes the other stop within --dist-timeou
   DOCTEST_CHECK(contains(log0, "lost rank 1"));
   MESSAGE("rank 0 stopped " << std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count()
                             << " s after rank 1 was stopped (timeout 10 s)");
+}
+
+// A rank that hangs while its process lives (its heartbeat thread still beats): here its loader
+// blocks opening an image that has become a FIFO with no writer, as on a stuck network file
+// system. The other rank's collective times out, and the marks of the collectives each rank has
+// entered name the rank behind.
+TEST_CASE("distributed: a rank hung with its heartbeat running is named as behind within --dist-timeout") {
+  if (!gloo_or_skip("a hung rank")) return;
+  const auto dir = fixture_dir("distributed_hang");
+  const auto samples = small_synthetic_set(dir / "train", 96, 80, 80, 60, 7);
+  small_synthetic_set(dir / "val", 4, 80, 80, 60, 8);
+  // The image rank 1 loads last in epoch 3 (its batch 12 of 12): the trainer's schedule.
+  const ex::BatchSchedule schedule(96, 4, /*shuffle=*/true, /*workers=*/1, /*seed=*/5, ex::Shard{1, 2, true});
+  const auto order = schedule.epoch_order(2);
+  const auto& image = samples.at(static_cast<size_t>(schedule.sample_at(order, schedule.positions(11).back()))).image;
+  const auto args = command(CROWDLOSS_COUNT_EXE, count_args(dir, 4, 3), {"--out", (dir / "run").string()});
+  Child rank0(args, dir / "rank0.log", torchrun_env(0, 29671, 10));
+  Child rank1(args, dir / "rank1.log", torchrun_env(1, 29671, 10));
+  wait_for_epoch_2(rank0, dir / "rank0.log");
+  fs::remove(image);
+  REQUIRE(mkfifo(image.c_str(), 0600) == 0);  // opening it for reading now blocks
+  const auto blocked_at = std::chrono::steady_clock::now();
+  const bool ended = wait_until([&] { return !rank0.running(); }, std::chrono::seconds(120));
+  MESSAGE("rank 0 stopped " << std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_at).count()
+                            << " s after rank 1's image became a FIFO (timeout 10 s; epoch 3 starts after that)");
+  const bool hung = rank1.running();
+  rank1.kill(SIGKILL);
+  REQUIRE_MESSAGE(ended, "rank 0 still runs 120 s after epoch 2 began:\n" << read_text(dir / "rank0.log"));
+  const auto log0 = read_text(dir / "rank0.log");
+  INFO(log0);
+  DOCTEST_CHECK(hung);
+  DOCTEST_CHECK(rank0.wait() == 1);
+  DOCTEST_CHECK(contains(log0, "rank 1 did not arrive within 10 s (it has not reached this collective: hung or slow)"));
+  DOCTEST_CHECK(!contains(log0, "lost rank"));
+  DOCTEST_CHECK(read_metrics(dir / "run").size() == 2);  // epochs 1 and 2 kept
 }
