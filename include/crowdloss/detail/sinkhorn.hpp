@@ -85,7 +85,7 @@ inline SeparableSinkhornScaling sinkhorn_knopp_separable(const at::Tensor& a, co
     done = done.logical_or(finite.logical_not());  // a step that is not finite is undone, and the solve ends
     if (it % eval_freq == 0) {
       const auto err = (b - uK(s.u) * s.v).pow(2).flatten(1).sum(1);
-      done = done.logical_or(update.logical_and(err <= stop));
+      done = done.logical_or(update.logical_and(err.gt(stop).logical_not()));  // as `while (err > stop)`: NaN stops
       if (done.all().item<bool>()) break;
     }
   }
