@@ -6,6 +6,7 @@
 #include <crowdloss/version.hpp>
 #include <crowdloss/detail/compat.hpp>
 #include <crowdloss/reduction.hpp>
+#include <crowdloss/cuda_kernels.hpp>
 
 #include <crowdloss/enum.hpp>
 

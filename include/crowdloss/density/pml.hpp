@@ -5,9 +5,11 @@
 /// `Cascade_MSE_Loss` (streamer-AP/PML_Loss) and, with `pixel_mse_weight(1)`, to their full
 /// training objective `DenseMap_Loss`.
 
+#include <crowdloss/cuda_kernels.hpp>
 #include <crowdloss/detail/checks.hpp>
 #include <crowdloss/detail/pml_aten.hpp>
 #include <crowdloss/detail/pml_cpu.hpp>
+#include <crowdloss/detail/pml_cuda.hpp>
 
 #include <torch/arg.h>
 #include <torch/types.h>
@@ -88,15 +90,25 @@ inline std::pair<at::Tensor, at::Tensor> pml_prepared(const char* fn, const at::
   return {p, t};
 }
 
+/// Whether PMLCudaFunction takes these prepared CUDA maps: the kernels are enabled
+/// (`cuda_kernels_enabled`), the maps' sizes fit them and they compile here.
+inline bool pml_cuda_takes(const at::Tensor& p, const std::vector<int64_t>& grids, bool summed) {
+  return cuda_kernels_enabled() && p.is_cuda() && pml_cuda_params(p.sizes(), grids, summed).planes > 0 &&
+         pml_cuda_module(p.scalar_type(), p.device()) != nullptr;
+}
+
 /// The per-level PML terms of this process's batch (a 1-D tensor in the compute
 /// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
-/// a relu on the level increments; with `summed`, their sum (0-dim) instead. On the CPU the
-/// one-pass path is `PMLCpuFunction`; elsewhere, and with `reference_order`, `pml_terms_aten`
+/// a relu on the level increments; with `summed`, their sum (0-dim) instead. The one op's
+/// dispatch point: on the CPU the one-pass path is `PMLCpuFunction`; on CUDA `PMLCudaFunction`
+/// where `pml_cuda_takes` says so; elsewhere, and with `reference_order`, `pml_terms_aten`
 /// (summed in grid order one addition at a time with `reference_order`, as the authors do).
 inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
                                      const PMLLossOptions& options, bool summed) {
   const auto [p, t] = pml_prepared(fn, pred, target, options);
   if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids(), summed);
+  if (!options.reference_order() && pml_cuda_takes(p, options.grids(), summed))
+    return PMLCudaFunction::apply(p, t, options.grids(), summed);
   const auto terms = pml_terms_aten(p, t, options.grids(), options.reference_order());
   if (!summed) return terms;
   if (!options.reference_order()) return terms.sum();

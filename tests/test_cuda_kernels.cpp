@@ -1,0 +1,221 @@
+// crowdloss's own CUDA kernels (cuda_kernels.hpp, detail/cuda_jit.hpp, detail/pml_cuda.hpp): the
+// switch, the runtime loader's failure path, the kernels' arithmetic run block by block on the
+// CPU against the ATen path, and (on a CUDA machine) the kernels themselves against it.
+#include "support/checks.hpp"
+
+#include <crowdloss/crowdloss.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+using crowdloss_test::check_error;
+
+namespace {
+
+double scaled_error(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item<double>();
+}
+
+// The emulated kernels on CPU maps (the compute dtype, the finest grid dividing H and W): the
+// terms (or their sum) and, for `upstream` (L values, or 1 when summed), both gradients.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emulated(const at::Tensor& pred, const at::Tensor& target,
+                                                        const std::vector<int64_t>& grids, bool summed,
+                                                        const at::Tensor& upstream) {
+  using namespace crowdloss::detail;
+  const auto p = pred.contiguous(), t = target.contiguous();
+  const PmlParams q = pml_cuda_params(p.sizes(), grids, summed);
+  REQUIRE(q.planes > 0);
+  const auto f64 = at::TensorOptions(at::kDouble);
+  const auto levels = at::empty({static_cast<int64_t>(q.offsets[q.L])}, f64);
+  const auto slope = at::empty({static_cast<int64_t>(q.L)}, f64);
+  auto out = summed ? at::empty({}, p.options()) : at::empty({static_cast<int64_t>(q.L)}, p.options());
+  auto grad_pred = at::empty_like(p), grad_target = at::empty_like(p);
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "emulated", [&] {
+    pml_cuda_emulated_forward(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), q, levels.data_ptr<double>(),
+                              slope.data_ptr<double>(), out.data_ptr<scalar_t>());
+    const auto u = upstream.to(p.scalar_type()).contiguous();
+    pml_cuda_emulated_backward(q, levels.data_ptr<double>(), slope.data_ptr<double>(), u.data_ptr<scalar_t>(),
+                               grad_pred.data_ptr<scalar_t>(), grad_target.data_ptr<scalar_t>());
+  });
+  return {out, grad_pred, grad_target};
+}
+
+}  // namespace
+
+TEST_CASE("cuda_kernels: off unless CROWDLOSS_CUDA_KERNELS=1, and the setter returns the previous setting") {
+  const char* env = std::getenv("CROWDLOSS_CUDA_KERNELS");
+  const bool from_env = env != nullptr && std::strcmp(env, "1") == 0;
+  DOCTEST_CHECK(crowdloss::cuda_kernels_enabled() == from_env);
+  DOCTEST_CHECK(crowdloss::set_cuda_kernels_enabled(!from_env) == from_env);
+  DOCTEST_CHECK(crowdloss::cuda_kernels_enabled() == !from_env);
+  DOCTEST_CHECK(crowdloss::set_cuda_kernels_enabled(from_env) == !from_env);
+  DOCTEST_CHECK(crowdloss::cuda_kernels_enabled() == from_env);
+}
+
+TEST_CASE("cuda_kernels: without the GPU driver the loader says why and no module is found") {
+  const auto& api = crowdloss::detail::cuda_jit::api();
+  if (api.ok) {
+    std::cout << "CROWDLOSS_SKIPPED: a CUDA driver and NVRTC are here, the failure path is not run\n";
+    return;
+  }
+  DOCTEST_CHECK(api.error.find("could not be loaded") != std::string::npos);
+  // The module is not compiled (its source is never asked for) and null comes back, twice.
+  int asked = 0;
+  const auto source = [&] {
+    ++asked;
+    return std::string();
+  };
+  const at::Device device(at::kCUDA, 0);
+  DOCTEST_CHECK(crowdloss::detail::cuda_jit::Module::find("crowdloss_test_module", source, device) == nullptr);
+  DOCTEST_CHECK(crowdloss::detail::cuda_jit::Module::find("crowdloss_test_module", source, device) == nullptr);
+  DOCTEST_CHECK(asked == 0);
+}
+
+TEST_CASE("pml device kernels: their arithmetic, run on the CPU, equals the ATen path in float64") {
+  struct Case {
+    std::vector<int64_t> shape, grids;
+  };
+  // Cells of 1 pixel, of fewer pixels than threads, of more (the walk's steps wrap rows or not),
+  // non-square maps and cells, one grid, several planes per image.
+  const std::vector<Case> cases = {
+      {{1, 1, 16, 16}, {1, 2, 4, 8, 16}},
+      {{2, 1, 24, 40}, {1, 2, 4, 8}},
+      {{3, 2, 36, 60}, {1, 3, 6}},
+      {{2, 1, 96, 96}, {1, 2, 4}},
+      {{1, 1, 160, 48}, {2, 4}},
+      {{4, 1, 64, 64}, {1, 2, 4, 8, 16, 32}},
+      {{1, 1, 7, 5}, {1}},
+      {{2, 1, 300, 17}, {1}},
+  };
+  for (const auto& c : cases) {
+    for (const bool summed : {false, true}) {
+      INFO("shape " << at::IntArrayRef(c.shape) << " grids " << at::IntArrayRef(c.grids) << " summed " << summed);
+      torch::manual_seed(5);
+      auto pred = torch::rand(c.shape, torch::kFloat64).requires_grad_(true);
+      auto target = (torch::rand(c.shape, torch::kFloat64) * 1.3).requires_grad_(true);
+      const auto L = static_cast<int64_t>(c.grids.size());
+      const auto upstream = summed ? torch::randn({}, torch::kFloat64) : torch::randn({L}, torch::kFloat64);
+      const auto terms = crowdloss::detail::pml_terms_aten(pred, target, c.grids, /*reference_order=*/true);
+      const auto value = summed ? terms.sum() : terms;
+      const auto grads = torch::autograd::grad({value}, {pred, target}, {upstream});
+      const auto [out, grad_pred, grad_target] = emulated(pred.detach(), target.detach(), c.grids, summed, upstream);
+      DOCTEST_CHECK(scaled_error(out, value.detach()) <= 1e-12);
+      DOCTEST_CHECK(scaled_error(grad_pred, grads[0]) <= 1e-12);
+      DOCTEST_CHECK(scaled_error(grad_target, grads[1]) <= 1e-12);
+      DOCTEST_CHECK(torch::equal(grad_target, -grad_pred));
+    }
+  }
+}
+
+TEST_CASE("pml device kernels: float32 on the CPU, and NaN, a perfect fit and the relu's kink as the ATen path") {
+  torch::manual_seed(6);
+  const std::vector<int64_t> grids = {1, 2, 4, 8, 16, 32};
+  const auto pred = torch::rand({2, 1, 128, 96});
+  const auto target = torch::rand({2, 1, 128, 96});
+  const auto one = torch::ones({});
+  {
+    const auto [out, gp, gt] = emulated(pred, target, grids, true, one);
+    const auto p64 = pred.to(torch::kFloat64).requires_grad_(true);
+    const auto ref = crowdloss::detail::pml_terms_aten(p64, target.to(torch::kFloat64), grids, true).sum();
+    const auto ref_grad = torch::autograd::grad({ref}, {p64})[0];
+    DOCTEST_CHECK(out.item<double>() == doctest::Approx(ref.item<double>()).epsilon(1e-6));
+    DOCTEST_CHECK(scaled_error(gp.to(torch::kFloat64), ref_grad) <= 1e-5);
+    DOCTEST_CHECK((out.scalar_type() == torch::kFloat32));
+  }
+  {  // A perfect fit: zero terms and zero gradients; relus at their kink pass nothing.
+    const auto [out, gp, gt] = emulated(pred, pred, grids, false, torch::ones({6}));
+    DOCTEST_CHECK(torch::equal(out, torch::zeros({6})));
+    DOCTEST_CHECK(torch::equal(gp, torch::zeros_like(pred)));
+  }
+  {  // NaN in one pixel reaches the value and every gradient, as in the ATen path.
+    auto nan_pred = pred.clone();
+    nan_pred[1][0][5][7] = std::numeric_limits<float>::quiet_NaN();
+    const auto [out, gp, gt] = emulated(nan_pred, target, grids, true, one);
+    const auto ref = crowdloss::detail::pml_terms_aten(nan_pred, target, grids, false).sum();
+    DOCTEST_CHECK(std::isnan(out.item<float>()));
+    DOCTEST_CHECK(std::isnan(ref.item<float>()));
+    DOCTEST_CHECK(torch::isnan(gp).all().item<bool>());
+  }
+}
+
+TEST_CASE("pml device kernels: maps they cannot take are left to the ATen path") {
+  using crowdloss::detail::pml_cuda_params;
+  DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{2, 1, 64, 64}, {1, 2, 4}, true).planes == 2);
+  // More finest cells than a grid of blocks holds (2³¹ − 1), and a cell of 2³¹ pixels.
+  DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{int64_t{1} << 22, 1, 1024, 1024}, {1, 32}, true).planes == 0);
+  DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{1, 1, int64_t{1} << 16, int64_t{1} << 15}, {1}, true).planes == 0);
+  // More than 32 grids.
+  std::vector<int64_t> grids;
+  for (int64_t g = 1; grids.size() < 33; g *= 2) grids.push_back(g);
+  DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{1, 1, int64_t{1} << 32, int64_t{1} << 32}, grids, true).planes ==
+                0);
+  // The switch does not move CPU maps off the CPU kernel.
+  const bool before = crowdloss::set_cuda_kernels_enabled(true);
+  const auto p = torch::rand({1, 1, 32, 32}, torch::kFloat64), t = torch::rand({1, 1, 32, 32}, torch::kFloat64);
+  DOCTEST_CHECK(!crowdloss::detail::pml_cuda_takes(p, {1, 2, 4}, true));
+  DOCTEST_CHECK(
+      crowdloss::pml_loss(p, t).item<double>() ==
+      doctest::Approx(crowdloss::detail::pml_terms_aten(p, t, {1, 2, 4, 8, 16, 32}, true).sum().item<double>())
+          .epsilon(1e-12));
+  crowdloss::set_cuda_kernels_enabled(before);
+}
+
+TEST_CASE("pml_loss: the CUDA kernels equal the ATen path on CUDA, and run deterministically") {
+  if (!crowdloss_test::cuda_or_skip("pml CUDA kernels against the ATen path")) return;
+  struct Case {
+    std::vector<int64_t> shape;
+    bool pad;
+  };
+  const std::vector<Case> cases = {{{1, 1, 16, 16}, true},    {{3, 2, 37, 53}, true},    {{64, 1, 64, 64}, false},
+                                   {{8, 1, 512, 512}, false}, {{1, 1, 96, 1024}, false}, {{2, 1, 2048, 2048}, false}};
+  const bool before = crowdloss::set_cuda_kernels_enabled(false);
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+    for (const auto& c : cases) {
+      for (const bool strided : {false, true}) {
+        INFO("dtype " << dtype << " shape " << at::IntArrayRef(c.shape) << " strided " << strided);
+        torch::manual_seed(7);
+        auto make = [&](double scale) {
+          auto base = (torch::rand(c.shape, torch::kFloat64) * scale).to(dtype).cuda();
+          return strided ? base.transpose(2, 3).contiguous().transpose(2, 3) : base;
+        };
+        const auto pred0 = make(1.0), target0 = make(1.2);
+        const auto opts = crowdloss::PMLLossOptions().pad_to_multiple(c.pad).pixel_mse_weight(0.5);
+        const auto run = [&](bool kernels) {
+          crowdloss::set_cuda_kernels_enabled(kernels);
+          auto pred = pred0.detach().clone().requires_grad_(true),
+               target = target0.detach().clone().requires_grad_(true);
+          auto loss = crowdloss::pml_loss(pred, target, opts);
+          const auto terms = crowdloss::pml_loss_terms(pred, target, opts);
+          (loss + terms.sum()).backward();
+          crowdloss::set_cuda_kernels_enabled(false);
+          return std::make_tuple(loss.detach().to(torch::kFloat64).cpu(), terms.detach().to(torch::kFloat64).cpu(),
+                                 pred.grad().to(torch::kFloat64).cpu(), target.grad().to(torch::kFloat64).cpu());
+        };
+        crowdloss::set_cuda_kernels_enabled(true);
+        const auto p = (dtype == torch::kFloat64 ? pred0 : pred0.to(torch::kFloat32)).contiguous();
+        DOCTEST_REQUIRE(crowdloss::detail::pml_cuda_takes(p, crowdloss::PMLLossOptions().grids(), true));
+        const auto [loss, terms, gp, gt] = run(true);
+        const auto [ref_loss, ref_terms, ref_gp, ref_gt] = run(false);
+        const double tol = dtype == torch::kFloat64 ? 1e-12 : dtype == torch::kFloat32 ? 1e-4 : 2e-2;
+        DOCTEST_CHECK(scaled_error(loss, ref_loss) <= tol);
+        DOCTEST_CHECK(scaled_error(terms, ref_terms) <= tol);
+        DOCTEST_CHECK(scaled_error(gp, ref_gp) <= tol);
+        DOCTEST_CHECK(scaled_error(gt, ref_gt) <= tol);
+        const auto [loss2, terms2, gp2, gt2] = run(true);
+        DOCTEST_CHECK(torch::equal(loss, loss2));
+        DOCTEST_CHECK(torch::equal(terms, terms2));
+        DOCTEST_CHECK(torch::equal(gp, gp2));
+        DOCTEST_CHECK(torch::equal(gt, gt2));
+      }
+    }
+  }
+  {  // NaN propagates as in the ATen path.
+    crowdloss::set_cuda_kernels_enabled(true);
+    auto pred = torch::rand({2, 1, 64, 64}, torch::kFloat32).cuda();
+    pred[1][0][3][9] = std::numeric_limits<float>::quiet_NaN();
+    DOCTEST_CHECK(std::isnan(crowdloss::pml_loss(pred, torch::rand_like(pred)).item<float>()));
+  }
+  crowdloss::set_cuda_kernels_enabled(before);
+}
