@@ -219,3 +219,147 @@ TEST_CASE("pml_loss: the CUDA kernels equal the ATen path on CUDA, and run deter
   }
   crowdloss::set_cuda_kernels_enabled(before);
 }
+
+namespace {
+
+// The emulated SSIM kernels on CPU maps: per-channel SSIM and squared error, and the gradients
+// for the upstream gradients gs, gm (B×C; gm may be undefined).
+struct SsimEmulated {
+  at::Tensor ssim, mse, grad_x, grad_y;
+};
+SsimEmulated ssim_emulated(const at::Tensor& x, const at::Tensor& y, int64_t taps, bool same, bool with_mse,
+                           const at::Tensor& gs, const at::Tensor& gm) {
+  using namespace crowdloss::detail;
+  const auto window = gaussian_window(taps, 1.5, x.scalar_type(), at::kCPU);
+  SsimParams q = ssim_cuda_params(x, window, same ? taps / 2 : 0, 1e-4, 9e-4);
+  REQUIRE(q.planes > 0);
+  q.with_mse = with_mse ? 1 : 0;
+  SsimEmulated out{at::empty({x.size(0), x.size(1)}, x.options()), at::empty({x.size(0), x.size(1)}, x.options()),
+                   at::empty_like(x), at::empty_like(x)};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_emulated", [&] {
+    ssim_cuda_emulated_forward(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), q, out.ssim.data_ptr<scalar_t>(),
+                               out.mse.data_ptr<scalar_t>());
+    const auto s = gs.to(x.scalar_type()).contiguous();
+    const auto m = gm.defined() ? gm.to(x.scalar_type()).contiguous() : gm;
+    ssim_cuda_emulated_backward(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), q, s.data_ptr<scalar_t>(),
+                                m.defined() ? m.data_ptr<scalar_t>() : nullptr, out.grad_x.data_ptr<scalar_t>(),
+                                out.grad_y.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("ssim device kernels: their arithmetic, run on the CPU, equals the ATen path in float64") {
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t taps;
+    bool same;
+  };
+  // One output position, tiles cut by the map's edge, several planes, small and large windows,
+  // valid and same padding.
+  const std::vector<Case> cases = {{{1, 1, 11, 11}, 11, false}, {{2, 1, 37, 53}, 11, false}, {{2, 1, 37, 53}, 11, true},
+                                   {{1, 2, 20, 70}, 7, true},   {{3, 1, 16, 16}, 5, false},  {{1, 1, 40, 33}, 9, true}};
+  for (const auto& c : cases) {
+    for (const bool with_mse : {false, true}) {
+      INFO("shape " << at::IntArrayRef(c.shape) << " taps " << c.taps << " same " << c.same << " mse " << with_mse);
+      torch::manual_seed(8);
+      auto x = torch::rand(c.shape, torch::kFloat64).requires_grad_(true);
+      auto y = (torch::rand(c.shape, torch::kFloat64) * 0.8 + 0.1).requires_grad_(true);
+      const crowdloss::detail::SSIMSetup s{x,
+                                           y,
+                                           crowdloss::detail::gaussian_window(c.taps, 1.5, torch::kFloat64, at::kCPU),
+                                           c.same ? c.taps / 2 : 0,
+                                           1e-4,
+                                           9e-4};
+      const auto ssim = crowdloss::detail::ssim_map_aten(s).flatten(2).mean(-1);
+      const auto mse = (x - y).square().flatten(2).mean(-1);
+      const auto gs = torch::randn(ssim.sizes(), torch::kFloat64), gm = torch::randn(ssim.sizes(), torch::kFloat64);
+      const auto objective = (ssim * gs).sum() + (with_mse ? (mse * gm).sum() : torch::zeros({}, torch::kFloat64));
+      const auto grads = torch::autograd::grad({objective}, {x, y});
+      const auto out =
+          ssim_emulated(x.detach(), y.detach(), c.taps, c.same, with_mse, gs, with_mse ? gm : at::Tensor());
+      DOCTEST_CHECK(scaled_error(out.ssim, ssim.detach()) <= 1e-12);
+      if (with_mse) DOCTEST_CHECK(scaled_error(out.mse, mse.detach()) <= 1e-12);
+      DOCTEST_CHECK(scaled_error(out.grad_x, grads[0]) <= 1e-12);
+      DOCTEST_CHECK(scaled_error(out.grad_y, grads[1]) <= 1e-12);
+    }
+  }
+}
+
+TEST_CASE("ssim device kernels: float32 on the CPU as the float64 ATen path, and the windows they take") {
+  torch::manual_seed(9);
+  const auto x = torch::rand({2, 1, 70, 45}), y = torch::rand({2, 1, 70, 45});
+  const auto gs = torch::ones({2, 1}), gm = torch::full({2, 1}, 0.5);
+  const auto out = ssim_emulated(x, y, 11, false, true, gs, gm);
+  auto x64 = x.to(torch::kFloat64).requires_grad_(true);
+  const crowdloss::detail::SSIMSetup s{
+      x64, y.to(torch::kFloat64), crowdloss::detail::gaussian_window(11, 1.5, torch::kFloat64, at::kCPU), 0, 1e-4,
+      9e-4};
+  const auto ssim = crowdloss::detail::ssim_map_aten(s).flatten(2).mean(-1);
+  const auto mse = (s.x - s.y).square().flatten(2).mean(-1);
+  const auto grad = torch::autograd::grad({ssim.sum() + 0.5 * mse.sum()}, {x64})[0];
+  DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim.detach()) <= 1e-5);
+  DOCTEST_CHECK(scaled_error(out.mse.to(torch::kFloat64), mse.detach()) <= 1e-5);
+  DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad) <= 1e-4);
+  // Shared memory bounds the window: 13 taps in float32, 11 in float64 (48 KiB a block).
+  using crowdloss::detail::ssim_cuda_params;
+  const auto window = [](int64_t taps, at::ScalarType dtype) {
+    return crowdloss::detail::gaussian_window(taps, 1.5, dtype, at::kCPU);
+  };
+  const auto x64_map = torch::zeros({1, 1, 64, 64}, torch::kFloat64);
+  DOCTEST_CHECK(ssim_cuda_params(x, window(13, torch::kFloat32), 0, 1e-4, 9e-4).planes == 2);
+  DOCTEST_CHECK(ssim_cuda_params(x, window(15, torch::kFloat32), 0, 1e-4, 9e-4).planes == 0);
+  DOCTEST_CHECK(ssim_cuda_params(x64_map, window(11, torch::kFloat64), 0, 1e-4, 9e-4).planes == 1);
+  DOCTEST_CHECK(ssim_cuda_params(x64_map, window(13, torch::kFloat64), 0, 1e-4, 9e-4).planes == 0);
+}
+
+TEST_CASE("ssim and sanet_loss: the CUDA kernels equal the ATen path on CUDA, and run deterministically") {
+  if (!crowdloss_test::cuda_or_skip("ssim CUDA kernels against the ATen path")) return;
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 16, 16},   {3, 2, 37, 53},   {64, 1, 64, 64},
+                                                    {8, 1, 512, 512}, {1, 1, 96, 1024}, {2, 1, 2048, 2048}};
+  const bool before = crowdloss::set_cuda_kernels_enabled(false);
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+    for (const auto& shape : shapes) {
+      for (const bool same : {false, true}) {
+        INFO("dtype " << dtype << " shape " << at::IntArrayRef(shape) << " same " << same);
+        torch::manual_seed(10);
+        const auto x0 = torch::rand(shape, torch::kFloat64).to(dtype).cuda();
+        const auto y0 =
+            torch::rand(shape, torch::kFloat64).to(dtype).cuda().transpose(2, 3).contiguous().transpose(2, 3);
+        auto ssim_opts = crowdloss::SSIMOptions();
+        if (same) ssim_opts.padding(crowdloss::kSame);
+        const auto run = [&](bool kernels) {
+          crowdloss::set_cuda_kernels_enabled(kernels);
+          auto x = x0.detach().clone().requires_grad_(true), y = y0.detach().clone().requires_grad_(true);
+          const auto ssim = crowdloss::ssim(x, y, ssim_opts);
+          const auto sanet = crowdloss::sanet_loss(x, y, crowdloss::SANetLossOptions().ssim(ssim_opts));
+          (ssim + sanet).backward();
+          crowdloss::set_cuda_kernels_enabled(false);
+          return std::make_tuple(ssim.detach().to(torch::kFloat64).cpu(), sanet.detach().to(torch::kFloat64).cpu(),
+                                 x.grad().to(torch::kFloat64).cpu(), y.grad().to(torch::kFloat64).cpu());
+        };
+        const auto [ssim, sanet, gx, gy] = run(true);
+        const auto [ref_ssim, ref_sanet, ref_gx, ref_gy] = run(false);
+        const double tol = dtype == torch::kFloat64 ? 1e-12 : dtype == torch::kFloat32 ? 1e-4 : 2e-2;
+        DOCTEST_CHECK(scaled_error(ssim, ref_ssim) <= tol);
+        DOCTEST_CHECK(scaled_error(sanet, ref_sanet) <= tol);
+        DOCTEST_CHECK(scaled_error(gx, ref_gx) <= tol);
+        DOCTEST_CHECK(scaled_error(gy, ref_gy) <= tol);
+        const auto [ssim2, sanet2, gx2, gy2] = run(true);
+        DOCTEST_CHECK(torch::equal(ssim, ssim2));
+        DOCTEST_CHECK(torch::equal(sanet, sanet2));
+        DOCTEST_CHECK(torch::equal(gx, gx2));
+        DOCTEST_CHECK(torch::equal(gy, gy2));
+      }
+    }
+  }
+  {  // The kernels did run: their module is there, and NaN propagates.
+    crowdloss::set_cuda_kernels_enabled(true);
+    DOCTEST_CHECK(crowdloss::detail::ssim_cuda_module(torch::kFloat32, torch::Device(torch::kCUDA, 0)) != nullptr);
+    auto x = torch::rand({2, 1, 64, 64}).cuda();
+    x[1][0][30][30] = std::numeric_limits<float>::quiet_NaN();
+    DOCTEST_CHECK(std::isnan(crowdloss::ssim(x, torch::rand_like(x)).item<float>()));
+  }
+  crowdloss::set_cuda_kernels_enabled(before);
+}

@@ -4,9 +4,11 @@
 /// mean((pred − target)²) + α·(1 − SSIM). Valid padding matches pytorch-msssim (and
 /// scikit-image); zero "same" padding matches the SANet ports (C3-Framework's pytorch_ssim).
 
+#include <crowdloss/cuda_kernels.hpp>
 #include <crowdloss/detail/checks.hpp>
 #include <crowdloss/detail/ssim_aten.hpp>
 #include <crowdloss/detail/ssim_cpu.hpp>
+#include <crowdloss/detail/ssim_cuda.hpp>
 #include <crowdloss/reduction.hpp>
 
 #include <torch/arg.h>
@@ -81,8 +83,9 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
           std::pow(o.k2() * o.data_range(), 2)};
 }
 
-/// The CPU kernel of ssim_cpu.hpp on the CPU (redone in float64 where float32 overflowed:
-/// `needs_float64`), the ATen map elsewhere.
+/// The per-channel SSIM's dispatch point: the CPU kernel of ssim_cpu.hpp on the CPU (redone in
+/// float64 where float32 overflowed: `needs_float64`); on CUDA crowdloss's kernels
+/// (ssim_cuda.hpp) where switched on and able to take the maps; the ATen map elsewhere.
 inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y,
                                                 const SSIMOptions& o, bool with_mse = false) {
   const auto s = ssim_setup(fn, x, y, o);
@@ -90,6 +93,12 @@ inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor
     const auto out = ssim_per_channel_cpu(s, with_mse);
     if (!needs_float64(fn, {out.ssim, out.mse}, s.x, "x", s.y, "y")) return out;
     return ssim_per_channel_cpu(widened(s), with_mse);
+  }
+  if (cuda_kernels_enabled() && s.x.is_cuda()) {
+    const auto host_window = gaussian_window(o.window_size(), o.sigma(), s.x.scalar_type(), at::kCPU);
+    if (ssim_cuda_params(s.x, host_window, s.pad, s.c1, s.c2).planes > 0 &&
+        ssim_cuda_module(s.x.scalar_type(), s.x.device()) != nullptr)
+      return ssim_per_channel_cuda(s, host_window, with_mse);
   }
   return {ssim_map_aten(s).flatten(2).mean(-1), with_mse ? (s.x - s.y).square().flatten(2).mean(-1) : at::Tensor()};
 }
