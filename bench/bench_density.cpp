@@ -1,10 +1,14 @@
 // Density-map losses, forward + backward, beside torch::mse_loss as the baseline, on
-// B×1×S×S float32 maps (B = 8, S = 128 and 512). CPU runs are single-threaded by default so
-// that ratios are comparable across machines (pass --threads=N first to change it); where CUDA
-// is available the same cases also run on the GPU, timed with a device synchronisation. Each CPU
-// case also reports the peak memory its forward + backward allocates beyond the inputs
-// (`extra_MiB`, and `extra_x_input` as a multiple of pred + target), counted by an allocator
-// that wraps LibTorch's CPU allocator for one untimed run.
+// B×1×S×S float32 maps (B = 8, S = 128 and 512 on the CPU; 128 to 2048 on a GPU). CPU runs are
+// single-threaded by default so that ratios are comparable across machines (pass --threads=N
+// first to change it); where CUDA is available the same cases also run on the GPU, timed with a
+// device synchronisation, and `…_kernels/cuda` runs PML, SSIM and the SANet loss through
+// crowdloss's own CUDA kernels (cuda_kernels.hpp) beside their ATen paths; the context then
+// records the card's device-to-device copy bandwidth (`copy_bandwidth_GB_per_s`), which
+// `GB_per_s` is to be compared with. Each case also reports the peak memory its forward +
+// backward allocates beyond the inputs (`extra_MiB`, and `extra_x_input` as a multiple of pred +
+// target): on the CPU counted by an allocator that wraps LibTorch's CPU allocator for one untimed
+// run, on CUDA from the caching allocator's peak statistics (where the build sees CUDA's headers).
 //
 // Freed memory stays in the process (glibc's mmap and trim thresholds raised), as a caching
 // allocator keeps it: with glibc's defaults the heap top may be trimmed (brk) when an iteration
@@ -18,6 +22,11 @@
 #include <c10/core/CPUAllocator.h>
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
+
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define CROWDLOSS_BENCH_CUDA_MEMORY 1
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -140,16 +149,56 @@ void forward_backward(benchmark::State& state, const LossFn& loss, at::Device de
   const double least_bytes = 3.0 * static_cast<double>(pred.nbytes());
   state.counters["GB_per_s"] = least_bytes * static_cast<double>(state.iterations()) / seconds / 1e9;
   state.SetLabel("8x1x" + std::to_string(side) + "x" + std::to_string(side));
+  pred.mutable_grad() = at::Tensor();
+  double extra = -1;
   if (device.is_cpu()) {
-    pred.mutable_grad() = at::Tensor();
     const CountingAllocator counting;
     counting.take_peak();
     loss(pred, target).backward();
-    const double extra = static_cast<double>(counting.take_peak());
-    pred.mutable_grad() = at::Tensor();
+    extra = static_cast<double>(counting.take_peak());
+  } else {
+#if CROWDLOSS_BENCH_CUDA_MEMORY
+    namespace allocator = c10::cuda::CUDACachingAllocator;
+    torch::cuda::synchronize();
+    const auto index = static_cast<c10::DeviceIndex>(device.index() < 0 ? 0 : device.index());
+    allocator::resetPeakStats(index);
+    constexpr size_t aggregate = 0;  // StatType::AGGREGATE, whichever namespace this LibTorch puts it in
+    const auto before = allocator::getDeviceStats(index).allocated_bytes[aggregate].current;
+    loss(pred, target).backward();
+    torch::cuda::synchronize();
+    extra = static_cast<double>(allocator::getDeviceStats(index).allocated_bytes[aggregate].peak - before);
+#endif
+  }
+  pred.mutable_grad() = at::Tensor();
+  if (extra >= 0) {
     state.counters["extra_MiB"] = extra / (1 << 20);
     state.counters["extra_x_input"] = extra / static_cast<double>(pred.nbytes() + target.nbytes());
   }
+}
+
+/// A loss run with crowdloss's CUDA kernels switched on (cuda_kernels.hpp), as a loss.
+LossFn with_cuda_kernels(LossFn fn) {
+  return [fn = std::move(fn)](const at::Tensor& p, const at::Tensor& t) {
+    const bool before = crowdloss::set_cuda_kernels_enabled(true);
+    auto loss = fn(p, t);
+    crowdloss::set_cuda_kernels_enabled(before);
+    return loss;  // its backward runs the kernels the forward chose
+  };
+}
+
+/// What a device-to-device copy of 1 GiB moves per second on `device` (read + write), the
+/// bandwidth the CUDA cases' GB_per_s is measured against.
+double copy_bandwidth_GB_per_s(at::Device device) {
+  const auto src = torch::empty({int64_t{1} << 28}, torch::TensorOptions(torch::kFloat32).device(device));
+  auto dst = torch::empty_like(src);
+  for (int i = 0; i < 3; ++i) dst.copy_(src);
+  torch::cuda::synchronize();
+  constexpr int repeats = 20;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) dst.copy_(src);
+  torch::cuda::synchronize();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * static_cast<double>(src.nbytes()) * repeats / seconds / 1e9;
 }
 
 void register_all() {
@@ -168,19 +217,18 @@ void register_all() {
       {"ms_ssim",
        [ms_ssim_opts](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ms_ssim(p, t, ms_ssim_opts); }},
   };
-  std::vector<at::Device> devices = {at::kCPU};
-  if (torch::cuda::is_available()) devices.emplace_back(at::kCUDA);
-  for (const auto& device : devices) {
-    for (const auto& [name, fn] : losses) {
-      const std::string full = name + "/" + (device.is_cuda() ? "cuda" : "cpu");
-      benchmark::RegisterBenchmark(full.c_str(),
-                                   [fn = fn, device](benchmark::State& s) { forward_backward(s, fn, device); })
-          ->Arg(128)
-          ->Arg(512)
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
-    }
-  }
+  const auto add = [](const std::string& name, const LossFn& fn, at::Device device) {
+    auto* b = benchmark::RegisterBenchmark((name + "/" + (device.is_cuda() ? "cuda" : "cpu")).c_str(),
+                                           [fn, device](benchmark::State& s) { forward_backward(s, fn, device); });
+    b->Arg(128)->Arg(512)->UseManualTime()->Unit(benchmark::kMicrosecond);
+    if (device.is_cuda()) b->Arg(1024)->Arg(2048);
+  };
+  for (const auto& [name, fn] : losses) add(name, fn, at::kCPU);
+  if (!torch::cuda::is_available()) return;
+  for (const auto& [name, fn] : losses) add(name, fn, at::kCUDA);
+  for (const auto& [name, fn] : losses)
+    if (name == "pml_loss" || name == "pml_loss_with_pixel_mse" || name == "ssim" || name == "sanet_loss")
+      add(name + "_kernels", with_cuda_kernels(fn), at::kCUDA);
 }
 
 // A point-supervised loss, forward + backward, on 8×1×S×S maps at stride 8 (crops of 8S pixels)
@@ -278,6 +326,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("torch_threads", std::to_string(threads));
   benchmark::AddCustomContext("libtorch", TORCH_VERSION);
   benchmark::AddCustomContext("cuda", torch::cuda::is_available() ? "available" : "not available");
+  if (torch::cuda::is_available())
+    benchmark::AddCustomContext("copy_bandwidth_GB_per_s", std::to_string(copy_bandwidth_GB_per_s(at::kCUDA)));
   register_all();
   register_point_losses_cuda();
   benchmark::Initialize(&argc, argv);
