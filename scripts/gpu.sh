@@ -6,7 +6,11 @@
 #   scripts/gpu.sh stage   on a Debian 12 machine with apt: downloads the header/library packages
 #                          the build needs into .device-deps/ (git-ignored) with an activate.sh.
 #   scripts/gpu.sh run     on the GPU machine, from the repo root with .device-deps/ copied along:
-#                          unpacks them, builds into build-gpu/, runs ctest and the benchmarks.
+#                          the whole verification and measurement of issue 18 in one command
+#                          (about 7 minutes on 16 cores): unpacks the packages, builds into
+#                          build-gpu/, runs ctest (without the slow and demo tests), the CUDA test
+#                          cases again with crowdloss's CUDA kernels switched on, bench_density's
+#                          CUDA cases and bench/density_reference.py.
 #   scripts/gpu.sh build   only the configure and build steps of `run`.
 #   scripts/gpu.sh proof [bench] [demos]
 #                          after `build`: the training-throughput benches (bare step vs trainer)
@@ -14,32 +18,44 @@
 #                          cuda`), written as the files docs/data/ commits (default: both parts):
 #                          train_throughput_cuda.json, bench_assign_cuda.json,
 #                          demo_count_cuda.json, demo_detect_cuda.json, and each demo's results.md.
-# Logs and results go to $OUT (if set) or build-gpu/logs.
+# Everything is logged under build-gpu/logs; where $OUT is set (the device tool's folder, which
+# returns at most 8 files), the files docs/ commit are copied there and the rest is packed into
+# $OUT/logs.tar.gz.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 stage() {
   local pkgs=(libeigen3-dev doctest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev libstb-dev libstb0
-              libcli11-dev)
+              libcli11-dev libfmt-dev libfmt9)
   rm -rf .device-deps && mkdir -p .device-deps
   (cd .device-deps && apt-get download "${pkgs[@]}" >/dev/null 2>&1) ||
     { apt-get update -qq && (cd .device-deps && apt-get download "${pkgs[@]}"); }
   cat > .device-deps/activate.sh <<'ACT'
 # Sourced on the GPU machine from the repo root: unpack the staged packages under /opt/deps and
-# point CMake at them and at the CUDA LibTorch inside Python torch.
+# point CMake at them and at the CUDA LibTorch inside Python torch. The environment variable
+# CMAKE_PREFIX_PATH is ':'-separated on Linux (';' only inside a -D option).
 mkdir -p /opt/deps
 for f in .device-deps/*.deb; do dpkg -x "$f" /opt/deps; done
+export PATH=/usr/local/cuda/bin:$PATH
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 TORCH_LIB=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export CMAKE_PREFIX_PATH="$TORCH_PREFIX;/opt/deps/usr;/opt/deps/usr/lib/x86_64-linux-gnu/cmake;/opt/deps/usr/share/cmake"
+export CMAKE_PREFIX_PATH="$TORCH_PREFIX:/opt/deps/usr"
 export LD_LIBRARY_PATH="/opt/deps/usr/lib/x86_64-linux-gnu:$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 ACT
   du -sh .device-deps
   echo "staged: ${pkgs[*]}; copy .device-deps/ to the GPU machine and run scripts/gpu.sh run"
 }
 
-logs=${OUT:-$root/build-gpu/logs}
+logs=$root/build-gpu/logs
+
+# Copies `files` (names under $logs) to $OUT and packs the rest of $logs into $OUT/logs.tar.gz.
+deliver() {
+  [ -n "${OUT:-}" ] || return 0
+  local f
+  for f in "$@"; do [ -f "$logs/$f" ] && cp "$logs/$f" "$OUT/"; done
+  tar -czf "$OUT/logs.tar.gz" -C "$logs" .
+}
 
 activate() {
   [ -f .device-deps/activate.sh ] || { echo "no .device-deps/: run 'scripts/gpu.sh stage' first" >&2; exit 1; }
@@ -72,17 +88,33 @@ PY
   local generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCROWDLOSS_WERROR=ON 2>&1 | tee "$logs/configure.log"
-  cmake --build build-gpu -j "$(nproc)" 2>&1 | tee "$logs/build.log"
+  # The tests and programs must build; the benchmarks are built after them, so that a benchmark
+  # that does not compile here still leaves the tests to run.
+  local targets=(crowdloss_tests crowdloss-count crowdloss-detect)
+  cmake --build build-gpu -j "$(nproc)" --target "${targets[@]}" 2>&1 | tee "$logs/build.log"
+  cmake --build build-gpu -j "$(nproc)" 2>&1 | tee -a "$logs/build.log" ||
+    echo "gpu.sh: the full build failed (see build.log); the tests run anyway" | tee -a "$logs/build.log"
 }
 
 run() {
+  local start=$SECONDS
   build
-  (cd build-gpu && ctest --output-on-failure 2>&1) | tee "$logs/ctest.log"
-  for b in build-gpu/bench/bench_*; do
-    "$b" --benchmark_min_time=0.5 --benchmark_out="$logs/$(basename "$b").json" --benchmark_out_format=json 2>&1 |
-      tee "$logs/$(basename "$b").txt"
-  done
-  cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs"/bench_*.json
+  echo "build: $((SECONDS - start)) s" | tee "$logs/timing.txt"
+  (cd build-gpu && ctest -LE "slow|demo" -j "$(nproc)" --timeout 600 --output-on-failure 2>&1) | tee "$logs/ctest.log" || true
+  echo "ctest: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
+  # Every CUDA test case of the library again, with crowdloss's CUDA kernels on.
+  CROWDLOSS_CUDA_KERNELS=1 build-gpu/tests/crowdloss_tests -tc='*CUDA*' 2>&1 | tee "$logs/cuda-kernels-tests.log" || true
+  echo "kernel tests: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
+  if [ -x build-gpu/bench/bench_density ]; then
+    build-gpu/bench/bench_density --benchmark_filter=/cuda --benchmark_min_time=0.3 \
+      --benchmark_out="$logs/bench_density_cuda.json" --benchmark_out_format=json 2>&1 | tee "$logs/bench_density_cuda.txt" || true
+    cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs/bench_density_cuda.json" || true
+  fi
+  echo "bench_density: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
+  python3 bench/density_reference.py "$logs/density_reference_cuda.json" --min-time 0.3 2>&1 |
+    tee "$logs/density_reference_cuda.txt" || true
+  echo "density_reference: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
+  deliver bench_density_cuda.json density_reference_cuda.json results.md ctest.log cuda-kernels-tests.log timing.txt
 }
 
 # Issue 19's proof on the GPU, from a build-gpu/ that `build` made.
@@ -123,6 +155,8 @@ proof() {
       *) echo "unknown proof part '$part' (bench, demos)" >&2; exit 2 ;;
     esac
   done
+  deliver train_throughput_cuda.json bench_assign_cuda.json demo_count_cuda.json demo_detect_cuda.json \
+    count-demo-cuda.md detect-demo-cuda.md
 }
 
 case "${1:-}" in
