@@ -19,25 +19,29 @@ double scaled_error(const at::Tensor& a, const at::Tensor& b) {
 }
 
 // The emulated kernels on CPU maps (the compute dtype, the finest grid dividing H and W): the
-// terms (or their sum) and, for `upstream` (L values, or 1 when summed), both gradients.
+// terms (or their sum, with `pixel_weight`·Σe²/`pixels` when that is positive) and, for
+// `upstream` (L values, or 1 when summed), both gradients.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> emulated(const at::Tensor& pred, const at::Tensor& target,
                                                         const std::vector<int64_t>& grids, bool summed,
-                                                        const at::Tensor& upstream) {
+                                                        const at::Tensor& upstream, double pixel_weight = 0,
+                                                        int64_t pixels = 0) {
   using namespace crowdloss::detail;
   const auto p = pred.contiguous(), t = target.contiguous();
-  const PmlParams q = pml_cuda_params(p.sizes(), grids, summed);
+  const PmlParams q = pml_cuda_params(p.sizes(), grids, summed, pixel_weight, pixels);
   REQUIRE(q.planes > 0);
   const auto f64 = at::TensorOptions(at::kDouble);
   const auto levels = at::empty({static_cast<int64_t>(q.offsets[q.L])}, f64);
+  const auto squares = at::empty({static_cast<int64_t>(q.planes * q.f * q.f)}, f64);
   const auto slope = at::empty({static_cast<int64_t>(q.L)}, f64);
   auto out = summed ? at::empty({}, p.options()) : at::empty({static_cast<int64_t>(q.L)}, p.options());
   auto grad_pred = at::empty_like(p), grad_target = at::empty_like(p);
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "emulated", [&] {
     pml_cuda_emulated_forward(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), q, levels.data_ptr<double>(),
-                              slope.data_ptr<double>(), out.data_ptr<scalar_t>());
+                              squares.data_ptr<double>(), slope.data_ptr<double>(), out.data_ptr<scalar_t>());
     const auto u = upstream.to(p.scalar_type()).contiguous();
     pml_cuda_emulated_backward(q, levels.data_ptr<double>(), slope.data_ptr<double>(), u.data_ptr<scalar_t>(),
-                               grad_pred.data_ptr<scalar_t>(), grad_target.data_ptr<scalar_t>());
+                               p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), grad_pred.data_ptr<scalar_t>(),
+                               grad_target.data_ptr<scalar_t>());
   });
   return {out, grad_pred, grad_target};
 }
@@ -106,6 +110,29 @@ TEST_CASE("pml device kernels: their arithmetic, run on the CPU, equals the ATen
       DOCTEST_CHECK(scaled_error(grad_target, grads[1]) <= 1e-12);
       DOCTEST_CHECK(torch::equal(grad_target, -grad_pred));
     }
+  }
+}
+
+TEST_CASE("pml device kernels: the pixel term folded in equals the ATen path's, padded maps included") {
+  // pml_loss's pixel_mse_weight·mean((pred − target)²) is summed by the same kernels; over maps
+  // padded to the finest grid the mean still divides by the unpadded pixels.
+  const std::vector<int64_t> grids = {1, 2, 4, 8};
+  for (const bool pad : {false, true}) {
+    INFO("padded " << pad);
+    torch::manual_seed(12);
+    const std::vector<int64_t> shape = pad ? std::vector<int64_t>{2, 1, 29, 35} : std::vector<int64_t>{2, 1, 32, 40};
+    auto pred = torch::rand(shape, torch::kFloat64).requires_grad_(true);
+    auto target = torch::rand(shape, torch::kFloat64).requires_grad_(true);
+    const auto opts = crowdloss::PMLLossOptions().grids(grids).pixel_mse_weight(0.7).pad_to_multiple(pad);
+    const auto loss = crowdloss::pml_loss(pred, target, opts);
+    const auto upstream = torch::full({}, 1.9, torch::kFloat64);
+    const auto grads = torch::autograd::grad({loss}, {pred, target}, {upstream});
+    const auto [p, t] = crowdloss::detail::pml_prepared("test", pred.detach(), target.detach(), opts);
+    const auto [out, grad_pred, grad_target] = emulated(p, t, grids, true, upstream, 0.7, pred.numel());
+    DOCTEST_CHECK(scaled_error(out, loss.detach()) <= 1e-12);
+    const auto unpadded = [&](const at::Tensor& g) { return g.narrow(2, 0, shape[2]).narrow(3, 0, shape[3]); };
+    DOCTEST_CHECK(scaled_error(unpadded(grad_pred), grads[0]) <= 1e-12);
+    DOCTEST_CHECK(scaled_error(unpadded(grad_target), grads[1]) <= 1e-12);
   }
 }
 

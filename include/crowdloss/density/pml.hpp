@@ -101,14 +101,19 @@ inline bool pml_cuda_takes(const at::Tensor& p, const std::vector<int64_t>& grid
 /// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
 /// a relu on the level increments; with `summed`, their sum (0-dim) instead. The one op's
 /// dispatch point: on the CPU the one-pass path is `PMLCpuFunction`; on CUDA `PMLCudaFunction`
-/// where `pml_cuda_takes` says so; elsewhere, and with `reference_order`, `pml_terms_aten`
+/// where `pml_cuda_takes` says so, which with `summed` and `with_pixel` also folds in the pixel
+/// term (then `*pixel_done` is set); elsewhere, and with `reference_order`, `pml_terms_aten`
 /// (summed in grid order one addition at a time with `reference_order`, as the authors do).
 inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                     const PMLLossOptions& options, bool summed) {
+                                     const PMLLossOptions& options, bool summed, bool with_pixel = false,
+                                     bool* pixel_done = nullptr) {
   const auto [p, t] = pml_prepared(fn, pred, target, options);
   if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids(), summed);
-  if (!options.reference_order() && pml_cuda_takes(p, options.grids(), summed))
-    return PMLCudaFunction::apply(p, t, options.grids(), summed);
+  if (!options.reference_order() && pml_cuda_takes(p, options.grids(), summed)) {
+    const double weight = summed && with_pixel ? options.pixel_mse_weight() : 0.0;
+    if (pixel_done != nullptr) *pixel_done = weight > 0;
+    return PMLCudaFunction::apply(p, t, options.grids(), summed, weight, pred.numel());
+  }
   const auto terms = pml_terms_aten(p, t, options.grids(), options.reference_order());
   if (!summed) return terms;
   if (!options.reference_order()) return terms.sum();
@@ -118,17 +123,24 @@ inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, con
 }
 
 /// The PML terms' dispatch: `pml_all_reduced_aten` with `all_reduce`; else `pml_terms_as_given`, on
-/// the CPU redone in float64 where float32 overflowed (`needs_float64`).
+/// the CPU redone in float64 where float32 overflowed (`needs_float64`). With `with_pixel` (and
+/// `summed`), the result also holds the pixel term pixel_mse_weight·mean((pred − target)²).
 inline at::Tensor pml_terms_dispatch(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                     const PMLLossOptions& options, bool summed = false) {
+                                     const PMLLossOptions& options, bool summed = false, bool with_pixel = false) {
   if (options.all_reduce()) {
     const auto [p, t] = pml_prepared(fn, pred, target, options);
     return pml_all_reduced_aten(fn, pred, target, p, t, options.grids(), options.reference_order(),
-                                /*pixel_mse_weight=*/0.0, options.all_reduce(), summed);
+                                with_pixel ? options.pixel_mse_weight() : 0.0, options.all_reduce(), summed);
   }
-  const auto terms = pml_terms_as_given(fn, pred, target, options, summed);
-  if (!pred.is_cpu() || !needs_float64(fn, {terms}, pred, "pred", target, "target")) return terms;
-  return pml_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
+  bool pixel_done = false;
+  auto terms = pml_terms_as_given(fn, pred, target, options, summed, with_pixel, &pixel_done);
+  if (pred.is_cpu() && needs_float64(fn, {terms}, pred, "pred", target, "target"))
+    terms = pml_terms_as_given(fn, pred.to(at::kDouble), target.to(at::kDouble), options, summed);
+  if (with_pixel && !pixel_done && options.pixel_mse_weight() > 0) {
+    const auto dtype = terms.scalar_type();
+    terms = options.pixel_mse_weight() * at::mse_loss(pred.to(dtype), target.to(dtype), at::Reduction::Mean) + terms;
+  }
+  return terms;
 }
 
 }  // namespace detail
@@ -177,18 +189,8 @@ inline at::Tensor pml_loss_terms(const at::Tensor& pred, const at::Tensor& targe
 /// loss.backward();
 /// ```
 inline at::Tensor pml_loss(const at::Tensor& pred, const at::Tensor& target, const PMLLossOptions& options = {}) {
-  if (options.all_reduce()) {
-    const auto [p, t] = detail::pml_prepared("pml_loss", pred, target, options);
-    return detail::pml_all_reduced_aten("pml_loss", pred, target, p, t, options.grids(), options.reference_order(),
-                                        options.pixel_mse_weight(), options.all_reduce(), /*summed=*/true)
-        .to(pred.scalar_type());
-  }
-  at::Tensor loss = detail::pml_terms_dispatch("pml_loss", pred, target, options, /*summed=*/true);
-  if (options.pixel_mse_weight() > 0) {
-    const auto dtype = loss.scalar_type();
-    loss = options.pixel_mse_weight() * at::mse_loss(pred.to(dtype), target.to(dtype), at::Reduction::Mean) + loss;
-  }
-  return loss.to(pred.scalar_type());
+  return detail::pml_terms_dispatch("pml_loss", pred, target, options, /*summed=*/true, /*with_pixel=*/true)
+      .to(pred.scalar_type());
 }
 
 }  // namespace crowdloss
