@@ -198,7 +198,7 @@ CROWDLOSS_HD void pml_write_cell(const PmlParams& q, double coefficient, double 
 /// phase; keep the two in step.
 inline const char* pml_kernels_source() {
   return R"(
-extern "C" __global__ void crowdloss_pml_cells(const CROWDLOSS_SCALAR* p, const CROWDLOSS_SCALAR* t, PmlParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_cells(const CROWDLOSS_SCALAR* p, const CROWDLOSS_SCALAR* t, PmlParams q,
                                                double* levels, double* squares) {
   __shared__ double partial[256], squared[256];
   const int tid = threadIdx.x, n = blockDim.x;
@@ -215,7 +215,7 @@ extern "C" __global__ void crowdloss_pml_cells(const CROWDLOSS_SCALAR* p, const 
   }
 }
 
-extern "C" __global__ void crowdloss_pml_levels(PmlParams q, double* levels, const double* squares, double* slope,
+extern "C" __global__ void __launch_bounds__(1024) crowdloss_pml_levels(PmlParams q, double* levels, const double* squares, double* slope,
                                                 CROWDLOSS_SCALAR* out) {
   __shared__ double partial[kPmlLevelThreads];
   __shared__ double sums[kPmlMaxLevels];
@@ -238,7 +238,7 @@ extern "C" __global__ void crowdloss_pml_levels(PmlParams q, double* levels, con
   }
 }
 
-extern "C" __global__ void crowdloss_pml_backward(PmlParams q, const double* levels, const double* slope,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_backward(PmlParams q, const double* levels, const double* slope,
                                                   const CROWDLOSS_SCALAR* upstream, const CROWDLOSS_SCALAR* p,
                                                   const CROWDLOSS_SCALAR* t, CROWDLOSS_SCALAR* grad_pred,
                                                   CROWDLOSS_SCALAR* grad_target) {

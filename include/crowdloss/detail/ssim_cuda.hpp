@@ -252,7 +252,7 @@ CROWDLOSS_HD void ssim_plane_partial(const SsimParams& q, const double* partials
 /// its phases. `ssim_cuda_emulated_*` mirror them phase by phase; keep the two in step.
 inline const char* ssim_kernels_source() {
   return R"(
-extern "C" __global__ void crowdloss_ssim_forward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
                                                   double* partials) {
   extern __shared__ double shared[];
   __shared__ double first[kSsimThreads], second[kSsimThreads];
@@ -278,7 +278,7 @@ extern "C" __global__ void crowdloss_ssim_forward(const CROWDLOSS_SCALAR* x, con
   }
 }
 
-extern "C" __global__ void crowdloss_ssim_reduce(SsimParams q, const double* partials, CROWDLOSS_SCALAR* ssim,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_reduce(SsimParams q, const double* partials, CROWDLOSS_SCALAR* ssim,
                                                  CROWDLOSS_SCALAR* mse) {
   __shared__ double first[kSsimThreads], second[kSsimThreads];
   const int tid = threadIdx.x, n = blockDim.x;
@@ -294,7 +294,7 @@ extern "C" __global__ void crowdloss_ssim_reduce(SsimParams q, const double* par
   }
 }
 
-extern "C" __global__ void crowdloss_ssim_backward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
                                                    const CROWDLOSS_SCALAR* grad_ssim, const CROWDLOSS_SCALAR* grad_mse,
                                                    CROWDLOSS_SCALAR* grad_x, CROWDLOSS_SCALAR* grad_y) {
   extern __shared__ double shared[];
