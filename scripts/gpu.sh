@@ -102,8 +102,10 @@ run() {
   echo "build: $((SECONDS - start)) s" | tee "$logs/timing.txt"
   (cd build-gpu && ctest -LE "slow|demo" -j "$(nproc)" --timeout 600 --output-on-failure 2>&1) | tee "$logs/ctest.log" || true
   echo "ctest: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
-  # Every CUDA test case of the library again, with crowdloss's CUDA kernels on.
-  CROWDLOSS_CUDA_KERNELS=1 build-gpu/tests/crowdloss_tests -tc='*CUDA*' 2>&1 | tee "$logs/cuda-kernels-tests.log" || true
+  # Every CUDA test case of the library again, with crowdloss's CUDA kernels on, each launch
+  # synchronised so that a fault names the kernel that caused it.
+  CROWDLOSS_CUDA_KERNELS=1 CROWDLOSS_CUDA_SYNC=1 build-gpu/tests/crowdloss_tests -tc='*CUDA*' 2>&1 |
+    tee "$logs/cuda-kernels-tests.log" || true
   echo "kernel tests: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
   if [ -x build-gpu/bench/bench_density ]; then
     build-gpu/bench/bench_density --benchmark_filter=/cuda --benchmark_min_time=0.3 \

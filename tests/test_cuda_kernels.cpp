@@ -77,6 +77,17 @@ TEST_CASE("cuda_kernels: without the GPU driver the loader says why and no modul
   DOCTEST_CHECK(asked == 0);
 }
 
+TEST_CASE("cuda_kernels: the stream handle comes from c10::Stream::native_handle where LibTorch has it") {
+  struct WithHandle {
+    void* native_handle() const { return reinterpret_cast<void*>(0x40); }
+  };
+  struct WithoutHandle {};
+  DOCTEST_CHECK(crowdloss::detail::native_handle(WithHandle{}) == reinterpret_cast<void*>(0x40));
+  check_error([] { crowdloss::detail::native_handle(WithoutHandle{}); }, {"native_handle", "2.2"});
+  // LibTorch 1.13's c10::Stream has none, 2.2 and newer have it.
+  DOCTEST_CHECK(crowdloss::detail::HasNativeHandle<c10::Stream>::value == CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 2));
+}
+
 TEST_CASE("pml device kernels: their arithmetic, run on the CPU, equals the ATen path in float64") {
   struct Case {
     std::vector<int64_t> shape, grids;

@@ -77,6 +77,7 @@ struct Api {
   CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                              void**, void**) = nullptr;
+  CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
   const char* (*nvrtcGetErrorString)(nvrtcResult) = nullptr;
   nvrtcResult (*nvrtcVersion)(int*, int*) = nullptr;
   nvrtcResult (*nvrtcGetNumSupportedArchs)(int*) = nullptr;
@@ -163,6 +164,7 @@ inline const Api& api() {
     bind(driver, a.cuModuleLoadData, "cuModuleLoadData");
     bind(driver, a.cuModuleGetFunction, "cuModuleGetFunction");
     bind(driver, a.cuLaunchKernel, "cuLaunchKernel");
+    bind(driver, a.cuStreamSynchronize, "cuStreamSynchronize");
     bind(nvrtc, a.nvrtcGetErrorString, "nvrtcGetErrorString");
     bind(nvrtc, a.nvrtcVersion, "nvrtcVersion");
     bind(nvrtc, a.nvrtcGetNumSupportedArchs, "nvrtcGetNumSupportedArchs");
@@ -203,25 +205,42 @@ inline void check_nvrtc(nvrtcResult result, const char* what) {
   TORCH_CHECK(result == 0, "crowdloss CUDA kernels: ", what, " failed: ", api().nvrtcGetErrorString(result));
 }
 
-/// Makes `device`'s primary context (the one LibTorch's runtime calls use) current on this
-/// thread, as the driver API needs; returns the device's driver handle.
-inline CUdevice make_context_current(const at::Device& device) {
-  const Api& a = api();
-  CUdevice dev = 0;
-  check_driver(a.cuDeviceGet(&dev, device.index()), "cuDeviceGet");
-  CUcontext primary = nullptr, current = nullptr;
-  {  // retained once per device and kept for the process
-    static std::mutex mutex;
-    static std::map<CUdevice, CUcontext> primaries;
-    std::lock_guard<std::mutex> lock(mutex);
-    auto& slot = primaries[dev];
-    if (slot == nullptr) check_driver(a.cuDevicePrimaryCtxRetain(&slot, dev), "cuDevicePrimaryCtxRetain");
-    primary = slot;
+/// While alive: `device`'s primary context (the one LibTorch's runtime calls use) is current on
+/// this thread, as the driver API needs (autograd's worker threads may have none); the context
+/// current before is restored at the end, so that compiling or launching for one GPU never
+/// moves the thread's later runtime calls to another. `device()` is the driver's handle.
+class ContextScope {
+ public:
+  explicit ContextScope(const at::Device& device) {
+    const Api& a = api();
+    check_driver(a.cuDeviceGet(&device_, device.index()), "cuDeviceGet");
+    CUcontext primary = nullptr;
+    {  // retained once per device and kept for the process
+      static std::mutex mutex;
+      static std::map<CUdevice, CUcontext> primaries;
+      std::lock_guard<std::mutex> lock(mutex);
+      auto& slot = primaries[device_];
+      if (slot == nullptr) check_driver(a.cuDevicePrimaryCtxRetain(&slot, device_), "cuDevicePrimaryCtxRetain");
+      primary = slot;
+    }
+    check_driver(a.cuCtxGetCurrent(&previous_), "cuCtxGetCurrent");
+    if (previous_ != primary) {
+      check_driver(a.cuCtxSetCurrent(primary), "cuCtxSetCurrent");
+      switched_ = true;
+    }
   }
-  check_driver(a.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
-  if (current != primary) check_driver(a.cuCtxSetCurrent(primary), "cuCtxSetCurrent");
-  return dev;
-}
+  ~ContextScope() {
+    if (switched_) api().cuCtxSetCurrent(previous_);
+  }
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+  CUdevice device() const { return device_; }
+
+ private:
+  CUdevice device_ = 0;
+  CUcontext previous_ = nullptr;
+  bool switched_ = false;
+};
 
 /// The NVRTC architecture option for `dev`, and whether NVRTC can emit its machine code (else
 /// the newest PTX it knows, which the driver compiles on loading).
@@ -247,8 +266,8 @@ inline std::pair<std::string, bool> architecture(CUdevice dev) {
 /// loads it; returns the module. Throws c10::Error with NVRTC's log when it does not compile.
 inline CUmodule compile(const std::string& source, const std::string& name, const at::Device& device) {
   const Api& a = api();
-  const CUdevice dev = make_context_current(device);
-  const auto [arch, cubin] = architecture(dev);
+  const ContextScope context(device);
+  const auto [arch, cubin] = architecture(context.device());
   nvrtcProgram program = nullptr;
   check_nvrtc(a.nvrtcCreateProgram(&program, source.c_str(), name.c_str(), 0, nullptr, nullptr), "nvrtcCreateProgram");
   std::unique_ptr<nvrtcProgram, void (*)(nvrtcProgram*)> owner(&program,
@@ -289,23 +308,30 @@ class Module {
       slot.reset(new Module());
       try {
         TORCH_CHECK(api().ok, "crowdloss CUDA kernels: ", api().error);
+        TORCH_CHECK(HasNativeHandle<c10::Stream>::value,
+                    "crowdloss CUDA kernels: this LibTorch's c10::Stream has no native_handle() (LibTorch 2.2 or "
+                    "newer is needed)");
         slot->module_ = compile(source(), name, device);
       } catch (const c10::Error& e) {
         slot->error_ = e.what_without_backtrace();
-        TORCH_WARN(slot->error_, "; using the ATen path instead");
+      } catch (const std::exception& e) {
+        slot->error_ = std::string("crowdloss CUDA kernels: ") + e.what();
       }
+      if (!slot->error_.empty()) TORCH_WARN(slot->error_, "; using the ATen path instead");
     }
     return slot->error_.empty() ? slot.get() : nullptr;
   }
 
   /// Launches kernel `kernel` of this module on `device`'s current stream (LibTorch's), with
   /// `grid` blocks of `block` threads and `shared_bytes` of dynamic shared memory (at most 48 KiB);
-  /// `args` point at the kernel's arguments in order.
+  /// `args` point at the kernel's arguments in order. With CROWDLOSS_CUDA_SYNC=1 in the
+  /// environment every launch is followed by a synchronisation of the stream, so that a fault
+  /// inside a kernel is reported by the launch that caused it (for debugging; slow).
   void launch(const char* kernel, const at::Device& device, unsigned grid, unsigned block, std::vector<void*> args,
               unsigned shared_bytes = 0) {
     const Api& a = api();
     c10::DeviceGuard guard(device);
-    make_context_current(device);
+    const ContextScope context(device);
     CUfunction fn = nullptr;
     {
       std::lock_guard<std::mutex> lock(functions_mutex_);
@@ -313,20 +339,14 @@ class Module {
       if (slot == nullptr) check_driver(a.cuModuleGetFunction(&slot, module_, kernel), "cuModuleGetFunction");
       fn = slot;
     }
-    check_driver(
-        a.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, shared_bytes, current_stream(device), args.data(), nullptr),
-        "cuLaunchKernel");
-  }
-
-  /// LibTorch's current stream on `device`, as the driver's handle.
-  static CUstream current_stream(const at::Device& device) {
-#if CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 2)
-    return c10::impl::getDeviceGuardImpl(device.type())->getStream(device).native_handle();
-#else
-    (void)device;
-    TORCH_CHECK(false, "crowdloss CUDA kernels need LibTorch 2.2 or newer (c10::Stream::native_handle)");
-    return nullptr;
-#endif
+    const CUstream stream = native_handle(c10::impl::getDeviceGuardImpl(device.type())->getStream(device));
+    check_driver(a.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, shared_bytes, stream, args.data(), nullptr),
+                 "cuLaunchKernel");
+    static const bool sync = [] {
+      const char* value = std::getenv("CROWDLOSS_CUDA_SYNC");
+      return value != nullptr && std::strcmp(value, "1") == 0;
+    }();
+    if (sync) check_driver(a.cuStreamSynchronize(stream), kernel);
   }
 
  private:
