@@ -210,6 +210,83 @@ TEST_CASE("points_to_density: every bad input throws c10::Error naming the funct
   check_error([&] { crowdloss::points_to_density(ok, 8, 8, O().k(0)); }, {"points_to_density", "k must", "0"});
 }
 
+TEST_CASE("points_to_density_batch: each map is points_to_density's, raw, fixed and adaptive") {
+  // Images with scattered points, none, one, duplicates and points on the last row and column.
+  torch::manual_seed(14);
+  const int64_t H = 24, W = 40;
+  using O = crowdloss::PointsToDensityOptions;
+  const std::vector<O> options = {O().stride(8), O().sigma(4.0), O().sigma(15.0).stride(4).preserve_count(false),
+                                  O().adaptive(true).stride(2),
+                                  O().adaptive(true).sigma(6.0).k(5).beta(0.5).preserve_count(false)};
+  for (const auto& o : options) {
+    const double s = o.stride();
+    const std::vector<at::Tensor> points = {
+        torch::rand({30, 2}, torch::kFloat64) * torch::tensor({W * s, H * s}, torch::kFloat64),
+        torch::zeros({0, 2}, torch::kFloat64), torch::tensor({{3.0 * s, 5.0 * s}}, torch::kFloat64),
+        torch::tensor({{8.0, 8.0}, {8.0, 8.0}, {8.0, 8.0}, {40.0, 30.0}, {41.0, 33.5}}, torch::kFloat64),
+        torch::tensor({{W * s - 0.5, 0.0}, {0.0, H * s - 0.5}, {W * s + 50, H * s + 7}}, torch::kFloat64)};
+    INFO("stride " << o.stride() << " sigma " << o.sigma() << " adaptive " << o.adaptive() << " preserve "
+                   << o.preserve_count());
+    const auto maps = crowdloss::points_to_density_batch(points, H, W, o);
+    DOCTEST_REQUIRE(maps.sizes() == at::IntArrayRef({5, 1, H, W}));
+    DOCTEST_CHECK((maps.scalar_type() == torch::kFloat64));
+    for (size_t b = 0; b < points.size(); ++b) {
+      INFO("image " << b);
+      const auto one = crowdloss::points_to_density(points[b], H, W, o);
+      const auto error = (maps[static_cast<int64_t>(b)][0] - one).abs().max().item<double>();
+      DOCTEST_CHECK(error <= 1e-12 * std::max(1.0, one.abs().max().item<double>()));
+    }
+  }
+  // float32 maps unless every points tensor is float64.
+  const std::vector<at::Tensor> mixed = {torch::tensor({{1.0, 2.0}}), torch::tensor({{3.0, 4.0}}, torch::kFloat64)};
+  DOCTEST_CHECK((crowdloss::points_to_density_batch(mixed, 8, 8).scalar_type() == torch::kFloat32));
+}
+
+TEST_CASE("points_to_density_batch: every bad input throws c10::Error naming the function, the image and the value") {
+  const auto ok = torch::tensor({{1.0, 2.0}});
+  check_error([] { crowdloss::points_to_density_batch({}, 8, 8); }, {"points_to_density_batch", "empty"});
+  check_error(
+      [&] {
+        crowdloss::points_to_density_batch({ok, torch::zeros({3, 3})}, 8, 8);
+      },
+      {"points_to_density_batch", "points[1]", "[3, 3]"});
+  check_error(
+      [&] {
+        crowdloss::points_to_density_batch({ok, torch::tensor({{1.0, 2.0}, {3.0, -4.0}})}, 8, 8);
+      },
+      {"points_to_density_batch", "points[1] point 1", "negative", "-4"});
+  check_error(
+      [&] {
+        crowdloss::points_to_density_batch({ok, torch::tensor({{std::nan(""), 2.0}})}, 8, 8);
+      },
+      {"points_to_density_batch", "points[1] point 0", "not finite"});
+  check_error([&] { crowdloss::points_to_density_batch({ok}, 8, 0); }, {"points_to_density_batch", "8x0"});
+  check_error([&] { crowdloss::points_to_density_batch({ok}, 8, 8, crowdloss::PointsToDensityOptions().k(0)); },
+              {"points_to_density_batch", "k must", "0"});
+}
+
+TEST_CASE("points_to_density_batch: CUDA points give the CPU's maps, on the GPU") {
+  if (!crowdloss_test::cuda_or_skip("points_to_density_batch CPU/CUDA parity")) return;
+  torch::manual_seed(15);
+  std::vector<at::Tensor> cpu_points, cuda_points;
+  for (const int64_t n : {0, 1, 200, 1500}) {
+    cpu_points.push_back(torch::rand({n, 2}, torch::kFloat64) * 512);
+    cuda_points.push_back(cpu_points.back().cuda());
+  }
+  for (const auto& o : {crowdloss::PointsToDensityOptions().sigma(4.0).stride(2),
+                        crowdloss::PointsToDensityOptions().adaptive(true).stride(2)}) {
+    const auto cpu = crowdloss::points_to_density_batch(cpu_points, 256, 256, o);
+    const auto cuda = crowdloss::points_to_density_batch(cuda_points, 256, 256, o);
+    DOCTEST_CHECK(cuda.device().is_cuda());
+    DOCTEST_CHECK(((cuda.cpu() - cpu).abs().max().item<double>() <= 1e-12 * cpu.abs().max().item<double>()));
+    check_error(
+        [&] {
+          crowdloss::points_to_density_batch({cuda_points[1], cpu_points[1]}, 8, 8, o);
+        },
+        {"points_to_density_batch", "points[1]", "cpu"});
+  }
+}
+
 TEST_CASE("sum_pool: count-preserving down-sampling") {
   const auto map = torch::arange(1.0, 13.0, torch::kFloat64).view({1, 1, 3, 4});
   const auto pooled = crowdloss::sum_pool(map, 2);

@@ -5,6 +5,7 @@
 /// down-sampling of density maps.
 
 #include <crowdloss/detail/blocks.hpp>
+#include <crowdloss/detail/density_map_aten.hpp>
 #include <crowdloss/detail/density_map_cpu.hpp>
 
 #include <ATen/Parallel.h>
@@ -47,6 +48,21 @@ struct PointsToDensityOptions {
 /// Deprecated: the name of `PointsToDensityOptions` in crowdloss 0.1, kept through 0.2 and removed in 0.3.
 using DensityOptions [[deprecated("crowdloss: use PointsToDensityOptions")]] = PointsToDensityOptions;
 
+namespace detail {
+
+inline void check_density_options(const char* fn, int64_t height, int64_t width,
+                                  const PointsToDensityOptions& options) {
+  TORCH_CHECK(height >= 1 && width >= 1, fn, ": height and width must be >= 1, got ", height, "x", width);
+  TORCH_CHECK(options.stride() > 0 && std::isfinite(options.stride()), fn, ": stride must be positive, got ",
+              options.stride());
+  TORCH_CHECK(options.sigma() >= 0 && std::isfinite(options.sigma()), fn, ": sigma must be >= 0, got ",
+              options.sigma());
+  TORCH_CHECK(options.beta() > 0 && std::isfinite(options.beta()), fn, ": beta must be positive, got ", options.beta());
+  TORCH_CHECK(options.k() >= 1, fn, ": k must be >= 1, got ", options.k());
+}
+
+}  // namespace detail
+
 /// A height×width density map from N points.
 ///
 /// points_xy: N×2 (x, y) in input-image pixels, any real or integer dtype, CPU or CUDA; N may be
@@ -80,13 +96,7 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
   TORCH_CHECK(points_xy.defined() && points_xy.dim() == 2 && points_xy.size(1) == 2, fn,
               ": expected points_xy of shape (N, 2), got ",
               points_xy.defined() ? points_xy.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(height >= 1 && width >= 1, fn, ": height and width must be >= 1, got ", height, "x", width);
-  TORCH_CHECK(options.stride() > 0 && std::isfinite(options.stride()), fn, ": stride must be positive, got ",
-              options.stride());
-  TORCH_CHECK(options.sigma() >= 0 && std::isfinite(options.sigma()), fn, ": sigma must be >= 0, got ",
-              options.sigma());
-  TORCH_CHECK(options.beta() > 0 && std::isfinite(options.beta()), fn, ": beta must be positive, got ", options.beta());
-  TORCH_CHECK(options.k() >= 1, fn, ": k must be >= 1, got ", options.k());
+  detail::check_density_options(fn, height, width, options);
   const auto out_dtype = points_xy.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto pts = points_xy.to(at::kCPU, at::kDouble).contiguous();
   const int64_t n = pts.size(0);
@@ -101,6 +111,87 @@ inline at::Tensor points_to_density(const at::Tensor& points_xy, int64_t height,
   detail::render_density(xy, n, height, width, options.stride(), options.sigma(), options.adaptive(), options.beta(),
                          options.k(), options.preserve_count(), map.data_ptr<double>());
   return map.to(points_xy.device(), out_dtype);
+}
+
+/// `points_to_density` for a batch of images, on the points' device: B×1×height×width, map b the
+/// one `points_to_density(points[b], height, width, options)` gives (to rounding), computed with
+/// ATen ops where the points are. On a GPU the whole batch runs there without a host round trip
+/// per image: one check of every coordinate per call and, for adaptive kernels, one read of the
+/// largest kernel's radius. Adaptive σ uses exact pairwise distances within each image (memory
+/// about 2²² distances at a time); each kernel is added as the outer product of its two 1-D
+/// lines, in chunks of points. On CUDA the additions' order, hence the last bits, may vary from
+/// run to run.
+///
+/// points: B ≥ 1 tensors, each N_b×2 (x, y) in input pixels, any real or integer dtype, all on
+/// one device; N_b may be 0. Returns float64 when every points tensor is float64, else float32.
+///
+/// Throws c10::Error naming `points_to_density_batch` and the value for: an empty list, a points
+/// tensor not N×2 or on another device than points[0], a negative or non-finite coordinate (naming
+/// the image and the point), and the option errors of `points_to_density`.
+///
+/// Example:
+/// ```cpp
+/// std::vector<at::Tensor> heads = {torch::tensor({{10.0, 20.0}}), torch::zeros({0, 2})};
+/// auto maps = crowdloss::points_to_density_batch(heads, 64, 64, crowdloss::PointsToDensityOptions().sigma(4.0));
+/// // maps: 2×1×64×64; maps[0] sums to 1, maps[1] to 0
+/// ```
+inline at::Tensor points_to_density_batch(const std::vector<at::Tensor>& points, int64_t height, int64_t width,
+                                          const PointsToDensityOptions& options = {}) {
+  constexpr const char* fn = "points_to_density_batch";
+  TORCH_CHECK(!points.empty(), fn, ": expected the points of at least one image, got an empty list");
+  detail::check_density_options(fn, height, width, options);
+  const auto B = static_cast<int64_t>(points.size());
+  const auto device = points[0].defined() ? points[0].device() : at::Device(at::kCPU);
+  bool all_double = true;
+  std::vector<at::Tensor> xy_list;
+  std::vector<int64_t> sizes;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = points[static_cast<size_t>(b)];
+    TORCH_CHECK(p.defined() && p.dim() == 2 && p.size(1) == 2, fn, ": expected points[", b, "] of shape (N, 2), got ",
+                p.defined() ? p.sizes() : at::IntArrayRef{});
+    TORCH_CHECK(p.device() == device, fn, ": points[", b, "] is on ", p.device(), ", points[0] on ", device);
+    all_double = all_double && p.scalar_type() == at::kDouble;
+    xy_list.push_back(p.to(at::kDouble));
+    sizes.push_back(p.size(0));
+  }
+  const auto xy = at::cat(xy_list);
+  const auto f64 = at::TensorOptions(at::kDouble).device(device);
+  const auto bad = at::isfinite(xy).logical_not().logical_or(xy < 0).any(1);
+  if (bad.any().item<bool>()) {  // the error path alone looks for which point
+    int64_t i = bad.nonzero()[0][0].item<int64_t>(), b = 0;
+    while (i >= sizes[static_cast<size_t>(b)]) i -= sizes[static_cast<size_t>(b++)];
+    const auto v = points[static_cast<size_t>(b)][i].to(at::kCPU, at::kDouble);
+    const double x = v[0].item<double>(), y = v[1].item<double>();
+    TORCH_CHECK(false, fn, ": points[", b, "] point ", i,
+                (std::isfinite(x) && std::isfinite(y) ? " has a negative coordinate: (" : " is not finite: ("), x, ", ",
+                y, ")");
+  }
+  const auto image = at::repeat_interleave(at::tensor(sizes, at::TensorOptions(at::kLong)).to(device));
+  // Each point's σ in input pixels, as render_density chooses it.
+  at::Tensor sigma = at::full({xy.size(0)}, options.sigma(), f64);
+  if (options.adaptive()) {
+    std::vector<at::Tensor> parts;
+    const double fallback =
+        options.sigma() > 0
+            ? options.sigma()
+            : (static_cast<double>(height) * options.stride() + static_cast<double>(width) * options.stride()) / 4.0;
+    int64_t first = 0;
+    for (const int64_t n : sizes) {
+      const auto own = xy.narrow(0, first, n);
+      parts.push_back(n > 1 ? detail::mean_knn_distance_aten(own, options.k()) * options.beta()
+                            : at::full({n}, fallback, f64));
+      first += n;
+    }
+    sigma = at::cat(parts);
+  }
+  sigma = sigma / options.stride();  // in output pixels
+  const double largest = xy.size(0) == 0      ? 0.0
+                         : options.adaptive() ? sigma.max().item<double>()
+                                              : options.sigma() / options.stride();
+  auto maps = at::zeros({B * height * width}, f64);
+  detail::add_density_kernels_aten(maps, xy, image, sigma, height, width, options.stride(), options.preserve_count(),
+                                   static_cast<int64_t>(4 * largest + 0.5));
+  return maps.view({B, 1, height, width}).to(all_double ? at::kDouble : at::kFloat);
 }
 
 /// Count-preserving down-sampling: sums each factor×factor block of the last two dimensions.
