@@ -108,7 +108,8 @@ run() {
     tee "$logs/cuda-kernels-tests.log" || true
   echo "kernel tests: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
   if [ -x build-gpu/bench/bench_density ]; then
-    build-gpu/bench/bench_density --benchmark_filter=/cuda --benchmark_min_time=0.3 \
+    # Every GPU case: the density losses' …/cuda, the point losses' and the batched ground truth's …_cuda.
+    build-gpu/bench/bench_density --benchmark_filter=cuda --benchmark_min_time=0.3 \
       --benchmark_out="$logs/bench_density_cuda.json" --benchmark_out_format=json 2>&1 | tee "$logs/bench_density_cuda.txt" || true
     cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs/bench_density_cuda.json" || true
   fi
