@@ -259,10 +259,15 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_backward(PmlPara
 inline PmlParams pml_cuda_params(at::IntArrayRef shape, const std::vector<int64_t>& grids, bool summed,
                                  double pixel_weight = 0, int64_t pixels = 0) {
   PmlParams q{};
-  const int64_t f = grids.back(), planes = shape[0] * shape[1];
-  const int64_t cells = planes * f * f, cell_pixels = (shape[2] / f) * (shape[3] / f);
   constexpr int64_t limit = std::numeric_limits<int32_t>::max();
-  if (grids.size() > static_cast<size_t>(kPmlMaxLevels) || cells > limit || cell_pixels > limit) return q;
+  // a·b ≤ limit for non-negative a, b, without forming a product that may overflow.
+  const auto within = [](int64_t a, int64_t b) { return a == 0 || b <= limit / a; };
+  if (grids.size() > static_cast<size_t>(kPmlMaxLevels)) return q;
+  const int64_t f = grids.back();
+  if (!within(shape[0], shape[1]) || !within(f, f) || !within(shape[0] * shape[1], f * f) ||
+      !within(shape[2] / f, shape[3] / f))
+    return q;
+  const int64_t planes = shape[0] * shape[1];
   q.planes = planes, q.H = shape[2], q.W = shape[3], q.f = f, q.B = shape[0];
   q.L = static_cast<long long>(grids.size()), q.summed = summed ? 1 : 0, q.upstream = summed ? 1 : q.L;
   q.pixel_weight = summed ? pixel_weight : 0.0, q.pixels = static_cast<double>(pixels);
