@@ -15,7 +15,7 @@ if(NOT EXISTS "${BUILD}/CMakeCache.txt")
        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCROWDLOSS_SANITIZE=ON -DCROWDLOSS_BUILD_FUZZERS=ON -DCROWDLOSS_WERROR=ON
        -DCROWDLOSS_BUILD_BENCHMARKS=OFF -DCROWDLOSS_BUILD_DOCS=OFF -DCROWDLOSS_INSTALL=OFF)
 endif()
-step(build "${CMAKE_COMMAND}" --build "${BUILD}" --target crowdloss_tests lsa_solve crowdloss_fuzzers)
+step(build "${CMAKE_COMMAND}" --build "${BUILD}" --target crowdloss_tests lsa_solve nvrtc_sources crowdloss_fuzzers)
 set(ENV{ASAN_OPTIONS} "abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:allocator_may_return_null=1")
 set(ENV{UBSAN_OPTIONS} "print_stacktrace=1:halt_on_error=1")
 step(tests "${CMAKE_CTEST_COMMAND}" -L "library|fuzz" -j 2 --output-on-failure WORKING_DIRECTORY "${BUILD}")
