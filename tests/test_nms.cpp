@@ -91,6 +91,32 @@ at::Tensor dense_boxes(int64_t n, at::ScalarType dtype) {
   return torch::cat({xy, xy + wh}, 1);
 }
 
+// nms by the CUDA kernels' arithmetic run on the CPU (nms_cuda_emulated), as nms_dispatch calls
+// them on CUDA.
+std::vector<int64_t> emulated_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
+                                  double thr) {
+  using namespace crowdloss::detail;
+  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes)).contiguous();
+  const int64_t n = sorted.size(0);
+  std::vector<long long> sorted_classes;
+  if (classes.defined()) {
+    const auto c = classes.index_select(0, order).to(torch::kLong).contiguous();
+    sorted_classes.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + n);
+  }
+  const NmsParams q = nms_cuda_params(n, threshold_below(thr, sorted.scalar_type()));
+  std::vector<unsigned char> keep(static_cast<size_t>(n), 2);
+  AT_DISPATCH_FLOATING_TYPES(sorted.scalar_type(), "emulated_nms", [&] {
+    nms_cuda_emulated(q, sorted.data_ptr<scalar_t>(), classes.defined() ? sorted_classes.data() : nullptr, keep.data());
+  });
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < n; ++i) {
+    REQUIRE(keep[static_cast<size_t>(i)] < 2);  // every flag written
+    if (keep[static_cast<size_t>(i)] == 1) kept.push_back(order[i].item<int64_t>());
+  }
+  return kept;
+}
+
 }  // namespace
 
 TEST_CASE("nms: hand-derived suppression, threshold is strict, order by score") {
@@ -273,6 +299,96 @@ TEST_CASE("nms and batched_nms: every bad input throws c10::Error naming the fun
   // The ends of [0, 1] are thresholds: 1 keeps every distinct box, and an empty set needs none.
   DOCTEST_CHECK(crowdloss::nms(boxes, scores, 1.0).numel() == 5);
   DOCTEST_CHECK(crowdloss::nms(boxes.slice(0, 0, 0), scores.slice(0, 0, 0), 0.0).numel() == 0);
+}
+
+TEST_CASE("nms device kernels: their arithmetic, run on the CPU, equals the CPU kernel, ties and limits included") {
+  torch::manual_seed(17);
+  const double thresholds[] = {0.0, 1.0 / 3, 0.5, 0.6, 1.0};
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kHalf}) {
+    // Whole-number boxes (IoUs exactly at the thresholds, tied scores); sizes around the 64-box tiles.
+    for (const int64_t n : {1, 2, 63, 64, 65, 128, 129, 300}) {
+      const auto boxes = grid_boxes(n, dtype);
+      const auto scores = (torch::randint(0, 5, {n}, torch::kLong).to(torch::kFloat64) / 4).to(dtype);
+      const auto classes = torch::randint(0, 3, {n}, torch::kLong);
+      for (const double thr : thresholds) {
+        INFO("grid n " << n << " threshold " << thr << " dtype " << dtype);
+        DOCTEST_CHECK(emulated_nms(boxes, scores, at::Tensor(), thr) == to_vector(crowdloss::nms(boxes, scores, thr)));
+        DOCTEST_CHECK(emulated_nms(boxes, scores, classes, thr) ==
+                      to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)));
+      }
+    }
+  }
+  // Dense boxes as a detector emits them: many tiles, most boxes suppressed by earlier tiles;
+  // hundreds of classes.
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const auto boxes = dense_boxes(1500, dtype);
+    const auto scores = torch::rand({1500}, dtype);
+    const auto classes = torch::randint(0, 300, {1500}, torch::kLong);
+    for (const double thr : {0.2, 0.3, 0.5}) {
+      INFO("dense threshold " << thr << " dtype " << dtype);
+      const auto expected = to_vector(crowdloss::nms(boxes, scores, thr));
+      DOCTEST_CHECK(expected.size() > 50);
+      DOCTEST_CHECK(expected.size() < 1000);
+      DOCTEST_CHECK(emulated_nms(boxes, scores, at::Tensor(), thr) == expected);
+      DOCTEST_CHECK(emulated_nms(boxes, scores, classes, thr) ==
+                    to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)));
+    }
+  }
+  // The issue's minimal case: float32(0.6) is above 0.6, so box 1 goes; not in float64.
+  const auto pair = torch::tensor({0.0, 0.0, 5.0, 1.0, 0.0, 0.0, 3.0, 1.0}, torch::kFloat64).view({2, 4});
+  const auto pair_scores = torch::tensor({1.0, 0.9}, torch::kFloat64);
+  DOCTEST_CHECK(emulated_nms(pair.to(torch::kFloat), pair_scores, at::Tensor(), 0.6) == std::vector<int64_t>{0});
+  DOCTEST_CHECK(emulated_nms(pair, pair_scores, at::Tensor(), 0.6) == std::vector<int64_t>({0, 1}));
+  // Zero-area boxes (IoU 0/0) and NaN coordinates suppress nothing and are not suppressed.
+  auto odd = dense_boxes(70, torch::kFloat32);
+  odd.slice(0, 0, 3).copy_(torch::tensor({1.0f, 1.0f, 1.0f, 1.0f}).expand({3, 4}));
+  odd[5][2].fill_(NAN);
+  odd[66][0].fill_(NAN);
+  const auto odd_scores = torch::rand({70});
+  DOCTEST_CHECK(emulated_nms(odd, odd_scores, at::Tensor(), 0.5) == to_vector(crowdloss::nms(odd, odd_scores, 0.5)));
+  DOCTEST_CHECK(emulated_nms(odd, odd_scores, at::Tensor(), 0.5) == reference_nms(odd, odd_scores, at::Tensor(), 0.5));
+  // The sizes: ⌈n/64⌉ words a box; CPU boxes, and more boxes than the scan holds, are not theirs.
+  using namespace crowdloss::detail;
+  DOCTEST_CHECK(nms_cuda_params(129, 0.5).words == 3);
+  DOCTEST_CHECK(nms_cuda_params(64, 0.5).words == 1);
+  DOCTEST_CHECK(kNmsMaxBoxes == 65536);
+  const bool before = crowdloss::set_cuda_kernels_enabled(true);
+  DOCTEST_CHECK(!nms_cuda_takes(odd));
+  crowdloss::set_cuda_kernels_enabled(before);
+}
+
+TEST_CASE("nms and batched_nms: the CUDA kernels equal the CPU kernel on CUDA, past their size limit too") {
+  if (!crowdloss_test::cuda_or_skip("the CUDA NMS kernels")) return;
+  const bool before = crowdloss::set_cuda_kernels_enabled(true);
+  torch::manual_seed(23);
+  for (const auto dtype : {torch::kFloat32, torch::kFloat64, torch::kHalf}) {
+    for (const int64_t n : {1, 64, 65, 1000, 5000, 20000}) {
+      const auto boxes = dense_boxes(n, torch::kFloat32).to(dtype), scores = torch::rand({n}).to(dtype);
+      const auto classes = torch::randint(0, 80, {n}, torch::kLong);
+      for (const double thr : {0.3, 0.5, 0.6}) {
+        INFO("n " << n << " threshold " << thr << " dtype " << dtype);
+        DOCTEST_CHECK(crowdloss::detail::nms_cuda_takes(boxes.cuda().to(crowdloss::detail::compute_dtype(boxes))));
+        const auto gpu = crowdloss::nms(boxes.cuda(), scores.cuda(), thr);
+        DOCTEST_CHECK(gpu.is_cuda());
+        DOCTEST_CHECK(to_vector(gpu) == to_vector(crowdloss::nms(boxes, scores, thr)));
+        DOCTEST_CHECK(to_vector(crowdloss::batched_nms(boxes.cuda(), scores.cuda(), classes.cuda(), thr)) ==
+                      to_vector(crowdloss::batched_nms(boxes, scores, classes, thr)));
+      }
+    }
+  }
+  // Whole-number boxes: IoUs at the thresholds, tied scores.
+  const auto grid = grid_boxes(3000, torch::kFloat32);
+  const auto tied = (torch::randint(0, 5, {3000}, torch::kLong).to(torch::kFloat64) / 4).to(torch::kFloat32);
+  for (const double thr : {0.0, 1.0 / 3, 0.6, 1.0})
+    DOCTEST_CHECK(to_vector(crowdloss::nms(grid.cuda(), tied.cuda(), thr)) ==
+                  to_vector(crowdloss::nms(grid, tied, thr)));
+  // More boxes than the kernels take: the ATen path, the same result.
+  const int64_t many = crowdloss::detail::kNmsMaxBoxes + 1;
+  const auto boxes = dense_boxes(many, torch::kFloat32), scores = torch::rand({many});
+  DOCTEST_CHECK(!crowdloss::detail::nms_cuda_takes(boxes.cuda()));
+  DOCTEST_CHECK(to_vector(crowdloss::nms(boxes.cuda(), scores.cuda(), 0.5)) ==
+                to_vector(crowdloss::nms(boxes, scores, 0.5)));
+  crowdloss::set_cuda_kernels_enabled(before);
 }
 
 TEST_CASE("nms and batched_nms: CPU/CUDA parity") {

@@ -6,7 +6,8 @@
 ///   (nms_scan.hpp, compiled per instruction set as simd.hpp describes);
 /// - the list is compacted once more than half of it is dead: the work is about (kept) × (live) IoUs;
 /// - with classes, each class is scanned on its own (exact; fast with thousands of classes);
-/// - CUDA runs the ATen path (nms_aten.hpp); the parity tests hold this kernel to it.
+/// - CUDA runs nms_cuda.hpp's kernels where enabled, else the ATen path (nms_aten.hpp); the
+///   parity tests hold this kernel to the ATen path and to torchvision's arithmetic.
 /// Timings beside torchvision: docs/performance.md, "Non-maximum suppression, beside torchvision".
 
 #include <crowdloss/detail/simd.hpp>

@@ -3,14 +3,17 @@
 /// Non-maximum suppression with torchvision's semantics (`torchvision.ops.nms` and
 /// `batched_nms`), for the detection modes that need it (one-to-many assignments such as FCOS
 /// and LLA). One dispatch point (nms_dispatch): on the CPU a vectorised greedy scan
-/// (detail/nms_cpu.hpp); elsewhere ATen ops (detail/nms_aten.hpp) on the boxes' device, a tile of rows of the IoU mask
-/// at a time, with the greedy scan on the host over the tile's mask — the reference that the
-/// CPU kernel is tested against.
+/// (detail/nms_cpu.hpp); on CUDA, where `cuda_kernels_enabled`, crowdloss's two kernels (an IoU
+/// bit mask and a one-block scan, detail/nms_cuda.hpp) for up to 65,536 boxes; elsewhere ATen ops
+/// (detail/nms_aten.hpp) on the boxes' device, a tile of rows of the IoU mask at a time, with the
+/// greedy scan on the host over the tile's mask — the reference that both kernels are tested
+/// against.
 
 #include <crowdloss/detail/checks.hpp>
 #include <crowdloss/detail/detection_checks.hpp>
 #include <crowdloss/detail/nms_aten.hpp>
 #include <crowdloss/detail/nms_cpu.hpp>
+#include <crowdloss/detail/nms_cuda.hpp>
 
 #include <torch/types.h>
 
@@ -48,7 +51,7 @@ inline void check_nms_inputs(const char* fn, const at::Tensor& boxes, const at::
 /// by scores (N); with `classes` (N integers, or undefined) a box only suppresses boxes of its own
 /// class. The IoU is computed in the boxes' compute dtype (float32 for half precision) and
 /// compared with the double threshold, as torchvision's CPU kernel does: the CPU kernel on the
-/// CPU, the ATen path elsewhere.
+/// CPU, the CUDA kernels where nms_cuda_takes the boxes, the ATen path elsewhere.
 inline at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
                                double iou_threshold) {
   const int64_t n = boxes.size(0);
@@ -60,8 +63,9 @@ inline at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores
   const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes));
   const auto sorted_classes = classes.defined() ? classes.index_select(0, order) : at::Tensor();
   const double threshold = threshold_below(iou_threshold, sorted.scalar_type());
-  const auto keep = boxes.is_cpu() ? at::tensor(nms_cpu(sorted, sorted_classes, threshold), index_options)
-                                   : nms_aten(sorted, sorted_classes, threshold);
+  const auto keep = boxes.is_cpu()           ? at::tensor(nms_cpu(sorted, sorted_classes, threshold), index_options)
+                    : nms_cuda_takes(sorted) ? nms_cuda(sorted, sorted_classes, threshold)
+                                             : nms_aten(sorted, sorted_classes, threshold);
   return order.index_select(0, keep);
 }
 
@@ -78,7 +82,9 @@ inline at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores
 /// of the kept boxes, highest score first, on the boxes' device. Equal scores are visited in
 /// input order (a stable sort); NaN scores sort first, as `torch.sort` orders them. The work is
 /// about (kept boxes) × (boxes) IoUs: on the CPU a vectorised scan over the boxes still alive, on
-/// CUDA a tile of the live rows' IoUs at a time; filter by score / top-k first, as detectors do.
+/// CUDA a tile of the live rows' IoUs at a time — or, with `crowdloss::cuda_kernels_enabled()`
+/// and at most 65,536 boxes, every pair's IoU in one launch (a mask of N²/8 bytes) and the scan
+/// in another, with one host read at the end; filter by score / top-k first, as detectors do.
 ///
 /// Throws c10::Error naming `nms` for boxes not N×4, scores not of shape (N), integer dtypes,
 /// mixed devices, or an `iou_threshold` outside [0, 1] (NaN included: it would keep every box).
