@@ -10,7 +10,7 @@
 #                          (about 7 minutes on 16 cores): unpacks the packages, builds into
 #                          build-gpu/, runs ctest (without the slow and demo tests), the CUDA test
 #                          cases again with crowdloss's CUDA kernels switched on, bench_density's
-#                          CUDA cases and bench/density_reference.py.
+#                          and bench_detect's CUDA cases and bench/density_reference.py.
 #   scripts/gpu.sh build   only the configure and build steps of `run`.
 #   scripts/gpu.sh proof [bench] [demos]
 #                          after `build`: the training-throughput benches (bare step vs trainer)
@@ -114,10 +114,17 @@ run() {
     cmake -DOUT="$logs/results.md" -P bench/to_markdown.cmake "$logs/bench_density_cuda.json" || true
   fi
   echo "bench_density: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
+  if [ -x build-gpu/bench/bench_detect ]; then
+    # NMS on the GPU (issue 16): the ATen path (BM_nms_cuda) beside the CUDA kernels (BM_nms_kernels_cuda).
+    build-gpu/bench/bench_detect --benchmark_filter=cuda --benchmark_min_time=0.3 \
+      --benchmark_out="$logs/bench_detect_cuda.json" --benchmark_out_format=json 2>&1 | tee "$logs/bench_detect_cuda.txt" || true
+  fi
+  echo "bench_detect: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
   python3 bench/density_reference.py "$logs/density_reference_cuda.json" --min-time 0.3 2>&1 |
     tee "$logs/density_reference_cuda.txt" || true
   echo "density_reference: $((SECONDS - start)) s" | tee -a "$logs/timing.txt"
-  deliver bench_density_cuda.json density_reference_cuda.json results.md ctest.log cuda-kernels-tests.log timing.txt
+  deliver bench_density_cuda.json density_reference_cuda.json bench_detect_cuda.json results.md ctest.log \
+    cuda-kernels-tests.log timing.txt
 }
 
 # Issue 19's proof on the GPU, from a build-gpu/ that `build` made.
