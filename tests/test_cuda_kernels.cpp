@@ -399,7 +399,7 @@ TEST_CASE("ssim and sanet_loss: the CUDA kernels equal the ATen path on CUDA, an
   }
   {  // The kernels did run: their module is there, and NaN propagates.
     crowdloss::set_cuda_kernels_enabled(true);
-    DOCTEST_CHECK(crowdloss::detail::ssim_cuda_module(torch::kFloat32, torch::Device(torch::kCUDA, 0)) != nullptr);
+    DOCTEST_CHECK(crowdloss::detail::kSsimKernels.find(torch::kFloat32, torch::Device(torch::kCUDA, 0)) != nullptr);
     auto x = torch::rand({2, 1, 64, 64}).cuda();
     x[1][0][30][30] = std::numeric_limits<float>::quiet_NaN();
     DOCTEST_CHECK(std::isnan(crowdloss::ssim(x, torch::rand_like(x)).item<float>()));

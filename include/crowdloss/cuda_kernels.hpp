@@ -20,9 +20,9 @@ inline std::atomic<bool>& cuda_kernels_flag() {
 
 /// Whether crowdloss runs its own CUDA kernels on CUDA tensors (today: `pml_loss`,
 /// `pml_loss_terms`, `ssim`, `sanet_loss`, `nms` and `batched_nms`), compiled at run time by the
-/// NVRTC that CUDA builds of LibTorch ship, instead of its ATen compositions. Off by default until the kernels have passed the CUDA tests on a GPU
-/// (docs/gpu.md records which commit was verified where); `CROWDLOSS_CUDA_KERNELS=1` in the
-/// environment turns them on at start. Where they cannot run (no NVRTC, a failed compile, a
+/// NVRTC that CUDA builds of LibTorch ship, instead of its ATen compositions. Off by default
+/// until the kernels have passed the CUDA tests on a GPU (docs/gpu.md records which commit was
+/// verified where); `CROWDLOSS_CUDA_KERNELS=1` in the environment turns them on at start. Where they cannot run (no NVRTC, a failed compile, a
 /// LibTorch older than 2.2) one warning says why and the ATen path runs instead. The CPU paths
 /// do not depend on it.
 ///

@@ -8,22 +8,18 @@
 #include <fstream>
 #include <iostream>
 #include <string>
-#include <utility>
 
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::cerr << "usage: nvrtc_sources <folder>\n";
     return 2;
   }
-  const std::pair<const char*, std::string (*)(at::ScalarType)> modules[] = {
-      {"crowdloss_pml", &crowdloss::detail::pml_cuda_source},
-      {"crowdloss_ssim", &crowdloss::detail::ssim_cuda_source},
-      {"crowdloss_nms", &crowdloss::detail::nms_cuda_source}};
-  for (const auto& [name, source] : modules)
+  using crowdloss::detail::cuda_jit::KernelSource;
+  for (const KernelSource& module :
+       {crowdloss::detail::kPmlKernels, crowdloss::detail::kSsimKernels, crowdloss::detail::kNmsKernels})
     for (const auto dtype : {at::kFloat, at::kDouble}) {
-      const std::string path =
-          std::string(argv[1]) + "/" + name + (dtype == at::kDouble ? "_double" : "_float") + ".cu";
-      std::ofstream(path) << source(dtype);
+      const std::string path = std::string(argv[1]) + "/" + module.name(dtype) + ".cu";
+      std::ofstream(path) << module.source(dtype);
       std::cout << path << "\n";
     }
   return 0;

@@ -94,7 +94,7 @@ inline std::pair<at::Tensor, at::Tensor> pml_prepared(const char* fn, const at::
 /// (`cuda_kernels_enabled`), the maps' sizes fit them and they compile here.
 inline bool pml_cuda_takes(const at::Tensor& p, const std::vector<int64_t>& grids, bool summed) {
   return cuda_kernels_enabled() && p.is_cuda() && pml_cuda_params(p.sizes(), grids, summed).planes > 0 &&
-         pml_cuda_module(p.scalar_type(), p.device()) != nullptr;
+         kPmlKernels.find(p.scalar_type(), p.device()) != nullptr;
 }
 
 /// The per-level PML terms of this process's batch (a 1-D tensor in the compute

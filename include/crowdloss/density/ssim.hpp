@@ -97,7 +97,7 @@ inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor
   if (cuda_kernels_enabled() && s.x.is_cuda()) {
     const auto host_window = gaussian_window(o.window_size(), o.sigma(), s.x.scalar_type(), at::kCPU);
     if (ssim_cuda_params(s.x, host_window, s.pad, s.c1, s.c2).planes > 0 &&
-        ssim_cuda_module(s.x.scalar_type(), s.x.device()) != nullptr)
+        kSsimKernels.find(s.x.scalar_type(), s.x.device()) != nullptr)
       return ssim_per_channel_cuda(s, host_window, with_mse);
   }
   return {ssim_map_aten(s).flatten(2).mean(-1), with_mse ? (s.x - s.y).square().flatten(2).mean(-1) : at::Tensor()};

@@ -210,26 +210,15 @@ void nms_cuda_emulated(const NmsParams& q, const scalar_t* boxes, const long lon
   }
 }
 
-/// NVRTC's whole source of the kernels for `dtype` (float or double).
-inline std::string nms_cuda_source(at::ScalarType dtype) {
-  return cuda_jit::nvrtc_preamble(dtype == at::kDouble ? "double" : "float") + nms_device_source() +
-         nms_kernels_source();
-}
-
-/// The compiled kernels for `dtype` (float or double) on `device`, or null where they cannot
-/// run (one warning then says why).
-inline cuda_jit::Module* nms_cuda_module(at::ScalarType dtype, const at::Device& device) {
-  return cuda_jit::Module::find(
-      dtype == at::kDouble ? "crowdloss_nms_double" : "crowdloss_nms_float", [&] { return nms_cuda_source(dtype); },
-      device);
-}
+/// The kernels' module (float or double).
+inline constexpr cuda_jit::KernelSource kNmsKernels{"crowdloss_nms", &nms_device_source, &nms_kernels_source};
 
 /// Whether nms_cuda takes these boxes (sorted, in the compute dtype): the kernels are enabled
 /// (`cuda_kernels_enabled`), the boxes are on CUDA, at most kNmsMaxBoxes, and the kernels
 /// compile here.
 inline bool nms_cuda_takes(const at::Tensor& sorted) {
   return cuda_kernels_enabled() && sorted.is_cuda() && sorted.size(0) > 0 && sorted.size(0) <= kNmsMaxBoxes &&
-         nms_cuda_module(sorted.scalar_type(), sorted.device()) != nullptr;
+         kNmsKernels.find(sorted.scalar_type(), sorted.device()) != nullptr;
 }
 
 /// The CUDA path of nms_dispatch where nms_cuda_takes says so: as nms_cpu and nms_aten (`sorted`
@@ -240,7 +229,7 @@ inline at::Tensor nms_cuda(const at::Tensor& sorted, const at::Tensor& sorted_cl
   const auto boxes = sorted.contiguous();
   const auto classes = sorted_classes.defined() ? sorted_classes.to(at::kLong).contiguous() : at::Tensor();
   NmsParams q = nms_cuda_params(boxes.size(0), threshold);
-  auto* module = nms_cuda_module(boxes.scalar_type(), boxes.device());
+  auto* module = kNmsKernels.find(boxes.scalar_type(), boxes.device());
   TORCH_CHECK(module != nullptr, "nms: the CUDA kernels are unavailable");
   // Words below the diagonal tiles are never written nor read.
   const auto mask = at::empty({q.n * q.words}, boxes.options().dtype(at::kLong));

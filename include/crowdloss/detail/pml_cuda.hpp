@@ -323,19 +323,8 @@ void pml_cuda_emulated_backward(const PmlParams& q, const double* levels, const 
   }
 }
 
-/// NVRTC's whole source of the kernels for `dtype` (float or double).
-inline std::string pml_cuda_source(at::ScalarType dtype) {
-  return cuda_jit::nvrtc_preamble(dtype == at::kDouble ? "double" : "float") + pml_device_source() +
-         pml_kernels_source();
-}
-
-/// The compiled kernels for `dtype` (float or double) on `device`, or null where they cannot
-/// run (one warning then says why).
-inline cuda_jit::Module* pml_cuda_module(at::ScalarType dtype, const at::Device& device) {
-  return cuda_jit::Module::find(
-      dtype == at::kDouble ? "crowdloss_pml_double" : "crowdloss_pml_float", [&] { return pml_cuda_source(dtype); },
-      device);
-}
+/// The kernels' module (float or double).
+inline constexpr cuda_jit::KernelSource kPmlKernels{"crowdloss_pml", &pml_device_source, &pml_kernels_source};
 
 /// PML's per-level terms on CUDA maps through the kernels above: as PMLCpuFunction (B×C×H×W maps
 /// of one floating dtype, float or double, the finest grid dividing H and W; terms or their
@@ -348,7 +337,7 @@ struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
     const auto p = pred.contiguous(), t = target.contiguous();
     PmlParams q = pml_cuda_params(p.sizes(), grids, summed, pixel_weight, pixels);
     TORCH_CHECK(q.planes > 0, "pml_loss: the CUDA kernels cannot take maps of ", p.sizes());
-    auto* module = pml_cuda_module(p.scalar_type(), p.device());
+    auto* module = kPmlKernels.find(p.scalar_type(), p.device());
     TORCH_CHECK(module != nullptr, "pml_loss: the CUDA kernels are unavailable");
     const auto f64 = p.options().dtype(at::kDouble);
     const auto L = static_cast<int64_t>(q.L);
@@ -381,7 +370,7 @@ struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
                                   ctx->saved_data["pixel_weight"].toDouble(), ctx->saved_data["pixels"].toInt());
     const at::Tensor& levels = saved[0];
     const auto upstream = grad_outputs[0].contiguous();
-    auto* module = pml_cuda_module(upstream.scalar_type(), upstream.device());
+    auto* module = kPmlKernels.find(upstream.scalar_type(), upstream.device());
     TORCH_CHECK(module != nullptr, "pml_loss: the CUDA kernels are unavailable");
     const at::Tensor grad_pred = at::empty(shape, upstream.options());
     const at::Tensor grad_target = ctx->needs_input_grad(1) ? at::empty(shape, upstream.options()) : at::Tensor();

@@ -422,18 +422,8 @@ void ssim_cuda_emulated_backward(const scalar_t* x, const scalar_t* y, const Ssi
   }
 }
 
-/// NVRTC's whole source of the kernels for `dtype` (float or double).
-inline std::string ssim_cuda_source(at::ScalarType dtype) {
-  return cuda_jit::nvrtc_preamble(dtype == at::kDouble ? "double" : "float") + ssim_device_source() +
-         ssim_kernels_source();
-}
-
-/// The compiled kernels for `dtype` on `device`, or null where they cannot run (one warning).
-inline cuda_jit::Module* ssim_cuda_module(at::ScalarType dtype, const at::Device& device) {
-  return cuda_jit::Module::find(
-      dtype == at::kDouble ? "crowdloss_ssim_double" : "crowdloss_ssim_float", [&] { return ssim_cuda_source(dtype); },
-      device);
-}
+/// The kernels' module (float or double).
+inline constexpr cuda_jit::KernelSource kSsimKernels{"crowdloss_ssim", &ssim_device_source, &ssim_kernels_source};
 
 /// SSIM's per-channel mean and the squared error's on CUDA maps through the kernels above: the
 /// interface of SSIMCpuFunction (x, y B×C×H×W of one dtype, float or double; the window — here a
@@ -448,7 +438,7 @@ struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
     SsimParams q = ssim_cuda_params(x, host_window, pad, c1, c2);
     TORCH_CHECK(q.planes > 0, "ssim: the CUDA kernels cannot take maps of ", x.sizes());
     q.with_mse = with_mse ? 1 : 0;
-    auto* module = ssim_cuda_module(x.scalar_type(), x.device());
+    auto* module = kSsimKernels.find(x.scalar_type(), x.device());
     TORCH_CHECK(module != nullptr, "ssim: the CUDA kernels are unavailable");
     const int64_t B = x.size(0), C = x.size(1), blocks = q.planes * q.tiles_y * q.tiles_x;
     const at::Tensor partials = at::empty({2 * blocks}, x.options().dtype(at::kDouble));
@@ -473,7 +463,7 @@ struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
     const at::Tensor &x = saved[0], &y = saved[1];
     SsimParams q = ssim_cuda_params(x, ctx->saved_data["window"].toTensor(), ctx->saved_data["pad"].toInt(),
                                     ctx->saved_data["c1"].toDouble(), ctx->saved_data["c2"].toDouble());
-    auto* module = ssim_cuda_module(x.scalar_type(), x.device());
+    auto* module = kSsimKernels.find(x.scalar_type(), x.device());
     TORCH_CHECK(module != nullptr, "ssim: the CUDA kernels are unavailable");
     const auto upstream = [&](const at::Tensor& g) { return g.defined() ? g.to(x.scalar_type()).contiguous() : g; };
     const at::Tensor gs = upstream(grad_outputs[0]), gm = upstream(grad_outputs[1]);
