@@ -74,15 +74,23 @@ at::Tensor grid_boxes(int64_t n, at::ScalarType dtype) {
   return torch::cat({xy, xy + wh}, 1).to(dtype);
 }
 
+// nms_dispatch's preparation around `path`: the visit order, the compute dtype and the threshold
+// (threshold_below); `path` maps (sorted boxes, their classes or undefined, threshold) to the kept
+// positions in that order, and those are mapped back to indices.
+template <class Path>
+std::vector<int64_t> nms_by(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes, double thr,
+                            Path path) {
+  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto sorted = boxes.index_select(0, order).to(crowdloss::detail::compute_dtype(boxes));
+  const auto keep = path(sorted, classes.defined() ? classes.index_select(0, order) : at::Tensor(),
+                         crowdloss::detail::threshold_below(thr, sorted.scalar_type()));
+  return to_vector(order.index_select(0, keep));
+}
+
 // nms by the ATen path (nms_aten) on CPU tensors, as nms_dispatch calls it on CUDA.
 std::vector<int64_t> aten_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
                               double thr) {
-  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  const auto sorted = boxes.index_select(0, order).to(crowdloss::detail::compute_dtype(boxes));
-  const auto keep =
-      crowdloss::detail::nms_aten(sorted, classes.defined() ? classes.index_select(0, order) : at::Tensor(),
-                                  crowdloss::detail::threshold_below(thr, sorted.scalar_type()));
-  return to_vector(order.index_select(0, keep));
+  return nms_by(boxes, scores, classes, thr, crowdloss::detail::nms_aten);
 }
 
 // Dense boxes as detectors produce them (the benchmark): 20–60 px over 400×400.
@@ -95,26 +103,29 @@ at::Tensor dense_boxes(int64_t n, at::ScalarType dtype) {
 // them on CUDA.
 std::vector<int64_t> emulated_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
                                   double thr) {
-  using namespace crowdloss::detail;
-  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  const auto sorted = boxes.index_select(0, order).to(compute_dtype(boxes)).contiguous();
-  const int64_t n = sorted.size(0);
-  std::vector<long long> sorted_classes;
-  if (classes.defined()) {
-    const auto c = classes.index_select(0, order).to(torch::kLong).contiguous();
-    sorted_classes.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + n);
-  }
-  const NmsParams q = nms_cuda_params(n, threshold_below(thr, sorted.scalar_type()));
-  std::vector<unsigned char> keep(static_cast<size_t>(n), 2);
-  AT_DISPATCH_FLOATING_TYPES(sorted.scalar_type(), "emulated_nms", [&] {
-    nms_cuda_emulated(q, sorted.data_ptr<scalar_t>(), classes.defined() ? sorted_classes.data() : nullptr, keep.data());
-  });
-  std::vector<int64_t> kept;
-  for (int64_t i = 0; i < n; ++i) {
-    REQUIRE(keep[static_cast<size_t>(i)] < 2);  // every flag written
-    if (keep[static_cast<size_t>(i)] == 1) kept.push_back(order[i].item<int64_t>());
-  }
-  return kept;
+  return nms_by(boxes, scores, classes, thr,
+                [](const at::Tensor& sorted_boxes, const at::Tensor& sorted_classes, double threshold) {
+                  using namespace crowdloss::detail;
+                  const auto sorted = sorted_boxes.contiguous();
+                  const int64_t n = sorted.size(0);
+                  std::vector<long long> classes_ll;
+                  if (sorted_classes.defined()) {
+                    const auto c = sorted_classes.to(torch::kLong).contiguous();
+                    classes_ll.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + n);
+                  }
+                  const NmsParams q = nms_cuda_params(n, threshold);
+                  std::vector<unsigned char> keep(static_cast<size_t>(n), 2);
+                  AT_DISPATCH_FLOATING_TYPES(sorted.scalar_type(), "emulated_nms", [&] {
+                    nms_cuda_emulated(q, sorted.data_ptr<scalar_t>(),
+                                      sorted_classes.defined() ? classes_ll.data() : nullptr, keep.data());
+                  });
+                  std::vector<int64_t> kept;
+                  for (int64_t i = 0; i < n; ++i) {
+                    REQUIRE(keep[static_cast<size_t>(i)] < 2);  // every flag written
+                    if (keep[static_cast<size_t>(i)] == 1) kept.push_back(i);
+                  }
+                  return at::tensor(kept, at::TensorOptions(at::kLong));
+                });
 }
 
 }  // namespace
