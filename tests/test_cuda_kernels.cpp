@@ -18,32 +18,63 @@ double scaled_error(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item<double>();
 }
 
-// The emulated kernels on CPU maps (the compute dtype, the finest grid dividing H and W): the
-// terms (or their sum, with `pixel_weight`·Σe²/`pixels` when that is positive) and, for
-// `upstream` (L values, or 1 when summed), both gradients.
+// A tensor's elements as the kernels' storage type S (its bytes, copied), and back.
+template <typename S>
+std::vector<S> elements(const at::Tensor& t) {
+  const auto c = t.contiguous();
+  REQUIRE(c.element_size() == static_cast<int64_t>(sizeof(S)));
+  std::vector<S> v(static_cast<size_t>(c.numel()));
+  std::memcpy(v.data(), c.data_ptr(), v.size() * sizeof(S));
+  return v;
+}
+template <typename S>
+at::Tensor tensor_of(const std::vector<S>& v, at::IntArrayRef shape, at::ScalarType dtype) {
+  auto t = at::empty(shape, dtype);
+  REQUIRE(t.numel() * t.element_size() == static_cast<int64_t>(v.size() * sizeof(S)));
+  std::memcpy(t.data_ptr(), v.data(), v.size() * sizeof(S));
+  return t;
+}
+
+// Calls f with a value of the kernels' storage type for `dtype` (float, double, HalfBits or
+// BFloat16Bits), whose compute type is ComputeOf's.
+template <typename F>
+void with_storage(at::ScalarType dtype, F&& f) {
+  using namespace crowdloss::detail;
+  if (dtype == at::kDouble) return f(double{});
+  if (dtype == at::kFloat) return f(float{});
+  if (dtype == at::kHalf) return f(HalfBits{});
+  REQUIRE((dtype == at::kBFloat16));
+  f(BFloat16Bits{});
+}
+
+// The emulated kernels on CPU maps (any floating dtype, read as the kernels read it; the finest
+// grid dividing H and W): the terms (or their sum, with `pixel_weight`·Σe²/`pixels` when that
+// is positive) in the compute dtype and, for `upstream` (L values, or 1 when summed), both
+// gradients in the maps' dtype.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> emulated(const at::Tensor& pred, const at::Tensor& target,
                                                         const std::vector<int64_t>& grids, bool summed,
                                                         const at::Tensor& upstream, double pixel_weight = 0,
                                                         int64_t pixels = 0) {
   using namespace crowdloss::detail;
-  const auto p = pred.contiguous(), t = target.contiguous();
-  const PmlParams q = pml_cuda_params(p.sizes(), grids, summed, pixel_weight, pixels);
+  const PmlParams q = pml_cuda_params(pred.sizes(), grids, summed, pixel_weight, pixels);
   REQUIRE(q.planes > 0);
-  const auto f64 = at::TensorOptions(at::kDouble);
-  const auto levels = at::empty({static_cast<int64_t>(q.offsets[q.L])}, f64);
-  const auto squares = at::empty({static_cast<int64_t>(q.planes * q.f * q.f)}, f64);
-  const auto slope = at::empty({static_cast<int64_t>(q.L)}, f64);
-  auto out = summed ? at::empty({}, p.options()) : at::empty({static_cast<int64_t>(q.L)}, p.options());
-  auto grad_pred = at::empty_like(p), grad_target = at::empty_like(p);
-  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "emulated", [&] {
-    pml_cuda_emulated_forward(p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), q, levels.data_ptr<double>(),
-                              squares.data_ptr<double>(), slope.data_ptr<double>(), out.data_ptr<scalar_t>());
-    const auto u = upstream.to(p.scalar_type()).contiguous();
-    pml_cuda_emulated_backward(q, levels.data_ptr<double>(), slope.data_ptr<double>(), u.data_ptr<scalar_t>(),
-                               p.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), grad_pred.data_ptr<scalar_t>(),
-                               grad_target.data_ptr<scalar_t>());
+  const auto dtype = pred.scalar_type(), compute = compute_dtype(dtype);
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
+  with_storage(dtype, [&](auto storage) {
+    using S = decltype(storage);
+    using C = typename ComputeOf<S>::type;
+    const auto p = elements<S>(pred), t = elements<S>(target), u = elements<C>(upstream.to(compute));
+    std::vector<double> levels(static_cast<size_t>(q.offsets[q.L])), slope(static_cast<size_t>(q.L));
+    std::vector<double> squares(static_cast<size_t>(q.planes * q.f * q.f));
+    std::vector<C> out(summed ? 1 : static_cast<size_t>(q.L));
+    std::vector<S> grad_pred(p.size()), grad_target(p.size());
+    pml_cuda_emulated_forward(p.data(), t.data(), q, levels.data(), squares.data(), slope.data(), out.data());
+    pml_cuda_emulated_backward(q, levels.data(), slope.data(), u.data(), p.data(), t.data(), grad_pred.data(),
+                               grad_target.data());
+    result = {tensor_of(out, summed ? at::IntArrayRef{} : at::IntArrayRef{q.L}, compute),
+              tensor_of(grad_pred, pred.sizes(), dtype), tensor_of(grad_target, pred.sizes(), dtype)};
   });
-  return {out, grad_pred, grad_target};
+  return result;
 }
 
 }  // namespace
@@ -86,6 +117,68 @@ TEST_CASE("cuda_kernels: the stream handle comes from c10::Stream::native_handle
   check_error([] { crowdloss::detail::native_handle(WithoutHandle{}); }, {"native_handle", "2.2"});
   // LibTorch 1.13's c10::Stream has none, 2.2 and newer have it.
   DOCTEST_CHECK(crowdloss::detail::HasNativeHandle<c10::Stream>::value == CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 2));
+}
+
+TEST_CASE("cuda storage: float16 and bfloat16 widen and round as c10::Half and c10::BFloat16 do") {
+  using crowdloss::detail::BFloat16Bits;
+  using crowdloss::detail::bits_as_float;
+  using crowdloss::detail::float_as_bits;
+  using crowdloss::detail::HalfBits;
+  const auto same_float = [](float a, float b) {
+    return std::isnan(a) ? std::isnan(b) : float_as_bits(a) == float_as_bits(b);
+  };
+  // Widening: every one of the 65,536 patterns, bit for bit (NaN as NaN).
+  int64_t widen_mismatches = 0;
+  for (unsigned int bits = 0; bits < 0x10000u; ++bits) {
+    const auto b16 = static_cast<uint16_t>(bits);
+    widen_mismatches += !same_float(crowdloss::detail::loaded(HalfBits{b16}),
+                                    static_cast<float>(c10::Half(b16, c10::Half::from_bits())));
+    widen_mismatches += !same_float(crowdloss::detail::loaded(BFloat16Bits{b16}),
+                                    static_cast<float>(c10::BFloat16(b16, c10::BFloat16::from_bits())));
+  }
+  DOCTEST_CHECK(widen_mismatches == 0);
+  // Rounding: floats spread over every exponent, and around every value of each format — the
+  // value, its float neighbours, and the midpoints to the next value (ties) with theirs.
+  std::vector<float> probes;
+  for (uint64_t bits = 0; bits <= 0xffffffffu; bits += 65521)
+    probes.push_back(bits_as_float(static_cast<unsigned int>(bits)));
+  for (unsigned int bits = 0; bits < 0x7c00u; ++bits) {  // the finite non-negative halves
+    const float v = static_cast<float>(c10::Half(static_cast<uint16_t>(bits), c10::Half::from_bits()));
+    const float next = static_cast<float>(c10::Half(static_cast<uint16_t>(bits + 1), c10::Half::from_bits()));
+    const float mid = static_cast<float>((static_cast<double>(v) + static_cast<double>(next)) / 2);  // exact
+    for (const float x : {v, mid})
+      for (const float y : {x, std::nextafter(x, 0.0f), std::nextafter(x, 1e30f)}) probes.insert(probes.end(), {y, -y});
+  }
+  for (unsigned int bits = 0; bits < 0x7f80u; ++bits) {  // the finite non-negative bfloat16 values
+    const float v = bits_as_float(bits << 16), next = bits_as_float((bits + 1) << 16);
+    const float mid = static_cast<float>((static_cast<double>(v) + static_cast<double>(next)) / 2);  // exact
+    for (const float x : {v, mid})
+      for (const float y : {x, std::nextafter(x, 0.0f), std::nextafter(x, 1e38f)}) probes.insert(probes.end(), {y, -y});
+  }
+  for (const float x : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::max(), 65504.0f, 65519.99f,
+                        65520.0f, std::numeric_limits<float>::denorm_min()})
+    probes.insert(probes.end(), {x, -x});
+  int64_t half_mismatches = 0, bfloat16_mismatches = 0, nan_mismatches = 0;
+  for (const float x : probes) {
+    HalfBits h{};
+    BFloat16Bits b{};
+    crowdloss::detail::store(&h, x);
+    crowdloss::detail::store(&b, x);
+    half_mismatches += h.bits != c10::Half(x).x;
+    bfloat16_mismatches += b.bits != c10::BFloat16(x).x;
+  }
+  for (const unsigned int nan : {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0x7fbfffffu, 0xffffffffu}) {
+    HalfBits h{};
+    BFloat16Bits b{};
+    crowdloss::detail::store(&h, bits_as_float(nan));
+    crowdloss::detail::store(&b, bits_as_float(nan));
+    nan_mismatches += !std::isnan(crowdloss::detail::loaded(h)) + !std::isnan(crowdloss::detail::loaded(b));
+  }
+  INFO(probes.size() << " probes");
+  DOCTEST_CHECK(probes.size() > 700000);
+  DOCTEST_CHECK(half_mismatches == 0);
+  DOCTEST_CHECK(bfloat16_mismatches == 0);
+  DOCTEST_CHECK(nan_mismatches == 0);
 }
 
 TEST_CASE("pml device kernels: their arithmetic, run on the CPU, equals the ATen path in float64") {
@@ -178,6 +271,34 @@ TEST_CASE("pml device kernels: float32 on the CPU, and NaN, a perfect fit and th
   }
 }
 
+TEST_CASE("pml device kernels: float16 and bfloat16 maps are read as they are and computed in float32") {
+  // The half-precision kernels compute exactly what the float32 kernels compute on the maps'
+  // values, and round each gradient once, to nearest even, as ATen's conversion does.
+  const std::vector<int64_t> grids = {1, 2, 4, 8};
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (const bool summed : {false, true}) {
+      INFO("dtype " << dtype << " summed " << summed);
+      torch::manual_seed(13);
+      const auto pred = torch::rand({2, 1, 48, 40}).to(dtype), target = (torch::rand({2, 1, 48, 40}) * 1.2).to(dtype);
+      const auto upstream = summed ? torch::randn({}) : torch::randn({4});
+      const double weight = summed ? 0.6 : 0.0;
+      const auto [out, grad_pred, grad_target] = emulated(pred, target, grids, summed, upstream, weight, pred.numel());
+      const auto [out32, grad_pred32, grad_target32] =
+          emulated(pred.to(torch::kFloat32), target.to(torch::kFloat32), grids, summed, upstream, weight, pred.numel());
+      DOCTEST_CHECK((out.scalar_type() == torch::kFloat32));
+      DOCTEST_CHECK(torch::equal(out, out32));
+      DOCTEST_CHECK((grad_pred.scalar_type() == dtype));
+      DOCTEST_CHECK(torch::equal(grad_pred, grad_pred32.to(dtype)));
+      DOCTEST_CHECK(torch::equal(grad_target, grad_target32.to(dtype)));
+      // And the values are PML's: the float64 ATen path on the same (rounded) maps.
+      const auto p64 = pred.to(torch::kFloat64), t64 = target.to(torch::kFloat64);
+      const auto terms = crowdloss::detail::pml_terms_aten(p64, t64, grids, true);
+      const auto ref = summed ? terms.sum() + weight * (p64 - t64).square().mean() : terms;
+      DOCTEST_CHECK(scaled_error(out.to(torch::kFloat64), ref) <= 1e-5);
+    }
+  }
+}
+
 TEST_CASE("pml device kernels: maps they cannot take are left to the ATen path") {
   using crowdloss::detail::pml_cuda_params;
   DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{2, 1, 64, 64}, {1, 2, 4}, true).planes == 2);
@@ -209,7 +330,7 @@ TEST_CASE("pml_loss: the CUDA kernels equal the ATen path on CUDA, and run deter
   const std::vector<Case> cases = {{{1, 1, 16, 16}, true},    {{3, 2, 37, 53}, true},    {{64, 1, 64, 64}, false},
                                    {{8, 1, 512, 512}, false}, {{1, 1, 96, 1024}, false}, {{2, 1, 2048, 2048}, false}};
   const bool before = crowdloss::set_cuda_kernels_enabled(false);
-  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16, torch::kHalf}) {
     for (const auto& c : cases) {
       for (const bool strided : {false, true}) {
         INFO("dtype " << dtype << " shape " << at::IntArrayRef(c.shape) << " strided " << strided);
@@ -232,8 +353,9 @@ TEST_CASE("pml_loss: the CUDA kernels equal the ATen path on CUDA, and run deter
                                  pred.grad().to(torch::kFloat64).cpu(), target.grad().to(torch::kFloat64).cpu());
         };
         crowdloss::set_cuda_kernels_enabled(true);
-        const auto p = (dtype == torch::kFloat64 ? pred0 : pred0.to(torch::kFloat32)).contiguous();
-        DOCTEST_REQUIRE(crowdloss::detail::pml_cuda_takes(p, crowdloss::PMLLossOptions().grids(), true));
+        // The kernels take every dtype as it is (half precision too).
+        DOCTEST_REQUIRE(
+            crowdloss::detail::pml_cuda_takes(pred0.contiguous(), crowdloss::PMLLossOptions().grids(), true));
         const auto [loss, terms, gp, gt] = run(true, pred0, target0);
         // The reference: the ATen path in float64 on the same (rounded) values. PML's level
         // increments cancel heavily (at 2048², M₁ ≈ 4·10¹⁰ against an increment of 6·10⁵), so a
@@ -265,7 +387,8 @@ TEST_CASE("pml_loss: the CUDA kernels equal the ATen path on CUDA, and run deter
 
 namespace {
 
-// The emulated SSIM kernels on CPU maps: per-channel SSIM and squared error, and the gradients
+// The emulated SSIM kernels on CPU maps (any floating dtype, read as the kernels read it):
+// per-channel SSIM and squared error in the compute dtype, and the gradients in the maps' dtype
 // for the upstream gradients gs, gm (B×C; gm may be undefined).
 struct SsimEmulated {
   at::Tensor ssim, mse, grad_x, grad_y;
@@ -273,20 +396,25 @@ struct SsimEmulated {
 SsimEmulated ssim_emulated(const at::Tensor& x, const at::Tensor& y, int64_t taps, bool same, bool with_mse,
                            const at::Tensor& gs, const at::Tensor& gm) {
   using namespace crowdloss::detail;
-  const auto window = gaussian_window(taps, 1.5, x.scalar_type(), at::kCPU);
+  const auto dtype = x.scalar_type(), compute = compute_dtype(dtype);
+  const auto window = gaussian_window(taps, 1.5, compute, at::kCPU);
   SsimParams q = ssim_cuda_params(x, window, same ? taps / 2 : 0, 1e-4, 9e-4);
   REQUIRE(q.planes > 0);
   q.with_mse = with_mse ? 1 : 0;
-  SsimEmulated out{at::empty({x.size(0), x.size(1)}, x.options()), at::empty({x.size(0), x.size(1)}, x.options()),
-                   at::empty_like(x), at::empty_like(x)};
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_emulated", [&] {
-    ssim_cuda_emulated_forward(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), q, out.ssim.data_ptr<scalar_t>(),
-                               out.mse.data_ptr<scalar_t>());
-    const auto s = gs.to(x.scalar_type()).contiguous();
-    const auto m = gm.defined() ? gm.to(x.scalar_type()).contiguous() : gm;
-    ssim_cuda_emulated_backward(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), q, s.data_ptr<scalar_t>(),
-                                m.defined() ? m.data_ptr<scalar_t>() : nullptr, out.grad_x.data_ptr<scalar_t>(),
-                                out.grad_y.data_ptr<scalar_t>());
+  SsimEmulated out;
+  with_storage(dtype, [&](auto storage) {
+    using S = decltype(storage);
+    using C = typename ComputeOf<S>::type;
+    const auto xs = elements<S>(x), ys = elements<S>(y), s = elements<C>(gs.to(compute));
+    const auto m = gm.defined() ? elements<C>(gm.to(compute)) : std::vector<C>();
+    std::vector<C> ssim(static_cast<size_t>(q.planes)), mse(ssim.size());
+    std::vector<S> grad_x(xs.size()), grad_y(xs.size());
+    ssim_cuda_emulated_forward(xs.data(), ys.data(), q, ssim.data(), mse.data());
+    ssim_cuda_emulated_backward(xs.data(), ys.data(), q, s.data(), gm.defined() ? m.data() : nullptr, grad_x.data(),
+                                grad_y.data());
+    const std::vector<int64_t> planes = {x.size(0), x.size(1)};
+    out = {tensor_of(ssim, planes, compute), tensor_of(mse, planes, compute), tensor_of(grad_x, x.sizes(), dtype),
+           tensor_of(grad_y, x.sizes(), dtype)};
   });
   return out;
 }
@@ -357,12 +485,47 @@ TEST_CASE("ssim device kernels: float32 on the CPU as the float64 ATen path, and
   DOCTEST_CHECK(ssim_cuda_params(x64_map, window(13, torch::kFloat64), 0, 1e-4, 9e-4).planes == 0);
 }
 
+TEST_CASE("ssim device kernels: float16 and bfloat16 maps are read as they are and computed in float32") {
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (const bool same : {false, true}) {
+      INFO("dtype " << dtype << " same " << same);
+      torch::manual_seed(14);
+      const auto x = torch::rand({2, 1, 37, 53}).to(dtype), y = (torch::rand({2, 1, 37, 53}) * 0.8 + 0.1).to(dtype);
+      const auto gs = torch::randn({2, 1}), gm = torch::randn({2, 1});
+      const auto out = ssim_emulated(x, y, 11, same, true, gs, gm);
+      const auto out32 = ssim_emulated(x.to(torch::kFloat32), y.to(torch::kFloat32), 11, same, true, gs, gm);
+      DOCTEST_CHECK((out.ssim.scalar_type() == torch::kFloat32));
+      DOCTEST_CHECK(torch::equal(out.ssim, out32.ssim));
+      DOCTEST_CHECK(torch::equal(out.mse, out32.mse));
+      DOCTEST_CHECK((out.grad_x.scalar_type() == dtype));
+      DOCTEST_CHECK(torch::equal(out.grad_x, out32.grad_x.to(dtype)));
+      DOCTEST_CHECK(torch::equal(out.grad_y, out32.grad_y.to(dtype)));
+      // And the values are SSIM's: the float64 ATen path on the same (rounded) maps.
+      const crowdloss::detail::SSIMSetup s{x.to(torch::kFloat64),
+                                           y.to(torch::kFloat64),
+                                           crowdloss::detail::gaussian_window(11, 1.5, torch::kFloat64, at::kCPU),
+                                           same ? 5 : 0,
+                                           1e-4,
+                                           9e-4};
+      const auto ref = crowdloss::detail::ssim_map_aten(s).flatten(2).mean(-1);
+      DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ref) <= 1e-5);
+    }
+  }
+  // The regions are held in float: the longest window in float16 is float32's.
+  const auto window = [](int64_t taps) {
+    return crowdloss::detail::gaussian_window(taps, 1.5, torch::kFloat32, at::kCPU);
+  };
+  const auto map = torch::zeros({1, 1, 64, 64}, torch::kHalf);
+  DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(map, window(13), 0, 1e-4, 9e-4).planes == 1);
+  DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(map, window(15), 0, 1e-4, 9e-4).planes == 0);
+}
+
 TEST_CASE("ssim and sanet_loss: the CUDA kernels equal the ATen path on CUDA, and run deterministically") {
   if (!crowdloss_test::cuda_or_skip("ssim CUDA kernels against the ATen path")) return;
   const std::vector<std::vector<int64_t>> shapes = {{1, 1, 16, 16},   {3, 2, 37, 53},   {64, 1, 64, 64},
                                                     {8, 1, 512, 512}, {1, 1, 96, 1024}, {2, 1, 2048, 2048}};
   const bool before = crowdloss::set_cuda_kernels_enabled(false);
-  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16, torch::kHalf}) {
     for (const auto& shape : shapes) {
       for (const bool same : {false, true}) {
         INFO("dtype " << dtype << " shape " << at::IntArrayRef(shape) << " same " << same);

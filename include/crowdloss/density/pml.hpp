@@ -70,13 +70,14 @@ inline void check_pml_options(const char* fn, const PMLLossOptions& options) {
   TORCH_CHECK(options.pixel_mse_weight() >= 0, fn, ": pixel_mse_weight must be >= 0, got ", options.pixel_mse_weight());
 }
 
-/// Checks `pred`, `target` and `options` and returns both maps in the compute dtype, zero-padded
-/// to a multiple of the finest grid where `pad_to_multiple` allows.
+/// Checks `pred`, `target` and `options` and returns both maps in the compute dtype (with
+/// `keep_dtype`, in their own), zero-padded to a multiple of the finest grid where
+/// `pad_to_multiple` allows.
 inline std::pair<at::Tensor, at::Tensor> pml_prepared(const char* fn, const at::Tensor& pred, const at::Tensor& target,
-                                                      const PMLLossOptions& options) {
+                                                      const PMLLossOptions& options, bool keep_dtype = false) {
   check_map_pair(fn, pred, target);
   check_pml_options(fn, options);
-  const auto dtype = compute_dtype(pred);
+  const auto dtype = keep_dtype ? pred.scalar_type() : compute_dtype(pred);
   at::Tensor p = pred.to(dtype), t = target.to(dtype);
   const int64_t finest = options.grids().back();
   const int64_t H = p.size(2), W = p.size(3);
@@ -90,8 +91,8 @@ inline std::pair<at::Tensor, at::Tensor> pml_prepared(const char* fn, const at::
   return {p, t};
 }
 
-/// Whether PMLCudaFunction takes these prepared CUDA maps: the kernels are enabled
-/// (`cuda_kernels_enabled`), the maps' sizes fit them and they compile here.
+/// Whether PMLCudaFunction takes these prepared CUDA maps (in their own dtype): the kernels are
+/// enabled (`cuda_kernels_enabled`), the maps' sizes fit them and they compile here.
 inline bool pml_cuda_takes(const at::Tensor& p, const std::vector<int64_t>& grids, bool summed) {
   return cuda_kernels_enabled() && p.is_cuda() && pml_cuda_params(p.sizes(), grids, summed).planes > 0 &&
          kPmlKernels.find(p.scalar_type(), p.device()) != nullptr;
@@ -101,19 +102,22 @@ inline bool pml_cuda_takes(const at::Tensor& p, const std::vector<int64_t>& grid
 /// dtype) in grid order: the summed squared block-sum error over the batch size, log(m + 1), and
 /// a relu on the level increments; with `summed`, their sum (0-dim) instead. The one op's
 /// dispatch point: on the CPU the one-pass path is `PMLCpuFunction`; on CUDA `PMLCudaFunction`
-/// where `pml_cuda_takes` says so, which with `summed` and `with_pixel` also folds in the pixel
-/// term (then `*pixel_done` is set); elsewhere, and with `reference_order`, `pml_terms_aten`
-/// (summed in grid order one addition at a time with `reference_order`, as the authors do).
+/// where `pml_cuda_takes` says so (on the maps in their own dtype, half precision included),
+/// which with `summed` and `with_pixel` also folds in the pixel term (then `*pixel_done` is set);
+/// elsewhere, and with `reference_order`, `pml_terms_aten` (summed in grid order one addition at
+/// a time with `reference_order`, as the authors do).
 inline at::Tensor pml_terms_as_given(const char* fn, const at::Tensor& pred, const at::Tensor& target,
                                      const PMLLossOptions& options, bool summed, bool with_pixel = false,
                                      bool* pixel_done = nullptr) {
-  const auto [p, t] = pml_prepared(fn, pred, target, options);
+  const bool kernels = !options.reference_order() && pred.is_cuda() && cuda_kernels_enabled();
+  auto [p, t] = pml_prepared(fn, pred, target, options, /*keep_dtype=*/kernels);
   if (!options.reference_order() && p.device().is_cpu()) return PMLCpuFunction::apply(p, t, options.grids(), summed);
-  if (!options.reference_order() && pml_cuda_takes(p, options.grids(), summed)) {
+  if (kernels && pml_cuda_takes(p, options.grids(), summed)) {
     const double weight = summed && with_pixel ? options.pixel_mse_weight() : 0.0;
     if (pixel_done != nullptr) *pixel_done = weight > 0;
     return PMLCudaFunction::apply(p, t, options.grids(), summed, weight, pred.numel());
   }
+  p = p.to(compute_dtype(p)), t = t.to(compute_dtype(t));
   const auto terms = pml_terms_aten(p, t, options.grids(), options.reference_order());
   if (!summed) return terms;
   if (!options.reference_order()) return terms.sum();

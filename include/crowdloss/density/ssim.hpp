@@ -67,7 +67,10 @@ inline void check_ssim_options(const char* fn, const SSIMOptions& o) {
               o.data_range());
 }
 
-inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
+/// Checks x, y and `o` and returns the setup: the maps in the compute dtype (with `keep_dtype`,
+/// in their own), the window in the compute dtype on their device, the padding and constants.
+inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o,
+                            bool keep_dtype = false) {
   check_map_pair(fn, x, y, "x", "y");
   check_ssim_options(fn, o);
   const bool same = std::holds_alternative<torch::enumtype::kSame>(o.padding());
@@ -75,8 +78,8 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
   TORCH_CHECK(same || (x.size(2) >= w && x.size(3) >= w), fn, ": map size ", x.size(2), "x", x.size(3),
               " is smaller than window_size ", w, " (valid padding)");
   const auto dtype = compute_dtype(x);
-  return {x.to(dtype),
-          y.to(dtype),
+  return {keep_dtype ? x : x.to(dtype),
+          keep_dtype ? y : y.to(dtype),
           gaussian_window(w, o.sigma(), dtype, x.device()),
           same ? w / 2 : 0,
           std::pow(o.k1() * o.data_range(), 2),
@@ -85,20 +88,23 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
 
 /// The per-channel SSIM's dispatch point: the CPU kernel of ssim_cpu.hpp on the CPU (redone in
 /// float64 where float32 overflowed: `needs_float64`); on CUDA crowdloss's kernels
-/// (ssim_cuda.hpp) where switched on and able to take the maps; the ATen map elsewhere.
+/// (ssim_cuda.hpp, on the maps in their own dtype, half precision included) where switched on
+/// and able to take the maps; the ATen map elsewhere.
 inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y,
                                                 const SSIMOptions& o, bool with_mse = false) {
-  const auto s = ssim_setup(fn, x, y, o);
+  const bool kernels = cuda_kernels_enabled() && x.is_cuda();
+  auto s = ssim_setup(fn, x, y, o, /*keep_dtype=*/kernels);
   if (s.x.is_cpu()) {
     const auto out = ssim_per_channel_cpu(s, with_mse);
     if (!needs_float64(fn, {out.ssim, out.mse}, s.x, "x", s.y, "y")) return out;
     return ssim_per_channel_cpu(widened(s), with_mse);
   }
-  if (cuda_kernels_enabled() && s.x.is_cuda()) {
-    const auto host_window = gaussian_window(o.window_size(), o.sigma(), s.x.scalar_type(), at::kCPU);
+  if (kernels) {
+    const auto host_window = gaussian_window(o.window_size(), o.sigma(), s.window.scalar_type(), at::kCPU);
     if (ssim_cuda_params(s.x, host_window, s.pad, s.c1, s.c2).planes > 0 &&
         kSsimKernels.find(s.x.scalar_type(), s.x.device()) != nullptr)
       return ssim_per_channel_cuda(s, host_window, with_mse);
+    s.x = s.x.to(s.window.scalar_type()), s.y = s.y.to(s.window.scalar_type());
   }
   return {ssim_map_aten(s).flatten(2).mean(-1), with_mse ? (s.x - s.y).square().flatten(2).mean(-1) : at::Tensor()};
 }

@@ -40,10 +40,10 @@ inline void check_map_pair(const char* fn, const at::Tensor& pred, const at::Ten
 }
 
 /// The dtype a loss computes in: float32 for half-precision inputs, the input's own otherwise.
-inline at::ScalarType compute_dtype(const at::Tensor& t) {
-  const auto s = t.scalar_type();
+inline at::ScalarType compute_dtype(at::ScalarType s) {
   return (s == at::kHalf || s == at::kBFloat16) ? at::kFloat : s;
 }
+inline at::ScalarType compute_dtype(const at::Tensor& t) { return compute_dtype(t.scalar_type()); }
 
 /// The density losses' rule for overflow, at their dispatch points on the CPU: whether a
 /// computation on a, b (CPU tensors) overflowed its compute dtype — a value of `results` is not

@@ -351,30 +351,6 @@ class Module {
   std::map<std::string, CUfunction> functions_;
 };
 
-/// One module of kernels, compiled once per element type (float or double) as `<stem>_float` or
-/// `<stem>_double`: NVRTC's source is a preamble (`CROWDLOSS_HD`'s device qualifier and
-/// `CROWDLOSS_SCALAR` for the element type), then the device code (`CROWDLOSS_DEVICE_CODE`),
-/// then the kernels.
-struct KernelSource {
-  const char* stem;
-  const char* (*device_code)();
-  const char* (*kernels)();
-
-  std::string name(at::ScalarType dtype) const {
-    return std::string(stem) + (dtype == at::kDouble ? "_double" : "_float");
-  }
-  std::string source(at::ScalarType dtype) const {
-    return std::string("#define CROWDLOSS_HD __device__ __forceinline__\n#define CROWDLOSS_SCALAR ") +
-           (dtype == at::kDouble ? "double" : "float") + "\n" + device_code() + kernels();
-  }
-  /// The compiled module for `dtype` on `device`, or null where it cannot run (Module::find: one
-  /// warning then says why).
-  Module* find(at::ScalarType dtype, const at::Device& device) const {
-    return Module::find(
-        name(dtype), [&] { return source(dtype); }, device);
-  }
-};
-
 }  // namespace cuda_jit
 }  // namespace detail
 }  // namespace crowdloss

@@ -16,7 +16,7 @@
 /// `nms_cuda_emulated` runs it on the CPU block by block and thread by thread, for the tests.
 
 #include <crowdloss/cuda_kernels.hpp>
-#include <crowdloss/detail/cuda_jit.hpp>
+#include <crowdloss/detail/cuda_storage.hpp>
 
 #include <torch/types.h>
 

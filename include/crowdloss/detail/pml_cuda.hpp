@@ -14,7 +14,8 @@
 /// The per-thread and per-block code is `CROWDLOSS_DEVICE_CODE`, so `pml_cuda_emulated_*` run it
 /// on the CPU block by block and thread by thread, as the kernels do, for the tests.
 
-#include <crowdloss/detail/cuda_jit.hpp>
+#include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/cuda_storage.hpp>
 #include <crowdloss/detail/pml_cpu.hpp>
 
 #include <torch/csrc/autograd/custom_function.h>
@@ -76,16 +77,16 @@ CROWDLOSS_HD long long pml_cell_origin(const PmlParams& q, long long cell) {
 }
 
 /* One thread's share of finest cell `cell`'s error sum Σ (p − t) and squared error sum Σ (p − t)²
-   over its pixels tid, tid + n, … (the difference in the maps' type, as the CPU kernel takes it,
-   summed in double). */
-template <typename scalar_t>
-CROWDLOSS_HD void pml_cell_partial(const scalar_t* p, const scalar_t* t, const PmlParams& q, long long cell, int tid,
+   over its pixels tid, tid + n, … (the difference in the maps' compute type, as the CPU kernel
+   takes it, summed in double). */
+template <typename storage_t>
+CROWDLOSS_HD void pml_cell_partial(const storage_t* p, const storage_t* t, const PmlParams& q, long long cell, int tid,
                                    int n, double* sum, double* squares) {
   const long long origin = pml_cell_origin(q, cell);
   double s = 0, s2 = 0;
   for (PmlWalk w(q.H / q.f, q.W / q.f, tid, n); w.more(); w.next()) {
     const long long at = origin + w.y * q.W + w.x;
-    const double e = static_cast<double>(p[at] - t[at]);
+    const double e = static_cast<double>(loaded(p[at]) - loaded(t[at]));
     s += e;
     s2 += e * e;
   }
@@ -175,18 +176,20 @@ CROWDLOSS_HD double pml_cell_coefficient(const PmlParams& q, const double* level
 
 /* Writes finest cell `cell`'s gradient to its pixels tid, tid + n, … of grad_pred: `coefficient`,
    plus pixel_coefficient·(p − t) for the pixel term (2w·upstream/pixels; the maps are read only
-   when it is not 0); its negation to grad_target unless that is null. */
-template <typename scalar_t>
-CROWDLOSS_HD void pml_write_cell(const PmlParams& q, double coefficient, double pixel_coefficient, const scalar_t* p,
-                                 const scalar_t* t, long long cell, int tid, int n, scalar_t* grad_pred,
-                                 scalar_t* grad_target) {
+   when it is not 0); its negation to grad_target unless that is null. Computed in the maps'
+   compute type, stored in their type. */
+template <typename storage_t>
+CROWDLOSS_HD void pml_write_cell(const PmlParams& q, double coefficient, double pixel_coefficient, const storage_t* p,
+                                 const storage_t* t, long long cell, int tid, int n, storage_t* grad_pred,
+                                 storage_t* grad_target) {
+  typedef typename ComputeOf<storage_t>::type scalar_t;
   const long long origin = pml_cell_origin(q, cell);
   const scalar_t value = static_cast<scalar_t>(coefficient), pixel = static_cast<scalar_t>(pixel_coefficient);
   for (PmlWalk w(q.H / q.f, q.W / q.f, tid, n); w.more(); w.next()) {
     const long long at = origin + w.y * q.W + w.x;
-    const scalar_t g = pixel_coefficient != 0 ? value + pixel * (p[at] - t[at]) : value;
-    grad_pred[at] = g;
-    if (grad_target) grad_target[at] = -g;
+    const scalar_t g = pixel_coefficient != 0 ? value + pixel * (loaded(p[at]) - loaded(t[at])) : value;
+    store(grad_pred + at, g);
+    if (grad_target) store(grad_target + at, -g);
   }
 }
 
@@ -198,7 +201,7 @@ CROWDLOSS_HD void pml_write_cell(const PmlParams& q, double coefficient, double 
 /// phase; keep the two in step.
 inline const char* pml_kernels_source() {
   return R"(
-extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_cells(const CROWDLOSS_SCALAR* p, const CROWDLOSS_SCALAR* t, PmlParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_cells(const CROWDLOSS_STORAGE* p, const CROWDLOSS_STORAGE* t, PmlParams q,
                                                double* levels, double* squares) {
   __shared__ double partial[256], squared[256];
   const int tid = threadIdx.x, n = blockDim.x;
@@ -239,9 +242,9 @@ extern "C" __global__ void __launch_bounds__(1024) crowdloss_pml_levels(PmlParam
 }
 
 extern "C" __global__ void __launch_bounds__(256) crowdloss_pml_backward(PmlParams q, const double* levels, const double* slope,
-                                                  const CROWDLOSS_SCALAR* upstream, const CROWDLOSS_SCALAR* p,
-                                                  const CROWDLOSS_SCALAR* t, CROWDLOSS_SCALAR* grad_pred,
-                                                  CROWDLOSS_SCALAR* grad_target) {
+                                                  const CROWDLOSS_SCALAR* upstream, const CROWDLOSS_STORAGE* p,
+                                                  const CROWDLOSS_STORAGE* t, CROWDLOSS_STORAGE* grad_pred,
+                                                  CROWDLOSS_STORAGE* grad_target) {
   __shared__ double coefficient;
   if (threadIdx.x == 0) coefficient = pml_cell_coefficient(q, levels, slope, upstream, blockIdx.x);
   __syncthreads();
@@ -279,9 +282,9 @@ inline PmlParams pml_cuda_params(at::IntArrayRef shape, const std::vector<int64_
 
 /// The forward kernels run on the CPU in the kernels' order, block by block and thread by thread
 /// (tests compare them with the ATen path): fills levels (offsets[L] doubles), squares (a double
-/// per finest cell), slope (L) and out (L terms, or 1 when summed).
-template <typename scalar_t>
-void pml_cuda_emulated_forward(const scalar_t* p, const scalar_t* t, const PmlParams& q, double* levels,
+/// per finest cell), slope (L) and out (L terms, or 1 when summed; the maps' compute type).
+template <typename storage_t, typename scalar_t>
+void pml_cuda_emulated_forward(const storage_t* p, const storage_t* t, const PmlParams& q, double* levels,
                                double* squares, double* slope, scalar_t* out) {
   const int cell_threads = pml_cell_threads((q.H / q.f) * (q.W / q.f));
   std::vector<double> buffer(2 * kPmlLevelThreads);
@@ -311,9 +314,9 @@ void pml_cuda_emulated_forward(const scalar_t* p, const scalar_t* t, const PmlPa
 }
 
 /// The backward kernel run on the CPU, block by block and thread by thread (see above).
-template <typename scalar_t>
+template <typename storage_t, typename scalar_t>
 void pml_cuda_emulated_backward(const PmlParams& q, const double* levels, const double* slope, const scalar_t* upstream,
-                                const scalar_t* p, const scalar_t* t, scalar_t* grad_pred, scalar_t* grad_target) {
+                                const storage_t* p, const storage_t* t, storage_t* grad_pred, storage_t* grad_target) {
   const int cell_threads = pml_cell_threads((q.H / q.f) * (q.W / q.f));
   const double pixel = q.pixel_weight > 0 ? 2 * q.pixel_weight * static_cast<double>(upstream[0]) / q.pixels : 0.0;
   for (long long cell = 0; cell < q.planes * q.f * q.f; ++cell) {
@@ -323,14 +326,16 @@ void pml_cuda_emulated_backward(const PmlParams& q, const double* levels, const 
   }
 }
 
-/// The kernels' module (float or double).
+/// The kernels' module (maps of float, double, float16 or bfloat16).
 inline constexpr cuda_jit::KernelSource kPmlKernels{"crowdloss_pml", &pml_device_source, &pml_kernels_source};
 
 /// PML's per-level terms on CUDA maps through the kernels above: as PMLCpuFunction (B×C×H×W maps
-/// of one floating dtype, float or double, the finest grid dividing H and W; terms or their
-/// sum), for maps `pml_cuda_params` accepts; with `summed` and `pixel_weight` > 0 the sum also
-/// holds pixel_weight·Σ(pred − target)²/`pixels` (PML's pixel term, folded into the same
-/// launches). Deterministic.
+/// of one floating dtype, the finest grid dividing H and W; terms or their sum), for maps
+/// `pml_cuda_params` accepts; with `summed` and `pixel_weight` > 0 the sum also holds
+/// pixel_weight·Σ(pred − target)²/`pixels` (PML's pixel term, folded into the same launches).
+/// float16 and bfloat16 maps are read and their gradients written as they are, computed in float:
+/// the result is float32 then (the compute dtype), and nothing of the maps' size is allocated
+/// besides the gradients. Deterministic.
 struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& pred, const at::Tensor& target,
                             const std::vector<int64_t>& grids, bool summed, double pixel_weight, int64_t pixels) {
@@ -344,7 +349,8 @@ struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
     const bool pixel = q.pixel_weight > 0;
     const at::Tensor levels = at::empty({static_cast<int64_t>(q.offsets[L])}, f64), slope = at::empty({L}, f64);
     const at::Tensor squares = pixel ? at::empty({static_cast<int64_t>(q.planes * q.f * q.f)}, f64) : at::Tensor();
-    const at::Tensor out = summed ? at::empty({}, p.options()) : at::empty({L}, p.options());
+    const auto out_options = p.options().dtype(compute_dtype(p));
+    const at::Tensor out = summed ? at::empty({}, out_options) : at::empty({L}, out_options);
     void *pp = p.data_ptr(), *tp = t.data_ptr(), *lp = levels.data_ptr(), *qp = pixel ? squares.data_ptr() : nullptr,
          *sp = slope.data_ptr(), *op = out.data_ptr();
     const auto cells = static_cast<unsigned>(q.planes * q.f * q.f);
@@ -356,6 +362,7 @@ struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
                                  : std::vector<at::Tensor>{levels, slope});
     ctx->saved_data["grids"] = at::IValue(grids);
     ctx->saved_data["shape"] = at::IValue(p.sizes().vec());
+    ctx->saved_data["dtype"] = static_cast<int64_t>(p.scalar_type());
     ctx->saved_data["summed"] = summed;
     ctx->saved_data["pixel_weight"] = pixel_weight;
     ctx->saved_data["pixels"] = pixels;
@@ -369,11 +376,13 @@ struct PMLCudaFunction : public torch::autograd::Function<PMLCudaFunction> {
     PmlParams q = pml_cuda_params(shape, ctx->saved_data["grids"].toIntVector(), ctx->saved_data["summed"].toBool(),
                                   ctx->saved_data["pixel_weight"].toDouble(), ctx->saved_data["pixels"].toInt());
     const at::Tensor& levels = saved[0];
-    const auto upstream = grad_outputs[0].contiguous();
-    auto* module = kPmlKernels.find(upstream.scalar_type(), upstream.device());
+    const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
+    const auto upstream = grad_outputs[0].to(compute_dtype(dtype)).contiguous();
+    auto* module = kPmlKernels.find(dtype, upstream.device());
     TORCH_CHECK(module != nullptr, "pml_loss: the CUDA kernels are unavailable");
-    const at::Tensor grad_pred = at::empty(shape, upstream.options());
-    const at::Tensor grad_target = ctx->needs_input_grad(1) ? at::empty(shape, upstream.options()) : at::Tensor();
+    const auto grad_options = upstream.options().dtype(dtype);
+    const at::Tensor grad_pred = at::empty(shape, grad_options);
+    const at::Tensor grad_target = ctx->needs_input_grad(1) ? at::empty(shape, grad_options) : at::Tensor();
     const bool pixel = q.pixel_weight > 0;
     void *lp = levels.data_ptr(), *sp = saved[1].data_ptr(), *up = upstream.data_ptr(),
          *pp = pixel ? saved[2].data_ptr() : nullptr, *tp = pixel ? saved[3].data_ptr() : nullptr,

@@ -16,7 +16,8 @@
 /// Every sum is a fixed tree: no atomics, the same bits run after run. The per-thread code is
 /// `CROWDLOSS_DEVICE_CODE`, so `ssim_cuda_emulated_*` run it on the CPU block by block for tests.
 
-#include <crowdloss/detail/cuda_jit.hpp>
+#include <crowdloss/detail/checks.hpp>
+#include <crowdloss/detail/cuda_storage.hpp>
 #include <crowdloss/detail/ssim_aten.hpp>
 #include <crowdloss/detail/ssim_cpu.hpp>
 
@@ -63,17 +64,17 @@ CROWDLOSS_HD long long ssim_shared_elements(const SsimParams& q, bool backward) 
   return 2 * r * r + 4 * r * o + 4 * o * o;
 }
 
-/* x and y over the side×side region whose first pixel is (r0, c0) of plane `plane`, zero outside
-   the map: elements tid, tid + n, … */
-template <typename scalar_t>
-CROWDLOSS_HD void ssim_load(const SsimParams& q, const scalar_t* x, const scalar_t* y, long long plane, long long r0,
+/* x and y over the side×side region whose first pixel is (r0, c0) of plane `plane`, in their
+   compute type, zero outside the map: elements tid, tid + n, … */
+template <typename storage_t, typename scalar_t>
+CROWDLOSS_HD void ssim_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
                             long long c0, long long side, scalar_t* sx, scalar_t* sy, int tid, int n) {
   for (long long e = tid; e < side * side; e += n) {
     const long long r = r0 + e / side, c = c0 + e % side;
     const bool inside = r >= 0 && r < q.H && c >= 0 && c < q.W;
     const long long at = (plane * q.H + r) * q.W + c;
-    sx[e] = inside ? x[at] : static_cast<scalar_t>(0);
-    sy[e] = inside ? y[at] : static_cast<scalar_t>(0);
+    sx[e] = inside ? loaded(x[at]) : static_cast<scalar_t>(0);
+    sy[e] = inside ? loaded(y[at]) : static_cast<scalar_t>(0);
   }
 }
 
@@ -199,10 +200,11 @@ CROWDLOSS_HD void ssim_adjoint_rows(const SsimParams& q, const scalar_t* dmaps, 
 
 /* Backward, last: the tile's pixels tid, tid + n, …: the adjoint filter along columns, then
    grad_x = Fᵀ(dμx) + 2x·Fᵀ(dm2) + y·Fᵀ(dmxy) + e·(x − y) and grad_y symmetrically (e the
-   plane's squared-error coefficient), each written where its pointer is not null. */
-template <typename scalar_t>
+   plane's squared-error coefficient), computed in the compute type and each stored in the maps'
+   type where its pointer is not null. */
+template <typename storage_t, typename scalar_t>
 CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* a,
-                                       long long block, scalar_t e, scalar_t* grad_x, scalar_t* grad_y, int tid,
+                                       long long block, scalar_t e, storage_t* grad_x, storage_t* grad_y, int tid,
                                        int n) {
   const long long tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long iy0 = tile / q.tiles_x * q.tile, ix0 = tile % q.tiles_x * q.tile;
@@ -219,8 +221,8 @@ CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, 
     const long long at_region = (r + q.taps - 1) * side + c + q.taps - 1;
     const scalar_t xv = sx[at_region], yv = sy[at_region];
     const long long at = (plane * q.H + iy0 + r) * q.W + ix0 + c;
-    if (grad_x) grad_x[at] = f[0] + 2 * xv * f[2] + yv * f[3] + e * (xv - yv);
-    if (grad_y) grad_y[at] = f[1] + 2 * yv * f[2] + xv * f[3] + e * (yv - xv);
+    if (grad_x) store(grad_x + at, f[0] + 2 * xv * f[2] + yv * f[3] + e * (xv - yv));
+    if (grad_y) store(grad_y + at, f[1] + 2 * yv * f[2] + xv * f[3] + e * (yv - xv));
   }
 }
 
@@ -252,7 +254,7 @@ CROWDLOSS_HD void ssim_plane_partial(const SsimParams& q, const double* partials
 /// its phases. `ssim_cuda_emulated_*` mirror them phase by phase; keep the two in step.
 inline const char* ssim_kernels_source() {
   return R"(
-extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y, SsimParams q,
                                                   double* partials) {
   extern __shared__ double shared[];
   __shared__ double first[kSsimThreads], second[kSsimThreads];
@@ -294,9 +296,9 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_reduce(SsimPara
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const CROWDLOSS_SCALAR* x, const CROWDLOSS_SCALAR* y, SsimParams q,
+extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y, SsimParams q,
                                                    const CROWDLOSS_SCALAR* grad_ssim, const CROWDLOSS_SCALAR* grad_mse,
-                                                   CROWDLOSS_SCALAR* grad_x, CROWDLOSS_SCALAR* grad_y) {
+                                                   CROWDLOSS_STORAGE* grad_x, CROWDLOSS_STORAGE* grad_y) {
   extern __shared__ double shared[];
   const int tid = threadIdx.x, n = blockDim.x;
   const long long block = blockIdx.x, tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
@@ -325,21 +327,27 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
 )";
 }
 
-/// The tile side the kernels use for `dtype`: 16 for float, 8 for double (whose shared memory is
-/// twice as large per element).
+/// The tile side the kernels use for maps of `dtype`: 16 where they compute in float (float,
+/// float16, bfloat16), 8 for double (whose shared memory is twice as large per element).
 inline int64_t ssim_cuda_tile(at::ScalarType dtype) { return dtype == at::kDouble ? 8 : 16; }
 
 /// The most shared memory a block may use without opting in: 48 KiB.
 constexpr int64_t kSsimSharedLimit = 48 * 1024;
 
-/// The sizes of a launch on B×C×H×W maps like `x` (float or double) with the 1-D `window` (a CPU
+/// Bytes of dynamic shared memory a forward or backward block takes on maps of `dtype` (whose
+/// regions it holds in their compute dtype).
+inline int64_t ssim_cuda_shared_bytes(const SsimParams& q, at::ScalarType dtype, bool backward) {
+  return ssim_shared_elements(q, backward) * static_cast<int64_t>(c10::elementSize(compute_dtype(dtype)));
+}
+
+/// The sizes of a launch on B×C×H×W maps like `x` (a floating dtype) with the 1-D `window` (a CPU
 /// tensor, so that no launch waits for a copy from the device), `pad` zeros on each side and the
 /// constants; or `planes == 0` when the kernels cannot take them: a window longer than
 /// kSsimMaxTaps, shared memory beyond 48 KiB a block, or more blocks than a grid holds.
 inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window, int64_t pad, double c1, double c2) {
   SsimParams q{};
   const auto taps = window.numel();
-  const int64_t H = x.size(2), W = x.size(3), T = ssim_cuda_tile(x.scalar_type());
+  const int64_t H = x.size(2), W = x.size(3), T = ssim_cuda_tile(compute_dtype(x));
   if (taps > kSsimMaxTaps || !window.device().is_cpu()) return q;
   q.H = H, q.W = W, q.taps = taps, q.pad = pad, q.tile = T;
   q.Ho = H + 2 * pad - taps + 1, q.Wo = W + 2 * pad - taps + 1;
@@ -347,10 +355,9 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
   q.c1 = c1, q.c2 = c2;
   const auto taps_double = window.to(at::kDouble).contiguous();
   for (int64_t j = 0; j < taps; ++j) q.window[j] = taps_double.data_ptr<double>()[j];
-  const auto element = static_cast<int64_t>(x.element_size());
   const int64_t planes = x.size(0) * x.size(1), reduction = 2 * kSsimThreads * 8;  // the trees' static arrays
-  if (ssim_shared_elements(q, true) * element > kSsimSharedLimit ||
-      ssim_shared_elements(q, false) * element + reduction > kSsimSharedLimit ||
+  if (ssim_cuda_shared_bytes(q, x.scalar_type(), true) > kSsimSharedLimit ||
+      ssim_cuda_shared_bytes(q, x.scalar_type(), false) + reduction > kSsimSharedLimit ||
       planes * q.tiles_y * q.tiles_x > std::numeric_limits<int32_t>::max())
     return SsimParams{};
   q.planes = planes;
@@ -358,9 +365,10 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
 }
 
 /// The forward kernels run on the CPU in the kernels' order, block by block and thread by thread
-/// (tests compare them with the ATen path): per plane, the SSIM mean and the squared error's.
-template <typename scalar_t>
-void ssim_cuda_emulated_forward(const scalar_t* x, const scalar_t* y, const SsimParams& q, scalar_t* ssim,
+/// (tests compare them with the ATen path): per plane, the SSIM mean and the squared error's (in
+/// the maps' compute type).
+template <typename storage_t, typename scalar_t>
+void ssim_cuda_emulated_forward(const storage_t* x, const storage_t* y, const SsimParams& q, scalar_t* ssim,
                                 scalar_t* mse) {
   const int n = kSsimThreads;
   const long long tiles = q.tiles_y * q.tiles_x, side = ssim_forward_side(q);
@@ -394,9 +402,9 @@ void ssim_cuda_emulated_forward(const scalar_t* x, const scalar_t* y, const Ssim
 }
 
 /// The backward kernel run on the CPU, block by block and thread by thread (see above).
-template <typename scalar_t>
-void ssim_cuda_emulated_backward(const scalar_t* x, const scalar_t* y, const SsimParams& q, const scalar_t* grad_ssim,
-                                 const scalar_t* grad_mse, scalar_t* grad_x, scalar_t* grad_y) {
+template <typename storage_t, typename scalar_t>
+void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const SsimParams& q, const scalar_t* grad_ssim,
+                                 const scalar_t* grad_mse, storage_t* grad_x, storage_t* grad_y) {
   const int n = kSsimThreads;
   const long long tiles = q.tiles_y * q.tiles_x, side = ssim_backward_side(q), o = ssim_backward_outputs(q);
   std::vector<scalar_t> shared(static_cast<size_t>(ssim_shared_elements(q, true)));
@@ -422,14 +430,16 @@ void ssim_cuda_emulated_backward(const scalar_t* x, const scalar_t* y, const Ssi
   }
 }
 
-/// The kernels' module (float or double).
+/// The kernels' module (maps of float, double, float16 or bfloat16).
 inline constexpr cuda_jit::KernelSource kSsimKernels{"crowdloss_ssim", &ssim_device_source, &ssim_kernels_source};
 
 /// SSIM's per-channel mean and the squared error's on CUDA maps through the kernels above: the
-/// interface of SSIMCpuFunction (x, y B×C×H×W of one dtype, float or double; the window — here a
-/// CPU tensor —, its padding and constants; both outputs B×C, the second zeros without
-/// `with_mse`), for setups `ssim_cuda_params` accepts. Deterministic. The backward recomputes the
-/// moments rather than keep maps from the forward.
+/// interface of SSIMCpuFunction (x, y B×C×H×W of one floating dtype; the window — here a CPU
+/// tensor in the compute dtype —, its padding and constants; both outputs B×C in the compute
+/// dtype, the second zeros without `with_mse`), for setups `ssim_cuda_params` accepts. float16
+/// and bfloat16 maps are read and their gradients written as they are, computed in float, so
+/// nothing of the maps' size is allocated besides the gradients. Deterministic. The backward
+/// recomputes the moments rather than keep maps from the forward.
 struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in,
                                                 const at::Tensor& y_in, const at::Tensor& host_window, int64_t pad,
@@ -442,9 +452,10 @@ struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
     TORCH_CHECK(module != nullptr, "ssim: the CUDA kernels are unavailable");
     const int64_t B = x.size(0), C = x.size(1), blocks = q.planes * q.tiles_y * q.tiles_x;
     const at::Tensor partials = at::empty({2 * blocks}, x.options().dtype(at::kDouble));
-    const at::Tensor ssim = at::empty({B, C}, x.options()), mse = at::empty({B, C}, x.options());
+    const auto out_options = x.options().dtype(compute_dtype(x));
+    const at::Tensor ssim = at::empty({B, C}, out_options), mse = at::empty({B, C}, out_options);
     void *xp = x.data_ptr(), *yp = y.data_ptr(), *pp = partials.data_ptr(), *sp = ssim.data_ptr(), *mp = mse.data_ptr();
-    const auto shared = static_cast<unsigned>(ssim_shared_elements(q, false) * static_cast<int64_t>(x.element_size()));
+    const auto shared = static_cast<unsigned>(ssim_cuda_shared_bytes(q, x.scalar_type(), false));
     module->launch("crowdloss_ssim_forward", x.device(), static_cast<unsigned>(blocks), kSsimThreads,
                    {&xp, &yp, &q, &pp}, shared);
     module->launch("crowdloss_ssim_reduce", x.device(), static_cast<unsigned>(q.planes), kSsimThreads,
@@ -465,7 +476,7 @@ struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
                                     ctx->saved_data["c1"].toDouble(), ctx->saved_data["c2"].toDouble());
     auto* module = kSsimKernels.find(x.scalar_type(), x.device());
     TORCH_CHECK(module != nullptr, "ssim: the CUDA kernels are unavailable");
-    const auto upstream = [&](const at::Tensor& g) { return g.defined() ? g.to(x.scalar_type()).contiguous() : g; };
+    const auto upstream = [&](const at::Tensor& g) { return g.defined() ? g.to(compute_dtype(x)).contiguous() : g; };
     const at::Tensor gs = upstream(grad_outputs[0]), gm = upstream(grad_outputs[1]);
     const at::Tensor grad_x = ctx->needs_input_grad(0) ? at::empty_like(x) : at::Tensor();
     const at::Tensor grad_y = ctx->needs_input_grad(1) ? at::empty_like(y) : at::Tensor();
@@ -473,7 +484,7 @@ struct SSIMCudaFunction : public torch::autograd::Function<SSIMCudaFunction> {
          *gmp = gm.defined() ? gm.data_ptr() : nullptr, *gxp = grad_x.defined() ? grad_x.data_ptr() : nullptr,
          *gyp = grad_y.defined() ? grad_y.data_ptr() : nullptr;
     const int64_t blocks = q.planes * q.tiles_y * q.tiles_x;
-    const auto shared = static_cast<unsigned>(ssim_shared_elements(q, true) * static_cast<int64_t>(x.element_size()));
+    const auto shared = static_cast<unsigned>(ssim_cuda_shared_bytes(q, x.scalar_type(), true));
     if (gxp != nullptr || gyp != nullptr)
       module->launch("crowdloss_ssim_backward", x.device(), static_cast<unsigned>(blocks), kSsimThreads,
                      {&xp, &yp, &q, &gsp, &gmp, &gxp, &gyp}, shared);
