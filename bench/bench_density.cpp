@@ -3,7 +3,8 @@
 // single-threaded by default so that ratios are comparable across machines (pass --threads=N
 // first to change it); where CUDA is available the same cases also run on the GPU, timed with a
 // device synchronisation, and `…_kernels/cuda` runs PML, SSIM and the SANet loss through
-// crowdloss's own CUDA kernels (cuda_kernels.hpp) beside their ATen paths; the context then
+// crowdloss's own CUDA kernels (cuda_kernels.hpp) beside their ATen paths, and `…_bf16…/cuda` the
+// same on bfloat16 maps (`mse_loss`, the PML and SANet training objectives); the context then
 // records the card's device-to-device copy bandwidth (`copy_bandwidth_GB_per_s`), which
 // `GB_per_s` is to be compared with. Each case also reports the peak memory its forward +
 // backward allocates beyond the inputs (`extra_MiB`, and `extra_x_input` as a multiple of pred +
@@ -127,11 +128,13 @@ class CountingAllocator final : public AllocatorAdapter {
   mutable size_t live_ = 0, peak_ = 0, start_ = 0;
 };
 
-void forward_backward(benchmark::State& state, const LossFn& loss, at::Device device) {
+void forward_backward(benchmark::State& state, const LossFn& loss, at::Device device,
+                      at::ScalarType dtype = at::kFloat) {
   const int64_t side = state.range(0);
   torch::manual_seed(0);
-  const auto target = torch::rand({8, 1, side, side}).to(device);
-  auto pred = (target + 0.1 * torch::randn({8, 1, side, side}).to(device)).requires_grad_(true);
+  const auto target32 = torch::rand({8, 1, side, side}).to(device);
+  const auto target = target32.to(dtype);
+  auto pred = (target32 + 0.1 * torch::randn({8, 1, side, side}).to(device)).to(dtype).requires_grad_(true);
   double seconds = 0;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
@@ -217,9 +220,10 @@ void register_all() {
       {"ms_ssim",
        [ms_ssim_opts](const at::Tensor& p, const at::Tensor& t) { return crowdloss::ms_ssim(p, t, ms_ssim_opts); }},
   };
-  const auto add = [](const std::string& name, const LossFn& fn, at::Device device) {
-    auto* b = benchmark::RegisterBenchmark((name + "/" + (device.is_cuda() ? "cuda" : "cpu")).c_str(),
-                                           [fn, device](benchmark::State& s) { forward_backward(s, fn, device); });
+  const auto add = [](const std::string& name, const LossFn& fn, at::Device device, at::ScalarType dtype = at::kFloat) {
+    auto* b = benchmark::RegisterBenchmark(
+        (name + "/" + (device.is_cuda() ? "cuda" : "cpu")).c_str(),
+        [fn, device, dtype](benchmark::State& s) { forward_backward(s, fn, device, dtype); });
     b->Arg(128)->Arg(512)->UseManualTime()->Unit(benchmark::kMicrosecond);
     if (device.is_cuda()) b->Arg(1024)->Arg(2048);
   };
@@ -229,6 +233,14 @@ void register_all() {
   for (const auto& [name, fn] : losses)
     if (name == "pml_loss" || name == "pml_loss_with_pixel_mse" || name == "ssim" || name == "sanet_loss")
       add(name + "_kernels", with_cuda_kernels(fn), at::kCUDA);
+  // bfloat16 maps (what a bf16 model hands the loss): the baseline, the ATen paths (which convert
+  // to float32) and the kernels (which read them as they are).
+  for (const auto& [name, fn] : losses) {
+    if (name == "mse_loss") add(name + "_bf16", fn, at::kCUDA, at::kBFloat16);
+    if (name != "pml_loss_with_pixel_mse" && name != "sanet_loss") continue;
+    add(name + "_bf16", fn, at::kCUDA, at::kBFloat16);
+    add(name + "_bf16_kernels", with_cuda_kernels(fn), at::kCUDA, at::kBFloat16);
+  }
 }
 
 // A point-supervised loss, forward + backward, on 8×1×S×S maps at stride 8 (crops of 8S pixels)
