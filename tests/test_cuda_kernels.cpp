@@ -299,6 +299,27 @@ TEST_CASE("pml device kernels: float16 and bfloat16 maps are read as they are an
   }
 }
 
+TEST_CASE("pml device kernels: float32 maps near float32's largest give PML's finite terms and gradients") {
+  // Issue 17: the ATen path's float32 block sums overflow for maps of 10³⁰ and beyond; the
+  // kernels take each difference and every sum in double.
+  torch::manual_seed(16);
+  const std::vector<int64_t> grids = {1, 2, 4, 8};
+  const auto upstream = torch::randn({4});
+  for (const float magnitude : {1e30f, 3e38f}) {
+    INFO("magnitude " << magnitude);
+    const auto pred = torch::rand({2, 1, 32, 24}) * magnitude, target = torch::rand({2, 1, 32, 24}) * -magnitude;
+    DOCTEST_CHECK(!torch::isfinite(crowdloss::detail::pml_terms_aten(pred, target, grids, true)).all().item<bool>());
+    const auto [out, grad_pred, grad_target] = emulated(pred, target, grids, false, upstream);
+    const auto p64 = pred.to(torch::kFloat64).requires_grad_(true);
+    const auto terms = crowdloss::detail::pml_terms_aten(p64, target.to(torch::kFloat64), grids, true);
+    const auto ref_grad = torch::autograd::grad({terms}, {p64}, {upstream.to(torch::kFloat64)})[0];
+    DOCTEST_CHECK(scaled_error(out.to(torch::kFloat64), terms.detach()) <= 1e-6);
+    DOCTEST_CHECK(torch::isfinite(grad_pred).all().item<bool>());
+    // At 3·10³⁸ the gradients (about 10⁻⁴¹) are float32 subnormals: finite, but of few digits.
+    if (magnitude < 1e31f) DOCTEST_CHECK(scaled_error(grad_pred.to(torch::kFloat64), ref_grad) <= 1e-5);
+  }
+}
+
 TEST_CASE("pml device kernels: maps they cannot take are left to the ATen path") {
   using crowdloss::detail::pml_cuda_params;
   DOCTEST_CHECK(pml_cuda_params(std::vector<int64_t>{2, 1, 64, 64}, {1, 2, 4}, true).planes == 2);

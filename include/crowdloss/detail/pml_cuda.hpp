@@ -77,8 +77,8 @@ CROWDLOSS_HD long long pml_cell_origin(const PmlParams& q, long long cell) {
 }
 
 /* One thread's share of finest cell `cell`'s error sum Σ (p − t) and squared error sum Σ (p − t)²
-   over its pixels tid, tid + n, … (the difference in the maps' compute type, as the CPU kernel
-   takes it, summed in double). */
+   over its pixels tid, tid + n, …, in double (so that neither the difference nor its square
+   overflows for any finite float maps). */
 template <typename storage_t>
 CROWDLOSS_HD void pml_cell_partial(const storage_t* p, const storage_t* t, const PmlParams& q, long long cell, int tid,
                                    int n, double* sum, double* squares) {
@@ -86,7 +86,7 @@ CROWDLOSS_HD void pml_cell_partial(const storage_t* p, const storage_t* t, const
   double s = 0, s2 = 0;
   for (PmlWalk w(q.H / q.f, q.W / q.f, tid, n); w.more(); w.next()) {
     const long long at = origin + w.y * q.W + w.x;
-    const double e = static_cast<double>(loaded(p[at]) - loaded(t[at]));
+    const double e = static_cast<double>(loaded(p[at])) - static_cast<double>(loaded(t[at]));
     s += e;
     s2 += e * e;
   }
@@ -175,19 +175,23 @@ CROWDLOSS_HD double pml_cell_coefficient(const PmlParams& q, const double* level
 }
 
 /* Writes finest cell `cell`'s gradient to its pixels tid, tid + n, … of grad_pred: `coefficient`,
-   plus pixel_coefficient·(p − t) for the pixel term (2w·upstream/pixels; the maps are read only
-   when it is not 0); its negation to grad_target unless that is null. Computed in the maps'
-   compute type, stored in their type. */
+   plus pixel_coefficient·(p − t) for the pixel term (2w·upstream/pixels, in double; the maps are
+   read only when it is not 0); its negation to grad_target unless that is null. Stored in the
+   maps' type. */
 template <typename storage_t>
 CROWDLOSS_HD void pml_write_cell(const PmlParams& q, double coefficient, double pixel_coefficient, const storage_t* p,
                                  const storage_t* t, long long cell, int tid, int n, storage_t* grad_pred,
                                  storage_t* grad_target) {
   typedef typename ComputeOf<storage_t>::type scalar_t;
   const long long origin = pml_cell_origin(q, cell);
-  const scalar_t value = static_cast<scalar_t>(coefficient), pixel = static_cast<scalar_t>(pixel_coefficient);
+  const scalar_t value = static_cast<scalar_t>(coefficient);
   for (PmlWalk w(q.H / q.f, q.W / q.f, tid, n); w.more(); w.next()) {
     const long long at = origin + w.y * q.W + w.x;
-    const scalar_t g = pixel_coefficient != 0 ? value + pixel * (loaded(p[at]) - loaded(t[at])) : value;
+    const scalar_t g =
+        pixel_coefficient != 0
+            ? static_cast<scalar_t>(coefficient + pixel_coefficient * (static_cast<double>(loaded(p[at])) -
+                                                                       static_cast<double>(loaded(t[at]))))
+            : value;
     store(grad_pred + at, g);
     if (grad_target) store(grad_target + at, -g);
   }
