@@ -5,6 +5,7 @@
 
 #include <crowdloss/crowdloss.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <tuple>
@@ -415,11 +416,12 @@ struct SsimEmulated {
   at::Tensor ssim, mse, grad_x, grad_y;
 };
 SsimEmulated ssim_emulated(const at::Tensor& x, const at::Tensor& y, int64_t taps, bool same, bool with_mse,
-                           const at::Tensor& gs, const at::Tensor& gm) {
+                           const at::Tensor& gs, const at::Tensor& gm, double data_range = 1.0) {
   using namespace crowdloss::detail;
   const auto dtype = x.scalar_type(), compute = compute_dtype(dtype);
   const auto window = gaussian_window(taps, 1.5, compute, at::kCPU);
-  SsimParams q = ssim_cuda_params(x, window, same ? taps / 2 : 0, 1e-4, 9e-4);
+  SsimParams q =
+      ssim_cuda_params(x, window, same ? taps / 2 : 0, std::pow(0.01 * data_range, 2), std::pow(0.03 * data_range, 2));
   REQUIRE(q.planes > 0);
   q.with_mse = with_mse ? 1 : 0;
   SsimEmulated out;
@@ -539,6 +541,82 @@ TEST_CASE("ssim device kernels: float16 and bfloat16 maps are read as they are a
   const auto map = torch::zeros({1, 1, 64, 64}, torch::kHalf);
   DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(map, window(13), 0, 1e-4, 9e-4).planes == 1);
   DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(map, window(15), 0, 1e-4, 9e-4).planes == 0);
+}
+
+TEST_CASE("ssim device kernels: maps whose squares overflow the compute type give SSIM's finite values") {
+  // Issue 17: in float32 the ATen path gives NaN for ssim(p, p) with p of 10²⁰; a block whose
+  // region holds magnitudes beyond 2⁶⁰ divides it by a power of two and takes SSIM in double.
+  const auto reference = [](const at::Tensor& x, const at::Tensor& y, const at::Tensor& gs, const at::Tensor& gm,
+                            double data_range = 1.0) {
+    auto x64 = x.to(torch::kFloat64).requires_grad_(true), y64 = y.to(torch::kFloat64).requires_grad_(true);
+    const crowdloss::detail::SSIMSetup s{x64,
+                                         y64,
+                                         crowdloss::detail::gaussian_window(11, 1.5, torch::kFloat64, at::kCPU),
+                                         0,
+                                         std::pow(0.01 * data_range, 2),
+                                         std::pow(0.03 * data_range, 2)};
+    const auto ssim = crowdloss::detail::ssim_map_aten(s).flatten(2).mean(-1);
+    const auto mse = (x64 - y64).square().flatten(2).mean(-1);
+    const auto grads = torch::autograd::grad(
+        {(ssim * gs.to(torch::kFloat64)).sum() + (mse * gm.to(torch::kFloat64)).sum()}, {x64, y64});
+    return std::make_tuple(ssim.detach(), mse.detach(), grads[0], grads[1]);
+  };
+  torch::manual_seed(15);
+  const auto gs = torch::randn({2, 1}), gm = torch::randn({2, 1});
+  for (const double magnitude : {1e19, 1e20, 1e30}) {
+    INFO("magnitude " << magnitude);
+    const auto x = torch::rand({2, 1, 40, 33}) * static_cast<float>(magnitude);
+    const auto y = (torch::rand({2, 1, 40, 33}) * 0.8 + 0.1) * static_cast<float>(magnitude);
+    if (magnitude >= 1e20) {  // where the float32 ATen path gives NaN
+      const crowdloss::detail::SSIMSetup s32{
+          x, y, crowdloss::detail::gaussian_window(11, 1.5, torch::kFloat32, at::kCPU), 0, 1e-4, 9e-4};
+      DOCTEST_CHECK(torch::isnan(crowdloss::detail::ssim_map_aten(s32)).any().item<bool>());
+    }
+    const bool with_mse = magnitude < 1e20;  // beyond, the mean square itself exceeds float32
+    const auto out = ssim_emulated(x, y, 11, false, with_mse, gs, with_mse ? gm : at::Tensor());
+    const auto [ssim, mse, grad_x, grad_y] = reference(x, y, gs, with_mse ? gm : torch::zeros_like(gm));
+    DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
+    if (with_mse) DOCTEST_CHECK(scaled_error(out.mse.to(torch::kFloat64), mse) <= 1e-5);
+    DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 1e-4);
+    DOCTEST_CHECK(scaled_error(out.grad_y.to(torch::kFloat64), grad_y) <= 1e-4);
+  }
+  {  // ssim(p, p) = 1 up to float32's largest, with finite gradients.
+    const auto p = torch::rand({1, 1, 30, 30}) * 3.4e38f;
+    const auto out = ssim_emulated(p, p, 11, true, false, torch::ones({1, 1}), at::Tensor());
+    DOCTEST_CHECK(out.ssim.item<double>() == doctest::Approx(1.0).epsilon(1e-6));
+    DOCTEST_CHECK(torch::isfinite(out.grad_x).all().item<bool>());
+  }
+  {  // One huge pixel (row 20): the tiles whose regions hold it are divided (rows 0–31 forward and
+     // backward), and the rest, in those tiles too, keeps its value.
+    torch::manual_seed(17);
+    auto x = torch::rand({1, 1, 48, 48});
+    const auto y = torch::rand({1, 1, 48, 48});
+    x[0][0][20][20] = 1e20f;
+    const auto out = ssim_emulated(x, y, 11, false, true, torch::ones({1, 1}), torch::ones({1, 1}));
+    const auto [ssim, mse, grad_x, grad_y] = reference(x, y, torch::ones({1, 1}), torch::ones({1, 1}));
+    DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
+    DOCTEST_CHECK(scaled_error(out.mse.to(torch::kFloat64), mse) <= 1e-5);
+    DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 1e-4);  // the huge pixel's dominates
+    // From row 31 on no output that reads the pixel reaches: the gradients of ordinary values,
+    // row 31 from a divided block.
+    const auto far = [](const at::Tensor& g) { return g.narrow(2, 31, 17).to(torch::kFloat64); };
+    DOCTEST_CHECK(scaled_error(far(out.grad_x), far(grad_x)) <= 1e-4);
+    DOCTEST_CHECK(scaled_error(far(out.grad_y), far(grad_y)) <= 1e-4);
+  }
+  {  // A data_range of 10²⁵, whose constants overflow float32, over values that do not: divided too.
+    torch::manual_seed(18);
+    const auto x = torch::rand({1, 1, 30, 30}) * 1e15f, y = torch::rand({1, 1, 30, 30}) * 1e15f;
+    const auto out = ssim_emulated(x, y, 11, false, false, torch::ones({1, 1}), at::Tensor(), 1e25);
+    const auto [ssim, mse, grad_x, grad_y] = reference(x, y, torch::ones({1, 1}), torch::zeros({1, 1}), 1e25);
+    DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
+    DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 1e-4);
+  }
+  {  // float64 beyond 10¹⁵⁴, whose squares overflow float64: 2⁵⁰⁰ is the limit there.
+    const auto p = torch::rand({1, 1, 24, 24}, torch::kFloat64) * 1e200;
+    const auto out = ssim_emulated(p, p, 11, false, false, torch::ones({1, 1}), at::Tensor());
+    DOCTEST_CHECK(out.ssim.item<double>() == doctest::Approx(1.0).epsilon(1e-12));
+    DOCTEST_CHECK(torch::isfinite(out.grad_x).all().item<bool>());
+  }
 }
 
 TEST_CASE("ssim and sanet_loss: the CUDA kernels equal the ATen path on CUDA, and run deterministically") {

@@ -140,7 +140,8 @@ inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const a
 /// Range: finite wherever the exact value is. Float32 squares overflow beyond about ±9·10¹⁸ (or
 /// with a data_range beyond about 10²⁰); on the CPU such inputs are recomputed in float64 and
 /// the result returned in their dtype, while float64 inputs whose squares overflow (beyond about
-/// ±10¹⁵⁴) throw c10::Error. On CUDA they give NaN, never a finite wrong value.
+/// ±10¹⁵⁴) throw c10::Error. On CUDA the ATen path gives NaN for them, never a finite wrong value;
+/// `ssim` and `sanet_loss` through crowdloss's CUDA kernels (cuda_kernels.hpp) stay finite.
 ///
 /// Example:
 /// ```cpp

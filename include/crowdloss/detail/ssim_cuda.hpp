@@ -13,6 +13,10 @@
 /// - `crowdloss_ssim_backward`: a T×T tile of input pixels — the moments and the four derivative
 ///   maps over the output positions that read the tile (the tile plus a window's halo), their
 ///   adjoint filtering, and both gradients with the upstream factors, each pixel written once.
+/// Both tile kernels first find their region's largest magnitude; beyond 2⁶⁰ (float) a block
+/// divides its region by a power of two and takes SSIM in double with the constants divided
+/// likewise, so that maps whose squares overflow float (values of 10²⁰) still give SSIM's finite
+/// value (issue 17); every other block computes exactly as without it.
 /// Every sum is a fixed tree: no atomics, the same bits run after run. The per-thread code is
 /// `CROWDLOSS_DEVICE_CODE`, so `ssim_cuda_emulated_*` run it on the CPU block by block for tests.
 
@@ -64,17 +68,58 @@ CROWDLOSS_HD long long ssim_shared_elements(const SsimParams& q, bool backward) 
   return 2 * r * r + 4 * r * o + 4 * o * o;
 }
 
+/* The larger of `largest` and |v| (NaN ignored). */
+CROWDLOSS_HD double ssim_larger(double largest, double v) {
+  const double a = v < 0 ? -v : v;
+  return a > largest ? a : largest;
+}
+
 /* x and y over the side×side region whose first pixel is (r0, c0) of plane `plane`, in their
-   compute type, zero outside the map: elements tid, tid + n, … */
+   compute type, zero outside the map: elements tid, tid + n, …; returns the largest magnitude
+   among them. */
 template <typename storage_t, typename scalar_t>
-CROWDLOSS_HD void ssim_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
-                            long long c0, long long side, scalar_t* sx, scalar_t* sy, int tid, int n) {
+CROWDLOSS_HD double ssim_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane,
+                              long long r0, long long c0, long long side, scalar_t* sx, scalar_t* sy, int tid, int n) {
+  double largest = 0;
   for (long long e = tid; e < side * side; e += n) {
     const long long r = r0 + e / side, c = c0 + e % side;
     const bool inside = r >= 0 && r < q.H && c >= 0 && c < q.W;
     const long long at = (plane * q.H + r) * q.W + c;
     sx[e] = inside ? loaded(x[at]) : static_cast<scalar_t>(0);
     sy[e] = inside ? loaded(y[at]) : static_cast<scalar_t>(0);
+    largest = ssim_larger(ssim_larger(largest, static_cast<double>(sx[e])), static_cast<double>(sy[e]));
+  }
+  return largest;
+}
+
+/* One step of a block's tree of maxima: largest[tid] = max(largest[tid], largest[tid + stride]). */
+CROWDLOSS_HD void ssim_max_step(double* largest, int tid, int stride) {
+  if (tid < stride && largest[tid + stride] > largest[tid]) largest[tid] = largest[tid + stride];
+}
+
+/* The power of two s that a block divides its region by, from the region's largest magnitude: 1
+   unless that exceeds 2⁶⁰ (2⁵⁰⁰ in double) or a constant exceeds the limit's square (a data_range
+   beyond about 10²⁰), else the least s that brings both within, so that neither the moments'
+   squares nor the constants overflow the compute type (issue 17's float32 maps of 10²⁰: finite
+   wherever SSIM is). Infinite values keep s = 1 and propagate. */
+template <typename scalar_t>
+CROWDLOSS_HD double ssim_block_divisor(const SsimParams& q, double largest) {
+  const double limit = sizeof(scalar_t) == sizeof(float) ? 0x1p60 : 0x1p500;
+  const double constant = q.c1 > q.c2 ? q.c1 : q.c2;
+  double s = 1;
+  if (largest - largest != 0) return s;
+  while (largest > limit * s || constant > limit * limit * s * s) s *= 2;
+  return s;
+}
+
+/* Divides the region's x and y (count elements each) by the block's divisor: elements tid, tid + n,
+   … (exact: a power of two, barring values that become subnormal). */
+template <typename scalar_t>
+CROWDLOSS_HD void ssim_rescale(scalar_t* sx, scalar_t* sy, long long count, double divisor, int tid, int n) {
+  const scalar_t inverse = static_cast<scalar_t>(1 / divisor);
+  for (long long e = tid; e < count; e += n) {
+    sx[e] *= inverse;
+    sy[e] *= inverse;
   }
 }
 
@@ -113,22 +158,23 @@ CROWDLOSS_HD void ssim_moments(const SsimParams& q, const scalar_t* h, long long
   }
 }
 
-/* SSIM from the moments m = (μx, μy, m2, mxy): l·c with l = A1/B1, c = A2/B2, NaN where a
-   denominator overflowed (as the ATen path's guard). */
+/* SSIM from the moments m = (μx, μy, m2, mxy) and the constants: l·c with l = A1/B1, c = A2/B2,
+   NaN where a denominator overflowed (as the ATen path's guard). */
 template <typename scalar_t>
-CROWDLOSS_HD scalar_t ssim_value(const SsimParams& q, const scalar_t* m) {
-  const scalar_t c1 = static_cast<scalar_t>(q.c1), c2 = static_cast<scalar_t>(q.c2);
+CROWDLOSS_HD scalar_t ssim_value(const scalar_t* m, double c1_, double c2_) {
+  const scalar_t c1 = static_cast<scalar_t>(c1_), c2 = static_cast<scalar_t>(c2_);
   const scalar_t mx = m[0], my = m[1];
   const scalar_t b1 = mx * mx + my * my + c1, b2 = m[2] - mx * mx - my * my + c2;
   const scalar_t guard = (b1 + b2) - (b1 + b2);
   return ((2 * mx * my + c1) / b1) * ((2 * (m[3] - mx * my) + c2) / b2) + guard;
 }
 
-/* ∂S/∂(μx, μy, m2, mxy) from the moments, times `scale`: with l = A1/B1, c = A2/B2, S = l·c,
-   P = 2(c/B1 − l/B2), Q = 2S(1/B2 − 1/B1): (μy·P + μx·Q, μx·P + μy·Q, −S/B2, 2l/B2). */
+/* ∂S/∂(μx, μy, m2, mxy) from the moments and the constants, times `scale`: with l = A1/B1,
+   c = A2/B2, S = l·c, P = 2(c/B1 − l/B2), Q = 2S(1/B2 − 1/B1):
+   (μy·P + μx·Q, μx·P + μy·Q, −S/B2, 2l/B2). */
 template <typename scalar_t>
-CROWDLOSS_HD void ssim_derivatives(const SsimParams& q, const scalar_t* m, scalar_t scale, scalar_t* d) {
-  const scalar_t c1 = static_cast<scalar_t>(q.c1), c2 = static_cast<scalar_t>(q.c2);
+CROWDLOSS_HD void ssim_derivatives(const scalar_t* m, double c1_, double c2_, scalar_t scale, scalar_t* d) {
+  const scalar_t c1 = static_cast<scalar_t>(c1_), c2 = static_cast<scalar_t>(c2_);
   const scalar_t mx = m[0], my = m[1];
   const scalar_t b1 = mx * mx + my * my + c1, b2 = m[2] - mx * mx - my * my + c2;
   const scalar_t l = (2 * mx * my + c1) / b1, c = (2 * (m[3] - mx * my) + c2) / b2, s = l * c;
@@ -139,11 +185,14 @@ CROWDLOSS_HD void ssim_derivatives(const SsimParams& q, const scalar_t* m, scala
   d[3] = scale * (2 * l / b2);
 }
 
-/* Forward, one thread's share of block `block` (plane · tiles + tile) after the rows pass: the sum
-   of SSIM over its output positions tid, tid + n, … of the tile, and of (x − y)² over its pixels. */
+/* Forward, one thread's share of block `block` (plane · tiles + tile) after the rows pass over the
+   region divided by `divisor`: the sum of SSIM over its output positions tid, tid + n, … of the
+   tile, and of (x − y)² over its pixels. With a divisor s ≠ 1, SSIM is taken in double from the
+   divided moments with the constants divided by s² (the same value), and the squares times s². */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* h,
-                                    long long block, int tid, int n, double* ssim_sum, double* squared_sum) {
+                                    long long block, double divisor, int tid, int n, double* ssim_sum,
+                                    double* squared_sum) {
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long oy0 = tile / q.tiles_x * q.tile, ox0 = tile % q.tiles_x * q.tile, side = ssim_forward_side(q);
   double s = 0, e = 0;
@@ -152,24 +201,31 @@ CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, con
     if (oy0 + a < q.Ho && ox0 + b < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, q.tile, a, b, m);
-      s += static_cast<double>(ssim_value(q, m));
+      if (divisor == 1) {
+        s += static_cast<double>(ssim_value(m, q.c1, q.c2));
+      } else {
+        const double wide[4] = {m[0], m[1], m[2], m[3]};
+        s += ssim_value(wide, q.c1 / (divisor * divisor), q.c2 / (divisor * divisor));
+      }
     }
     if (q.with_mse && oy0 + a < q.H && ox0 + b < q.W) {
       const long long at = (a + q.pad) * side + b + q.pad;
       const scalar_t d = sx[at] - sy[at];
-      e += static_cast<double>(d * d);
+      e += divisor == 1 ? static_cast<double>(d * d)
+                        : static_cast<double>(d) * static_cast<double>(d) * (divisor * divisor);
     }
   }
   *ssim_sum = s;
   *squared_sum = e;
 }
 
-/* Backward, after the rows pass over the region: the derivative maps D (4 × O×O, O = T + n − 1)
-   at output positions tid, tid + n, … of the tile's output region, times the plane's SSIM
-   coefficient; zero at positions outside the Ho×Wo outputs. */
+/* Backward, after the rows pass over the region divided by `divisor` s: the derivative maps D
+   (4 × O×O, O = T + n − 1) with respect to the divided moments at output positions tid, tid + n, …
+   of the tile's output region, times the plane's SSIM coefficient; zero at positions outside the
+   Ho×Wo outputs. With s ≠ 1 they are taken in double, with the constants divided by s². */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t* h, long long block, scalar_t scale,
-                                            scalar_t* dmaps, int tid, int n) {
+                                            double divisor, scalar_t* dmaps, int tid, int n) {
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long o = ssim_backward_outputs(q), side = ssim_backward_side(q);
   const long long first_y = tile / q.tiles_x * q.tile + q.pad - q.taps + 1;
@@ -180,7 +236,14 @@ CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t*
     if (oy >= 0 && oy < q.Ho && ox >= 0 && ox < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, o, r, c, m);
-      ssim_derivatives(q, m, scale, d);
+      if (divisor == 1) {
+        ssim_derivatives(m, q.c1, q.c2, scale, d);
+      } else {
+        const double wide[4] = {m[0], m[1], m[2], m[3]};
+        double dw[4];
+        ssim_derivatives(wide, q.c1 / (divisor * divisor), q.c2 / (divisor * divisor), static_cast<double>(scale), dw);
+        for (int j = 0; j < 4; ++j) d[j] = static_cast<scalar_t>(dw[j]);
+      }
     }
     for (int j = 0; j < 4; ++j) dmaps[j * o * o + k] = d[j];
   }
@@ -201,11 +264,13 @@ CROWDLOSS_HD void ssim_adjoint_rows(const SsimParams& q, const scalar_t* dmaps, 
 /* Backward, last: the tile's pixels tid, tid + n, …: the adjoint filter along columns, then
    grad_x = Fᵀ(dμx) + 2x·Fᵀ(dm2) + y·Fᵀ(dmxy) + e·(x − y) and grad_y symmetrically (e the
    plane's squared-error coefficient), computed in the compute type and each stored in the maps'
-   type where its pointer is not null. */
+   type where its pointer is not null. Over a region divided by s the SSIM part is divided by s
+   and the squared error's multiplied by it (both exact for s = 1). */
 template <typename storage_t, typename scalar_t>
 CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* a,
-                                       long long block, scalar_t e, storage_t* grad_x, storage_t* grad_y, int tid,
-                                       int n) {
+                                       long long block, scalar_t e, double divisor, storage_t* grad_x,
+                                       storage_t* grad_y, int tid, int n) {
+  const scalar_t inverse = static_cast<scalar_t>(1 / divisor), times = static_cast<scalar_t>(divisor);
   const long long tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long iy0 = tile / q.tiles_x * q.tile, ix0 = tile % q.tiles_x * q.tile;
   const long long o = ssim_backward_outputs(q), t = q.tile, side = ssim_backward_side(q);
@@ -221,8 +286,8 @@ CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, 
     const long long at_region = (r + q.taps - 1) * side + c + q.taps - 1;
     const scalar_t xv = sx[at_region], yv = sy[at_region];
     const long long at = (plane * q.H + iy0 + r) * q.W + ix0 + c;
-    if (grad_x) store(grad_x + at, f[0] + 2 * xv * f[2] + yv * f[3] + e * (xv - yv));
-    if (grad_y) store(grad_y + at, f[1] + 2 * yv * f[2] + xv * f[3] + e * (yv - xv));
+    if (grad_x) store(grad_x + at, (f[0] + 2 * xv * f[2] + yv * f[3]) * inverse + e * (xv - yv) * times);
+    if (grad_y) store(grad_y + at, (f[1] + 2 * yv * f[2] + xv * f[3]) * inverse + e * (yv - xv) * times);
   }
 }
 
@@ -263,12 +328,19 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const C
   CROWDLOSS_SCALAR* sx = reinterpret_cast<CROWDLOSS_SCALAR*>(shared);
   CROWDLOSS_SCALAR* sy = sx + side * side;
   CROWDLOSS_SCALAR* h = sy + side * side;
-  ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad, tile % q.tiles_x * q.tile - q.pad, side, sx, sy,
-            tid, n);
+  first[tid] = ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad, tile % q.tiles_x * q.tile - q.pad,
+                         side, sx, sy, tid, n);
+  __syncthreads();
+  for (int s = n / 2; s > 0; s >>= 1) {
+    ssim_max_step(first, tid, s);
+    __syncthreads();
+  }
+  const double divisor = ssim_block_divisor<CROWDLOSS_SCALAR>(q, first[0]);
+  if (divisor != 1) ssim_rescale(sx, sy, side * side, divisor, tid, n);
   __syncthreads();
   ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
   __syncthreads();
-  ssim_forward_sums(q, sx, sy, h, block, tid, n, &first[tid], &second[tid]);
+  ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, &first[tid], &second[tid]);
   __syncthreads();
   for (int s = n / 2; s > 0; s >>= 1) {
     ssim_tree_step(first, second, tid, s);
@@ -300,6 +372,7 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
                                                    const CROWDLOSS_SCALAR* grad_ssim, const CROWDLOSS_SCALAR* grad_mse,
                                                    CROWDLOSS_STORAGE* grad_x, CROWDLOSS_STORAGE* grad_y) {
   extern __shared__ double shared[];
+  __shared__ double largest[kSsimThreads];
   const int tid = threadIdx.x, n = blockDim.x;
   const long long block = blockIdx.x, tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long side = ssim_backward_side(q), o = ssim_backward_outputs(q);
@@ -313,16 +386,23 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
   const CROWDLOSS_SCALAR e = grad_mse ? static_cast<CROWDLOSS_SCALAR>(2.0 * static_cast<double>(grad_mse[plane]) /
                                                                       static_cast<double>(q.H * q.W))
                                       : static_cast<CROWDLOSS_SCALAR>(0);
-  ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1, tile % q.tiles_x * q.tile - q.taps + 1, side, sx,
-            sy, tid, n);
+  largest[tid] = ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+                           tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, tid, n);
+  __syncthreads();
+  for (int s = n / 2; s > 0; s >>= 1) {
+    ssim_max_step(largest, tid, s);
+    __syncthreads();
+  }
+  const double divisor = ssim_block_divisor<CROWDLOSS_SCALAR>(q, largest[0]);
+  if (divisor != 1) ssim_rescale(sx, sy, side * side, divisor, tid, n);
   __syncthreads();
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
-  ssim_backward_derivatives(q, h, block, scale, dmaps, tid, n);
+  ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
   __syncthreads();
   ssim_adjoint_rows(q, dmaps, h, tid, n);
   __syncthreads();
-  ssim_backward_pixels(q, sx, sy, h, block, e, grad_x, grad_y, tid, n);
+  ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
 }
 )";
 }
@@ -355,13 +435,30 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
   q.c1 = c1, q.c2 = c2;
   const auto taps_double = window.to(at::kDouble).contiguous();
   for (int64_t j = 0; j < taps; ++j) q.window[j] = taps_double.data_ptr<double>()[j];
-  const int64_t planes = x.size(0) * x.size(1), reduction = 2 * kSsimThreads * 8;  // the trees' static arrays
-  if (ssim_cuda_shared_bytes(q, x.scalar_type(), true) > kSsimSharedLimit ||
-      ssim_cuda_shared_bytes(q, x.scalar_type(), false) + reduction > kSsimSharedLimit ||
+  // The trees' static arrays: two in the forward, one in the backward.
+  const int64_t planes = x.size(0) * x.size(1), tree = kSsimThreads * 8;
+  if (ssim_cuda_shared_bytes(q, x.scalar_type(), true) + tree > kSsimSharedLimit ||
+      ssim_cuda_shared_bytes(q, x.scalar_type(), false) + 2 * tree > kSsimSharedLimit ||
       planes * q.tiles_y * q.tiles_x > std::numeric_limits<int32_t>::max())
     return SsimParams{};
   q.planes = planes;
   return q;
+}
+
+/// The kernels' first phase run on the CPU for one block, thread by thread: the region loaded from
+/// (r0, c0) of `plane`, the tree of maxima in `largest` (kSsimThreads), and the region divided by
+/// the block's divisor, which it returns.
+template <typename storage_t, typename scalar_t>
+double ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
+                          long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
+  const int n = kSsimThreads;
+  for (int tid = 0; tid < n; ++tid) largest[tid] = ssim_load(q, x, y, plane, r0, c0, side, sx, sy, tid, n);
+  for (int s = n / 2; s > 0; s >>= 1)
+    for (int tid = 0; tid < n; ++tid) ssim_max_step(largest, tid, s);
+  const double divisor = ssim_block_divisor<scalar_t>(q, largest[0]);
+  if (divisor != 1)
+    for (int tid = 0; tid < n; ++tid) ssim_rescale(sx, sy, side * side, divisor, tid, n);
+  return divisor;
 }
 
 /// The forward kernels run on the CPU in the kernels' order, block by block and thread by thread
@@ -384,11 +481,11 @@ void ssim_cuda_emulated_forward(const storage_t* x, const storage_t* y, const Ss
     scalar_t* sx = shared.data();
     scalar_t* sy = sx + side * side;
     scalar_t* h = sy + side * side;
-    for (int tid = 0; tid < n; ++tid)
-      ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad, tile % q.tiles_x * q.tile - q.pad, side, sx,
-                sy, tid, n);
+    const double divisor = ssim_emulated_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
+                                              tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_forward_sums(q, sx, sy, h, block, tid, n, first + tid, second + tid);
+    for (int tid = 0; tid < n; ++tid)
+      ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, first + tid, second + tid);
     tree();
     partials[static_cast<size_t>(2 * block)] = first[0];
     partials[static_cast<size_t>(2 * block + 1)] = second[0];
@@ -408,6 +505,7 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
   const int n = kSsimThreads;
   const long long tiles = q.tiles_y * q.tiles_x, side = ssim_backward_side(q), o = ssim_backward_outputs(q);
   std::vector<scalar_t> shared(static_cast<size_t>(ssim_shared_elements(q, true)));
+  std::vector<double> largest(n);
   for (long long block = 0; block < q.planes * tiles; ++block) {
     const long long plane = block / tiles, tile = block % tiles;
     scalar_t* sx = shared.data();
@@ -420,13 +518,12 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
     const scalar_t e =
         grad_mse ? static_cast<scalar_t>(2.0 * static_cast<double>(grad_mse[plane]) / static_cast<double>(q.H * q.W))
                  : scalar_t(0);
-    for (int tid = 0; tid < n; ++tid)
-      ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1, tile % q.tiles_x * q.tile - q.taps + 1, side,
-                sx, sy, tid, n);
+    const double divisor = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+                                              tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, dmaps, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
     for (int tid = 0; tid < n; ++tid) ssim_adjoint_rows(q, dmaps, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, grad_x, grad_y, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
   }
 }
 
