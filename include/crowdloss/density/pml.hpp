@@ -169,7 +169,7 @@ inline at::Tensor pml_terms_dispatch(const char* fn, const at::Tensor& pred, con
 /// overflow (values near float32's largest) is redone in float64 and returned in the input
 /// dtype, while float64 inputs whose squared block sums overflow (beyond about ±10¹⁵⁰) throw
 /// c10::Error. On CUDA the ATen path gives inf or NaN for such float32 inputs; crowdloss's
-/// CUDA kernels (cuda_kernels.hpp), which sum in float64, stay finite.
+/// CUDA kernels (cuda_kernels.hpp), which sum in float64, keep the terms finite.
 ///
 /// Example:
 /// ```cpp
