@@ -611,6 +611,14 @@ TEST_CASE("ssim device kernels: maps whose squares overflow the compute type giv
     DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
     DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 1e-4);
   }
+  {  // A data_range of 10⁶⁰: the constants exceed even the divided limit; values and gradients stay
+     // finite (the gradients, about 10⁻¹¹⁷, round to zero in float32).
+    const auto x = torch::rand({1, 1, 30, 30}), y = torch::rand({1, 1, 30, 30});
+    const auto out = ssim_emulated(x, y, 11, false, false, torch::ones({1, 1}), at::Tensor(), 1e60);
+    DOCTEST_CHECK(out.ssim.item<double>() == doctest::Approx(1.0).epsilon(1e-6));
+    DOCTEST_CHECK(torch::isfinite(out.grad_x).all().item<bool>());
+    DOCTEST_CHECK(torch::isfinite(out.grad_y).all().item<bool>());
+  }
   {  // float64 beyond 10¹⁵⁴, whose squares overflow float64: 2⁵⁰⁰ is the limit there.
     const auto p = torch::rand({1, 1, 24, 24}, torch::kFloat64) * 1e200;
     const auto out = ssim_emulated(p, p, 11, false, false, torch::ones({1, 1}), at::Tensor());

@@ -141,7 +141,8 @@ inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const a
 /// with a data_range beyond about 10²⁰); on the CPU such inputs are recomputed in float64 and
 /// the result returned in their dtype, while float64 inputs whose squares overflow (beyond about
 /// ±10¹⁵⁴) throw c10::Error. On CUDA the ATen path gives NaN for them, never a finite wrong value;
-/// `ssim` and `sanet_loss` through crowdloss's CUDA kernels (cuda_kernels.hpp) stay finite.
+/// through crowdloss's CUDA kernels (cuda_kernels.hpp) `ssim` stays finite, and `sanet_loss`
+/// wherever its squared-error term fits the dtype (docs/ssim.md has the limits).
 ///
 /// Example:
 /// ```cpp

@@ -15,8 +15,9 @@
 ///   adjoint filtering, and both gradients with the upstream factors, each pixel written once.
 /// Both tile kernels first find their region's largest magnitude; beyond 2⁶⁰ (float) a block
 /// divides its region by a power of two and takes SSIM in double with the constants divided
-/// likewise, so that maps whose squares overflow float (values of 10²⁰) still give SSIM's finite
-/// value (issue 17); every other block computes exactly as without it.
+/// likewise (in double too, its derivative maps scaled, where the constants exceed float), so
+/// that maps whose squares overflow float (values of 10²⁰) still give SSIM's finite value
+/// (issue 17); every other block computes exactly as without it (`ssim_block_range`).
 /// Every sum is a fixed tree: no atomics, the same bits run after run. The per-thread code is
 /// `CROWDLOSS_DEVICE_CODE`, so `ssim_cuda_emulated_*` run it on the CPU block by block for tests.
 
@@ -97,19 +98,38 @@ CROWDLOSS_HD void ssim_max_step(double* largest, int tid, int stride) {
   if (tid < stride && largest[tid + stride] > largest[tid]) largest[tid] = largest[tid + stride];
 }
 
-/* The power of two s that a block divides its region by, from the region's largest magnitude: 1
-   unless that exceeds 2⁶⁰ (2⁵⁰⁰ in double) or a constant exceeds the limit's square (a data_range
-   beyond about 10²⁰), else the least s that brings both within, so that neither the moments'
-   squares nor the constants overflow the compute type (issue 17's float32 maps of 10²⁰: finite
-   wherever SSIM is). Infinite values keep s = 1 and propagate. */
+/* The magnitude beyond which a block divides its region: 2⁶⁰ in float, 2⁵⁰⁰ in double, so that no
+   square of a moment overflows the compute type. */
 template <typename scalar_t>
-CROWDLOSS_HD double ssim_block_divisor(const SsimParams& q, double largest) {
-  const double limit = sizeof(scalar_t) == sizeof(float) ? 0x1p60 : 0x1p500;
-  const double constant = q.c1 > q.c2 ? q.c1 : q.c2;
-  double s = 1;
-  if (largest - largest != 0) return s;
-  while (largest > limit * s || constant > limit * limit * s * s) s *= 2;
-  return s;
+CROWDLOSS_HD double ssim_limit() {
+  return sizeof(scalar_t) == sizeof(float) ? 0x1p60 : 0x1p500;
+}
+
+/* How a block brings its numbers within the compute type's range (issue 17: float32 maps of 10²⁰,
+   whose squares overflow, must give SSIM's finite value):
+   - divisor s, a power of two: 1 unless the region's largest magnitude exceeds the limit, else the
+     least that brings it within; the block divides its region by it (SSIM is unchanged when x, y
+     are divided by s and C1, C2 by s²);
+   - factor K, a power of two: 1 unless a divided constant exceeds the limit's square (a
+     data_range beyond about 10²⁰ in float), else the least not below it; the derivative maps are
+     multiplied by it, since theirs, of the order of 1/C, would underflow the compute type;
+   - wide: SSIM and its derivatives are taken in double (s ≠ 1 or K ≠ 1). A block that is not
+     wide computes exactly as without all this. Infinite values keep s = 1 and propagate. */
+struct SsimRange {
+  double divisor, factor;
+  bool wide;
+};
+template <typename scalar_t>
+CROWDLOSS_HD SsimRange ssim_block_range(const SsimParams& q, double largest) {
+  const double limit = ssim_limit<scalar_t>();
+  SsimRange range = {1, 1, false};
+  if (largest - largest == 0)
+    while (largest > limit * range.divisor) range.divisor *= 2;
+  const double constant = (q.c1 > q.c2 ? q.c1 : q.c2) / range.divisor / range.divisor;
+  if (constant > limit * limit)
+    while (constant > range.factor) range.factor *= 2;
+  range.wide = range.divisor != 1 || range.factor != 1;
+  return range;
 }
 
 /* Divides the region's x and y (count elements each) by the block's divisor: elements tid, tid + n,
@@ -186,13 +206,14 @@ CROWDLOSS_HD void ssim_derivatives(const scalar_t* m, double c1_, double c2_, sc
 }
 
 /* Forward, one thread's share of block `block` (plane · tiles + tile) after the rows pass over the
-   region divided by `divisor`: the sum of SSIM over its output positions tid, tid + n, … of the
-   tile, and of (x − y)² over its pixels. With a divisor s ≠ 1, SSIM is taken in double from the
-   divided moments with the constants divided by s² (the same value), and the squares times s². */
+   region divided by range.divisor s: the sum of SSIM over its output positions tid, tid + n, … of
+   the tile (in double where range.wide), and of (x − y)² over its pixels (the divided difference
+   times s, squared in double, where s ≠ 1). */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* h,
-                                    long long block, double divisor, int tid, int n, double* ssim_sum,
+                                    long long block, const SsimRange& range, int tid, int n, double* ssim_sum,
                                     double* squared_sum) {
+  const double divisor = range.divisor;
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long oy0 = tile / q.tiles_x * q.tile, ox0 = tile % q.tiles_x * q.tile, side = ssim_forward_side(q);
   double s = 0, e = 0;
@@ -201,31 +222,33 @@ CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, con
     if (oy0 + a < q.Ho && ox0 + b < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, q.tile, a, b, m);
-      if (divisor == 1) {
+      if (!range.wide) {
         s += static_cast<double>(ssim_value(m, q.c1, q.c2));
       } else {
         const double wide[4] = {m[0], m[1], m[2], m[3]};
-        s += ssim_value(wide, q.c1 / (divisor * divisor), q.c2 / (divisor * divisor));
+        s += ssim_value(wide, q.c1 / divisor / divisor, q.c2 / divisor / divisor);
       }
     }
     if (q.with_mse && oy0 + a < q.H && ox0 + b < q.W) {
       const long long at = (a + q.pad) * side + b + q.pad;
       const scalar_t d = sx[at] - sy[at];
-      e += divisor == 1 ? static_cast<double>(d * d)
-                        : static_cast<double>(d) * static_cast<double>(d) * (divisor * divisor);
+      const double undivided = static_cast<double>(d) * divisor;
+      e += divisor == 1 ? static_cast<double>(d * d) : undivided * undivided;
     }
   }
   *ssim_sum = s;
   *squared_sum = e;
 }
 
-/* Backward, after the rows pass over the region divided by `divisor` s: the derivative maps D
+/* Backward, after the rows pass over the region divided by range.divisor s: the derivative maps D
    (4 × O×O, O = T + n − 1) with respect to the divided moments at output positions tid, tid + n, …
    of the tile's output region, times the plane's SSIM coefficient; zero at positions outside the
-   Ho×Wo outputs. With s ≠ 1 they are taken in double, with the constants divided by s². */
+   Ho×Wo outputs. Where range.wide, they are taken in double with the constants divided by s², and
+   multiplied by range.factor. */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t* h, long long block, scalar_t scale,
-                                            double divisor, scalar_t* dmaps, int tid, int n) {
+                                            const SsimRange& range, scalar_t* dmaps, int tid, int n) {
+  const double divisor = range.divisor;
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long o = ssim_backward_outputs(q), side = ssim_backward_side(q);
   const long long first_y = tile / q.tiles_x * q.tile + q.pad - q.taps + 1;
@@ -236,12 +259,13 @@ CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t*
     if (oy >= 0 && oy < q.Ho && ox >= 0 && ox < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, o, r, c, m);
-      if (divisor == 1) {
+      if (!range.wide) {
         ssim_derivatives(m, q.c1, q.c2, scale, d);
       } else {
         const double wide[4] = {m[0], m[1], m[2], m[3]};
         double dw[4];
-        ssim_derivatives(wide, q.c1 / (divisor * divisor), q.c2 / (divisor * divisor), static_cast<double>(scale), dw);
+        ssim_derivatives(wide, q.c1 / divisor / divisor, q.c2 / divisor / divisor,
+                         static_cast<double>(scale) * range.factor, dw);
         for (int j = 0; j < 4; ++j) d[j] = static_cast<scalar_t>(dw[j]);
       }
     }
@@ -264,13 +288,13 @@ CROWDLOSS_HD void ssim_adjoint_rows(const SsimParams& q, const scalar_t* dmaps, 
 /* Backward, last: the tile's pixels tid, tid + n, …: the adjoint filter along columns, then
    grad_x = Fᵀ(dμx) + 2x·Fᵀ(dm2) + y·Fᵀ(dmxy) + e·(x − y) and grad_y symmetrically (e the
    plane's squared-error coefficient), computed in the compute type and each stored in the maps'
-   type where its pointer is not null. Over a region divided by s the SSIM part is divided by s
-   and the squared error's multiplied by it (both exact for s = 1). */
+   type where its pointer is not null. Where range.wide, the SSIM part is divided by s·K and the
+   squared error's multiplied by s, in double. */
 template <typename storage_t, typename scalar_t>
 CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* a,
-                                       long long block, scalar_t e, double divisor, storage_t* grad_x,
+                                       long long block, scalar_t e, const SsimRange& range, storage_t* grad_x,
                                        storage_t* grad_y, int tid, int n) {
-  const scalar_t inverse = static_cast<scalar_t>(1 / divisor), times = static_cast<scalar_t>(divisor);
+  const double inverse = 1 / (range.divisor * range.factor);
   const long long tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long iy0 = tile / q.tiles_x * q.tile, ix0 = tile % q.tiles_x * q.tile;
   const long long o = ssim_backward_outputs(q), t = q.tile, side = ssim_backward_side(q);
@@ -286,8 +310,15 @@ CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, 
     const long long at_region = (r + q.taps - 1) * side + c + q.taps - 1;
     const scalar_t xv = sx[at_region], yv = sy[at_region];
     const long long at = (plane * q.H + iy0 + r) * q.W + ix0 + c;
-    if (grad_x) store(grad_x + at, (f[0] + 2 * xv * f[2] + yv * f[3]) * inverse + e * (xv - yv) * times);
-    if (grad_y) store(grad_y + at, (f[1] + 2 * yv * f[2] + xv * f[3]) * inverse + e * (yv - xv) * times);
+    const scalar_t ssim_x = f[0] + 2 * xv * f[2] + yv * f[3], ssim_y = f[1] + 2 * yv * f[2] + xv * f[3];
+    if (!range.wide) {
+      if (grad_x) store(grad_x + at, ssim_x + e * (xv - yv));
+      if (grad_y) store(grad_y + at, ssim_y + e * (yv - xv));
+    } else {
+      const double mse = static_cast<double>(e) * (static_cast<double>(xv) - static_cast<double>(yv)) * range.divisor;
+      if (grad_x) store(grad_x + at, static_cast<scalar_t>(static_cast<double>(ssim_x) * inverse + mse));
+      if (grad_y) store(grad_y + at, static_cast<scalar_t>(static_cast<double>(ssim_y) * inverse - mse));
+    }
   }
 }
 
@@ -335,12 +366,12 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const C
     ssim_max_step(first, tid, s);
     __syncthreads();
   }
-  const double divisor = ssim_block_divisor<CROWDLOSS_SCALAR>(q, first[0]);
-  if (divisor != 1) ssim_rescale(sx, sy, side * side, divisor, tid, n);
+  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, first[0]);
+  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
   __syncthreads();
   ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
   __syncthreads();
-  ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, &first[tid], &second[tid]);
+  ssim_forward_sums(q, sx, sy, h, block, range, tid, n, &first[tid], &second[tid]);
   __syncthreads();
   for (int s = n / 2; s > 0; s >>= 1) {
     ssim_tree_step(first, second, tid, s);
@@ -393,16 +424,16 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
     ssim_max_step(largest, tid, s);
     __syncthreads();
   }
-  const double divisor = ssim_block_divisor<CROWDLOSS_SCALAR>(q, largest[0]);
-  if (divisor != 1) ssim_rescale(sx, sy, side * side, divisor, tid, n);
+  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, largest[0]);
+  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
   __syncthreads();
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
-  ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
+  ssim_backward_derivatives(q, h, block, scale, range, dmaps, tid, n);
   __syncthreads();
   ssim_adjoint_rows(q, dmaps, h, tid, n);
   __syncthreads();
-  ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
+  ssim_backward_pixels(q, sx, sy, h, block, e, range, grad_x, grad_y, tid, n);
 }
 )";
 }
@@ -447,18 +478,18 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
 
 /// The kernels' first phase run on the CPU for one block, thread by thread: the region loaded from
 /// (r0, c0) of `plane`, the tree of maxima in `largest` (kSsimThreads), and the region divided by
-/// the block's divisor, which it returns.
+/// the block's divisor, and returns the block's SsimRange.
 template <typename storage_t, typename scalar_t>
-double ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
-                          long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
+SsimRange ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
+                             long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
   const int n = kSsimThreads;
   for (int tid = 0; tid < n; ++tid) largest[tid] = ssim_load(q, x, y, plane, r0, c0, side, sx, sy, tid, n);
   for (int s = n / 2; s > 0; s >>= 1)
     for (int tid = 0; tid < n; ++tid) ssim_max_step(largest, tid, s);
-  const double divisor = ssim_block_divisor<scalar_t>(q, largest[0]);
-  if (divisor != 1)
-    for (int tid = 0; tid < n; ++tid) ssim_rescale(sx, sy, side * side, divisor, tid, n);
-  return divisor;
+  const SsimRange range = ssim_block_range<scalar_t>(q, largest[0]);
+  if (range.divisor != 1)
+    for (int tid = 0; tid < n; ++tid) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
+  return range;
 }
 
 /// The forward kernels run on the CPU in the kernels' order, block by block and thread by thread
@@ -481,11 +512,10 @@ void ssim_cuda_emulated_forward(const storage_t* x, const storage_t* y, const Ss
     scalar_t* sx = shared.data();
     scalar_t* sy = sx + side * side;
     scalar_t* h = sy + side * side;
-    const double divisor = ssim_emulated_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
-                                              tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
+    const SsimRange range = ssim_emulated_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
+                                               tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
-    for (int tid = 0; tid < n; ++tid)
-      ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, first + tid, second + tid);
+    for (int tid = 0; tid < n; ++tid) ssim_forward_sums(q, sx, sy, h, block, range, tid, n, first + tid, second + tid);
     tree();
     partials[static_cast<size_t>(2 * block)] = first[0];
     partials[static_cast<size_t>(2 * block + 1)] = second[0];
@@ -518,12 +548,12 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
     const scalar_t e =
         grad_mse ? static_cast<scalar_t>(2.0 * static_cast<double>(grad_mse[plane]) / static_cast<double>(q.H * q.W))
                  : scalar_t(0);
-    const double divisor = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
-                                              tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
+    const SsimRange range = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, range, dmaps, tid, n);
     for (int tid = 0; tid < n; ++tid) ssim_adjoint_rows(q, dmaps, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, range, grad_x, grad_y, tid, n);
   }
 }
 
