@@ -350,6 +350,24 @@ CROWDLOSS_HD void ssim_plane_partial(const SsimParams& q, const double* partials
 /// its phases. `ssim_cuda_emulated_*` mirror them phase by phase; keep the two in step.
 inline const char* ssim_kernels_source() {
   return R"(
+// A tile block's first phase: its region loaded from (r0, c0) of `plane`, the tree of maxima in
+// `largest` (kSsimThreads), the region divided as the block's SsimRange says, which it returns.
+__device__ SsimRange crowdloss_ssim_load(const SsimParams& q, const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y,
+                                         long long plane, long long r0, long long c0, long long side,
+                                         CROWDLOSS_SCALAR* sx, CROWDLOSS_SCALAR* sy, double* largest) {
+  const int tid = threadIdx.x, n = blockDim.x;
+  largest[tid] = ssim_load(q, x, y, plane, r0, c0, side, sx, sy, tid, n);
+  __syncthreads();
+  for (int s = n / 2; s > 0; s >>= 1) {
+    ssim_max_step(largest, tid, s);
+    __syncthreads();
+  }
+  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, largest[0]);
+  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
+  __syncthreads();
+  return range;
+}
+
 extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y, SsimParams q,
                                                   double* partials) {
   extern __shared__ double shared[];
@@ -359,16 +377,8 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const C
   CROWDLOSS_SCALAR* sx = reinterpret_cast<CROWDLOSS_SCALAR*>(shared);
   CROWDLOSS_SCALAR* sy = sx + side * side;
   CROWDLOSS_SCALAR* h = sy + side * side;
-  first[tid] = ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad, tile % q.tiles_x * q.tile - q.pad,
-                         side, sx, sy, tid, n);
-  __syncthreads();
-  for (int s = n / 2; s > 0; s >>= 1) {
-    ssim_max_step(first, tid, s);
-    __syncthreads();
-  }
-  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, first[0]);
-  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
-  __syncthreads();
+  const SsimRange range = crowdloss_ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
+                                              tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
   ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
   __syncthreads();
   ssim_forward_sums(q, sx, sy, h, block, range, tid, n, &first[tid], &second[tid]);
@@ -417,16 +427,8 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
   const CROWDLOSS_SCALAR e = grad_mse ? static_cast<CROWDLOSS_SCALAR>(2.0 * static_cast<double>(grad_mse[plane]) /
                                                                       static_cast<double>(q.H * q.W))
                                       : static_cast<CROWDLOSS_SCALAR>(0);
-  largest[tid] = ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
-                           tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, tid, n);
-  __syncthreads();
-  for (int s = n / 2; s > 0; s >>= 1) {
-    ssim_max_step(largest, tid, s);
-    __syncthreads();
-  }
-  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, largest[0]);
-  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
-  __syncthreads();
+  const SsimRange range = crowdloss_ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+                                              tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest);
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
   ssim_backward_derivatives(q, h, block, scale, range, dmaps, tid, n);
@@ -476,9 +478,9 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
   return q;
 }
 
-/// The kernels' first phase run on the CPU for one block, thread by thread: the region loaded from
-/// (r0, c0) of `plane`, the tree of maxima in `largest` (kSsimThreads), and the region divided by
-/// the block's divisor, and returns the block's SsimRange.
+/// `crowdloss_ssim_load` (the tile kernels' first phase) run on the CPU for one block, thread by
+/// thread: the region loaded from (r0, c0) of `plane`, the tree of maxima in `largest`
+/// (kSsimThreads), the region divided as the block's SsimRange says, which it returns.
 template <typename storage_t, typename scalar_t>
 SsimRange ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
                              long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
