@@ -282,6 +282,8 @@ TEST_CASE("ssim, ssim_map and sanet_loss: every bad input throws c10::Error nami
   check_error([&] { crowdloss::ssim(ok, ok, O().sigma(-1.5)); }, {"ssim", "sigma", "-1.5"});
   check_error([&] { crowdloss::ssim(ok, ok, O().data_range(0)); }, {"ssim", "data_range", "0"});
   check_error([&] { crowdloss::ssim(ok, ok, O().data_range(-255)); }, {"ssim", "data_range", "-255"});
+  // Constants beyond float64 (C2 = (0.03·10¹⁶⁰)²) are refused, whichever path would run.
+  check_error([&] { crowdloss::ssim(ok, ok, O().data_range(1e160)); }, {"ssim", "data_range", "overflow float64"});
   check_error([&] { crowdloss::ssim(ok, ok, O().k1(-0.01)); }, {"ssim", "k1", "-0.01"});
   check_error([&] { crowdloss::ssim(ok, ok, O().k2(-0.03)); }, {"ssim", "k2", "-0.03"});
   check_error([&] { crowdloss::ssim(ok, ok, O().reduction(torch::kSum)); }, {"ssim", "kSum"});

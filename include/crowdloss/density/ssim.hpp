@@ -65,6 +65,10 @@ inline void check_ssim_options(const char* fn, const SSIMOptions& o) {
   TORCH_CHECK(o.k2() >= 0 && std::isfinite(o.k2()), fn, ": k2 must be >= 0, got ", o.k2());
   TORCH_CHECK(o.data_range() > 0 && std::isfinite(o.data_range()), fn, ": data_range must be positive, got ",
               o.data_range());
+  TORCH_CHECK(
+      std::isfinite(std::pow(o.k1() * o.data_range(), 2)) && std::isfinite(std::pow(o.k2() * o.data_range(), 2)), fn,
+      ": data_range ", o.data_range(), " with k1 ", o.k1(), " and k2 ", o.k2(),
+      " makes C1 = (k1·L)² or C2 = (k2·L)² overflow float64");
 }
 
 /// Checks x, y and `o` and returns the setup: the maps in the compute dtype (with `keep_dtype`,
@@ -134,8 +138,9 @@ inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const a
 ///
 /// Throws c10::Error (naming the function and the value) on a wrong rank, mismatched
 /// shape/dtype/device, an integer dtype, an empty batch or map, an even or non-positive
-/// window_size, sigma ≤ 0, k1 or k2 < 0, data_range ≤ 0, or — with valid padding — a map smaller
-/// than the window. NaN in the inputs propagates.
+/// window_size, sigma ≤ 0, k1 or k2 < 0, data_range ≤ 0 or so large that (k·data_range)²
+/// overflows float64, or — with valid padding — a map smaller than the window. NaN in the inputs
+/// propagates.
 ///
 /// Range: finite wherever the exact value is. Float32 squares overflow beyond about ±9·10¹⁸ (or
 /// with a data_range beyond about 10²⁰); on the CPU such inputs are recomputed in float64 and
