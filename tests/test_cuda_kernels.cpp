@@ -603,21 +603,23 @@ TEST_CASE("ssim device kernels: maps whose squares overflow the compute type giv
     DOCTEST_CHECK(scaled_error(far(out.grad_x), far(grad_x)) <= 1e-4);
     DOCTEST_CHECK(scaled_error(far(out.grad_y), far(grad_y)) <= 1e-4);
   }
-  {  // A data_range of 10²⁵, whose constants overflow float32, over values that do not: divided too.
+  {  // A data_range of 10²⁵, whose constants float cannot hold: the float kernels refuse it (the
+     // dispatch takes it in float64), and the float64 kernels give the float64 path's values.
     torch::manual_seed(18);
     const auto x = torch::rand({1, 1, 30, 30}) * 1e15f, y = torch::rand({1, 1, 30, 30}) * 1e15f;
-    const auto out = ssim_emulated(x, y, 11, false, false, torch::ones({1, 1}), at::Tensor(), 1e25);
-    const auto [ssim, mse, grad_x, grad_y] = reference(x, y, torch::ones({1, 1}), torch::zeros({1, 1}), 1e25);
-    DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
-    DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 1e-4);
-  }
-  {  // A data_range of 10⁶⁰: the constants exceed even the divided limit; values and gradients stay
-     // finite (the gradients, about 10⁻¹¹⁷, round to zero in float32).
-    const auto x = torch::rand({1, 1, 30, 30}), y = torch::rand({1, 1, 30, 30});
-    const auto out = ssim_emulated(x, y, 11, false, false, torch::ones({1, 1}), at::Tensor(), 1e60);
-    DOCTEST_CHECK(out.ssim.item<double>() == doctest::Approx(1.0).epsilon(1e-6));
-    DOCTEST_CHECK(torch::isfinite(out.grad_x).all().item<bool>());
-    DOCTEST_CHECK(torch::isfinite(out.grad_y).all().item<bool>());
+    const auto window = crowdloss::detail::gaussian_window(11, 1.5, torch::kFloat32, at::kCPU);
+    const double c1 = std::pow(0.01 * 1e25, 2), c2 = std::pow(0.03 * 1e25, 2);
+    DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(x, window, 0, c1, c2).planes == 0);
+    DOCTEST_CHECK(crowdloss::detail::ssim_cuda_params(x, window, 0, 1e-4, c2 / 1e20).planes == 1);
+    for (const double data_range : {1e25, 1e60}) {
+      INFO("data_range " << data_range);
+      const auto x64 = x.to(torch::kFloat64), y64 = y.to(torch::kFloat64);
+      const auto out = ssim_emulated(x64, y64, 11, false, false, torch::ones({1, 1}), at::Tensor(), data_range);
+      const auto [ssim, mse, grad_x, grad_y] = reference(x, y, torch::ones({1, 1}), torch::zeros({1, 1}), data_range);
+      DOCTEST_CHECK(scaled_error(out.ssim, ssim) <= 1e-12);
+      DOCTEST_CHECK(scaled_error(out.grad_x, grad_x) <= 1e-9);
+      DOCTEST_CHECK(scaled_error(out.grad_y, grad_y) <= 1e-9);
+    }
   }
   {  // float64 beyond 10¹⁵⁴, whose squares overflow float64: 2⁵⁰⁰ is the limit there.
     const auto p = torch::rand({1, 1, 24, 24}, torch::kFloat64) * 1e200;
@@ -673,6 +675,20 @@ TEST_CASE("ssim and sanet_loss: the CUDA kernels equal the ATen path on CUDA, an
     auto x = torch::rand({2, 1, 64, 64}).cuda();
     x[1][0][30][30] = std::numeric_limits<float>::quiet_NaN();
     DOCTEST_CHECK(std::isnan(crowdloss::ssim(x, torch::rand_like(x)).item<float>()));
+  }
+  for (const bool kernels : {false, true}) {  // float32 with a data_range of 10²⁵: taken in float64
+    INFO("kernels " << kernels);
+    crowdloss::set_cuda_kernels_enabled(kernels);
+    const auto x = torch::rand({2, 1, 64, 64}) * 1e15f, y = torch::rand({2, 1, 64, 64}) * 1e15f;
+    const auto opts = crowdloss::SSIMOptions().data_range(1e25);
+    auto xc = x.cuda().requires_grad_(true);
+    const auto value = crowdloss::ssim(xc, y.cuda(), opts);
+    value.backward();
+    auto x64 = x.to(torch::kFloat64).requires_grad_(true);
+    const auto ref = crowdloss::ssim(x64, y.to(torch::kFloat64), opts);
+    ref.backward();
+    DOCTEST_CHECK(value.item<double>() == doctest::Approx(ref.item<double>()).epsilon(1e-6));
+    DOCTEST_CHECK(scaled_error(xc.grad().cpu().to(torch::kFloat64), x64.grad()) <= 1e-5);
   }
   crowdloss::set_cuda_kernels_enabled(before);
 }

@@ -100,5 +100,16 @@ inline SSIMSetup widened(const SSIMSetup& s) {
   return {s.x.to(at::kDouble), s.y.to(at::kDouble), s.window.to(at::kDouble), s.pad, s.c1, s.c2};
 }
 
+/// The largest C1 or C2 that SSIM computes in float: 2¹²⁰ (a data_range up to about 4·10¹⁹ with
+/// the default k2 = 0.03), beyond which float cannot hold SSIM's terms and derivatives.
+constexpr double kSsimFloatConstantLimit = 0x1p120;
+
+/// Whether `s` computes in float (float32 or half-precision maps) with a constant beyond
+/// kSsimFloatConstantLimit. On CUDA, where the CPU's overflow check would cost a host round
+/// trip, such setups are computed in float64: it is known from the options alone.
+inline bool ssim_constants_exceed_float(const SSIMSetup& s) {
+  return s.x.scalar_type() != at::kDouble && (s.c1 > kSsimFloatConstantLimit || s.c2 > kSsimFloatConstantLimit);
+}
+
 }  // namespace detail
 }  // namespace crowdloss

@@ -15,9 +15,8 @@
 ///   adjoint filtering, and both gradients with the upstream factors, each pixel written once.
 /// Both tile kernels first find their region's largest magnitude; beyond 2⁶⁰ (float) a block
 /// divides its region by a power of two and takes SSIM in double with the constants divided
-/// likewise (in double too, its derivative maps scaled, where the constants exceed float), so
-/// that maps whose squares overflow float (values of 10²⁰) still give SSIM's finite value
-/// (issue 17); every other block computes exactly as without it (`ssim_block_range`).
+/// likewise, so that maps whose squares overflow float (values of 10²⁰) still give SSIM's finite
+/// value (issue 17); every other block computes exactly as without it (`ssim_block_divisor`).
 /// Every sum is a fixed tree: no atomics, the same bits run after run. The per-thread code is
 /// `CROWDLOSS_DEVICE_CODE`, so `ssim_cuda_emulated_*` run it on the CPU block by block for tests.
 
@@ -105,31 +104,19 @@ CROWDLOSS_HD double ssim_limit() {
   return sizeof(scalar_t) == sizeof(float) ? 0x1p60 : 0x1p500;
 }
 
-/* How a block brings its numbers within the compute type's range (issue 17: float32 maps of 10²⁰,
-   whose squares overflow, must give SSIM's finite value):
-   - divisor s, a power of two: 1 unless the region's largest magnitude exceeds the limit, else the
-     least that brings it within; the block divides its region by it (SSIM is unchanged when x, y
-     are divided by s and C1, C2 by s²);
-   - factor K, a power of two: 1 unless a divided constant exceeds the limit's square (a
-     data_range beyond about 10²⁰ in float), else the least not below it; the derivative maps are
-     multiplied by it, since theirs, of the order of 1/C, would underflow the compute type;
-   - wide: SSIM and its derivatives are taken in double (s ≠ 1 or K ≠ 1). A block that is not
-     wide computes exactly as without all this. Infinite values keep s = 1 and propagate. */
-struct SsimRange {
-  double divisor, factor;
-  bool wide;
-};
+/* The power of two s that a block divides its region by, from the region's largest magnitude: 1
+   unless that exceeds the limit, else the least that brings it within (issue 17: float32 maps of
+   10²⁰, whose squares overflow, must give SSIM's finite value). SSIM is unchanged when x, y are
+   divided by s and C1, C2 by s², which a block with s ≠ 1 takes in double; a block with s = 1
+   computes exactly as without all this. Infinite values keep s = 1 and propagate. (Constants
+   beyond float's range never reach the float kernels: `ssim_cuda_params`.) */
 template <typename scalar_t>
-CROWDLOSS_HD SsimRange ssim_block_range(const SsimParams& q, double largest) {
+CROWDLOSS_HD double ssim_block_divisor(double largest) {
   const double limit = ssim_limit<scalar_t>();
-  SsimRange range = {1, 1, false};
-  if (largest - largest == 0)
-    while (largest > limit * range.divisor) range.divisor *= 2;
-  const double constant = (q.c1 > q.c2 ? q.c1 : q.c2) / range.divisor / range.divisor;
-  if (constant > limit * limit)
-    while (constant > range.factor) range.factor *= 2;
-  range.wide = range.divisor != 1 || range.factor != 1;
-  return range;
+  double s = 1;
+  if (largest - largest != 0) return s;
+  while (largest > limit * s) s *= 2;
+  return s;
 }
 
 /* Divides the region's x and y (count elements each) by the block's divisor: elements tid, tid + n,
@@ -206,14 +193,13 @@ CROWDLOSS_HD void ssim_derivatives(const scalar_t* m, double c1_, double c2_, sc
 }
 
 /* Forward, one thread's share of block `block` (plane · tiles + tile) after the rows pass over the
-   region divided by range.divisor s: the sum of SSIM over its output positions tid, tid + n, … of
-   the tile (in double where range.wide), and of (x − y)² over its pixels (the divided difference
-   times s, squared in double, where s ≠ 1). */
+   region divided by `divisor` s: the sum of SSIM over its output positions tid, tid + n, … of the
+   tile (in double, with the constants divided by s², where s ≠ 1), and of (x − y)² over its pixels
+   (the divided difference times s, squared in double, where s ≠ 1). */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* h,
-                                    long long block, const SsimRange& range, int tid, int n, double* ssim_sum,
+                                    long long block, double divisor, int tid, int n, double* ssim_sum,
                                     double* squared_sum) {
-  const double divisor = range.divisor;
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long oy0 = tile / q.tiles_x * q.tile, ox0 = tile % q.tiles_x * q.tile, side = ssim_forward_side(q);
   double s = 0, e = 0;
@@ -222,7 +208,7 @@ CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, con
     if (oy0 + a < q.Ho && ox0 + b < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, q.tile, a, b, m);
-      if (!range.wide) {
+      if (divisor == 1) {
         s += static_cast<double>(ssim_value(m, q.c1, q.c2));
       } else {
         const double wide[4] = {m[0], m[1], m[2], m[3]};
@@ -240,15 +226,13 @@ CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, con
   *squared_sum = e;
 }
 
-/* Backward, after the rows pass over the region divided by range.divisor s: the derivative maps D
+/* Backward, after the rows pass over the region divided by `divisor` s: the derivative maps D
    (4 × O×O, O = T + n − 1) with respect to the divided moments at output positions tid, tid + n, …
    of the tile's output region, times the plane's SSIM coefficient; zero at positions outside the
-   Ho×Wo outputs. Where range.wide, they are taken in double with the constants divided by s², and
-   multiplied by range.factor. */
+   Ho×Wo outputs. Where s ≠ 1, they are taken in double with the constants divided by s². */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t* h, long long block, scalar_t scale,
-                                            const SsimRange& range, scalar_t* dmaps, int tid, int n) {
-  const double divisor = range.divisor;
+                                            double divisor, scalar_t* dmaps, int tid, int n) {
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long o = ssim_backward_outputs(q), side = ssim_backward_side(q);
   const long long first_y = tile / q.tiles_x * q.tile + q.pad - q.taps + 1;
@@ -259,13 +243,12 @@ CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t*
     if (oy >= 0 && oy < q.Ho && ox >= 0 && ox < q.Wo) {
       scalar_t m[4];
       ssim_moments(q, h, side, o, r, c, m);
-      if (!range.wide) {
+      if (divisor == 1) {
         ssim_derivatives(m, q.c1, q.c2, scale, d);
       } else {
         const double wide[4] = {m[0], m[1], m[2], m[3]};
         double dw[4];
-        ssim_derivatives(wide, q.c1 / divisor / divisor, q.c2 / divisor / divisor,
-                         static_cast<double>(scale) * range.factor, dw);
+        ssim_derivatives(wide, q.c1 / divisor / divisor, q.c2 / divisor / divisor, static_cast<double>(scale), dw);
         for (int j = 0; j < 4; ++j) d[j] = static_cast<scalar_t>(dw[j]);
       }
     }
@@ -288,13 +271,12 @@ CROWDLOSS_HD void ssim_adjoint_rows(const SsimParams& q, const scalar_t* dmaps, 
 /* Backward, last: the tile's pixels tid, tid + n, …: the adjoint filter along columns, then
    grad_x = Fᵀ(dμx) + 2x·Fᵀ(dm2) + y·Fᵀ(dmxy) + e·(x − y) and grad_y symmetrically (e the
    plane's squared-error coefficient), computed in the compute type and each stored in the maps'
-   type where its pointer is not null. Where range.wide, the SSIM part is divided by s·K and the
-   squared error's multiplied by s, in double. */
+   type where its pointer is not null. Where s ≠ 1, the SSIM part is divided by s and the squared
+   error's multiplied by it, in double. */
 template <typename storage_t, typename scalar_t>
 CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* a,
-                                       long long block, scalar_t e, const SsimRange& range, storage_t* grad_x,
+                                       long long block, scalar_t e, double divisor, storage_t* grad_x,
                                        storage_t* grad_y, int tid, int n) {
-  const double inverse = 1 / (range.divisor * range.factor);
   const long long tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long iy0 = tile / q.tiles_x * q.tile, ix0 = tile % q.tiles_x * q.tile;
   const long long o = ssim_backward_outputs(q), t = q.tile, side = ssim_backward_side(q);
@@ -311,13 +293,13 @@ CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, 
     const scalar_t xv = sx[at_region], yv = sy[at_region];
     const long long at = (plane * q.H + iy0 + r) * q.W + ix0 + c;
     const scalar_t ssim_x = f[0] + 2 * xv * f[2] + yv * f[3], ssim_y = f[1] + 2 * yv * f[2] + xv * f[3];
-    if (!range.wide) {
+    if (divisor == 1) {
       if (grad_x) store(grad_x + at, ssim_x + e * (xv - yv));
       if (grad_y) store(grad_y + at, ssim_y + e * (yv - xv));
     } else {
-      const double mse = static_cast<double>(e) * (static_cast<double>(xv) - static_cast<double>(yv)) * range.divisor;
-      if (grad_x) store(grad_x + at, static_cast<scalar_t>(static_cast<double>(ssim_x) * inverse + mse));
-      if (grad_y) store(grad_y + at, static_cast<scalar_t>(static_cast<double>(ssim_y) * inverse - mse));
+      const double mse = static_cast<double>(e) * (static_cast<double>(xv) - static_cast<double>(yv)) * divisor;
+      if (grad_x) store(grad_x + at, static_cast<scalar_t>(static_cast<double>(ssim_x) / divisor + mse));
+      if (grad_y) store(grad_y + at, static_cast<scalar_t>(static_cast<double>(ssim_y) / divisor - mse));
     }
   }
 }
@@ -351,8 +333,8 @@ CROWDLOSS_HD void ssim_plane_partial(const SsimParams& q, const double* partials
 inline const char* ssim_kernels_source() {
   return R"(
 // A tile block's first phase: its region loaded from (r0, c0) of `plane`, the tree of maxima in
-// `largest` (kSsimThreads), the region divided as the block's SsimRange says, which it returns.
-__device__ SsimRange crowdloss_ssim_load(const SsimParams& q, const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y,
+// `largest` (kSsimThreads), and the region divided by the block's divisor, which it returns.
+__device__ double crowdloss_ssim_load(const SsimParams& q, const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y,
                                          long long plane, long long r0, long long c0, long long side,
                                          CROWDLOSS_SCALAR* sx, CROWDLOSS_SCALAR* sy, double* largest) {
   const int tid = threadIdx.x, n = blockDim.x;
@@ -362,10 +344,10 @@ __device__ SsimRange crowdloss_ssim_load(const SsimParams& q, const CROWDLOSS_ST
     ssim_max_step(largest, tid, s);
     __syncthreads();
   }
-  const SsimRange range = ssim_block_range<CROWDLOSS_SCALAR>(q, largest[0]);
-  if (range.divisor != 1) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
+  const double divisor = ssim_block_divisor<CROWDLOSS_SCALAR>(largest[0]);
+  if (divisor != 1) ssim_rescale(sx, sy, side * side, divisor, tid, n);
   __syncthreads();
-  return range;
+  return divisor;
 }
 
 extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const CROWDLOSS_STORAGE* x, const CROWDLOSS_STORAGE* y, SsimParams q,
@@ -377,11 +359,11 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_forward(const C
   CROWDLOSS_SCALAR* sx = reinterpret_cast<CROWDLOSS_SCALAR*>(shared);
   CROWDLOSS_SCALAR* sy = sx + side * side;
   CROWDLOSS_SCALAR* h = sy + side * side;
-  const SsimRange range = crowdloss_ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
+  const double divisor = crowdloss_ssim_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
                                               tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
   ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
   __syncthreads();
-  ssim_forward_sums(q, sx, sy, h, block, range, tid, n, &first[tid], &second[tid]);
+  ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, &first[tid], &second[tid]);
   __syncthreads();
   for (int s = n / 2; s > 0; s >>= 1) {
     ssim_tree_step(first, second, tid, s);
@@ -427,15 +409,15 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
   const CROWDLOSS_SCALAR e = grad_mse ? static_cast<CROWDLOSS_SCALAR>(2.0 * static_cast<double>(grad_mse[plane]) /
                                                                       static_cast<double>(q.H * q.W))
                                       : static_cast<CROWDLOSS_SCALAR>(0);
-  const SsimRange range = crowdloss_ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+  const double divisor = crowdloss_ssim_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest);
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
-  ssim_backward_derivatives(q, h, block, scale, range, dmaps, tid, n);
+  ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
   __syncthreads();
   ssim_adjoint_rows(q, dmaps, h, tid, n);
   __syncthreads();
-  ssim_backward_pixels(q, sx, sy, h, block, e, range, grad_x, grad_y, tid, n);
+  ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
 }
 )";
 }
@@ -456,12 +438,17 @@ inline int64_t ssim_cuda_shared_bytes(const SsimParams& q, at::ScalarType dtype,
 /// The sizes of a launch on B×C×H×W maps like `x` (a floating dtype) with the 1-D `window` (a CPU
 /// tensor, so that no launch waits for a copy from the device), `pad` zeros on each side and the
 /// constants; or `planes == 0` when the kernels cannot take them: a window longer than
-/// kSsimMaxTaps, shared memory beyond 48 KiB a block, or more blocks than a grid holds.
+/// kSsimMaxTaps, shared memory beyond 48 KiB a block, more blocks than a grid holds, or, computing
+/// in float, a constant beyond kSsimFloatConstantLimit (`ssim_constants_exceed_float`: the
+/// dispatch takes such setups in float64).
 inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window, int64_t pad, double c1, double c2) {
   SsimParams q{};
   const auto taps = window.numel();
   const int64_t H = x.size(2), W = x.size(3), T = ssim_cuda_tile(compute_dtype(x));
-  if (taps > kSsimMaxTaps || !window.device().is_cpu()) return q;
+  const bool in_float = compute_dtype(x) != at::kDouble;
+  if (taps > kSsimMaxTaps || !window.device().is_cpu() ||
+      (in_float && (c1 > kSsimFloatConstantLimit || c2 > kSsimFloatConstantLimit)))
+    return q;
   q.H = H, q.W = W, q.taps = taps, q.pad = pad, q.tile = T;
   q.Ho = H + 2 * pad - taps + 1, q.Wo = W + 2 * pad - taps + 1;
   q.tiles_y = (H + T - 1) / T, q.tiles_x = (W + T - 1) / T;
@@ -480,18 +467,18 @@ inline SsimParams ssim_cuda_params(const at::Tensor& x, const at::Tensor& window
 
 /// `crowdloss_ssim_load` (the tile kernels' first phase) run on the CPU for one block, thread by
 /// thread: the region loaded from (r0, c0) of `plane`, the tree of maxima in `largest`
-/// (kSsimThreads), the region divided as the block's SsimRange says, which it returns.
+/// (kSsimThreads), and the region divided by the block's divisor, which it returns.
 template <typename storage_t, typename scalar_t>
-SsimRange ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
-                             long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
+double ssim_emulated_load(const SsimParams& q, const storage_t* x, const storage_t* y, long long plane, long long r0,
+                          long long c0, long long side, scalar_t* sx, scalar_t* sy, double* largest) {
   const int n = kSsimThreads;
   for (int tid = 0; tid < n; ++tid) largest[tid] = ssim_load(q, x, y, plane, r0, c0, side, sx, sy, tid, n);
   for (int s = n / 2; s > 0; s >>= 1)
     for (int tid = 0; tid < n; ++tid) ssim_max_step(largest, tid, s);
-  const SsimRange range = ssim_block_range<scalar_t>(q, largest[0]);
-  if (range.divisor != 1)
-    for (int tid = 0; tid < n; ++tid) ssim_rescale(sx, sy, side * side, range.divisor, tid, n);
-  return range;
+  const double divisor = ssim_block_divisor<scalar_t>(largest[0]);
+  if (divisor != 1)
+    for (int tid = 0; tid < n; ++tid) ssim_rescale(sx, sy, side * side, divisor, tid, n);
+  return divisor;
 }
 
 /// The forward kernels run on the CPU in the kernels' order, block by block and thread by thread
@@ -514,10 +501,11 @@ void ssim_cuda_emulated_forward(const storage_t* x, const storage_t* y, const Ss
     scalar_t* sx = shared.data();
     scalar_t* sy = sx + side * side;
     scalar_t* h = sy + side * side;
-    const SsimRange range = ssim_emulated_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
-                                               tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
+    const double divisor = ssim_emulated_load(q, x, y, block / tiles, tile / q.tiles_x * q.tile - q.pad,
+                                              tile % q.tiles_x * q.tile - q.pad, side, sx, sy, first);
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, q.tile, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_forward_sums(q, sx, sy, h, block, range, tid, n, first + tid, second + tid);
+    for (int tid = 0; tid < n; ++tid)
+      ssim_forward_sums(q, sx, sy, h, block, divisor, tid, n, first + tid, second + tid);
     tree();
     partials[static_cast<size_t>(2 * block)] = first[0];
     partials[static_cast<size_t>(2 * block + 1)] = second[0];
@@ -550,12 +538,12 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
     const scalar_t e =
         grad_mse ? static_cast<scalar_t>(2.0 * static_cast<double>(grad_mse[plane]) / static_cast<double>(q.H * q.W))
                  : scalar_t(0);
-    const SsimRange range = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
-                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
+    const double divisor = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
+                                              tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, range, dmaps, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
     for (int tid = 0; tid < n; ++tid) ssim_adjoint_rows(q, dmaps, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, range, grad_x, grad_y, tid, n);
+    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
   }
 }
 
