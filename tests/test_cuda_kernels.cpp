@@ -64,7 +64,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulated(const at::Tensor& pred, 
   with_storage(dtype, [&](auto storage) {
     using S = decltype(storage);
     using C = typename ComputeOf<S>::type;
-    const auto p = elements<S>(pred), t = elements<S>(target), u = elements<C>(upstream.to(compute));
+    const auto p = elements<S>(pred), t = elements<S>(target);
+    const auto u = elements<C>(upstream.to(compute));
     std::vector<double> levels(static_cast<size_t>(q.offsets[q.L])), slope(static_cast<size_t>(q.L));
     std::vector<double> squares(static_cast<size_t>(q.planes * q.f * q.f));
     std::vector<C> out(summed ? 1 : static_cast<size_t>(q.L));
@@ -428,7 +429,8 @@ SsimEmulated ssim_emulated(const at::Tensor& x, const at::Tensor& y, int64_t tap
   with_storage(dtype, [&](auto storage) {
     using S = decltype(storage);
     using C = typename ComputeOf<S>::type;
-    const auto xs = elements<S>(x), ys = elements<S>(y), s = elements<C>(gs.to(compute));
+    const auto xs = elements<S>(x), ys = elements<S>(y);
+    const auto s = elements<C>(gs.to(compute));
     const auto m = gm.defined() ? elements<C>(gm.to(compute)) : std::vector<C>();
     std::vector<C> ssim(static_cast<size_t>(q.planes)), mse(ssim.size());
     std::vector<S> grad_x(xs.size()), grad_y(xs.size());
