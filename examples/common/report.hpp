@@ -10,6 +10,7 @@
 #include <crowdloss/version.hpp>
 
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
@@ -34,7 +35,7 @@ const char* build_commit();
 /// Where and how a result was made.
 struct Provenance {
   std::string date;      // UTC, YYYY-MM-DD
-  std::string machine;   // CPU model, cores, the crowdloss kernels' instruction set
+  std::string machine;   // CPU model and signature, cores, the crowdloss and LibTorch kernels' instruction sets
   std::string software;  // crowdloss, LibTorch
   std::string commit;
   std::string device;  // "cpu", or the GPU's model and the device ("NVIDIA H200 (cuda:0)")
@@ -46,13 +47,15 @@ struct Provenance {
   }
 };
 
-/// The value of the first line of `file` that starts with `key` ("key<blanks>: value"), or "".
+/// The value of the first line of `file` whose field is `key` ("key<blanks>: value"), or "".
 inline std::string proc_field(const std::filesystem::path& file, const std::string& key) {
   std::ifstream in(file);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key, 0) != 0) continue;
     const auto colon = line.find(':');
-    if (colon == std::string::npos) break;
+    if (colon == std::string::npos) continue;
+    auto field = line.substr(0, colon);
+    field.erase(field.find_last_not_of(" \t") + 1);  // npos + 1 == 0: a blank field empties
+    if (field != key) continue;
     const auto begin = line.find_first_not_of(" \t", colon + 1);
     return begin == std::string::npos ? std::string() : line.substr(begin);
   }
@@ -63,6 +66,39 @@ inline std::string proc_field(const std::filesystem::path& file, const std::stri
 inline std::string cpu_model() {
   const auto model = proc_field("/proc/cpuinfo", "model name");
   return model.empty() ? "unknown CPU" : model;
+}
+
+/// What identifies the CPU beyond its model name, which virtual machines often shorten ("AMD
+/// EPYC" for several generations): its family and model numbers and its last-level cache, from
+/// which oneDNN picks its kernels and their blocking ("family 25 model 1, L3 32768K"; the parts
+/// /proc/cpuinfo and /sys do not give are left out, "" where none is given).
+inline std::string cpu_signature() {
+  std::vector<std::string> parts;
+  const auto family = proc_field("/proc/cpuinfo", "cpu family"), model = proc_field("/proc/cpuinfo", "model");
+  if (!family.empty() && !model.empty()) parts.push_back("family " + family + " model " + model);
+  int level = 0;
+  std::string size;
+  std::error_code error;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/devices/system/cpu/cpu0/cache", error)) {
+    std::ifstream level_file(e.path() / "level"), size_file(e.path() / "size");
+    int l = 0;
+    std::string s;
+    if ((level_file >> l) && (size_file >> s) && l > level) level = l, size = s;
+  }
+  if (level > 0) parts.push_back("L" + std::to_string(level) + " " + size);
+  std::string signature;
+  for (const auto& part : parts) signature += (signature.empty() ? "" : ", ") + part;
+  return signature;
+}
+
+/// The instruction set of LibTorch's own CPU kernels ("AVX2", "AVX512", "DEFAULT"), from the
+/// "CPU capability usage" line of at::show_config() ("unknown" without one).
+inline std::string libtorch_cpu_capability() {
+  const std::string config = at::show_config(), key = "CPU capability usage: ";
+  const auto at_key = config.find(key);
+  if (at_key == std::string::npos) return "unknown";
+  const auto begin = at_key + key.size();
+  return config.substr(begin, config.find('\n', begin) - begin);
 }
 
 /// The device a run uses, in words: the CPU's model and LibTorch's threads, or the GPU's model
@@ -97,8 +133,10 @@ inline Provenance provenance(const std::string& device = "cpu") {
   std::strftime(date, sizeof date, "%Y-%m-%d", &utc);
   p.date = date;
   const bool avx2 = crowdloss::detail::cpu_capability() == crowdloss::detail::CpuCapability::avx2;
-  p.machine = cpu_model() + ", " + std::to_string(std::thread::hardware_concurrency()) + " cores, crowdloss kernels " +
-              (avx2 ? "AVX2" : "baseline");
+  const auto signature = cpu_signature();
+  p.machine = cpu_model() + (signature.empty() ? "" : " (" + signature + ")") + ", " +
+              std::to_string(std::thread::hardware_concurrency()) + " cores, crowdloss kernels " +
+              (avx2 ? "AVX2" : "baseline") + ", LibTorch kernels " + libtorch_cpu_capability();
   p.software = std::string("crowdloss ") + CROWDLOSS_VERSION_STRING + ", LibTorch " + TORCH_VERSION;
   p.commit = build_commit();
   p.threads = at::get_num_threads();
