@@ -605,6 +605,29 @@ TEST_CASE("ssim device kernels: maps whose squares overflow the compute type giv
     DOCTEST_CHECK(scaled_error(far(out.grad_x), far(grad_x)) <= 1e-4);
     DOCTEST_CHECK(scaled_error(far(out.grad_y), far(grad_y)) <= 1e-4);
   }
+  {  // A density map of zeros with one pixel of 3·10³⁸: its blocks are divided by 2⁶⁸, where the
+     // derivatives of flat windows with respect to the divided second moments (2|scale|·s²/C2,
+     // about 10⁴¹ here) exceed float; they are stored divided by 2³⁶ (ssim_moment_divisor), while
+     // blocks of 10²⁰ (s = 2⁷) keep them as they are.
+    const double scale = 1.0 / (54 * 54);  // the plane's SSIM coefficient: 54×54 outputs
+    DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 0x1p68, 9e-4) == 0x1p36);
+    DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 0x1p7, 9e-4) == 1);
+    DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<double>(scale, 0x1p68, 9e-4) == 1);
+    DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 0x1p68, 0) == 1);
+    auto x = torch::zeros({1, 1, 64, 64});
+    x[0][0][30][30] = 3e38f;
+    torch::manual_seed(19);
+    const auto y = torch::rand({1, 1, 64, 64});
+    const auto out = ssim_emulated(x, y, 11, false, false, torch::ones({1, 1}), at::Tensor());
+    const auto [ssim, mse, grad_x, grad_y] = reference(x, y, torch::ones({1, 1}), torch::zeros({1, 1}));
+    DOCTEST_CHECK(torch::isfinite(out.grad_x).all().item<bool>());
+    DOCTEST_CHECK(torch::isfinite(out.grad_y).all().item<bool>());
+    DOCTEST_CHECK(scaled_error(out.ssim.to(torch::kFloat64), ssim) <= 1e-5);
+    // y's values, 2¹²⁹ below the pixel, have squares that are subnormal in the divided frame:
+    // their gradients keep about three digits (measured: 1.0·10⁻³ of the largest).
+    DOCTEST_CHECK(scaled_error(out.grad_x.to(torch::kFloat64), grad_x) <= 5e-3);
+    DOCTEST_CHECK(scaled_error(out.grad_y.to(torch::kFloat64), grad_y) <= 5e-3);
+  }
   {  // A data_range of 10²⁵, whose constants float cannot hold: the float kernels refuse it (the
      // dispatch takes it in float64), and the float64 kernels give the float64 path's values.
     torch::manual_seed(18);

@@ -119,6 +119,26 @@ CROWDLOSS_HD double ssim_block_divisor(double largest) {
   return s;
 }
 
+/* Backward, where a block divides its region by s ≠ 1: the power of two t by which it divides the
+   derivatives with respect to the divided second moments m' = m/s² before storing them. Those are
+   s² times the undivided ones, up to 2|scale|·s²/C2 where a window is flat in the divided frame
+   (beyond float for s ≳ 2⁵⁰, whose flat windows would then give inf and NaN gradients); t is the
+   least that keeps that bound within 2¹⁰⁰ (2¹⁰⁰⁰ in double) — 1 where it is already, so the
+   derivatives keep their precision wherever they can. With t > 1 the smallest ones, of windows
+   over values near the limit, may become subnormal: the gradients they make (of order 1/x for
+   values x beyond 10³², themselves near float's underflow) lose their precision. 1 where C2 = 0
+   gives no bound (flat windows give NaN there, as in the ATen path). */
+template <typename scalar_t>
+CROWDLOSS_HD double ssim_moment_divisor(double scale, double divisor, double c2) {
+  const double limit = sizeof(scalar_t) == sizeof(float) ? 0x1p100 : 0x1p1000;
+  const double magnitude = scale < 0 ? -scale : scale;
+  const double needed = 2 * magnitude / c2 / limit * divisor * divisor;  // s, t powers of two: exact steps
+  double t = 1;
+  if (!(c2 > 0) || needed - needed != 0) return t;
+  while (t < needed) t *= 2;
+  return t;
+}
+
 /* Divides the region's x and y (count elements each) by the block's divisor: elements tid, tid + n,
    … (exact: a power of two, barring values that become subnormal). */
 template <typename scalar_t>
@@ -229,10 +249,12 @@ CROWDLOSS_HD void ssim_forward_sums(const SsimParams& q, const scalar_t* sx, con
 /* Backward, after the rows pass over the region divided by `divisor` s: the derivative maps D
    (4 × O×O, O = T + n − 1) with respect to the divided moments at output positions tid, tid + n, …
    of the tile's output region, times the plane's SSIM coefficient; zero at positions outside the
-   Ho×Wo outputs. Where s ≠ 1, they are taken in double with the constants divided by s². */
+   Ho×Wo outputs. Where s ≠ 1, they are taken in double with the constants divided by s², with
+   respect to the divided moments μ' = μ/s and m' = m/s², and those with respect to m' are stored
+   divided by `moment_divisor` t (`ssim_moment_divisor`). */
 template <typename scalar_t>
 CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t* h, long long block, scalar_t scale,
-                                            double divisor, scalar_t* dmaps, int tid, int n) {
+                                            double divisor, double moment_divisor, scalar_t* dmaps, int tid, int n) {
   const long long tiles = q.tiles_y * q.tiles_x, tile = block % tiles;
   const long long o = ssim_backward_outputs(q), side = ssim_backward_side(q);
   const long long first_y = tile / q.tiles_x * q.tile + q.pad - q.taps + 1;
@@ -249,7 +271,7 @@ CROWDLOSS_HD void ssim_backward_derivatives(const SsimParams& q, const scalar_t*
         const double wide[4] = {m[0], m[1], m[2], m[3]};
         double dw[4];
         ssim_derivatives(wide, q.c1 / divisor / divisor, q.c2 / divisor / divisor, static_cast<double>(scale), dw);
-        for (int j = 0; j < 4; ++j) d[j] = static_cast<scalar_t>(dw[j]);
+        for (int j = 0; j < 4; ++j) d[j] = static_cast<scalar_t>(j < 2 ? dw[j] : dw[j] / moment_divisor);
       }
     }
     for (int j = 0; j < 4; ++j) dmaps[j * o * o + k] = d[j];
@@ -271,12 +293,13 @@ CROWDLOSS_HD void ssim_adjoint_rows(const SsimParams& q, const scalar_t* dmaps, 
 /* Backward, last: the tile's pixels tid, tid + n, …: the adjoint filter along columns, then
    grad_x = Fᵀ(dμx) + 2x·Fᵀ(dm2) + y·Fᵀ(dmxy) + e·(x − y) and grad_y symmetrically (e the
    plane's squared-error coefficient), computed in the compute type and each stored in the maps'
-   type where its pointer is not null. Where s ≠ 1, the SSIM part is divided by s and the squared
-   error's multiplied by it, in double. */
+   type where its pointer is not null. Where s ≠ 1, in double from the divided x' = x/s, y' and the
+   divided frame's D (those of m' divided by `moment_divisor` t):
+   Fᵀ(dμx')/s + (2x'·Fᵀ(dm2') + y'·Fᵀ(dmxy'))·t/s + s·e·(x' − y'). */
 template <typename storage_t, typename scalar_t>
 CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, const scalar_t* sy, const scalar_t* a,
-                                       long long block, scalar_t e, double divisor, storage_t* grad_x,
-                                       storage_t* grad_y, int tid, int n) {
+                                       long long block, scalar_t e, double divisor, double moment_divisor,
+                                       storage_t* grad_x, storage_t* grad_y, int tid, int n) {
   const long long tiles = q.tiles_y * q.tiles_x, plane = block / tiles, tile = block % tiles;
   const long long iy0 = tile / q.tiles_x * q.tile, ix0 = tile % q.tiles_x * q.tile;
   const long long o = ssim_backward_outputs(q), t = q.tile, side = ssim_backward_side(q);
@@ -292,14 +315,17 @@ CROWDLOSS_HD void ssim_backward_pixels(const SsimParams& q, const scalar_t* sx, 
     const long long at_region = (r + q.taps - 1) * side + c + q.taps - 1;
     const scalar_t xv = sx[at_region], yv = sy[at_region];
     const long long at = (plane * q.H + iy0 + r) * q.W + ix0 + c;
-    const scalar_t ssim_x = f[0] + 2 * xv * f[2] + yv * f[3], ssim_y = f[1] + 2 * yv * f[2] + xv * f[3];
     if (divisor == 1) {
+      const scalar_t ssim_x = f[0] + 2 * xv * f[2] + yv * f[3], ssim_y = f[1] + 2 * yv * f[2] + xv * f[3];
       if (grad_x) store(grad_x + at, ssim_x + e * (xv - yv));
       if (grad_y) store(grad_y + at, ssim_y + e * (yv - xv));
     } else {
-      const double mse = static_cast<double>(e) * (static_cast<double>(xv) - static_cast<double>(yv)) * divisor;
-      if (grad_x) store(grad_x + at, static_cast<scalar_t>(static_cast<double>(ssim_x) / divisor + mse));
-      if (grad_y) store(grad_y + at, static_cast<scalar_t>(static_cast<double>(ssim_y) / divisor - mse));
+      const double x1 = xv, y1 = yv, mse = static_cast<double>(e) * (x1 - y1) * divisor;
+      const double second = moment_divisor / divisor;
+      const double ssim_x = f[0] / divisor + (2 * x1 * f[2] + y1 * f[3]) * second;
+      const double ssim_y = f[1] / divisor + (2 * y1 * f[2] + x1 * f[3]) * second;
+      if (grad_x) store(grad_x + at, static_cast<scalar_t>(ssim_x + mse));
+      if (grad_y) store(grad_y + at, static_cast<scalar_t>(ssim_y - mse));
     }
   }
 }
@@ -413,11 +439,12 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest);
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
-  ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
+  const double moment_divisor = divisor == 1 ? 1 : ssim_moment_divisor<CROWDLOSS_SCALAR>(scale, divisor, q.c2);
+  ssim_backward_derivatives(q, h, block, scale, divisor, moment_divisor, dmaps, tid, n);
   __syncthreads();
   ssim_adjoint_rows(q, dmaps, h, tid, n);
   __syncthreads();
-  ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
+  ssim_backward_pixels(q, sx, sy, h, block, e, divisor, moment_divisor, grad_x, grad_y, tid, n);
 }
 )";
 }
@@ -541,9 +568,12 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
     const double divisor = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_derivatives(q, h, block, scale, divisor, dmaps, tid, n);
+    const double moment_divisor = divisor == 1 ? 1 : ssim_moment_divisor<scalar_t>(scale, divisor, q.c2);
+    for (int tid = 0; tid < n; ++tid)
+      ssim_backward_derivatives(q, h, block, scale, divisor, moment_divisor, dmaps, tid, n);
     for (int tid = 0; tid < n; ++tid) ssim_adjoint_rows(q, dmaps, h, tid, n);
-    for (int tid = 0; tid < n; ++tid) ssim_backward_pixels(q, sx, sy, h, block, e, divisor, grad_x, grad_y, tid, n);
+    for (int tid = 0; tid < n; ++tid)
+      ssim_backward_pixels(q, sx, sy, h, block, e, divisor, moment_divisor, grad_x, grad_y, tid, n);
   }
 }
 
