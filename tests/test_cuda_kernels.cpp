@@ -121,6 +121,27 @@ TEST_CASE("cuda_kernels: the stream handle comes from c10::Stream::native_handle
   DOCTEST_CHECK(crowdloss::detail::HasNativeHandle<c10::Stream>::value == CROWDLOSS_TORCH_VERSION_AT_LEAST(2, 2));
 }
 
+TEST_CASE("cuda kernels: PML and SSIM are compiled for half-precision maps too, NMS for float and double") {
+  using crowdloss::detail::kNmsKernels;
+  using crowdloss::detail::kPmlKernels;
+  using crowdloss::detail::kSsimKernels;
+  for (const auto& module : {kPmlKernels, kSsimKernels, kNmsKernels}) {
+    INFO(module.stem);
+    DOCTEST_CHECK(module.name(torch::kFloat32) == std::string(module.stem) + "_float");
+    DOCTEST_CHECK(module.name(torch::kFloat64) == std::string(module.stem) + "_double");
+    DOCTEST_CHECK(module.element(torch::kInt32) == nullptr);
+    DOCTEST_CHECK_THROWS_AS(module.name(torch::kInt64), c10::Error);
+  }
+  for (const auto& module : {kPmlKernels, kSsimKernels}) {
+    DOCTEST_CHECK(module.name(torch::kHalf) == std::string(module.stem) + "_half");
+    DOCTEST_CHECK(std::string(module.element(torch::kBFloat16)->storage) == "BFloat16Bits");
+  }
+  // NMS's dispatch computes half boxes in float: no module may read them as float.
+  DOCTEST_CHECK(kNmsKernels.element(torch::kHalf) == nullptr);
+  DOCTEST_CHECK(kNmsKernels.element(torch::kBFloat16) == nullptr);
+  DOCTEST_CHECK(kNmsKernels.find(torch::kHalf, torch::Device(torch::kCUDA, 0)) == nullptr);
+}
+
 TEST_CASE("cuda storage: float16 and bfloat16 widen and round as c10::Half and c10::BFloat16 do") {
   using crowdloss::detail::BFloat16Bits;
   using crowdloss::detail::bits_as_float;

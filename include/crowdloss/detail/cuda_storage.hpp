@@ -102,7 +102,7 @@ CROWDLOSS_HD void store(HalfBits* at, float v) {
 namespace cuda_jit {
 
 /// One module of kernels, compiled once per element type of the maps as `<stem>_<type>` (type
-/// float, double, half or bfloat16): NVRTC's source is a preamble (`CROWDLOSS_HD`'s device
+/// float, double, and where `reads_half`, half or bfloat16): NVRTC's source is a preamble (`CROWDLOSS_HD`'s device
 /// qualifier, `CROWDLOSS_STORAGE` for the maps' element type, `CROWDLOSS_SCALAR` for its
 /// compute type — double for double, else float — and `kCudaStoragePreamble`), then the storage
 /// code above, then the module's device code (`CROWDLOSS_DEVICE_CODE`), then its kernels.
@@ -110,24 +110,26 @@ struct KernelSource {
   const char* stem;
   const char* (*device_code)();
   const char* (*kernels)();
+  /// Whether the kernels take float16 and bfloat16 maps (read in place, computed in float); the
+  /// others take float and double only.
+  bool reads_half = false;
 
   /// How a module is compiled for maps of one dtype: its name's suffix, the storage type and the
   /// compute type in the source.
   struct Element {
     const char *suffix, *storage, *compute;
   };
-  /// The element types a module is compiled for (the maps' dtypes the kernels read in place), or
-  /// null.
-  static const Element* element(at::ScalarType dtype) {
+  /// How the module is compiled for maps of `dtype` (those the kernels read in place), or null
+  /// where it is not.
+  const Element* element(at::ScalarType dtype) const {
     static const Element f32{"_float", "float", "float"}, f64{"_double", "double", "double"},
         f16{"_half", "HalfBits", "float"}, bf16{"_bfloat16", "BFloat16Bits", "float"};
-    return dtype == at::kFloat      ? &f32
-           : dtype == at::kDouble   ? &f64
-           : dtype == at::kHalf     ? &f16
-           : dtype == at::kBFloat16 ? &bf16
-                                    : nullptr;
+    if (dtype == at::kFloat) return &f32;
+    if (dtype == at::kDouble) return &f64;
+    if (!reads_half) return nullptr;
+    return dtype == at::kHalf ? &f16 : dtype == at::kBFloat16 ? &bf16 : nullptr;
   }
-  static const Element& checked(at::ScalarType dtype) {
+  const Element& checked(at::ScalarType dtype) const {
     TORCH_CHECK(element(dtype) != nullptr, "crowdloss CUDA kernels: no kernels for ", dtype);
     return *element(dtype);
   }

@@ -211,7 +211,8 @@ void nms_cuda_emulated(const NmsParams& q, const scalar_t* boxes, const long lon
 }
 
 /// The kernels' module (float or double).
-inline constexpr cuda_jit::KernelSource kNmsKernels{"crowdloss_nms", &nms_device_source, &nms_kernels_source};
+inline constexpr cuda_jit::KernelSource kNmsKernels{"crowdloss_nms", &nms_device_source, &nms_kernels_source,
+                                                    /*reads_half=*/false};
 
 /// Whether nms_cuda takes these boxes (sorted, in the compute dtype): the kernels are enabled
 /// (`cuda_kernels_enabled`), the boxes are on CUDA, at most kNmsMaxBoxes, and the kernels

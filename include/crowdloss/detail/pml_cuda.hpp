@@ -331,7 +331,8 @@ void pml_cuda_emulated_backward(const PmlParams& q, const double* levels, const 
 }
 
 /// The kernels' module (maps of float, double, float16 or bfloat16).
-inline constexpr cuda_jit::KernelSource kPmlKernels{"crowdloss_pml", &pml_device_source, &pml_kernels_source};
+inline constexpr cuda_jit::KernelSource kPmlKernels{"crowdloss_pml", &pml_device_source, &pml_kernels_source,
+                                                    /*reads_half=*/true};
 
 /// PML's per-level terms on CUDA maps through the kernels above: as PMLCpuFunction (B×C×H×W maps
 /// of one floating dtype, the finest grid dividing H and W; terms or their sum), for maps

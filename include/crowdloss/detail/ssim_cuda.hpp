@@ -578,7 +578,8 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
 }
 
 /// The kernels' module (maps of float, double, float16 or bfloat16).
-inline constexpr cuda_jit::KernelSource kSsimKernels{"crowdloss_ssim", &ssim_device_source, &ssim_kernels_source};
+inline constexpr cuda_jit::KernelSource kSsimKernels{"crowdloss_ssim", &ssim_device_source, &ssim_kernels_source,
+                                                     /*reads_half=*/true};
 
 /// SSIM's per-channel mean and the squared error's on CUDA maps through the kernels above: the
 /// interface of SSIMCpuFunction (x, y B×C×H×W of one floating dtype; the window — here a CPU
