@@ -93,13 +93,13 @@ inline SSIMSetup ssim_setup(const char* fn, const at::Tensor& x, const at::Tenso
 /// The per-channel SSIM's dispatch point: the CPU kernel of ssim_cpu.hpp on the CPU (redone in
 /// float64 where float32 overflowed: `needs_float64`); on CUDA crowdloss's kernels
 /// (ssim_cuda.hpp, on the maps in their own dtype, half precision included) where switched on
-/// and able to take the maps; the ATen map elsewhere. Off the CPU, setups whose constants exceed
+/// and able to take the maps; the ATen map elsewhere. On CUDA, setups whose constants exceed
 /// float are taken in float64 (`ssim_constants_exceed_float`).
 inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y,
                                                 const SSIMOptions& o, bool with_mse = false) {
   const bool kernels = cuda_kernels_enabled() && x.is_cuda();
   auto s = ssim_setup(fn, x, y, o, /*keep_dtype=*/kernels);
-  if (!s.x.is_cpu() && ssim_constants_exceed_float(s)) s = widened(s);
+  if (s.x.is_cuda() && ssim_constants_exceed_float(s)) s = widened(s);
   if (s.x.is_cpu()) {
     const auto out = ssim_per_channel_cpu(s, with_mse);
     if (!needs_float64(fn, {out.ssim, out.mse}, s.x, "x", s.y, "y")) return out;
@@ -116,10 +116,10 @@ inline SSIMPerChannel ssim_per_channel_dispatch(const char* fn, const at::Tensor
 }
 
 /// ssim_map's dispatch: the ATen map, on the CPU redone in float64 where float32 overflowed,
-/// elsewhere in float64 where the constants exceed float (`ssim_constants_exceed_float`).
+/// on CUDA in float64 where the constants exceed float (`ssim_constants_exceed_float`).
 inline at::Tensor ssim_map_dispatch(const char* fn, const at::Tensor& x, const at::Tensor& y, const SSIMOptions& o) {
   auto s = ssim_setup(fn, x, y, o);
-  if (!s.x.is_cpu() && ssim_constants_exceed_float(s)) s = widened(s);
+  if (s.x.is_cuda() && ssim_constants_exceed_float(s)) s = widened(s);
   const auto map = ssim_map_aten(s);
   if (!s.x.is_cpu() || !needs_float64(fn, {map}, s.x, "x", s.y, "y")) return map;
   return ssim_map_aten(widened(s));
