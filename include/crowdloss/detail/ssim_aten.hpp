@@ -34,8 +34,9 @@ inline at::Tensor separable_filter(const at::Tensor& x, const at::Tensor& w, int
                     at::IntArrayRef(pad_w), at::IntArrayRef(unit), k);
 }
 
-/// SSIM's inputs after validation: both maps in the compute dtype, the window, the zero padding
-/// on each side and the constants.
+/// SSIM's inputs after validation: both maps (in the compute dtype; for crowdloss's CUDA kernels
+/// in their own, `ssim_setup`'s keep_dtype), the window in the compute dtype, the zero padding on
+/// each side and the constants.
 struct SSIMSetup {
   at::Tensor x, y, window;
   int64_t pad;
