@@ -1,7 +1,7 @@
 # The tests of demo_table.cmake's comparison (ctest examples.demo_table.compare): results files
 # written into DIR are compared with a committed one through -DRESULTS, and each case must end as
 # expected: a match passes, a changed cell fails, and another machine's run, or a committed run
-# that did not record the machine's signature, is skipped.
+# that did not record the machine's signature (before the demo runs), is skipped.
 cmake_minimum_required(VERSION 3.19)
 set(table "| method | test MAE | train time |\n| --- | ---: | ---: |\n| pixel L2 | 230.9 | 155 s |\n")
 set(this "AMD EPYC (family 25 model 1, L3 32768K), 2 cores, crowdloss kernels AVX2, LibTorch kernels AVX2")
@@ -38,4 +38,11 @@ expect(zen4 committed 0 "machine differs from the committed run's.*model 17")
 expect(avx512 committed 0 "machine differs from the committed run's.*AVX512")
 expect(committed unrecorded 0 "machine differs: the committed run .* did not record")
 expect(unrecorded committed 1 "names no LibTorch kernels")
-message(STATUS "demo_table.cmake: 6 cases as expected")
+# A committed run without the key is skipped before the demo runs: a program that fails is not run.
+execute_process(COMMAND "${CMAKE_COMMAND}" -DPROGRAM=${CMAKE_COMMAND}-does-not-exist -DTHREADS=2 -DOUT=${DIR}/run
+                        -DEXPECTED=${DIR}/unrecorded.md -P "${CMAKE_CURRENT_LIST_DIR}/demo_table.cmake"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE output ERROR_VARIABLE output)
+if(NOT rc EQUAL 0 OR NOT output MATCHES "machine differs: the committed run")
+  message(FATAL_ERROR "an unrecorded committed run: exit code ${rc}, the demo run before the skip:\n${output}")
+endif()
+message(STATUS "demo_table.cmake: 7 cases as expected")
