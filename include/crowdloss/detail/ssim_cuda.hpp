@@ -122,8 +122,8 @@ CROWDLOSS_HD double ssim_block_divisor(double largest) {
 /* Backward, where a block divides its region by s ≠ 1: the power of two t by which it divides the
    derivatives with respect to the divided second moments m' = m/s² before storing them. Those are
    s² times the undivided ones, up to 2|scale|·s²/C2 where a window is flat in the divided frame
-   (beyond float for s ≳ 2⁵⁰, whose flat windows would then give inf and NaN gradients); t is the
-   least that keeps that bound within 2¹⁰⁰ (2¹⁰⁰⁰ in double) — 1 where it is already, so the
+   (beyond float from s ≈ 2⁶⁰ on, whose flat windows would then give inf and NaN gradients); t is
+   the least that keeps that bound within 2¹⁰⁰ (2¹⁰⁰⁰ in double) — 1 where it is already, so the
    derivatives keep their precision wherever they can. With t > 1 the smallest ones, of windows
    over values near the limit, may become subnormal: the gradients they make (of order 1/x for
    values x beyond 10³², themselves near float's underflow) lose their precision. 1 where C2 = 0
