@@ -635,6 +635,7 @@ TEST_CASE("ssim device kernels: maps whose squares overflow the compute type giv
     DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 0x1p7, 9e-4) == 1);
     DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<double>(scale, 0x1p68, 9e-4) == 1);
     DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 0x1p68, 0) == 1);
+    DOCTEST_CHECK(crowdloss::detail::ssim_moment_divisor<float>(scale, 1, 1e-40) == 1);  // undivided blocks
     auto x = torch::zeros({1, 1, 64, 64});
     x[0][0][30][30] = 3e38f;
     torch::manual_seed(19);

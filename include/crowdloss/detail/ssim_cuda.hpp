@@ -119,22 +119,23 @@ CROWDLOSS_HD double ssim_block_divisor(double largest) {
   return s;
 }
 
-/* Backward, where a block divides its region by s ≠ 1: the power of two t by which it divides the
+/* Backward, for a block that divides its region by s: the power of two t by which it divides the
    derivatives with respect to the divided second moments m' = m/s² before storing them. Those are
    s² times the undivided ones, up to 2|scale|·s²/C2 where a window is flat in the divided frame
    (beyond float from s ≈ 2⁶⁰ on, whose flat windows would then give inf and NaN gradients); t is
    the least that keeps that bound within 2¹⁰⁰ (2¹⁰⁰⁰ in double) — 1 where it is already, so the
    derivatives keep their precision wherever they can. With t > 1 the smallest ones, of windows
    over values near the limit, may become subnormal: the gradients they make (of order 1/x for
-   values x beyond 10³², themselves near float's underflow) lose their precision. 1 where C2 = 0
-   gives no bound (flat windows give NaN there, as in the ATen path). */
+   values x beyond 10³², themselves near float's underflow) lose their precision. 1 where s = 1
+   (those blocks store the derivatives as they are), and where C2 = 0 gives no bound (flat windows
+   give NaN there, as in the ATen path). */
 template <typename scalar_t>
 CROWDLOSS_HD double ssim_moment_divisor(double scale, double divisor, double c2) {
   const double limit = sizeof(scalar_t) == sizeof(float) ? 0x1p100 : 0x1p1000;
   const double magnitude = scale < 0 ? -scale : scale;
   const double needed = 2 * magnitude / c2 / limit * divisor * divisor;  // s, t powers of two: exact steps
   double t = 1;
-  if (!(c2 > 0) || needed - needed != 0) return t;
+  if (divisor == 1 || !(c2 > 0) || needed - needed != 0) return t;
   while (t < needed) t *= 2;
   return t;
 }
@@ -439,7 +440,7 @@ extern "C" __global__ void __launch_bounds__(256) crowdloss_ssim_backward(const 
                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest);
   ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
   __syncthreads();
-  const double moment_divisor = divisor == 1 ? 1 : ssim_moment_divisor<CROWDLOSS_SCALAR>(scale, divisor, q.c2);
+  const double moment_divisor = ssim_moment_divisor<CROWDLOSS_SCALAR>(scale, divisor, q.c2);
   ssim_backward_derivatives(q, h, block, scale, divisor, moment_divisor, dmaps, tid, n);
   __syncthreads();
   ssim_adjoint_rows(q, dmaps, h, tid, n);
@@ -568,7 +569,7 @@ void ssim_cuda_emulated_backward(const storage_t* x, const storage_t* y, const S
     const double divisor = ssim_emulated_load(q, x, y, plane, tile / q.tiles_x * q.tile - q.taps + 1,
                                               tile % q.tiles_x * q.tile - q.taps + 1, side, sx, sy, largest.data());
     for (int tid = 0; tid < n; ++tid) ssim_rows_pass(q, sx, sy, side, side, o, h, tid, n);
-    const double moment_divisor = divisor == 1 ? 1 : ssim_moment_divisor<scalar_t>(scale, divisor, q.c2);
+    const double moment_divisor = ssim_moment_divisor<scalar_t>(scale, divisor, q.c2);
     for (int tid = 0; tid < n; ++tid)
       ssim_backward_derivatives(q, h, block, scale, divisor, moment_divisor, dmaps, tid, n);
     for (int tid = 0; tid < n; ++tid) ssim_adjoint_rows(q, dmaps, h, tid, n);
