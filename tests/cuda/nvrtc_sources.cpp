@@ -14,7 +14,6 @@ int main(int argc, char** argv) {
     std::cerr << "usage: nvrtc_sources <folder>\n";
     return 2;
   }
-  using crowdloss::detail::cuda_jit::KernelSource;
   for (const auto& module :
        {crowdloss::detail::kPmlKernels, crowdloss::detail::kSsimKernels, crowdloss::detail::kNmsKernels})
     for (const auto dtype : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
