@@ -2,6 +2,7 @@
 // switch, the runtime loader's failure path, the kernels' arithmetic run block by block on the
 // CPU against the ATen path, and (on a CUDA machine) the kernels themselves against it.
 #include "support/checks.hpp"
+#include "support/oracle.hpp"
 
 #include <crowdloss/crowdloss.hpp>
 
@@ -12,12 +13,9 @@
 #include <vector>
 
 using crowdloss_test::check_error;
+using crowdloss_test::scaled_error;
 
 namespace {
-
-double scaled_error(const at::Tensor& a, const at::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item<double>();
-}
 
 // A tensor's elements as the kernels' storage type S (its bytes, copied), and back.
 template <typename S>

@@ -13,7 +13,7 @@ using crowdloss_test::tensor_from_json;
 
 namespace {
 
-crowdloss::DMCountOptions oracle_options(const crowdloss_test::json& o) {
+crowdloss::DMCountOptions dm_count_options(const crowdloss_test::json& o) {
   return crowdloss::DMCountOptions()
       .stride(o.at("stride").get<int64_t>())
       .ot_weight(o.at("ot_weight").get<double>())
@@ -36,7 +36,7 @@ TEST_CASE("dm_count_loss: matches DM-Count's training step (terms, Wasserstein d
   for (const auto& c : oracle.at("dm_count")) {
     const auto name = c.at("name").get<std::string>();
     DOCTEST_CAPTURE(name);
-    const auto opts = oracle_options(c.at("options"));
+    const auto opts = dm_count_options(c.at("options"));
     const auto pred = tensor_from_json(c.at("pred")).requires_grad_(true);
     std::vector<at::Tensor> points;
     for (const auto& p : c.at("points")) points.push_back(tensor_from_json(p));

@@ -11,13 +11,9 @@
 
 using crowdloss_test::check_error;
 using crowdloss_test::tensor_from_json;
+using crowdloss_test::to_vector;
 
 namespace {
-
-std::vector<int64_t> to_vector(const at::Tensor& t) {
-  const auto c = t.contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
 
 // The optimum over all injective maps of the smaller side into the larger (brute force).
 double brute_force_optimum(const at::Tensor& cost, bool maximize) {

@@ -11,11 +11,11 @@ using crowdloss_test::check_error;
 
 namespace {
 
-struct Image {
+struct LLAImage {
   at::Tensor logits, ltrb, points, gt_boxes, gt_classes;
 };
 
-Image random_image(int64_t G, int64_t K, uint64_t seed) {
+LLAImage random_lla_image(int64_t G, int64_t K, uint64_t seed) {
   torch::manual_seed(seed);
   const auto points = crowdloss::anchor_points({{12, 16}, {6, 8}}, {8, 16}, 0.5, torch::kFloat64);
   const int64_t A = points.size(0);
@@ -31,7 +31,7 @@ double focal(double x, double t, double alpha, double gamma) {
 }
 
 // LLA's cost and matching re-derived with scalar loops and sorting.
-std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAAssignOptions& o) {
+std::vector<int64_t> lla_by_hand(const LLAImage& im, const crowdloss::LLAAssignOptions& o) {
   const int64_t A = im.points.size(0), G = im.gt_boxes.size(0), K = im.logits.size(1);
   const auto L = im.logits.accessor<double, 2>(), D = im.ltrb.accessor<double, 2>(),
              P = im.points.accessor<double, 2>();
@@ -75,7 +75,7 @@ std::vector<int64_t> lla_by_hand(const Image& im, const crowdloss::LLAAssignOpti
 
 TEST_CASE("lla_assign: focal + IoU + outside-penalty cost, top-k per gt, lowest cost wins") {
   for (const uint64_t seed : {1, 2, 3}) {
-    const auto im = random_image(8, 3, seed);
+    const auto im = random_lla_image(8, 3, seed);
     for (const auto& opts :
          {crowdloss::LLAAssignOptions(), crowdloss::LLAAssignOptions().topk(25).reg_cost(0.5).inside_eps(2.0)}) {
       const auto assigned = crowdloss::lla_assign(im.logits, im.ltrb, im.points, im.gt_boxes, im.gt_classes, opts);
@@ -98,10 +98,10 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   // Every anchor twice (same point, prediction and logits) and every gt twice: all costs tie in
   // pairs. A gt's top k takes tied anchors in index order (as a stable sort), and the first copy
   // of each gt wins.
-  const auto im = random_image(5, 2, 6);
-  const Image twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}),
-                    torch::cat({im.points, im.points}), torch::cat({im.gt_boxes, im.gt_boxes}),
-                    torch::cat({im.gt_classes, im.gt_classes})};
+  const auto im = random_lla_image(5, 2, 6);
+  const LLAImage twice{torch::cat({im.logits, im.logits}), torch::cat({im.ltrb, im.ltrb}),
+                       torch::cat({im.points, im.points}), torch::cat({im.gt_boxes, im.gt_boxes}),
+                       torch::cat({im.gt_classes, im.gt_classes})};
   const auto opts = crowdloss::LLAAssignOptions().topk(4);
   const auto assigned =
       crowdloss::lla_assign(twice.logits, twice.ltrb, twice.points, twice.gt_boxes, twice.gt_classes, opts);
@@ -110,7 +110,7 @@ TEST_CASE("lla_assign: equal costs go to the lower anchor index and then to the 
   DOCTEST_CHECK((assigned < 5).all().item<bool>());
   // Every cost equal (no penalty, no IoU term, one logit): each gt's top k is anchors 0 … k − 1,
   // though the kernel visits the anchors inside its box first, and gt 0 takes them all.
-  const Image flat{torch::zeros_like(im.logits), im.ltrb, im.points, im.gt_boxes, im.gt_classes};
+  const LLAImage flat{torch::zeros_like(im.logits), im.ltrb, im.points, im.gt_boxes, im.gt_classes};
   const auto tie = crowdloss::LLAAssignOptions().topk(4).outside_penalty(0.0).reg_cost(0.0);
   const auto tied = crowdloss::lla_assign(flat.logits, flat.ltrb, flat.points, flat.gt_boxes, flat.gt_classes, tie);
   DOCTEST_CHECK(torch::equal(tied, torch::tensor(lla_by_hand(flat, tie))));
@@ -148,7 +148,7 @@ TEST_CASE("lla_assign: the CPU kernel gives the ATen path's assignments (float32
 }
 
 TEST_CASE("lla_assign: ignore gts take part, topk is capped, no gts gives background") {
-  auto im = random_image(4, 2, 4);
+  auto im = random_lla_image(4, 2, 4);
   im.gt_classes = torch::tensor({0, -1, 1, -1});
   const auto assigned = crowdloss::lla_assign(im.logits, im.ltrb, im.points, im.gt_boxes, im.gt_classes);
   DOCTEST_CHECK((assigned == 1).any().item<bool>());  // an ignore gt claims anchors
@@ -163,7 +163,7 @@ TEST_CASE("lla_assign: ignore gts take part, topk is capped, no gts gives backgr
 
 TEST_CASE("lla_assign: CPU and CUDA agree") {
   if (!crowdloss_test::cuda_or_skip("lla_assign CPU/CUDA parity")) return;
-  const auto im = random_image(10, 3, 5);
+  const auto im = random_lla_image(10, 3, 5);
   DOCTEST_CHECK(torch::equal(crowdloss::lla_assign(im.logits.cuda(), im.ltrb.cuda(), im.points.cuda(),
                                                    im.gt_boxes.cuda(), im.gt_classes.cuda())
                                  .cpu(),
@@ -171,7 +171,7 @@ TEST_CASE("lla_assign: CPU and CUDA agree") {
 }
 
 TEST_CASE("lla_assign: bad inputs throw c10::Error naming the function and the value") {
-  const auto im = random_image(3, 2, 6);
+  const auto im = random_lla_image(3, 2, 6);
   // Named references, not a structured binding: lambdas cannot capture those before C++20.
   const auto &l = im.logits, &d = im.ltrb, &p = im.points, &b = im.gt_boxes, &c = im.gt_classes;
   check_error([&] { crowdloss::lla_assign(l, d.narrow(0, 0, 5), p, b, c); }, {"lla_assign", "box_ltrb", "[5, 4]"});

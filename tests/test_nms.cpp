@@ -9,6 +9,7 @@
 #include <vector>
 
 using crowdloss_test::check_error;
+using crowdloss_test::to_vector;
 
 namespace {
 
@@ -55,11 +56,6 @@ std::vector<int64_t> reference_nms(const at::Tensor& boxes, const at::Tensor& sc
                                    double thr) {
   return boxes.scalar_type() == torch::kDouble ? reference_nms_in<double>(boxes, scores, classes, thr)
                                                : reference_nms_in<float>(boxes, scores, classes, thr);
-}
-
-std::vector<int64_t> to_vector(const at::Tensor& t) {
-  const auto c = t.cpu().contiguous();
-  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
 }
 
 at::Tensor random_boxes(int64_t n, at::ScalarType dtype = torch::kFloat64) {

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 using crowdloss_test::check_error;
+using crowdloss_test::rel_error;
 using crowdloss_test::scaled_error;
 using crowdloss_test::tensor_from_json;
 
@@ -16,10 +17,6 @@ namespace {
 
 // Tolerances stated in tests/data/README.md for pml.json.
 double tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-5 : 1e-9; }
-
-double rel_error(double actual, double expected) {
-  return expected == 0 ? std::abs(actual) : std::abs(actual - expected) / std::abs(expected);
-}
 
 at::Tensor gt_of(const crowdloss_test::json& c) {
   return tensor_from_json(c.contains("gt_density") ? c.at("gt_density") : c.at("densemap_loss").at("gt_density"));

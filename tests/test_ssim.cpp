@@ -9,11 +9,10 @@
 #include <type_traits>
 
 using crowdloss_test::check_error;
+using crowdloss_test::rel_error;
 using crowdloss_test::tensor_from_list;
 
 namespace {
-
-double rel_error(double actual, double expected) { return std::abs(actual - expected) / std::abs(expected); }
 
 struct SSIMCase {
   std::string name;

@@ -5,11 +5,19 @@
 
 #include <crowdloss/detail/simd.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace crowdloss_test {
+
+/// An int64 tensor's elements (on any device) as a vector, for comparing index lists.
+inline std::vector<int64_t> to_vector(const at::Tensor& t) {
+  const auto c = t.cpu().contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
 
 /// Asserts that `fn` throws c10::Error whose message (without backtrace) contains every one of
 /// `parts`, e.g. the function's name and the offending value.

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -51,6 +52,11 @@ inline at::Tensor tensor_from_json(const json& t) {
   if (t.contains("fill")) return torch::full(shape, json_number(t.at("fill")), torch::kFloat64).to(dtype);
   const auto values = tensor_from_list(t.at("data"), shape, at::kDouble);
   return (t.contains("scale") ? values * json_number(t.at("scale")) : values).to(dtype);
+}
+
+/// |actual − expected| / |expected|, or |actual| where the expected value is 0.
+inline double rel_error(double actual, double expected) {
+  return expected == 0 ? std::abs(actual) : std::abs(actual - expected) / std::abs(expected);
 }
 
 /// Largest elementwise |actual − expected| divided by max(|expected|): the error relative to the
