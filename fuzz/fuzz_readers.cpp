@@ -1,8 +1,11 @@
-// libFuzzer harness for the examples' annotation readers, one executable per format (the CMake
-// definition CROWDLOSS_FUZZ_READER names it): the fuzzer's bytes become the annotation file of a
-// one-image dataset in a private temporary folder. A reader must return samples or throw an
+// libFuzzer harness for the examples' annotation readers, one executable per format: this file is
+// compiled once, and each executable's entry point (fuzz_reader_main.cpp, whose CMake definition
+// CROWDLOSS_FUZZ_READER names the format) calls crowdloss_fuzz_reader. The fuzzer's bytes become
+// the annotation file of a one-image dataset in a private temporary folder. A reader must return samples or throw an
 // exception whose message names the file; a crash, sanitizer report, hang or an exception without
 // the path is a bug.
+
+#include "fuzz_readers.hpp"
 
 #include <datasets.hpp>
 #include <detection_datasets.hpp>
@@ -21,14 +24,12 @@ namespace {
 namespace fs = std::filesystem;
 namespace ex = crowdloss_examples;
 
-constexpr std::string_view kReader = CROWDLOSS_FUZZ_READER;
-
-/// The datasets' folder (made once per process): one folder per layout, each with one (empty)
-/// image where the layout wants it.
-const fs::path& root() {
-  static const fs::path dir = [] {
+/// The datasets' folder (made once per process, which fuzzes one reader): one folder per layout,
+/// each with one (empty) image where the layout wants it.
+const fs::path& root(std::string_view reader) {
+  static const fs::path dir = [reader] {
     const auto d =
-        fs::temp_directory_path() / ("crowdloss-fuzz-" + std::string(kReader) + "-" + std::to_string(::getpid()));
+        fs::temp_directory_path() / ("crowdloss-fuzz-" + std::string(reader) + "-" + std::to_string(::getpid()));
     for (const auto* sub : {"nwpu/jsons", "jhu/gt", "sht/ground-truth", "qnrf", "images"})
       fs::create_directories(d / sub);
     for (const auto* image : {"nwpu/images/1.jpg", "jhu/images/1.jpg", "sht/images/IMG_1.jpg", "qnrf/img_1.jpg"}) {
@@ -47,13 +48,13 @@ void write(const fs::path& path, const std::string& bytes) {
 
 /// Runs `read` on the annotation file `file` holding the bytes; its exception must name `file`.
 template <typename Fn>
-void check(const fs::path& file, const std::string& bytes, Fn&& read) {
+void check(std::string_view reader, const fs::path& file, const std::string& bytes, Fn&& read) {
   write(file, bytes);
   try {
     read();
   } catch (const std::exception& e) {
     if (std::string(e.what()).find(file.string()) == std::string::npos) {
-      std::cerr << "reader fuzz (" << kReader << "): the error does not name " << file << ": " << e.what() << "\n";
+      std::cerr << "reader fuzz (" << reader << "): the error does not name " << file << ": " << e.what() << "\n";
       std::abort();
     }
   }
@@ -61,23 +62,23 @@ void check(const fs::path& file, const std::string& bytes, Fn&& read) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+int crowdloss_fuzz_reader(std::string_view reader, const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
-  const auto& d = root();
-  if (kReader == "coco") {
-    check(d / "points.json", bytes, [&] { ex::read_coco_points(d / "points.json", d); });
-    check(d / "boxes.json", bytes, [&] { ex::read_coco_boxes(d / "boxes.json", d); });
-  } else if (kReader == "odgt") {
-    check(d / "annotation.odgt", bytes, [&] { ex::read_odgt(d / "annotation.odgt", d / "images"); });
-  } else if (kReader == "nwpu") {
-    check(d / "nwpu" / "jsons" / "1.json", bytes, [&] { ex::read_nwpu(d / "nwpu"); });
-  } else if (kReader == "jhu") {
-    check(d / "jhu" / "gt" / "1.txt", bytes, [&] { ex::read_jhu(d / "jhu"); });
-  } else if (kReader == "mat") {
-    check(d / "sht" / "ground-truth" / "GT_IMG_1.mat", bytes, [&] { ex::read_shanghaitech(d / "sht"); });
-    check(d / "qnrf" / "img_1_ann.mat", bytes, [&] { ex::read_ucf_qnrf(d / "qnrf"); });
+  const auto& d = root(reader);
+  if (reader == "coco") {
+    check(reader, d / "points.json", bytes, [&] { ex::read_coco_points(d / "points.json", d); });
+    check(reader, d / "boxes.json", bytes, [&] { ex::read_coco_boxes(d / "boxes.json", d); });
+  } else if (reader == "odgt") {
+    check(reader, d / "annotation.odgt", bytes, [&] { ex::read_odgt(d / "annotation.odgt", d / "images"); });
+  } else if (reader == "nwpu") {
+    check(reader, d / "nwpu" / "jsons" / "1.json", bytes, [&] { ex::read_nwpu(d / "nwpu"); });
+  } else if (reader == "jhu") {
+    check(reader, d / "jhu" / "gt" / "1.txt", bytes, [&] { ex::read_jhu(d / "jhu"); });
+  } else if (reader == "mat") {
+    check(reader, d / "sht" / "ground-truth" / "GT_IMG_1.mat", bytes, [&] { ex::read_shanghaitech(d / "sht"); });
+    check(reader, d / "qnrf" / "img_1_ann.mat", bytes, [&] { ex::read_ucf_qnrf(d / "qnrf"); });
   } else {
-    std::cerr << "unknown reader " << kReader << "\n";
+    std::cerr << "unknown reader " << reader << "\n";
     std::abort();
   }
   return 0;
