@@ -12,7 +12,7 @@ using crowdloss_examples_test::fixture_dir;
 
 namespace {
 
-ex::DetectConfig tiny_config(ex::AssignMode mode) {
+ex::DetectConfig tiny_detect_config(ex::AssignMode mode) {
   ex::DetectConfig c;
   c.assign = mode, c.backbone = "resnet18", c.width = 0.25, c.fpn_channels = 64, c.optimizer = ex::Optimizer::kAdamW;
   c.lr = 1e-3;
@@ -51,7 +51,7 @@ TEST_CASE("detect trainer: inference scores, threshold, NMS per mode, clipping a
   const auto o = hand_output({3.0f, 2.0f, 1.0f, -10.0f},
                              {4, 4, 4, 4, /* (0, 0, 8, 8) */ 11, 4, -3, 4, /* (1, 0, 9, 8) */ 2, 2, 2, 2, 1, 1, 1, 1});
   const auto points = ex::anchor_points(o);
-  auto c = tiny_config(ex::AssignMode::kPOTO);
+  auto c = tiny_detect_config(ex::AssignMode::kPOTO);
   const auto no_nms = ex::detect(c, o, points, {{16, 16}}).at(0);
   DOCTEST_CHECK(no_nms.scores.numel() == 3);  // σ(−10) < 0.05
   DOCTEST_CHECK(no_nms.scores[0].item<float>() == doctest::Approx(1 / (1 + std::exp(-3.0))));
@@ -92,7 +92,7 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
   for (const auto& [mode, name] : ex::Choices<ex::AssignMode>::names) {
     INFO("mode " << name);
     torch::manual_seed(1);
-    auto net = ex::make_detector(tiny_config(mode));
+    auto net = ex::make_detector(tiny_detect_config(mode));
     const auto out = net->forward(batch.images);
     const auto loss = ex::detection_loss(mode, out, ex::anchor_points(out), batch.boxes, batch.ignore);
     DOCTEST_CHECK(std::isfinite(loss.total.item<double>()));
@@ -115,14 +115,14 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
   DOCTEST_CHECK(ex::parse_choice<ex::AssignMode>("poto-3dmf-aux") == ex::AssignMode::kPOTO3DMFAux);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::AssignMode>("atss"),
                                "unknown --assign 'atss' (fcos, poto, poto-3dmf-aux, lla)", std::runtime_error);
-  DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_config(ex::AssignMode::kLLA)));
-  auto c = tiny_config(ex::AssignMode::kPOTO);
+  DOCTEST_CHECK_NOTHROW(ex::check_config(tiny_detect_config(ex::AssignMode::kLLA)));
+  auto c = tiny_detect_config(ex::AssignMode::kPOTO);
   c.fpn_channels = 48;
   DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--fpn-channels must be a positive multiple of 32, got 48",
                                std::runtime_error);
   DOCTEST_CHECK_THROWS_WITH_AS(ex::parse_choice<ex::NmsMode>("soft"), "unknown --nms 'soft' (auto, on, off)",
                                std::runtime_error);
-  c = tiny_config(ex::AssignMode::kPOTO);
+  c = tiny_detect_config(ex::AssignMode::kPOTO);
   c.warmup = -1;
   DOCTEST_CHECK_THROWS_WITH_AS(ex::check_config(c), "--warmup must be >= 0, got -1", std::runtime_error);
 }
@@ -130,7 +130,7 @@ TEST_CASE("detect trainer: every assignment mode gives a finite loss with gradie
 TEST_CASE("detect trainer: a short POTO run lowers the loss and writes metrics, checkpoints and a loadable model") {
   const auto dir = fixture_dir("detect_train");
   const auto train = tiny_pedestrians(dir / "train", 8, 1), val = tiny_pedestrians(dir / "val", 4, 2);
-  auto c = tiny_config(ex::AssignMode::kPOTO);
+  auto c = tiny_detect_config(ex::AssignMode::kPOTO);
   ex::DetectionLoaderOptions lo;
   lo.batch = 8;
   auto batch = ex::DetectionLoader(train, lo).make_batch(0, 0);

@@ -21,7 +21,7 @@ std::vector<ex::CrowdSample> tiny_set(const fs::path& dir, int64_t count, uint64
   return crowdloss_examples_test::small_synthetic_set(dir, count, 64, 64, 150, seed);
 }
 
-ex::TrainConfig tiny_config(ex::CountLoss loss) {
+ex::TrainConfig tiny_count_config(ex::CountLoss loss) {
   ex::TrainConfig c;
   c.model = ex::CountModel::kCSRNet, c.width = 0.125, c.loss = loss, c.optimizer = ex::Optimizer::kAdamW, c.lr = 1e-3;
   c.schedule = ex::Schedule::kCosine;
@@ -41,7 +41,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
   for (const auto loss : {ex::CountLoss::kL2, ex::CountLoss::kPML, ex::CountLoss::kDMCount, ex::CountLoss::kBayesian}) {
     INFO("loss " << ex::name_of(loss));
     const auto out = dir / ex::name_of(loss);
-    const auto c = tiny_config(loss);
+    const auto c = tiny_count_config(loss);
     const auto loss_of = [&](ex::CountingModel& m) {
       torch::NoGradGuard no_grad;
       return ex::count_loss(loss, m.forward(batch.images), batch, m.stride).item<double>();
@@ -78,7 +78,7 @@ TEST_CASE("train: a short run lowers the loss, and it writes metrics and checkpo
 TEST_CASE("train: stopping after an epoch and resuming equals an uninterrupted run") {
   const auto dir = fixture_dir("train_resume");
   const auto train = tiny_set(dir / "train", 8, 3), val = tiny_set(dir / "val", 3, 4);
-  auto c = tiny_config(ex::CountLoss::kPML);
+  auto c = tiny_count_config(ex::CountLoss::kPML);
   c.epochs = 3, c.cosine_t_max = 3;
   ex::train(c, train, val, dir / "straight", ex::ExistingRun::kRefuse, true);
   auto first = c;
@@ -105,7 +105,7 @@ TEST_CASE("train: --deterministic sets the backends' switches, is saved, and a C
   // Counting (PML, CSRNet) and detection (POTO + 3DMF + aux, LLA): every op of their steps has a
   // deterministic CPU implementation (one without would throw here).
   const auto train = tiny_set(dir / "train", 4, 7), val = tiny_set(dir / "val", 2, 8);
-  auto c = tiny_config(ex::CountLoss::kPML);
+  auto c = tiny_count_config(ex::CountLoss::kPML);
   c.epochs = 2, c.cosine_t_max = 2, c.deterministic = true;
   ex::train(c, train, val, dir / "on", ex::ExistingRun::kRefuse, true);
   DOCTEST_CHECK(switches_on());
@@ -324,7 +324,7 @@ TEST_CASE("amp: the loss scaler unscales, skips overflowing steps, backs off and
 TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers the loss") {
   const auto dir = fixture_dir("train_amp");
   const auto train = tiny_set(dir / "train", 8, 5), val = tiny_set(dir / "val", 2, 6);
-  auto c = tiny_config(ex::CountLoss::kPML);
+  auto c = tiny_count_config(ex::CountLoss::kPML);
   c.amp = ex::Amp::kBF16, c.epochs = 4, c.cosine_t_max = 4;
   {
     auto m = ex::make_model(c);
@@ -342,7 +342,7 @@ TEST_CASE("amp: training under bf16 autocast runs the model in bf16 and lowers t
 TEST_CASE("make_model: the Bayesian loss's models end in |·| and start from a positive output bias") {
   for (const auto model : {ex::CountModel::kCSRNet, ex::CountModel::kSANet}) {
     INFO("model " << ex::name_of(model));
-    auto c = tiny_config(ex::CountLoss::kBayesian);
+    auto c = tiny_count_config(ex::CountLoss::kBayesian);
     c.model = model;
     torch::manual_seed(1);
     auto m = ex::make_model(c);
