@@ -61,11 +61,13 @@ inline double rel_error(double actual, double expected) {
 
 /// Largest elementwise |actual − expected| divided by max(|expected|): the error relative to the
 /// tensor's scale (elementwise relative error is meaningless where entries pass through zero).
+/// An all-zero `expected` has no scale: only an exact match passes (0, else infinity).
 inline double scaled_error(const at::Tensor& actual, const at::Tensor& expected) {
   const auto a = actual.to(at::kDouble), e = expected.to(at::kDouble);
   const double scale = e.abs().max().item<double>();
   const double err = (a - e).abs().max().item<double>();
-  return scale > 0 ? err / scale : err;
+  if (scale > 0) return err / scale;
+  return err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
 }
 
 }  // namespace crowdloss_test
